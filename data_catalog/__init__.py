@@ -1,0 +1,1 @@
+"""wxemu data_catalog."""
