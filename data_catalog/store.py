@@ -1,0 +1,356 @@
+"""The canonical analysis store: opening it, and the low-level writing helpers the ingest uses.
+
+Layout (docs/architecture.md): a Zarr v3 store with consolidated metadata; the root group is the canonical
+dataset (dims ``time``, [``level``], ``latitude``, ``longitude``), group ``stats`` holds per-variable/level
+mean/std of the fields and of their one-step differences, group ``climatology`` a smoothed climatology by day of
+year and hour. Root attribute ``wxemu_complete`` is False while an ingest is writing; every reader here refuses
+such a store with :class:`~data_catalog.errors.IncompleteStoreError`.
+
+Progress of an ingest is recorded inside the store under the key prefix ``wxemu_progress/``: ``plan.json`` (the
+fingerprint of the inputs and the list of time regions to write) and one small marker object per region written
+(``wxemu_progress/region-000012``). Markers are written only after the region's chunks are, so a killed ingest
+re-run with the same command skips exactly the regions that are on disk. Zarr ignores these keys.
+
+On-disk encoding (measured, see docs/ingest.md): float32, Blosc LZ4 with byte shuffle, time chunks of
+``chunk_time`` steps (default 1) holding every level and the whole latitude/longitude grid, so a training sample
+(t, t+1) of all channels is two chunk reads per variable.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import fsspec
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import BloscCodec
+
+from data_catalog.errors import IncompleteStoreError, WxemuError
+
+COMPLETE_ATTR = "wxemu_complete"
+PROGRESS_PREFIX = "wxemu_progress"
+STATS_GROUP = "stats"
+CLIMATOLOGY_GROUP = "climatology"
+STAT_NAMES = ("mean", "std", "diff_mean", "diff_std")
+STATIC_VARIABLES = ("land_sea_mask", "geopotential_at_surface")
+TIME_UNITS = "seconds since 1970-01-01 00:00:00"
+TIME_CALENDAR = "proleptic_gregorian"
+
+
+def default_compressor() -> BloscCodec:
+    """The codec for data variables: Blosc LZ4, clevel 5, byte shuffle (chosen by measurement, docs/ingest.md)."""
+    return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", typesize=4)
+
+
+class _Quiet:
+    def __enter__(self) -> None:
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        warnings.filterwarnings("ignore", category=UserWarning, module="zarr.*")
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.__exit__(*exc)
+
+
+# --------------------------------------------------------------------------------------------------- opening
+def _mapper(path_or_url: str, storage_options: Mapping[str, Any] | None) -> fsspec.FSMap:
+    return fsspec.get_mapper(str(path_or_url), **dict(storage_options or {}))
+
+
+def store_exists(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> bool:
+    """True when ``path_or_url`` holds a Zarr root (``zarr.json``)."""
+    return "zarr.json" in _mapper(path_or_url, storage_options)
+
+
+def root_attrs(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The root group attributes, read straight from ``zarr.json`` (cheap; no array metadata parsed)."""
+    m = _mapper(path_or_url, storage_options)
+    try:
+        meta = json.loads(m["zarr.json"])
+    except KeyError:
+        raise WxemuError(f"{path_or_url}: not a Zarr v3 store (no zarr.json)") from None
+    return dict(meta.get("attributes", {}))
+
+
+def is_complete(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> bool:
+    """True when the store exists and its root attribute ``wxemu_complete`` is True."""
+    if not store_exists(path_or_url, storage_options=storage_options):
+        return False
+    return bool(root_attrs(path_or_url, storage_options=storage_options).get(COMPLETE_ATTR, False))
+
+
+def _require_complete(path_or_url: str, storage_options: Mapping[str, Any] | None) -> None:
+    if not store_exists(path_or_url, storage_options=storage_options):
+        raise WxemuError(f"{path_or_url}: no store there (no zarr.json); create it with `wxemu ingest`")
+    if not is_complete(path_or_url, storage_options=storage_options):
+        recipe = root_attrs(path_or_url, storage_options=storage_options).get("wxemu_recipe") or {}
+        command = recipe.get("command") if isinstance(recipe, dict) else None
+        how = f"re-run the same ingest command ({command!r})" if command else "re-run the same `wxemu ingest` command"
+        raise IncompleteStoreError(
+            f"{path_or_url}: store is incomplete (wxemu_complete is not True): an ingest was interrupted or is "
+            f"still running; to complete it {how}, which resumes where it stopped"
+        )
+
+
+def _open(path_or_url: str, group: str | None, storage_options: Mapping[str, Any] | None,
+          check_complete: bool) -> xr.Dataset:
+    if check_complete:
+        _require_complete(path_or_url, storage_options)
+    with _Quiet():
+        try:
+            return xr.open_zarr(str(path_or_url), group=group, consolidated=True, zarr_format=3,
+                                storage_options=dict(storage_options) if storage_options else None)
+        except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as exc:
+            where = f"group {group!r} of " if group else ""
+            raise WxemuError(f"{path_or_url}: cannot open {where}the store: {exc}") from exc
+
+
+def open_store(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None,
+               check_complete: bool = True) -> xr.Dataset:
+    """Open the canonical dataset (root group) lazily (dask arrays, one dask chunk per Zarr chunk).
+
+    Raises IncompleteStoreError when ``wxemu_complete`` is not True (pass ``check_complete=False`` only to inspect
+    a store being written).
+    """
+    return _open(path_or_url, None, storage_options, check_complete)
+
+
+def open_stats(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None,
+               check_complete: bool = True) -> xr.Dataset:
+    """Open group ``stats``: one float64 variable per data variable, dims (``stat``, [``level``]).
+
+    ``stat`` = mean, std, diff_mean, diff_std (units of the variable); loaded into memory (it is small).
+    """
+    return _open(path_or_url, STATS_GROUP, storage_options, check_complete).load()
+
+
+def open_climatology(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None,
+                     check_complete: bool = True) -> xr.Dataset:
+    """Open group ``climatology`` lazily: dims (``dayofyear`` 1..366, ``hour``, [``level``], lat, lon)."""
+    return _open(path_or_url, CLIMATOLOGY_GROUP, storage_options, check_complete)
+
+
+# --------------------------------------------------------------------------------------------------- channels
+def time_variables(ds: xr.Dataset) -> list[str]:
+    """Data variables with a ``time`` dimension, in dataset order."""
+    return [str(v) for v in ds.data_vars if "time" in ds[v].dims]
+
+
+def static_variables(ds: xr.Dataset) -> list[str]:
+    """Data variables without a ``time`` dimension (static forcings such as land_sea_mask)."""
+    return [str(v) for v in ds.data_vars if "time" not in ds[v].dims]
+
+
+def channel_names(ds: xr.Dataset) -> list[str]:
+    """The model's state channels: time-dependent data variables in dataset order, each expanded over ``level``
+    ascending, named ``"temperature/850"`` (level variables) or ``"2m_temperature"`` (single-level)."""
+    names: list[str] = []
+    for var in time_variables(ds):
+        if "level" in ds[var].dims:
+            levels = np.sort(np.asarray(ds[var]["level"].values))
+            names.extend(f"{var}/{int(lev) if float(lev).is_integer() else lev}" for lev in levels)
+        else:
+            names.append(var)
+    return names
+
+
+# --------------------------------------------------------------------------------------------------- writing
+def data_encoding(ds: xr.Dataset, chunk_time: int = 1, compressor: BloscCodec | None = None
+                  ) -> dict[str, dict[str, Any]]:
+    """xarray ``to_zarr`` encoding for every variable of the canonical dataset ``ds``.
+
+    Data variables: float32, ``compressor`` (default :func:`default_compressor`), chunks of ``chunk_time`` time
+    steps x all levels x the whole grid (static fields: one chunk). ``time`` is int64 seconds since 1970 so
+    appended times are encoded without looking at the existing store.
+    """
+    comp = compressor or default_compressor()
+    enc: dict[str, dict[str, Any]] = {}
+    for name, var in ds.variables.items():
+        if name == "time":
+            enc["time"] = {"units": TIME_UNITS, "calendar": TIME_CALENDAR, "dtype": "int64",
+                           "chunks": (max(1, var.size),)}
+        elif name in ds.data_vars:
+            chunks = tuple(min(chunk_time, n) if d == "time" else n for d, n in zip(var.dims, var.shape))
+            enc[str(name)] = {"dtype": "float32", "chunks": chunks, "compressors": [comp], "_FillValue": np.nan}
+    return enc
+
+
+def encode_times(times: np.ndarray) -> np.ndarray:
+    """datetime64 -> int64 seconds since 1970-01-01 (the store's ``time`` encoding)."""
+    t = np.asarray(times, dtype="datetime64[ns]")
+    return ((t - np.datetime64("1970-01-01T00:00:00", "ns")) // np.timedelta64(1, "s")).astype("int64")
+
+
+def create_store(path_or_url: str, template: xr.Dataset, *, attrs: Mapping[str, Any], chunk_time: int = 1,
+                 storage_options: Mapping[str, Any] | None = None,
+                 compressor: BloscCodec | None = None) -> None:
+    """Create (overwrite) the store's metadata and coordinates from ``template``, marked incomplete.
+
+    ``template`` is the full canonical dataset with lazy (dask) data variables: only coordinates and static
+    fields are written now; time-dependent data are written later, region by region, with :func:`write_region`.
+    """
+    lazy = template.copy()
+    lazy.attrs = {**dict(attrs), COMPLETE_ATTR: False}
+    enc = data_encoding(lazy, chunk_time, compressor)
+    with _Quiet():
+        lazy.to_zarr(str(path_or_url), mode="w", compute=False, zarr_format=3, consolidated=True,
+                     encoding=enc, storage_options=dict(storage_options) if storage_options else None)
+        static = static_variables(template)
+        if static:
+            template[static].to_zarr(str(path_or_url), mode="r+", zarr_format=3, consolidated=False,
+                                     storage_options=dict(storage_options) if storage_options else None)
+
+
+def zarr_store(path_or_url: str, storage_options: Mapping[str, Any] | None = None) -> zarr.abc.store.Store:
+    """A zarr-python store object for a local path or an fsspec URL (``memory://``, ``s3://``, ``http://``)."""
+    url = str(path_or_url)
+    if "://" in url and not url.startswith("file://"):
+        return zarr.storage.FsspecStore.from_url(url, storage_options=dict(storage_options or {}))
+    return zarr.storage.LocalStore(url.removeprefix("file://"))
+
+
+def _open_group(path_or_url: str, storage_options: Mapping[str, Any] | None, mode: str = "r+") -> zarr.Group:
+    with _Quiet():
+        return zarr.open_group(zarr_store(path_or_url, storage_options), mode=mode, zarr_format=3,
+                               use_consolidated=False)
+
+
+def write_region(path_or_url: str, arrays: Mapping[str, np.ndarray], start: int, *,
+                 storage_options: Mapping[str, Any] | None = None) -> None:
+    """Write ``arrays`` (name -> array with time first, canonical dim order) at time index ``start``.
+
+    Plain zarr-python writes (no xarray/dask overhead). Chunk-aligned ``start`` keeps concurrent region writers
+    from touching the same chunk.
+    """
+    group = _open_group(path_or_url, storage_options)
+    for name, values in arrays.items():
+        arr = group[name]
+        arr[start:start + values.shape[0]] = np.asarray(values, dtype=arr.dtype)
+
+
+def extend_time(path_or_url: str, new_times: np.ndarray, *,
+                storage_options: Mapping[str, Any] | None = None) -> int:
+    """Grow every time-dependent array by ``len(new_times)`` steps (metadata only; no chunk rewritten) and write
+    the new ``time`` values. Returns the old length (the time index the new data starts at)."""
+    group = _open_group(path_or_url, storage_options)
+    old = group["time"].shape[0]
+    new = old + len(new_times)
+    for name, arr in group.arrays():
+        if name == "time":
+            continue
+        dims = arr.metadata.dimension_names or ()
+        if dims and dims[0] == "time":
+            arr.resize((new, *arr.shape[1:]))
+    tarr = group["time"]
+    tarr.resize((new,))
+    tarr[old:new] = encode_times(new_times)
+    return old
+
+
+def set_attrs(path_or_url: str, attrs: Mapping[str, Any], *,
+              storage_options: Mapping[str, Any] | None = None) -> None:
+    """Update root attributes and re-consolidate the metadata."""
+    group = _open_group(path_or_url, storage_options)
+    group.attrs.update(dict(attrs))
+    consolidate(path_or_url, storage_options=storage_options)
+
+
+def consolidate(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Re-write the consolidated metadata (after arrays were resized or groups added)."""
+    with _Quiet():
+        zarr.consolidate_metadata(zarr_store(path_or_url, storage_options), zarr_format=3)
+
+
+def mark_incomplete(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Set ``wxemu_complete`` False: every reader refuses the store until :func:`mark_complete`."""
+    set_attrs(path_or_url, {COMPLETE_ATTR: False}, storage_options=storage_options)
+
+
+def mark_complete(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Re-consolidate, set ``wxemu_complete`` True and drop the progress records."""
+    m = _mapper(path_or_url, storage_options)
+    set_attrs(path_or_url, {COMPLETE_ATTR: True}, storage_options=storage_options)
+    clear_progress(path_or_url, storage_options=storage_options, mapper=m)
+
+
+def write_group(path_or_url: str, group: str, ds: xr.Dataset, *,
+                storage_options: Mapping[str, Any] | None = None, chunks: Mapping[str, int] | None = None,
+                dtype: str | None = None) -> None:
+    """(Over)write a child group (``stats``, ``climatology``) from an in-memory dataset, compressed."""
+    comp = default_compressor()
+    ds = ds.copy()
+    for name, coord in ds.coords.items():  # fixed-width unicode has no stable zarr v3 dtype: use vlen strings
+        if coord.dtype.kind == "U":
+            ds = ds.assign_coords({name: coord.astype(object)})
+    enc = {}
+    for name in ds.data_vars:
+        e: dict[str, Any] = {"compressors": [comp]}
+        if dtype:
+            e["dtype"] = dtype
+        if chunks:
+            e["chunks"] = tuple(min(chunks.get(d, n), n) for d, n in zip(ds[name].dims, ds[name].shape))
+        enc[str(name)] = e
+    with _Quiet():
+        ds.to_zarr(str(path_or_url), group=group, mode="w", zarr_format=3, consolidated=False, encoding=enc,
+                   storage_options=dict(storage_options) if storage_options else None)
+
+
+# --------------------------------------------------------------------------------------------------- progress
+def _region_key(index: int) -> str:
+    return f"{PROGRESS_PREFIX}/region-{index:06d}"
+
+
+def write_plan(path_or_url: str, plan: Mapping[str, Any], *,
+               storage_options: Mapping[str, Any] | None = None) -> None:
+    """Store the ingest plan (input fingerprint, regions) as ``wxemu_progress/plan.json``."""
+    _mapper(path_or_url, storage_options)[f"{PROGRESS_PREFIX}/plan.json"] = json.dumps(dict(plan)).encode()
+
+
+def read_plan(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The stored ingest plan, or None when there is none (complete store, or created by something else)."""
+    try:
+        return json.loads(_mapper(path_or_url, storage_options)[f"{PROGRESS_PREFIX}/plan.json"])
+    except KeyError:
+        return None
+
+
+def mark_region_done(path_or_url: str, index: int, *, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Record that time region ``index`` is fully written (call after its chunks are on disk)."""
+    _mapper(path_or_url, storage_options)[_region_key(index)] = b"{}"
+
+
+def regions_done(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> set[int]:
+    """Indices of the time regions recorded as written."""
+    m = _mapper(path_or_url, storage_options)
+    prefix = f"{PROGRESS_PREFIX}/region-"
+    try:
+        keys: Iterable[str] = m.fs.find(f"{m.root}/{PROGRESS_PREFIX}")
+    except FileNotFoundError:
+        return set()
+    out: set[int] = set()
+    for key in keys:
+        rel = key[len(m.root):].lstrip("/") if key.startswith(m.root) else key
+        if rel.startswith(prefix):
+            out.add(int(rel[len(prefix):]))
+    return out
+
+
+def clear_progress(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None,
+                   mapper: fsspec.FSMap | None = None) -> None:
+    """Remove the ``wxemu_progress/`` records."""
+    m = mapper or _mapper(path_or_url, storage_options)
+    path = f"{m.root}/{PROGRESS_PREFIX}"
+    if m.fs.exists(path):
+        m.fs.rm(path, recursive=True)
+
+
+def remove_store(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Delete the whole store (used when an ingest that created it fails before writing data)."""
+    m = _mapper(path_or_url, storage_options)
+    if m.fs.exists(m.root):
+        m.fs.rm(m.root, recursive=True)
