@@ -1,1 +1,35 @@
-"""wxemu data_catalog."""
+"""wxemu data_catalog: named datasets, source readers and the canonical (WeatherBench2/CF) mapping.
+
+The public functions are imported lazily so that ``import data_catalog.errors`` (done by the ``wxemu``
+dispatcher) stays fast:
+
+* ``open_source``, ``open_sources`` (``data_catalog.readers``): open NetCDF/GRIB/Zarr as the source names things;
+* ``to_canonical`` (``data_catalog.canonical``) and ``to_canonical_forecast`` (``data_catalog.forecasts``);
+* ``load_catalog``, ``get_entry``, ``open_dataset`` (``data_catalog.catalog``): named catalog entries;
+* ``sample_path``, ``data_dir`` (``data_catalog.samples``): the bundled real sample files.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "open_source": "data_catalog.readers",
+    "open_sources": "data_catalog.readers",
+    "to_canonical": "data_catalog.canonical",
+    "to_canonical_forecast": "data_catalog.forecasts",
+    "load_catalog": "data_catalog.catalog",
+    "get_entry": "data_catalog.catalog",
+    "open_dataset": "data_catalog.catalog",
+    "sample_path": "data_catalog.samples",
+    "data_dir": "data_catalog.samples",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'data_catalog' has no attribute {name!r}")
