@@ -1,0 +1,152 @@
+"""Normalisation statistics: mean/std of each variable and level, and of its one-step differences.
+
+Unweighted over (time, latitude, longitude), as WeatherBench2 and GraphCast compute their per-level normalisation
+statistics: every grid point counts once. (An optional latitude weight vector gives area-weighted moments; the
+ingest does not use it.) Differences are x[t+1] - x[t] between consecutive *regular* steps only: a pair of times
+further apart than the dataset's time step (a gap) contributes no difference.
+
+All moments are accumulated as sums, sums of squares and counts in float64 in one pass over the data (dask
+evaluates every variable's sums in one ``dask.compute``, so each chunk is read once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dask
+import numpy as np
+import xarray as xr
+
+STAT_NAMES = ("mean", "std", "diff_mean", "diff_std")
+
+
+def regular_pairs(times: np.ndarray, step: np.timedelta64 | None = None) -> np.ndarray:
+    """Boolean (nt-1,): True where times[i+1] - times[i] equals ``step`` (default: the smallest positive step)."""
+    t = np.asarray(times, dtype="datetime64[ns]")
+    if t.size < 2:
+        return np.zeros(0, dtype=bool)
+    dt = np.diff(t)
+    if step is None:
+        positive = dt[dt > np.timedelta64(0, "ns")]
+        if positive.size == 0:
+            return np.zeros(dt.shape, dtype=bool)
+        step = positive.min()
+    return dt == np.asarray(step, dtype="timedelta64[ns]")
+
+
+@dataclass
+class MomentSums:
+    """Sums accumulated over the reduced axes; every array has the kept shape (e.g. (level,) or ()).
+
+    ``n``/``s``/``ss``: count, sum and sum of squares of the values; ``dn``/``ds``/``dss``: the same for the
+    one-step differences. float64.
+    """
+
+    n: np.ndarray
+    s: np.ndarray
+    ss: np.ndarray
+    dn: np.ndarray
+    ds: np.ndarray
+    dss: np.ndarray
+
+    def finalize(self) -> np.ndarray:
+        """(4, *kept) float64: mean, std, diff_mean, diff_std (population std, ddof=0); NaN where count is 0."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = self.s / self.n
+            var = np.maximum(self.ss / self.n - mean**2, 0.0)
+            dmean = self.ds / self.dn
+            dvar = np.maximum(self.dss / self.dn - dmean**2, 0.0)
+        return np.stack([mean, np.sqrt(var), dmean, np.sqrt(dvar)])
+
+
+def moment_sums(x, pairs: np.ndarray, *, keep_axes: tuple[int, ...] = (), lat_weights: np.ndarray | None = None,
+                lat_axis: int = -2, shift: np.ndarray | float = 0.0) -> MomentSums:
+    """Sums for the moments of ``x`` (numpy or dask array, time on axis 0) and of its regular one-step differences.
+
+    ``pairs``: bool (nt-1,) from :func:`regular_pairs`. ``keep_axes``: axes not reduced (e.g. the level axis).
+    ``lat_weights``: optional weights along ``lat_axis`` (area weighting); None = every point counts once.
+    ``shift``: a constant (broadcast to the kept shape) subtracted before squaring for numerical safety; the
+    sums returned are of ``x - shift``; :meth:`MomentSums.finalize` adds it back through :func:`stats_from_sums`.
+    NaNs are skipped (not counted). The result holds lazy arrays when ``x`` is a dask array.
+    """
+    ndim = x.ndim
+    keep = tuple(a % ndim for a in keep_axes)
+    axes = tuple(a for a in range(ndim) if a not in keep)
+    shape_kept = [x.shape[a] if a in keep else 1 for a in range(ndim)]
+    shift_b = np.broadcast_to(np.asarray(shift, dtype="f8"), [x.shape[a] for a in keep]).reshape(shape_kept)
+    w = np.ones(1)
+    if lat_weights is not None:
+        wshape = [1] * ndim
+        wshape[lat_axis % ndim] = x.shape[lat_axis % ndim]
+        w = np.asarray(lat_weights, dtype="f8").reshape(wshape)
+
+    xf = x.astype("f8") - shift_b
+    valid = ~np.isnan(xf)
+    x0 = np.where(valid, xf, 0.0)
+    n = (valid * w).sum(axis=axes)
+    s = (x0 * w).sum(axis=axes)
+    ss = (x0 * x0 * w).sum(axis=axes)
+
+    pmask = np.asarray(pairs, dtype=bool).reshape([-1] + [1] * (ndim - 1))
+    d = x[1:].astype("f8") - x[:-1].astype("f8")
+    dvalid = ~np.isnan(d) & pmask
+    d0 = np.where(dvalid, d, 0.0)
+    dn = (dvalid * w).sum(axis=axes)
+    ds = (d0 * w).sum(axis=axes)
+    dss = (d0 * d0 * w).sum(axis=axes)
+    return MomentSums(n, s, ss, dn, ds, dss)
+
+
+def stats_from_sums(sums: MomentSums, shift: np.ndarray | float = 0.0) -> np.ndarray:
+    """(4, *kept) float64 statistics from (computed) sums of values shifted by ``shift``."""
+    out = sums.finalize()
+    out[0] = out[0] + np.asarray(shift, dtype="f8")
+    return out
+
+
+def compute_stats(ds: xr.Dataset, *, lat_weights: np.ndarray | None = None) -> xr.Dataset:
+    """Statistics of every time-dependent data variable of a canonical dataset, in one dask pass.
+
+    Returns a dataset with one float64 variable per time-dependent variable, dims (``stat``, [``level``]),
+    ``stat`` = mean, std, diff_mean, diff_std, in the variable's units (attribute ``units`` copied). Static fields
+    (no ``time``) get their spatial mean/std and NaN for diff_mean/diff_std (they have no differences).
+    """
+    pairs = regular_pairs(ds["time"].values) if "time" in ds.dims else np.zeros(0, bool)
+    lazy: dict[str, tuple[MomentSums, np.ndarray, tuple[str, ...]]] = {}
+    for name in ds.data_vars:
+        da = ds[name]
+        if "time" not in da.dims:
+            continue  # static: handled below
+        order = ("time",) + tuple(d for d in ("level",) if d in da.dims) + tuple(
+            d for d in da.dims if d not in ("time", "level"))
+        da = da.transpose(*order)
+        data = da.data
+        keep = (1,) if "level" in da.dims else ()
+        # shift by the first step's spatial mean, so sums of squares stay well conditioned
+        first = np.asarray(da.isel(time=0).values, dtype="f8")
+        shift = np.nanmean(first.reshape(first.shape[0], -1), axis=1) if keep else np.nanmean(first)
+        shift = np.nan_to_num(shift)
+        lazy[str(name)] = (moment_sums(data, pairs, keep_axes=keep, lat_weights=lat_weights,
+                                       lat_axis=order.index("latitude") if lat_weights is not None else -2,
+                                       shift=shift), shift, ("level",) if keep else ())
+    computed = dask.compute({k: v[0].__dict__ for k, v in lazy.items()})[0]
+    out = xr.Dataset(coords={"stat": np.array(STAT_NAMES, dtype=object)})
+    if "level" in ds.coords:
+        out = out.assign_coords(level=ds["level"].values)
+    for name, (_, shift, dims) in lazy.items():
+        values = stats_from_sums(MomentSums(**{k: np.asarray(v) for k, v in computed[name].items()}), shift)
+        out[name] = (("stat",) + dims, values, {k: v for k, v in ds[name].attrs.items() if k in ("units",
+                                                                                                  "long_name")})
+    for name in ds.data_vars:
+        if "time" in ds[name].dims:
+            continue
+        values = np.asarray(ds[name].values, dtype="f8")
+        stats = np.array([np.nanmean(values), np.nanstd(values), np.nan, np.nan])
+        out[str(name)] = (("stat",), stats, {k: v for k, v in ds[name].attrs.items() if k in ("units", "long_name")})
+    for name in ds.data_vars:
+        if "time" in ds[name].dims:
+            continue
+        values = np.asarray(ds[name].values, dtype="f8")
+        stats = np.array([np.nanmean(values), np.nanstd(values), np.nan, np.nan])
+        out[str(name)] = (("stat",), stats, {k: v for k, v in ds[name].attrs.items() if k in ("units", "long_name")})
+    return out

@@ -1,0 +1,71 @@
+"""Normalisation statistics against plain numpy."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from data_catalog import stats
+
+
+def _times(n: int, gap_at: int | None = None) -> np.ndarray:
+    t = pd.date_range("2021-01-01", periods=n, freq="6h").values.copy()
+    if gap_at is not None:
+        t[gap_at:] = t[gap_at:] + np.timedelta64(18, "h")
+    return t
+
+
+def test_regular_pairs_marks_gaps() -> None:
+    np.testing.assert_array_equal(stats.regular_pairs(_times(5, gap_at=3)), [True, True, False, True])
+    assert stats.regular_pairs(_times(1)).shape == (0,)
+
+
+def test_moments_match_numpy_with_levels_gap_and_nan() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(5e4, 300.0, (9, 3, 4, 5))  # time, level, lat, lon; large offset like geopotential
+    x[2, 1, 0, 0] = np.nan
+    pairs = stats.regular_pairs(_times(9, gap_at=5))
+    shift = np.array([5e4, 5e4, 5e4])
+    sums = stats.moment_sums(da.from_array(x, chunks=(2, 3, 4, 5)), pairs, keep_axes=(1,), shift=shift)
+    got = stats.stats_from_sums(stats.MomentSums(*[np.asarray(a) for a in da.compute(
+        sums.n, sums.s, sums.ss, sums.dn, sums.ds, sums.dss)]), shift)
+    d = np.diff(x, axis=0)[pairs]
+    for lev in range(3):
+        xl, dl = x[:, lev], d[:, lev]
+        np.testing.assert_allclose(got[:, lev], [np.nanmean(xl), np.nanstd(xl), np.nanmean(dl), np.nanstd(dl)],
+                                   rtol=1e-9)
+
+
+def test_lat_weighted_moments() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, 3, 2))
+    w = np.array([0.5, 1.0, 2.0])
+    got = stats.stats_from_sums(stats.moment_sums(x, np.ones(3, bool), lat_weights=w, lat_axis=1))
+    wb = np.broadcast_to(w[None, :, None], x.shape)
+    mean = np.average(x, weights=wb)
+    np.testing.assert_allclose(got[0], mean)
+    np.testing.assert_allclose(got[1], np.sqrt(np.average((x - mean) ** 2, weights=wb)))
+
+
+def test_compute_stats_dataset() -> None:
+    rng = np.random.default_rng(3)
+    t = _times(7, gap_at=4)
+    ds = xr.Dataset(
+        {"temperature": (("time", "level", "latitude", "longitude"), rng.normal(250, 10, (7, 2, 3, 4))),
+         "2m_temperature": (("time", "latitude", "longitude"), rng.normal(280, 3, (7, 3, 4)), {"units": "K"}),
+         "land_sea_mask": (("latitude", "longitude"), rng.uniform(size=(3, 4)))},
+        coords={"time": t, "level": [500, 850], "latitude": [0.0, 1, 2], "longitude": [0.0, 1, 2, 3]},
+    ).chunk({"time": 1})
+    out = stats.compute_stats(ds)
+    assert list(out["stat"].values) == list(stats.STAT_NAMES)
+    x = ds["2m_temperature"].values
+    d = np.diff(x, axis=0)[[0, 1, 2, 4, 5]]
+    np.testing.assert_allclose(out["2m_temperature"].values, [x.mean(), x.std(), d.mean(), d.std()], rtol=1e-10)
+    assert out["2m_temperature"].attrs["units"] == "K"
+    t850 = ds["temperature"].sel(level=850).values
+    np.testing.assert_allclose(out["temperature"].sel(level=850, stat="std"), t850.std(), rtol=1e-10)
+    lsm = ds["land_sea_mask"].values
+    np.testing.assert_allclose(out["land_sea_mask"].values[:2], [lsm.mean(), lsm.std()])
+    assert np.isnan(out["land_sea_mask"].values[2:]).all()
