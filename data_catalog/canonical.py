@@ -415,6 +415,12 @@ def guard_nan(da: xr.DataArray, name: str, source: str) -> xr.DataArray:
                 empty = da["level"].values[isnan_np.all(axis=axes)].tolist()
                 if empty:
                     hint = f"levels {empty} hold no {name} data; " + hint
+            if set(_SPATIAL) <= set(dims) and da.ndim > 2:  # whole fields absent: a sparse GRIB hypercube
+                axes = tuple(i for i, d in enumerate(dims) if d in _SPATIAL)
+                absent = isnan_np.all(axis=axes)
+                if absent.any() and absent.sum() * np.prod([da.sizes[d] for d in _SPATIAL]) == isnan_np.sum():
+                    hint = (f"{int(absent.sum())} of {absent.size} fields are absent from the source (a sparse "
+                            "hypercube, e.g. leads or members that differ per initial time); " + hint)
             first = np.argwhere(isnan_np)[0]
             where = ", ".join(f"{d}={_fmt(coords[d][k]) if d in coords else k}" for d, k in zip(dims, first))
             raise InputDataError(f"{source}: {name} has NaN values ({int(isnan_np.sum())} of {isnan_np.size}; "

@@ -31,6 +31,35 @@ _GRIB_SCALAR_LEVEL_COORDS = ("surface", "heightAboveGround", "meanSea", "depthBe
                              "nominalTop", "heightAboveSea", "depthBelowLand", "cloudBase", "cloudTop", "sigma")
 
 
+def parse_url_map(text: str) -> dict[str, str]:
+    """``"gs://weatherbench2/=http://127.0.0.1:8123/;gs://x/=/data/x/"`` (or a JSON object) -> {prefix: target}."""
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        import json
+
+        return {str(k): str(v) for k, v in json.loads(text).items()}
+    pairs = [p for p in text.replace("\n", ";").split(";") if p.strip()]
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InputDataError(f"$WXEMU_URL_MAP: {pair!r} is not PREFIX=TARGET")
+        prefix, target = pair.split("=", 1)
+        out[prefix.strip()] = target.strip()
+    return out
+
+
+def apply_url_map(url: str, mirrors: dict[str, str] | None = None) -> str:
+    """Rewrite ``url`` by the longest matching prefix of ``mirrors`` and of ``$WXEMU_URL_MAP`` (the environment
+    wins), so that sites with local mirrors (and the tests) read cloud data from a local copy."""
+    table = {**(mirrors or {}), **parse_url_map(os.environ.get("WXEMU_URL_MAP", ""))}
+    for prefix in sorted(table, key=len, reverse=True):
+        if url.startswith(prefix):
+            return table[prefix] + url[len(prefix):]
+    return url
+
+
 def _is_remote(path: str) -> bool:
     protocol = fsspec.utils.get_protocol(path)
     return protocol not in ("file", "local")
@@ -204,6 +233,7 @@ def open_source(path: str, fmt: str | None = None, *, variables: list[str] | Non
     file); Zarr stores are read in place.
     fmt: ``"netcdf"``, ``"grib"`` or ``"zarr"``; None detects it from the suffix or the magic bytes.
     variables: source variable names to keep (others dropped; a missing one is an error).
+    The path is first rewritten by ``$WXEMU_URL_MAP`` (see ``apply_url_map``).
     grib_filter: cfgrib ``filter_by_keys`` (e.g. ``{"shortName": "v"}``). A GRIB file with several hypercubes
     (e.g. u and v on different levels) is opened with ``cfgrib.open_datasets`` and the hypercubes merged with an
     outer join on coordinates (so a variable absent on some levels is NaN there; ``to_canonical`` reports it).
@@ -211,6 +241,7 @@ def open_source(path: str, fmt: str | None = None, *, variables: list[str] | Non
     Raises InputDataError (naming the path and the problem) for a missing file, unknown format, corrupt or
     truncated file, or missing variables.
     """
+    path = apply_url_map(path)
     if fmt is not None and fmt not in FORMATS:
         raise InputDataError(f"{path}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     fmt = fmt or detect_format(path, storage_options)
