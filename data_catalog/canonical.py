@@ -496,9 +496,10 @@ def canonicalise(ds: xr.Dataset, *, source: str, layout: str = "analysis", mappi
         if not allow_nan:
             da = guard_nan(da, name, source)
         out[name] = da
-    result = xr.Dataset(out)
-    order = [d for d in conv.DIM_ORDER if d in result.dims]
-    result = xr.Dataset(out, coords={d: result[d] for d in order if d in result.coords})
+    probe = xr.Dataset(out)
+    result = xr.Dataset(coords={d: probe[d] for d in conv.DIM_ORDER if d in probe.coords})
+    for name, da in out.items():
+        result[name] = da
     drop_coords = [c for c in result.coords if c not in result.dims]
     result = result.drop_vars(drop_coords)
     for c in result.coords:

@@ -264,8 +264,8 @@ def expand_paths(paths_or_globs: Iterable[str], *, start=None, end=None, freq: s
                  storage_options: dict | None = None) -> list[str]:
     """Expand date templates and globs into a sorted, de-duplicated list of paths/URLs.
 
-    A ``{date:%Y%m%d}``-style template is expanded over ``pandas.date_range(start, end, freq=freq)`` (``freq``
-    defaults to daily; ``start``/``end`` are required then). Globs (``*``, ``?``, ``[``) are expanded with fsspec;
+    A ``{date:%Y%m%d}``-style template is expanded over the periods of ``pandas.period_range(start, end, freq)``
+    (``freq`` a period alias, default ``"D"``; ``"M"`` monthly files; ``start``/``end`` are required then). Globs (``*``, ``?``, ``[``) are expanded with fsspec;
     a glob that matches nothing is an InputDataError. Plain paths pass unchanged (checked when opened).
     """
     out: list[str] = []
@@ -274,7 +274,8 @@ def expand_paths(paths_or_globs: Iterable[str], *, start=None, end=None, freq: s
         if "{date" in item:
             if start is None or end is None:
                 raise InputDataError(f"{item}: a date template needs a start and an end time")
-            dates = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq=freq or "D")
+            periods = pd.period_range(pd.Timestamp(start), pd.Timestamp(end), freq=freq or "D")
+            dates = periods.to_timestamp()
             candidates = list(dict.fromkeys(item.format(date=d) for d in dates))
         for cand in candidates:
             if any(ch in cand for ch in "*?["):
