@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import fsspec
 import pandas as pd
 import xarray as xr
 import yaml
@@ -211,7 +212,10 @@ def open_dataset(name: str, *, variables: list[str] | None = None, levels: list[
     catalog = catalog or load_catalog()
     entry = catalog.get(name)
     location = catalog.location(name)
-    options = {**entry.storage_options, **(storage_options or {})}
+    options = dict(entry.storage_options)
+    if entry.location and fsspec.utils.get_protocol(location) != fsspec.utils.get_protocol(entry.location):
+        options = {}  # mirrored onto another protocol: the entry's options (e.g. gcs token) do not apply
+    options.update(storage_options or {})
     variables = variables if variables is not None else entry.variables
     levels = levels if levels is not None else entry.levels
     allow_nan = entry.allow_nan if allow_nan is None else allow_nan
