@@ -1,0 +1,169 @@
+"""Named verification regions and latitude/longitude boxes, as masks on a grid.
+
+A :class:`Region` is a latitude band times a longitude range. Longitudes are compared modulo 360, so the same
+region works on grids with longitudes in [0, 360), in [-180, 180), or on a regional grid that crosses the prime
+meridian stored as 350 .. 362 (the wxemu convention). Latitude bounds are inclusive, as WeatherBench2's
+``SliceRegion`` (``sel(latitude=slice(lo, hi))``) and ``ExtraTropicalRegion`` (``|lat| >= 20``) are.
+
+Pure functions on coordinate arrays: ``region.mask(latitude, longitude) -> bool (nlat, nlon)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from data_catalog.errors import WxemuError
+
+
+class RegionError(WxemuError):
+    """A region is malformed or does not overlap the grid it is applied to."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """A latitude band ``[lat_min, lat_max]`` (degrees north) times a longitude range (degrees east).
+
+    The longitude range runs eastward from ``lon_min`` to ``lon_max`` (both inclusive, modulo 360); ``lon_min =
+    lon_max - 360`` (the default 0 .. 360) means all longitudes. ``lon_min > lon_max`` is allowed and wraps
+    (e.g. 350 .. 2 is the same as -10 .. 2).
+    """
+
+    name: str
+    lat_min: float = -90.0
+    lat_max: float = 90.0
+    lon_min: float = 0.0
+    lon_max: float = 360.0
+
+    def __post_init__(self) -> None:
+        if not -90.0 <= self.lat_min <= self.lat_max <= 90.0:
+            raise RegionError(f"region {self.name!r}: latitudes must satisfy -90 <= lat0 <= lat1 <= 90, "
+                              f"got {self.lat_min}, {self.lat_max}")
+
+    @property
+    def all_longitudes(self) -> bool:
+        return self.lon_max - self.lon_min >= 360.0
+
+    def longitude_mask(self, longitude: np.ndarray) -> np.ndarray:
+        """Boolean mask (same shape as ``longitude``, degrees east, any convention) of columns in the region."""
+        lon = np.asarray(longitude, dtype=np.float64)
+        if self.all_longitudes:
+            return np.ones(lon.shape, dtype=bool)
+        width = (self.lon_max - self.lon_min) % 360.0
+        offset = (lon - self.lon_min) % 360.0
+        tol = 1e-9
+        return (offset <= width + tol) | (offset >= 360.0 - tol)
+
+    def latitude_mask(self, latitude: np.ndarray) -> np.ndarray:
+        """Boolean mask of rows (degrees north) in ``[lat_min, lat_max]``."""
+        lat = np.asarray(latitude, dtype=np.float64)
+        tol = 1e-9
+        return (lat >= self.lat_min - tol) & (lat <= self.lat_max + tol)
+
+    def mask(self, latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
+        """Boolean mask of shape ``(len(latitude), len(longitude))``: grid points inside the region."""
+        return self.latitude_mask(latitude)[:, None] & self.longitude_mask(longitude)[None, :]
+
+    def describe(self) -> str:
+        lon = "all longitudes" if self.all_longitudes else f"{self.lon_min:g}..{self.lon_max:g}E"
+        return f"{self.lat_min:g}..{self.lat_max:g}N, {lon}"
+
+
+@dataclasses.dataclass(frozen=True)
+class UnionRegion:
+    """Points in any of several regions (e.g. the extra-tropics of both hemispheres)."""
+
+    name: str
+    parts: tuple[Region, ...]
+
+    def mask(self, latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(latitude), len(longitude)), dtype=bool)
+        for part in self.parts:
+            out |= part.mask(latitude, longitude)
+        return out
+
+    def describe(self) -> str:
+        return " + ".join(p.describe() for p in self.parts)
+
+
+AnyRegion = Region | UnionRegion
+
+#: The named regions (WeatherBench2's boxes where it has them).
+NAMED_REGIONS: dict[str, AnyRegion] = {
+    "global": Region("global"),
+    "tropics": Region("tropics", -20.0, 20.0),
+    "extra_tropics": UnionRegion("extra_tropics", (Region("nh", 20.0, 90.0), Region("sh", -90.0, -20.0))),
+    "northern_extra_tropics": Region("northern_extra_tropics", 20.0, 90.0),
+    "southern_extra_tropics": Region("southern_extra_tropics", -90.0, -20.0),
+    "northern_hemisphere": Region("northern_hemisphere", 0.0, 90.0),
+    "southern_hemisphere": Region("southern_hemisphere", -90.0, 0.0),
+    "europe": Region("europe", 35.0, 75.0, -12.5, 42.5),
+    "north_america": Region("north_america", 25.0, 60.0, 360.0 - 120.0, 360.0 - 75.0),
+    "uk": Region("uk", 49.0, 61.0, -11.0, 2.0),
+}
+
+ALIASES = {"nhextratropics": "northern_extra_tropics", "shextratropics": "southern_extra_tropics",
+           "extratropics": "extra_tropics", "nh": "northern_hemisphere", "sh": "southern_hemisphere",
+           "na": "north_america", "world": "global"}
+
+
+def parse_region(spec: str) -> AnyRegion:
+    """A region from a name (see :data:`NAMED_REGIONS`) or a box ``"lat0,lat1,lon0,lon1"`` (degrees).
+
+    A box may be prefixed with a name: ``"alps=44,48,5,16"``; otherwise it is named after its numbers.
+    """
+    text = spec.strip()
+    name, _, box = text.rpartition("=") if "=" in text else ("", "", text)
+    if "," in box:
+        try:
+            lat0, lat1, lon0, lon1 = (float(x) for x in box.split(","))
+        except ValueError:
+            raise RegionError(f"region box {spec!r} must be four numbers lat0,lat1,lon0,lon1") from None
+        lat_lo, lat_hi = sorted((lat0, lat1))
+        return Region(name or box.replace(" ", ""), lat_lo, lat_hi, lon0, lon1)
+    key = ALIASES.get(text.lower().replace("-", "_"), text.lower().replace("-", "_"))
+    if key not in NAMED_REGIONS:
+        raise RegionError(f"unknown region {spec!r}; known: {', '.join(NAMED_REGIONS)} or a box lat0,lat1,lon0,lon1")
+    return NAMED_REGIONS[key]
+
+
+def parse_regions(specs: Iterable[str] | None) -> list[AnyRegion]:
+    """Regions from command-line specs (names or boxes); ``None`` or empty gives ``[global]``."""
+    specs = list(specs or ["global"])
+    regions = [parse_region(s) for s in specs]
+    names = [r.name for r in regions]
+    if len(set(names)) != len(names):
+        raise RegionError(f"duplicate region names in {names}")
+    return regions
+
+
+def describe_grid(latitude: Sequence[float], longitude: Sequence[float]) -> str:
+    """``"50..58N, 350..362E"``: the extent of a grid, for error messages."""
+    lat = np.asarray(latitude, dtype=float)
+    lon = np.asarray(longitude, dtype=float)
+    return f"{lat.min():g}..{lat.max():g}N, {lon.min():g}..{lon.max():g}E"
+
+
+def region_masks(regions: Sequence[AnyRegion], latitude: np.ndarray, longitude: np.ndarray,
+                 grid_name: str = "the grid") -> np.ndarray:
+    """Stacked masks, shape ``(n_regions, nlat, nlon)``; raises :class:`RegionError` for a region with no point."""
+    masks = np.stack([r.mask(latitude, longitude) for r in regions]) if regions else np.zeros((0,), bool)
+    for r, m in zip(regions, masks):
+        if not m.any():
+            raise RegionError(f"region {r.name!r} ({r.describe()}) does not overlap the grid of {grid_name} "
+                              f"({describe_grid(latitude, longitude)})")
+    return masks
+
+
+def region_weights(regions: Sequence[AnyRegion], latitude: np.ndarray, longitude: np.ndarray,
+                   row_weights: np.ndarray, grid_name: str = "the grid") -> np.ndarray:
+    """Normalised area weights per region, shape ``(n_regions, nlat, nlon)``, float64; each sums to 1.
+
+    ``row_weights`` (nlat,) are the area weights of the full grid (:func:`pipeline.weights.latitude_weights`),
+    so a region's weighted mean equals WeatherBench2's ``dataset.weighted(weights).mean()`` over the region.
+    """
+    masks = region_masks(regions, latitude, longitude, grid_name)
+    w = masks * np.asarray(row_weights, dtype=np.float64)[None, :, None]
+    return w / w.sum(axis=(1, 2), keepdims=True)
