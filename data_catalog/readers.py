@@ -119,6 +119,18 @@ def _local_copy(path: str, storage_options: dict | None) -> str:
         raise InputDataError(f"{path}: cannot download ({type(exc).__name__}: {exc})") from exc
 
 
+def _check_gap(path: str, begin: int, end: int, source: str, where: str) -> None:
+    """Raise when bytes ``begin:end`` of ``path`` (between GRIB messages) are not zero padding."""
+    if end <= begin:
+        return
+    with open(path, "rb") as g:  # a second handle: eccodes owns the position of the first
+        g.seek(begin)
+        gap = g.read(end - begin)
+    if gap.strip(b"\0"):
+        raise InputDataError(f"{source}: corrupt or truncated GRIB: {end - begin} trailing bytes {where} "
+                             "are not a GRIB message")
+
+
 def check_grib_messages(path: str, source: str | None = None) -> int:
     """Scan every message of a local GRIB file with eccodes; return the count.
 
@@ -130,24 +142,28 @@ def check_grib_messages(path: str, source: str | None = None) -> int:
     source = source or path
     size = os.path.getsize(path)
     count = 0
+    expected = 0  # where the next message should start
     with open(path, "rb") as f:
         while True:
             offset = f.tell()
             try:
-                handle = eccodes.codes_grib_new_from_file(f)
+                handle = eccodes.codes_new_from_file(f, eccodes.CODES_PRODUCT_GRIB, headers_only=True)
             except Exception as exc:
-                raise InputDataError(f"{source}: corrupt or truncated GRIB: message {count + 1} at byte {offset} "
+                raise InputDataError(f"{source}: corrupt or truncated GRIB: message {count + 1} after byte {offset} "
                                      f"of {size} cannot be decoded ({exc})") from None
             if handle is None:
                 break
+            try:
+                start = int(eccodes.codes_get(handle, "offset", ktype=int))
+                length = int(eccodes.codes_get(handle, "totalLength", ktype=int))
+            finally:
+                eccodes.codes_release(handle)
+            _check_gap(path, expected, start, source, f"before message {count + 1}")
             count += 1
-            eccodes.codes_release(handle)
-        end = f.tell()
-    if count == 0:
-        raise InputDataError(f"{source}: no GRIB messages in the file ({size} bytes)")
-    if end < size:
-        raise InputDataError(f"{source}: corrupt or truncated GRIB: {size - end} trailing bytes after message "
-                             f"{count} are not a GRIB message")
+            expected = start + length
+        if count == 0:
+            raise InputDataError(f"{source}: no GRIB messages in the file ({size} bytes)")
+        _check_gap(path, expected, size, source, f"after message {count}")
     return count
 
 
@@ -192,12 +208,20 @@ def _open_grib(path: str, local: str, variables: list[str] | None, grib_filter: 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            datasets = cfgrib.open_datasets(local, chunks={}, **kwargs)
+            try:  # one hypercube (the common case): a single index pass
+                datasets = [xr.open_dataset(local, engine="cfgrib", backend_kwargs={**kwargs, "errors": "raise"},
+                                            chunks={})]
+            except cfgrib.dataset.DatasetBuildError:  # several: one dataset per hypercube
+                datasets = cfgrib.open_datasets(local, backend_kwargs=kwargs, chunks={})
+    except KeyError as exc:
+        if grib_filter:  # cfgrib's index is empty: nothing matched the filter
+            raise InputDataError(f"{path}: no GRIB fields matching {grib_filter}") from None
+        raise InputDataError(f"{path}: cannot read GRIB (missing key {exc})") from None
     except Exception as exc:
         raise InputDataError(f"{path}: cannot read GRIB ({type(exc).__name__}: {exc})") from None
     if variables:
         datasets = [d[[v for v in d.data_vars if v in variables]] for d in datasets]
-        datasets = [d for d in datasets if d.data_vars]
+    datasets = [d for d in datasets if d.data_vars]
     if not datasets:
         what = f" matching {grib_filter}" if grib_filter else ""
         what += f" with variables {variables}" if variables else ""

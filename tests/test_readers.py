@@ -1,0 +1,165 @@
+"""data_catalog.readers: opening NetCDF / GRIB / Zarr sources, format detection and bad-input errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import dask.array
+import eccodes
+import numpy as np
+import pytest
+import xarray as xr
+
+from data_catalog.errors import InputDataError
+from data_catalog.readers import apply_url_map, detect_format, expand_paths, open_source, open_sources
+
+
+def _eccodes_fields(path: str) -> list[dict]:
+    """Every message of a GRIB file: shortName, level, step and values (as stored, north to south)."""
+    out = []
+    with open(path, "rb") as f:
+        while (h := eccodes.codes_grib_new_from_file(f)) is not None:
+            out.append({"shortName": eccodes.codes_get(h, "shortName"), "level": eccodes.codes_get(h, "level"),
+                        "step": eccodes.codes_get(h, "endStep"),
+                        "values": eccodes.codes_get_values(h).reshape(eccodes.codes_get(h, "Nj"),
+                                                                      eccodes.codes_get(h, "Ni"))})
+            eccodes.codes_release(h)
+    return out
+
+
+def test_open_grib_lazy_and_raw(sample):
+    ds = open_source(sample("era5-2mt-2019-03-uk.grib"))
+    assert isinstance(ds["t2m"].data, dask.array.Array)
+    assert dict(ds.sizes) == {"time": 744, "latitude": 33, "longitude": 49}
+    assert ds.attrs["wxemu_source_format"] == "grib"
+
+
+def test_open_netcdf(sample):
+    ds = open_source(sample("eraint_uvz.nc"), variables=["z"])
+    assert list(ds.data_vars) == ["z"]
+    assert dict(ds.sizes) == {"month": 2, "level": 3, "latitude": 241, "longitude": 480}
+    assert isinstance(ds["z"].data, dask.array.Array)
+
+
+def test_grib_hypercubes_merged_on_levels(sample):
+    path = sample("uv_on_different_levels.grib")
+    ds = open_source(path).load()
+    assert sorted(ds["isobaricInhPa"].values.tolist()) == [400, 500, 700, 850, 1000]
+    assert not ds["u"].isnull().any()
+    v_levels = ds["v"].notnull().all(["step", "latitude", "longitude"])
+    assert sorted(ds["isobaricInhPa"].values[v_levels.values].tolist()) == [500, 700, 1000]
+    raw = {(f["shortName"], f["level"], f["step"]): f["values"] for f in _eccodes_fields(path)}
+    np.testing.assert_array_equal(ds["v"].sel(step=np.timedelta64(12, "h"), isobaricInhPa=700).values,
+                                  raw[("v", 700, 12)])
+    np.testing.assert_array_equal(ds["u"].sel(step=np.timedelta64(6, "h"), isobaricInhPa=400).values,
+                                  raw[("u", 400, 6)])
+
+
+def test_grib_filter(sample):
+    ds = open_source(sample("uv_on_different_levels.grib"), grib_filter={"shortName": "v"})
+    assert list(ds.data_vars) == ["v"]
+    assert ds["isobaricInhPa"].values.tolist() == [1000, 700, 500]
+    with pytest.raises(InputDataError, match="no GRIB fields matching"):
+        open_source(sample("uv_on_different_levels.grib"), grib_filter={"shortName": "q"})
+
+
+def test_corrupted_grib_is_a_clear_error(sample):
+    path = sample("era5-levels-corrupted.grib")
+    with pytest.raises(InputDataError) as info:
+        open_source(path)
+    assert path in str(info.value) and "corrupt or truncated GRIB" in str(info.value)
+
+
+def test_truncated_and_padded_grib(sample, tmp_path):
+    data = open(sample("t_analysis_and_fc_0.grib"), "rb").read()
+    cut = tmp_path / "cut.grib"
+    cut.write_bytes(data[:5000])
+    with pytest.raises(InputDataError, match=r"cut\.grib: corrupt or truncated GRIB: message 1"):
+        open_source(str(cut))
+    padded = tmp_path / "padded.grib"
+    padded.write_bytes(data + b"not a grib message")
+    with pytest.raises(InputDataError, match="trailing bytes after message 1 are not a GRIB message"):
+        open_source(str(padded))
+
+
+def test_missing_and_unknown(tmp_path):
+    with pytest.raises(InputDataError, match="nope.grib: no such file"):
+        open_source(str(tmp_path / "nope.grib"))
+    with pytest.raises(InputDataError, match="no such file or store"):
+        open_source(str(tmp_path / "nope"))
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, not weather")
+    with pytest.raises(InputDataError, match="notes.txt: unknown format"):
+        open_source(str(text))
+    with pytest.raises(InputDataError, match="unknown format 'csv'"):
+        open_source(str(text), "csv")
+    (tmp_path / "plain_dir").mkdir()
+    with pytest.raises(InputDataError, match="not a Zarr store"):
+        open_source(str(tmp_path / "plain_dir"))
+
+
+def test_missing_variable_lists_what_is_there(sample):
+    with pytest.raises(InputDataError, match=r"variables \['q'\] not found; the source has \['u', 'v', 'z'\]"):
+        open_source(sample("eraint_uvz.nc"), variables=["q"])
+
+
+def test_format_sniffed_from_magic_bytes(sample, tmp_path):
+    grib = tmp_path / "analysis"
+    shutil.copy(sample("t_analysis_and_fc_0.grib"), grib)
+    assert detect_format(str(grib)) == "grib"
+    ds = xr.Dataset({"x": ("a", np.arange(3.0))})
+    ds.to_netcdf(tmp_path / "hdf", engine="netcdf4")
+    ds.to_netcdf(tmp_path / "classic", engine="scipy")
+    assert detect_format(str(tmp_path / "hdf")) == "netcdf"
+    assert detect_format(str(tmp_path / "classic")) == "netcdf"
+    np.testing.assert_array_equal(open_source(str(tmp_path / "classic"))["x"].values, [0.0, 1.0, 2.0])
+    ds.to_zarr(tmp_path / "store", zarr_format=3)
+    assert detect_format(str(tmp_path / "store")) == "zarr"
+
+
+def test_zarr_over_http_and_memory(tmp_path, http_server):
+    ds = xr.Dataset({"t": (("time", "lat"), np.arange(6.0).reshape(2, 3))},
+                    coords={"time": np.array(["2020-01-01", "2020-01-02"], "datetime64[ns]"), "lat": [0, 1, 2]})
+    ds.to_zarr(tmp_path / "a.zarr", zarr_format=2, consolidated=True)
+    url = http_server(str(tmp_path)) + "a.zarr"
+    remote = open_source(url)
+    np.testing.assert_array_equal(remote["t"].values, ds["t"].values)
+    ds.to_zarr("memory://wxemu-test/b.zarr", zarr_format=3, consolidated=True, mode="w")
+    np.testing.assert_array_equal(open_source("memory://wxemu-test/b.zarr")["t"].values, ds["t"].values)
+    with pytest.raises(InputDataError, match="missing.zarr"):
+        open_source(http_server(str(tmp_path)) + "missing.zarr", "zarr")
+
+
+def test_remote_netcdf_is_cached(tmp_path, http_server, monkeypatch):
+    monkeypatch.setenv("WXEMU_CACHE_DIR", str(tmp_path / "cache"))
+    xr.Dataset({"x": ("a", np.arange(4.0))}).to_netcdf(tmp_path / "f.nc")
+    ds = open_source(http_server(str(tmp_path)) + "f.nc")
+    np.testing.assert_array_equal(ds["x"].values, np.arange(4.0))
+    assert os.listdir(tmp_path / "cache" / "remote")
+
+
+def test_url_map(monkeypatch):
+    mirrors = {"gs://weatherbench2/": "http://127.0.0.1:1/wb2/", "gs://weatherbench2/datasets/hres/": "/local/"}
+    assert apply_url_map("gs://weatherbench2/datasets/era5/x.zarr", mirrors) == "http://127.0.0.1:1/wb2/datasets/era5/x.zarr"
+    assert apply_url_map("gs://weatherbench2/datasets/hres/y.zarr", mirrors) == "/local/y.zarr"
+    monkeypatch.setenv("WXEMU_URL_MAP", "gs://weatherbench2/=/env/")
+    assert apply_url_map("gs://weatherbench2/datasets/era5/x.zarr", mirrors) == "/env/datasets/era5/x.zarr"
+    monkeypatch.setenv("WXEMU_URL_MAP", "nonsense")
+    with pytest.raises(InputDataError, match="PREFIX=TARGET"):
+        apply_url_map("x")
+
+
+def test_globs_and_date_templates(tmp_path):
+    for day in ("20200101", "20200102", "20200103"):
+        xr.Dataset({"x": ("a", [float(day[-1])])}).to_netcdf(tmp_path / f"f_{day}.nc")
+    assert [os.path.basename(p) for p in expand_paths([str(tmp_path / "f_*.nc")])] == [
+        "f_20200101.nc", "f_20200102.nc", "f_20200103.nc"]
+    paths = expand_paths([str(tmp_path / "f_{date:%Y%m%d}.nc")], start="2020-01-02", end="2020-01-03T18")
+    assert [os.path.basename(p) for p in paths] == ["f_20200102.nc", "f_20200103.nc"]
+    opened = open_sources([str(tmp_path / "f_{date:%Y%m%d}.nc")], start="2020-01-01", end="2020-01-02")
+    assert [float(ds["x"][0]) for _, ds in opened] == [1.0, 2.0]
+    with pytest.raises(InputDataError, match="matches no file"):
+        expand_paths([str(tmp_path / "g_*.nc")])
+    with pytest.raises(InputDataError, match="needs a start and an end"):
+        expand_paths([str(tmp_path / "f_{date:%Y%m%d}.nc")])
