@@ -49,13 +49,23 @@ def doy_hour_sums(values: np.ndarray, dayofyear: np.ndarray, hour_index: np.ndar
 
 
 def smooth_circular(sums: np.ndarray, counts: np.ndarray, window: int = 61) -> np.ndarray:
-    """Windowed mean along axis 0 (day of year, length 366, circular): float64 of the input shape, NaN where the
-    window holds no data."""
-    m = window_matrix(window, sums.shape[0])
-    s = np.tensordot(m, sums, axes=(1, 0))
-    n = np.tensordot(m, counts, axes=(1, 0))
+    """Windowed mean along axis 0 (day of year, circular): float64 of the input shape, NaN where the window
+    holds no data. Window sums come from a cumulative sum over the circularly padded axis (O(n), exact counts).
+    """
+    n_days = sums.shape[0]
+    if window < 1 or window % 2 == 0 or window > n_days:
+        raise ValueError(f"climatology window must be an odd number of days in 1..{n_days}, got {window}")
+    half = window // 2
+
+    def window_sums(a: np.ndarray) -> np.ndarray:
+        ext = np.concatenate([a[n_days - half:], a, a[:half]], axis=0) if half else a
+        c = np.cumsum(ext, axis=0)
+        c = np.concatenate([np.zeros((1, *a.shape[1:])), c], axis=0)
+        return c[window:window + n_days] - c[:n_days]
+
+    s, n = window_sums(sums), window_sums(counts)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, s / np.where(n > 0, n, 1.0), np.nan)
+        return np.where(n > 0.5, s / np.where(n > 0.5, n, 1.0), np.nan)
 
 
 def _time_blocks(n: int, size: int) -> Iterator[slice]:

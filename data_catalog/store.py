@@ -194,7 +194,13 @@ def create_store(path_or_url: str, template: xr.Dataset, *, attrs: Mapping[str, 
     ``template`` is the full canonical dataset with lazy (dask) data variables: only coordinates and static
     fields are written now; time-dependent data are written later, region by region, with :func:`write_region`.
     """
+    import dask.array as da
+
     lazy = template.copy()
+    for name in time_variables(template):  # placeholders chunked like the store: no dask/zarr chunk conflicts
+        var = template[name]
+        chunks = tuple(min(chunk_time, n) if d == "time" else n for d, n in zip(var.dims, var.shape))
+        lazy[name] = (var.dims, da.zeros(var.shape, dtype="float32", chunks=chunks), var.attrs)
     lazy.attrs = {**dict(attrs), COMPLETE_ATTR: False}
     enc = data_encoding(lazy, chunk_time, compressor)
     with _Quiet():
@@ -250,6 +256,15 @@ def extend_time(path_or_url: str, new_times: np.ndarray, *,
     tarr.resize((new,))
     tarr[old:new] = encode_times(new_times)
     return old
+
+
+def truncate_time(path_or_url: str, n: int, *, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Shrink every time-dependent array to its first ``n`` steps (undo an :func:`extend_time`)."""
+    group = _open_group(path_or_url, storage_options)
+    for name, arr in group.arrays():
+        dims = arr.metadata.dimension_names or ()
+        if dims and dims[0] == "time":
+            arr.resize((n, *arr.shape[1:]))
 
 
 def set_attrs(path_or_url: str, attrs: Mapping[str, Any], *,

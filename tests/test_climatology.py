@@ -49,3 +49,14 @@ def test_dataset_wrapper_layout_and_point_value() -> None:
     np.testing.assert_allclose(out["2m_temperature"].sel(dayofyear=100, hour=12).values, x[sel].mean(axis=0),
                                rtol=1e-6)
     assert np.isnan(out["2m_temperature"].sel(dayofyear=250, hour=0).values).all()
+
+
+def test_cumulative_window_equals_matrix_form() -> None:
+    rng = np.random.default_rng(5)
+    sums = rng.normal(size=(366, 2, 3))
+    counts = rng.integers(0, 2, size=(366, 2, 3)).astype(float)
+    counts[100:200] = 0.0
+    m = clim.window_matrix(61)
+    n = np.tensordot(m, counts, axes=(1, 0))
+    expect = np.where(n > 0, np.tensordot(m, sums, axes=(1, 0)) / np.where(n > 0, n, 1), np.nan)
+    np.testing.assert_allclose(clim.smooth_circular(sums, counts, 61), expect, rtol=1e-10, atol=1e-12)

@@ -1,0 +1,105 @@
+"""`wxemu ingest SOURCE... --out STORE.zarr`: the command-line face of ``data_catalog.ingest``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from data_catalog.errors import ConfigError
+
+HELP = "ingest NetCDF/GRIB/Zarr sources into a canonical Zarr store"
+
+
+def _list(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    items = tuple(t.strip() for t in text.replace(" ", ",").split(",") if t.strip())
+    return items or None
+
+
+def _pairs(values: list[str] | None, option: str) -> tuple[tuple[str, str], ...] | None:
+    if not values:
+        return None
+    out = []
+    for value in values:
+        if "=" not in value:
+            raise ConfigError(f"{option} {value!r}: expected KEY=VALUE")
+        key, val = value.split("=", 1)
+        out.append((key.strip(), val.strip()))
+    return tuple(out)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", nargs="+", metavar="SOURCE",
+                        help="catalog entry name(s) or NetCDF/GRIB/Zarr paths, globs or URLs")
+    parser.add_argument("--out", required=True, metavar="STORE.zarr", help="output store (path or fsspec URL)")
+    parser.add_argument("--variables", help="comma-separated canonical (or source) variable names; default all")
+    parser.add_argument("--levels", help="comma-separated pressure levels in hPa; default all")
+    parser.add_argument("--start", help="first time to ingest (inclusive, e.g. 2019-03-01T00)")
+    parser.add_argument("--end", help="last time to ingest (inclusive)")
+    parser.add_argument("--grid", type=float, metavar="DEG",
+                        help="conservatively regrid to this resolution in degrees (coarser than the source)")
+    parser.add_argument("--append", action="store_true",
+                        help="add the times after the end of an existing complete store (old chunks untouched)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the region writes on an existing dask.distributed scheduler (e.g. a SLURMCluster)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="run the region writes on a local dask cluster of N worker processes")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="region-writing threads of the default (no cluster) path (default 2)")
+    parser.add_argument("--stats-start", help="first time of the statistics/climatology period (default: all)")
+    parser.add_argument("--stats-end", help="last time of the statistics/climatology period (default: all)")
+    parser.add_argument("--chunk-time", type=int, default=1, metavar="N", help="time steps per chunk (default 1)")
+    parser.add_argument("--region-mb", type=float, default=64.0,
+                        help="decoded MB per written region, the unit of progress and resume (default 64)")
+    parser.add_argument("--climatology-window", type=int, default=61, metavar="DAYS",
+                        help="day-of-year smoothing window of the climatology (odd, default 61)")
+    parser.add_argument("--time-from", action="append", metavar="DIM=TEMPLATE",
+                        help="turn a date-less dimension into time, e.g. 'month=2000-{month:02d}-01'")
+    parser.add_argument("--mapping", action="append", metavar="SOURCE=CANONICAL",
+                        help="map a source variable/coordinate name onto a canonical one (repeatable)")
+    parser.add_argument("--units", action="append", metavar="NAME=UNITS",
+                        help="declare the units of a variable that lacks (or misstates) them (repeatable)")
+    parser.add_argument("--member", type=int, help="ensemble member to ingest from an ensemble source")
+    parser.add_argument("--format", dest="fmt", choices=("netcdf", "grib", "zarr"),
+                        help="source format (default: from the suffix or the file's first bytes)")
+    parser.add_argument("--allow-nan", action="store_true", help="accept NaN values in the sources")
+    parser.add_argument("--storage-options", metavar="JSON", help="fsspec options (JSON) for the sources and STORE")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace):
+    """An IngestConfig from parsed arguments."""
+    from data_catalog.ingest import IngestConfig
+
+    try:
+        options = json.loads(args.storage_options) if args.storage_options else None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--storage-options: not JSON ({exc})") from None
+    levels = _list(args.levels)
+    try:
+        levels_int = tuple(int(v) for v in levels) if levels else None
+    except ValueError:
+        raise ConfigError(f"--levels {args.levels!r}: expected integers (hPa)") from None
+    return IngestConfig(
+        sources=tuple(args.sources), out=args.out, variables=_list(args.variables), levels=levels_int,
+        start=args.start, end=args.end, grid=args.grid, chunk_time=args.chunk_time, region_mb=args.region_mb,
+        stats_start=args.stats_start, stats_end=args.stats_end, climatology_window=args.climatology_window,
+        time_from=_pairs(args.time_from, "--time-from"), mapping=_pairs(args.mapping, "--mapping"),
+        units=_pairs(args.units, "--units"), member=args.member, fmt=args.fmt, allow_nan=args.allow_nan,
+        storage_options=tuple(sorted(options.items())) if options else None, append=args.append,
+        overwrite=args.overwrite, scheduler=args.scheduler, workers=args.workers, threads=args.threads,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from data_catalog.ingest import ingest
+
+    result = ingest(config_from_args(args))
+    mb = sum(s["bytes"] for s in result.sources) / 1e6
+    print(f"{result.out}: {result.status}: {result.n_times} times, {result.regions_written} regions written, "
+          f"{result.regions_skipped} already there; sources {len(result.sources)} files ({mb:.1f} MB)")
+    return 0

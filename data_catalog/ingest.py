@@ -1,0 +1,717 @@
+"""`wxemu ingest`: sources (catalog entry or NetCDF/GRIB/Zarr files) -> the canonical Zarr store.
+
+Orchestration only; the numerical parts live in ``stats``, ``climatology`` and ``regrid``, the reading and
+mapping in ``readers``/``canonical``/``catalog``, the store layout in ``store``.
+
+Steps (docs/ingest.md):
+
+1. Resolve and fingerprint the sources (sha256 and size of every file), open them lazily and map them onto the
+   canonical convention; combine files along time; validate everything (names, units, grid, time axis) before
+   anything is written. A validation failure writes nothing.
+2. Create the store (metadata + coordinates + static fields) marked ``wxemu_complete=False`` with a plan
+   (``wxemu_progress/plan.json``: fingerprint and time regions). A re-run of the same command on an incomplete
+   store checks the fingerprint and skips the regions already recorded as written; changed inputs are refused.
+3. Write the time regions (each a whole number of chunks): by default with a small thread pool in this process
+   (the fastest single-machine path measured), or as tasks on dask.distributed (``--workers`` starts a
+   LocalCluster, ``--scheduler`` uses an existing one, e.g. a dask-jobqueue SLURMCluster). A region is recorded
+   as written only after its chunks are on disk.
+4. Compute the statistics and the climatology over the stats period from the store, write provenance, mark the
+   store complete.
+
+``--append`` extends a complete store with the times that follow its last one, writing only new chunks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shlex
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from data_catalog import store as st
+from data_catalog.errors import ConfigError, InputDataError, WxemuError
+
+#: Environment variable: simulate a crash after this many regions were written (for resume tests).
+CRASH_ENV = "WXEMU_INGEST_CRASH_AFTER"
+
+
+class SimulatedCrash(RuntimeError):
+    """Raised by the crash hook (``$WXEMU_INGEST_CRASH_AFTER``) to simulate a killed ingest."""
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Everything that determines the store's contents (the recipe) plus how to run it.
+
+    sources: catalog entry names or file paths/globs/URLs (NetCDF, GRIB, Zarr). out: store path or URL.
+    variables/levels/start/end: selection (canonical or source variable names; hPa; inclusive times).
+    grid: target resolution in degrees for conservative regridding (None: keep the source grid).
+    chunk_time: time steps per chunk. region_mb: decoded MB written per region (a whole number of chunks).
+    load_mb: sources whose canonical data is at most this many MB are read into memory once; larger ones are
+    written region by region along their own (file/chunk) boundaries so each source chunk is read once.
+    stats_start/stats_end: period of the statistics and climatology (None: all times).
+    time_from/mapping/units/member/fmt/allow_nan: passed to the reader and the canonical mapping.
+    """
+
+    sources: tuple[str, ...]
+    out: str
+    variables: tuple[str, ...] | None = None
+    levels: tuple[int, ...] | None = None
+    start: str | None = None
+    end: str | None = None
+    grid: float | None = None
+    chunk_time: int = 1
+    region_mb: float = 64.0
+    load_mb: float = 512.0
+    stats_start: str | None = None
+    stats_end: str | None = None
+    climatology_window: int = 61
+    time_from: tuple[tuple[str, str], ...] | None = None
+    mapping: tuple[tuple[str, str], ...] | None = None
+    units: tuple[tuple[str, str], ...] | None = None
+    member: int | None = None
+    fmt: str | None = None
+    allow_nan: bool = False
+    storage_options: tuple[tuple[str, Any], ...] | None = None
+    # how to run (not part of the recipe)
+    append: bool = False
+    overwrite: bool = False
+    scheduler: str | None = None
+    workers: int | None = None
+    threads: int = 2
+    cluster_processes: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ConfigError("ingest: no SOURCE given")
+        if self.chunk_time < 1:
+            raise ConfigError(f"ingest: --chunk-time must be >= 1, got {self.chunk_time}")
+        if self.grid is not None and self.grid <= 0:
+            raise ConfigError(f"ingest: --grid must be a positive resolution in degrees, got {self.grid}")
+        if self.append and self.overwrite:
+            raise ConfigError("ingest: --append and --overwrite exclude each other")
+        if self.scheduler and self.workers:
+            raise ConfigError("ingest: give --scheduler (an existing cluster) or --workers (a local one), not both")
+        if self.climatology_window < 1 or self.climatology_window % 2 == 0:
+            raise ConfigError(f"ingest: --climatology-window must be a positive odd number of days, "
+                              f"got {self.climatology_window}")
+
+    def recipe(self) -> dict[str, Any]:
+        """The fields that determine the data (JSON-able), with the equivalent command line."""
+        keys = ("sources", "variables", "levels", "start", "end", "grid", "chunk_time", "stats_start", "stats_end",
+                "climatology_window", "time_from", "mapping", "units", "member", "fmt", "allow_nan")
+        out = {k: _jsonable(getattr(self, k)) for k in keys}
+        out["command"] = self.command()
+        return out
+
+    def command(self) -> str:
+        """An equivalent ``wxemu ingest`` command line."""
+        argv = ["wxemu", "ingest", *self.sources, "--out", self.out]
+        flag = {"variables": "--variables", "levels": "--levels", "start": "--start", "end": "--end",
+                "grid": "--grid", "stats_start": "--stats-start", "stats_end": "--stats-end", "member": "--member",
+                "fmt": "--format"}
+        for key, opt in flag.items():
+            value = getattr(self, key)
+            if value is None:
+                continue
+            argv += [opt, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+        for key, opt in (("time_from", "--time-from"), ("mapping", "--mapping"), ("units", "--units")):
+            for k, v in getattr(self, key) or ():
+                argv += [opt, f"{k}={v}"]
+        if self.chunk_time != 1:
+            argv += ["--chunk-time", str(self.chunk_time)]
+        if self.climatology_window != 61:
+            argv += ["--climatology-window", str(self.climatology_window)]
+        if self.allow_nan:
+            argv.append("--allow-nan")
+        if self.append:
+            argv.append("--append")
+        return shlex.join(argv)
+
+    @property
+    def options(self) -> dict[str, Any] | None:
+        return dict(self.storage_options) if self.storage_options else None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        if value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+            return {str(k): v for k, v in value}
+        return list(value)
+    return value
+
+
+@dataclass
+class IngestResult:
+    """What an ingest did: the store, how many regions it wrote now, and how many were already there."""
+
+    out: str
+    n_times: int
+    regions_written: int
+    regions_skipped: int
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "written"
+
+
+# ------------------------------------------------------------------------------------------------- sources
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("wxemu")
+    except Exception:  # not installed (running from a checkout)
+        return "unknown"
+
+
+def _is_catalog_name(source: str) -> bool:
+    if any(ch in source for ch in "/*?[\\") or "://" in source or os.path.exists(source):
+        return False
+    try:
+        from data_catalog.catalog import load_catalog
+
+        return source in load_catalog().entries
+    except WxemuError:
+        return False
+
+
+def file_fingerprint(path: str, storage_options: dict | None = None) -> dict[str, Any]:
+    """{path, sha256, bytes} of a file; of a directory (a Zarr store): sha256 over its sorted
+    (relative path, size, sha256 of metadata files) listing, and the total bytes."""
+    fs, fpath = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    try:
+        if fs.isdir(fpath):
+            h = hashlib.sha256()
+            total = 0
+            for key in sorted(fs.find(fpath)):
+                size = int(fs.size(key))
+                rel = key[len(fpath):].lstrip("/")
+                h.update(f"{rel}\0{size}\0".encode())
+                if rel.rsplit("/", 1)[-1] in ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"):
+                    h.update(fs.cat_file(key))
+                total += size
+            return {"path": path, "sha256": h.hexdigest(), "bytes": total}
+        h = hashlib.sha256()
+        total = 0
+        with fs.open(fpath, "rb") as f:
+            while block := f.read(8 * 2**20):
+                h.update(block)
+                total += len(block)
+        return {"path": path, "sha256": h.hexdigest(), "bytes": total}
+    except FileNotFoundError:
+        raise InputDataError(f"{path}: no such file") from None
+
+
+def resolve_sources(cfg: IngestConfig) -> list[str]:
+    """The concrete files/stores behind the SOURCE arguments (catalog entries resolved, globs expanded)."""
+    from data_catalog.readers import apply_url_map, expand_paths
+
+    paths: list[str] = []
+    for source in cfg.sources:
+        if _is_catalog_name(source):
+            from data_catalog.catalog import load_catalog
+
+            catalog = load_catalog()
+            location = catalog.location(source)
+            entry = catalog.get(source)
+            if "{date" in location:
+                t0 = cfg.start or (entry.time.start if entry.time else None)
+                t1 = cfg.end or (entry.time.end if entry.time else None)
+                freq = entry.time.file_frequency if entry.time and entry.time.file_frequency else "D"
+                paths += expand_paths([location], start=t0, end=t1, freq=freq,
+                                      storage_options={**entry.storage_options, **(cfg.options or {})} or None)
+            else:
+                paths.append(apply_url_map(location))
+        else:
+            paths += expand_paths([source], storage_options=cfg.options)
+    return list(dict.fromkeys(paths))
+
+
+def _open_one(cfg: IngestConfig, path: str) -> xr.Dataset:
+    from data_catalog.canonical import to_canonical
+    from data_catalog.readers import open_source
+
+    raw = open_source(path, cfg.fmt, storage_options=cfg.options)
+    ds = to_canonical(raw, source=path, mapping=dict(cfg.mapping) if cfg.mapping else None,
+                      variables=list(cfg.variables) if cfg.variables else None,
+                      levels=list(cfg.levels) if cfg.levels else None, start=None, end=None,
+                      allow_nan=cfg.allow_nan, time_from=dict(cfg.time_from) if cfg.time_from else None,
+                      units=dict(cfg.units) if cfg.units else None, ensemble=cfg.member is not None)
+    return _select_member(ds, cfg.member, path)
+
+
+def _select_member(ds: xr.Dataset, member: int | None, source: str) -> xr.Dataset:
+    if member is None:
+        return ds
+    if "number" not in ds.dims:
+        raise InputDataError(f"{source}: --member {member} given but the source is not an ensemble")
+    members = ds["number"].values.tolist()
+    if member not in members:
+        raise InputDataError(f"{source}: member {member} not found; the source has members {members}")
+    return ds.sel(number=member, drop=True)
+
+
+def _open_entry(cfg: IngestConfig, name: str) -> xr.Dataset:
+    from data_catalog.catalog import get_entry, open_dataset
+
+    entry = get_entry(name)
+    if entry.kind == "forecast":
+        raise InputDataError(f"catalog entry {name!r} is a forecast; `wxemu ingest` writes analysis stores")
+    ds = open_dataset(name, variables=list(cfg.variables) if cfg.variables else None,
+                      levels=list(cfg.levels) if cfg.levels else None, start=cfg.start, end=cfg.end,
+                      storage_options=cfg.options, allow_nan=cfg.allow_nan or None)
+    if "number" in ds.dims and cfg.member is None:
+        raise InputDataError(f"catalog entry {name!r}: an ensemble of {ds.sizes['number']} members; "
+                             "choose one with --member N (the canonical analysis store holds one member)")
+    return _select_member(ds, cfg.member, f"catalog entry {name!r}")
+
+
+def _check_same_grid(a: xr.Dataset, b: xr.Dataset, name_a: str, name_b: str) -> None:
+    for coord in ("latitude", "longitude", "level"):
+        in_a, in_b = coord in a.coords, coord in b.coords
+        if in_a != in_b or (in_a and (a[coord].size != b[coord].size
+                                      or not np.allclose(a[coord].values, b[coord].values))):
+            raise InputDataError(f"{name_b}: its {coord} axis differs from that of {name_a}; all sources must "
+                                 "share one grid and level set (use --grid/--levels)")
+
+
+def combine_sources(parts: Sequence[tuple[str, xr.Dataset]], cfg: IngestConfig) -> xr.Dataset:
+    """Combine canonical datasets: files with the same variables are concatenated along time (sorted by their
+    first time), groups of different variables merged; then select start..end and require one regular time axis
+    without duplicates (naming the files involved)."""
+    from data_catalog.canonical import check_time_axis
+
+    groups: dict[tuple[str, ...], list[tuple[str, xr.Dataset]]] = {}
+    for name, ds in parts:
+        groups.setdefault(tuple(sorted(map(str, ds.data_vars))), []).append((name, ds))
+    first_name, first = parts[0]
+    merged: list[xr.Dataset] = []
+    for key, members in groups.items():
+        for name, ds in members:
+            _check_same_grid(first, ds, first_name, name)
+        timed = [m for m in members if "time" in m[1].dims]
+        if len(timed) > 1:
+            timed.sort(key=lambda m: m[1]["time"].values[0])
+            all_times = np.concatenate([m[1]["time"].values for m in timed])
+            owners = np.concatenate([[i] * m[1].sizes["time"] for i, m in enumerate(timed)])
+            uniq, first_idx, counts = np.unique(all_times, return_index=True, return_counts=True)
+            if (counts > 1).any():
+                t = uniq[counts > 1][0]
+                who = sorted({timed[o][0] for o in owners[all_times == t]})
+                raise InputDataError(f"{', '.join(who)}: duplicated time {pd.Timestamp(t)} in more than one file")
+            ds = xr.concat([m[1] for m in timed], dim="time", data_vars="minimal", coords="minimal",
+                           compat="override", join="override", combine_attrs="override")
+        else:
+            ds = members[0][1]
+        merged.append(ds)
+    try:
+        ds = xr.merge(merged, join="outer", compat="override", combine_attrs="override") if len(merged) > 1 \
+            else merged[0]
+    except ValueError as exc:
+        raise InputDataError(f"{', '.join(n for n, _ in parts)}: the sources cannot be merged ({exc})") from None
+    names = ", ".join(n for n, _ in parts)
+    if "time" not in ds.dims:
+        raise InputDataError(f"{names}: no time axis; an analysis store needs times")
+    if cfg.start is not None or cfg.end is not None:
+        ds = ds.sel(time=slice(pd.Timestamp(cfg.start) if cfg.start else None,
+                               pd.Timestamp(cfg.end) if cfg.end else None))
+        if ds.sizes["time"] == 0:
+            raise InputDataError(f"{names}: no times between {cfg.start} and {cfg.end}")
+    if len(merged) > 1 and any(ds[v].isnull().any() for v in st.time_variables(ds) if ds[v].size < 2**24):
+        raise InputDataError(f"{names}: the sources' variables cover different times (NaN after merging)")
+    check_time_axis(pd.DatetimeIndex(ds["time"].values), names, regular=True)
+    return ds
+
+
+def _dims_ok(ds: xr.Dataset, names: str) -> None:
+    for v in ds.data_vars:
+        extra = [d for d in ds[v].dims if d not in ("time", "level", "latitude", "longitude")]
+        if extra:
+            raise InputDataError(f"{names}: variable {v!r} has dimensions {extra} that the canonical analysis store "
+                                 "lacks (an ensemble: choose --member N)")
+
+
+@lru_cache(maxsize=4)
+def _build_dataset_cached(cfg_json: str) -> xr.Dataset:
+    return build_dataset(config_from_json(cfg_json))
+
+
+def build_dataset(cfg: IngestConfig) -> xr.Dataset:
+    """The lazy canonical dataset the store will hold (validated; regridded when ``cfg.grid``)."""
+    parts: list[tuple[str, xr.Dataset]] = []
+    for source in cfg.sources:
+        if _is_catalog_name(source):
+            parts.append((f"catalog entry {source!r}", _open_entry(cfg, source)))
+        else:
+            from data_catalog.readers import expand_paths
+
+            for path in expand_paths([source], storage_options=cfg.options):
+                parts.append((path, _open_one(cfg, path)))
+    ds = combine_sources(parts, cfg)
+    names = ", ".join(n for n, _ in parts)
+    _dims_ok(ds, names)
+    if cfg.grid is not None:
+        from data_catalog.regrid import regrid_dataset
+
+        ds = regrid_dataset(ds, cfg.grid)
+    ds.attrs = {k: v for k, v in ds.attrs.items() if k in ("Conventions", "licence", "attribution")}
+    if ds.nbytes <= cfg.load_mb * 1e6:
+        ds = ds.load()  # small: read every source once (a GRIB file is one dask chunk: re-reading it is slow)
+    return ds
+
+
+def config_to_json(cfg: IngestConfig) -> str:
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
+
+
+def config_from_json(text: str) -> IngestConfig:
+    raw = json.loads(text)
+    for key in ("sources", "variables", "levels"):
+        if raw.get(key) is not None:
+            raw[key] = tuple(raw[key])
+    for key in ("time_from", "mapping", "units", "storage_options"):
+        if raw.get(key) is not None:
+            raw[key] = tuple(tuple(kv) for kv in raw[key])
+    return IngestConfig(**raw)
+
+
+# ------------------------------------------------------------------------------------------------- regions
+def plan_regions(start: int, stop: int, chunk_time: int, steps_per_region: int,
+                 source_bounds: Sequence[int] | None = None) -> list[tuple[int, int]]:
+    """[(a, b), ...] store time-index regions covering start..stop.
+
+    Boundaries fall on multiples of ``chunk_time`` (so concurrent regions never share a chunk), at most
+    ``steps_per_region`` apart, and at the ``source_bounds`` (store indices where a source chunk/file begins,
+    rounded down to a chunk boundary) so a lazily read source chunk is read by one region only.
+    """
+    per = max(chunk_time, steps_per_region - steps_per_region % chunk_time)
+    cuts = set(range((start // per + 1) * per, stop, per))
+    for b in source_bounds or ():
+        b = b - b % chunk_time
+        if start < b < stop:
+            cuts.add(b)
+    edges = [start, *sorted(cuts), stop]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _source_bounds(ds: xr.Dataset, offset: int) -> list[int] | None:
+    """Store indices where the lazy dataset's time chunks begin (None when it is in memory)."""
+    names = st.time_variables(ds)
+    if not names or ds[names[0]].chunks is None:
+        return None
+    return [offset + int(b) for b in np.cumsum((0,) + ds[names[0]].chunks[0])[1:-1]]
+
+
+def _steps_per_region(ds: xr.Dataset, region_mb: float, chunk_time: int) -> int:
+    per_step = sum(ds[v].dtype.itemsize * ds[v].size // max(1, ds.sizes["time"]) for v in st.time_variables(ds))
+    n = max(1, int(region_mb * 1e6 // max(1, per_step)))
+    return max(chunk_time, n - n % chunk_time)
+
+
+def write_one_region(cfg_json: str, index: int, a: int, b: int, offset: int = 0) -> int:
+    """Load store time steps a..b (dataset steps a-offset..b-offset) of the canonical dataset and write them;
+    then record the region. Runs in a thread or on a dask worker (the lazy dataset is rebuilt from the config,
+    cached per process). Returns the decoded bytes written."""
+    cfg = config_from_json(cfg_json)
+    ds = _build_dataset_cached(cfg_json)
+    names = st.time_variables(ds)
+    part = ds[names].isel(time=slice(a - offset, b - offset)).compute(scheduler="synchronous")
+    arrays = {n: part[n].values for n in names}
+    st.write_region(cfg.out, arrays, a, storage_options=cfg.options)
+    st.mark_region_done(cfg.out, index, storage_options=cfg.options)
+    return int(sum(v.nbytes for v in arrays.values()))
+
+
+# ------------------------------------------------------------------------------------------------- running
+def _crash_hook_from_env() -> Callable[[int], None] | None:
+    value = os.environ.get(CRASH_ENV)
+    if not value:
+        return None
+    limit = int(value)
+
+    def hook(done: int) -> None:
+        if done >= limit:
+            raise SimulatedCrash(f"simulated crash after {done} regions (${CRASH_ENV}={limit})")
+
+    return hook
+
+
+def _progress(enabled: bool, total: int, description: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rich.console import Console
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("regions"),
+                        TimeElapsedColumn(), console=Console(stderr=True), disable=not enabled, transient=False)
+    task = progress.add_task(description, total=total)
+    return progress, task
+
+
+def _run_regions(cfg: IngestConfig, cfg_json: str, todo: list[tuple[int, int, int]],
+                 after_region: Callable[[int], None] | None, offset: int = 0) -> int:
+    """Write the regions ``todo`` [(index, a, b)]; return how many were written. ``after_region(n_done)`` is
+    called after each (the crash hook of the resume tests)."""
+    if not todo:
+        return 0
+    progress, task = _progress(cfg.progress, len(todo), f"ingest -> {cfg.out}")
+    done = 0
+    with progress:
+        if cfg.scheduler or cfg.workers:
+            from dask.distributed import Client, LocalCluster, as_completed
+
+            cluster = None
+            if cfg.scheduler:
+                client = Client(cfg.scheduler)
+            else:
+                cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=cfg.cluster_processes,
+                                       dashboard_address=None)
+                client = Client(cluster)
+            try:
+                futures = [client.submit(write_one_region, cfg_json, i, a, b, offset, pure=False)
+                           for i, a, b in todo]
+                for fut in as_completed(futures):
+                    fut.result()
+                    done += 1
+                    progress.advance(task)
+                    if after_region:
+                        after_region(done)
+            finally:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+        else:
+            threads = max(1, cfg.threads)
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                pending = set()
+                queue = list(todo)
+                try:
+                    while queue or pending:
+                        while queue and len(pending) < 2 * threads:
+                            i, a, b = queue.pop(0)
+                            pending.add(pool.submit(write_one_region, cfg_json, i, a, b, offset))
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in finished:
+                            fut.result()
+                            done += 1
+                            progress.advance(task)
+                            if after_region:
+                                after_region(done)
+                except BaseException:
+                    for fut in pending:
+                        fut.cancel()
+                    raise
+    return done
+
+
+def _fingerprint(cfg: IngestConfig) -> list[dict[str, Any]]:
+    return [file_fingerprint(p, cfg.options) for p in resolve_sources(cfg)]
+
+
+def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, Any] | None = None) -> None:
+    """Statistics and climatology over the stats period (read back from the store), provenance, complete."""
+    from data_catalog.climatology import compute_climatology
+    from data_catalog.stats import compute_stats
+
+    ds = st.open_store(cfg.out, storage_options=cfg.options, check_complete=False)
+    period = ds.sel(time=slice(pd.Timestamp(cfg.stats_start) if cfg.stats_start else None,
+                               pd.Timestamp(cfg.stats_end) if cfg.stats_end else None))
+    if period.sizes["time"] == 0:
+        raise InputDataError(f"{cfg.out}: no times in the stats period {cfg.stats_start} .. {cfg.stats_end} "
+                             f"(the store covers {pd.Timestamp(ds['time'].values[0])} .. "
+                             f"{pd.Timestamp(ds['time'].values[-1])})")
+    stats = compute_stats(period)
+    clim = compute_climatology(period, window=cfg.climatology_window)
+    st.write_group(cfg.out, st.STATS_GROUP, stats, storage_options=cfg.options)
+    chunks = {"dayofyear": 1, "hour": clim.sizes["hour"]}
+    st.write_group(cfg.out, st.CLIMATOLOGY_GROUP, clim, storage_options=cfg.options, chunks=chunks, dtype="float32")
+    t = period["time"].values
+    attrs = {
+        "wxemu_version": _version(),
+        "wxemu_recipe": recipe if recipe is not None else cfg.recipe(),
+        "wxemu_sources": sources,
+        "wxemu_stats_period": [str(pd.Timestamp(t[0]).isoformat()), str(pd.Timestamp(t[-1]).isoformat())],
+    }
+    st.set_attrs(cfg.out, attrs, storage_options=cfg.options)
+    st.mark_complete(cfg.out, storage_options=cfg.options)
+
+
+def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    skip = {"command"}
+    return {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
+
+
+def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = None) -> IngestResult:
+    """Run the ingest described by ``cfg`` (see the module docstring). Raises WxemuError subclasses for user
+    errors. ``after_region(n)`` is called after each region written (tests inject crashes through it; the
+    environment variable ``WXEMU_INGEST_CRASH_AFTER`` does the same from the command line)."""
+    after_region = after_region or _crash_hook_from_env()
+    if cfg.append:
+        return _append(cfg, after_region)
+    exists = st.store_exists(cfg.out, storage_options=cfg.options)
+    sources = _fingerprint(cfg)
+    recipe = cfg.recipe()
+    if exists and not cfg.overwrite:
+        attrs = st.root_attrs(cfg.out, storage_options=cfg.options)
+        plan = st.read_plan(cfg.out, storage_options=cfg.options)
+        if attrs.get(st.COMPLETE_ATTR):
+            if _same_recipe(attrs.get("wxemu_recipe") or {}, recipe) and attrs.get("wxemu_sources") == sources:
+                n = int(st.open_store(cfg.out, storage_options=cfg.options).sizes["time"])
+                return IngestResult(cfg.out, n, 0, 0, sources, status="already complete")
+            raise WxemuError(f"{cfg.out}: a complete store exists (made by {attrs.get('wxemu_recipe', {}).get('command')!r}); "
+                             "use --overwrite to replace it or --append to add later times")
+        if plan is None or plan.get("mode") != "create":
+            raise WxemuError(f"{cfg.out}: an incomplete store not written by this kind of ingest; "
+                             "use --overwrite to replace it")
+        if plan.get("sources") != sources:
+            changed = _changed(plan.get("sources") or [], sources)
+            raise WxemuError(f"{cfg.out}: cannot resume: the inputs changed since the interrupted ingest "
+                             f"({changed}); use --overwrite to start again")
+        if not _same_recipe(plan.get("recipe") or {}, recipe):
+            raise WxemuError(f"{cfg.out}: cannot resume: this command differs from the interrupted one "
+                             f"({(plan.get('recipe') or {}).get('command')!r}); re-run that, or use --overwrite")
+        resuming = True
+    else:
+        resuming = False
+    cfg_json = config_to_json(cfg)
+    _build_dataset_cached.cache_clear()
+    ds = _build_dataset_cached(cfg_json)  # validates all sources' metadata: nothing written before this passes
+    created = False
+    try:
+        n = ds.sizes["time"]
+        regions = plan_regions(0, n, cfg.chunk_time, _steps_per_region(ds, cfg.region_mb, cfg.chunk_time),
+                               _source_bounds(ds, 0))
+        if not resuming:
+            if exists:
+                st.remove_store(cfg.out, storage_options=cfg.options)
+            st.create_store(cfg.out, ds, attrs={"wxemu_recipe": recipe, "wxemu_version": _version()},
+                            chunk_time=cfg.chunk_time, storage_options=cfg.options)
+            created = True
+            st.write_plan(cfg.out, {"mode": "create", "sources": sources, "recipe": recipe,
+                                    "regions": regions}, storage_options=cfg.options)
+        else:
+            plan = st.read_plan(cfg.out, storage_options=cfg.options) or {}
+            if [tuple(r) for r in plan.get("regions", [])] != regions:
+                raise WxemuError(f"{cfg.out}: cannot resume: the planned regions differ; use --overwrite")
+        done = st.regions_done(cfg.out, storage_options=cfg.options)
+        todo = [(i, a, b) for i, (a, b) in enumerate(regions) if i not in done]
+        written = _run_regions(cfg, cfg_json, todo, after_region)
+        _finish(cfg, sources)
+    except WxemuError:
+        if created:  # bad data found while writing a store this run created: leave nothing behind
+            st.remove_store(cfg.out, storage_options=cfg.options)
+        raise
+    return IngestResult(cfg.out, n, written, len(regions) - len(todo), sources,
+                        status="resumed" if resuming else "written")
+
+
+def _changed(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> str:
+    old_by = {s["path"]: s for s in old}
+    new_by = {s["path"]: s for s in new}
+    parts = [f"{p} removed" for p in old_by if p not in new_by] + [f"{p} added" for p in new_by if p not in old_by]
+    parts += [f"{p} checksum {old_by[p]['sha256'][:12]} -> {new_by[p]['sha256'][:12]}" for p in new_by
+              if p in old_by and old_by[p]["sha256"] != new_by[p]["sha256"]]
+    return "; ".join(parts) or "source list changed"
+
+
+def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None) -> IngestResult:
+    if not st.store_exists(cfg.out, storage_options=cfg.options):
+        raise WxemuError(f"{cfg.out}: --append needs an existing store; run without --append to create it")
+    attrs = st.root_attrs(cfg.out, storage_options=cfg.options)
+    plan = st.read_plan(cfg.out, storage_options=cfg.options)
+    sources = _fingerprint(cfg)
+    new_recipe = cfg.recipe()
+    resuming = not attrs.get(st.COMPLETE_ATTR)
+    if resuming:
+        if plan is None or plan.get("mode") != "append":
+            raise IncompleteAppend(cfg.out)
+        if plan.get("sources") != sources or not _same_recipe(plan.get("recipe") or {}, new_recipe):
+            raise WxemuError(f"{cfg.out}: cannot resume the interrupted append: the inputs or the command differ "
+                             f"({_changed(plan.get('sources') or [], sources)}); re-run "
+                             f"{(plan.get('recipe') or {}).get('command')!r}")
+    old_recipe = attrs.get("wxemu_recipe") or {}
+    existing = st.open_store(cfg.out, storage_options=cfg.options, check_complete=False)
+    cfg_json = config_to_json(cfg)
+    _build_dataset_cached.cache_clear()
+    new = _build_dataset_cached(cfg_json)
+    _check_append_compatible(existing, new, cfg, old_recipe, plan if resuming else None)
+    if resuming:
+        offset = int(plan["time_offset"])
+    else:
+        offset = existing.sizes["time"]
+    n_new = new.sizes["time"]
+    regions = plan_regions(offset, offset + n_new, cfg.chunk_time,
+                           _steps_per_region(new, cfg.region_mb, cfg.chunk_time), _source_bounds(new, offset))
+    old_sources = list(attrs.get("wxemu_sources") or [])
+    if not resuming:
+        st.mark_incomplete(cfg.out, storage_options=cfg.options)
+        st.write_plan(cfg.out, {"mode": "append", "sources": sources, "recipe": new_recipe, "regions": regions,
+                                "time_offset": offset}, storage_options=cfg.options)
+        st.extend_time(cfg.out, new["time"].values, storage_options=cfg.options)
+        st.consolidate(cfg.out, storage_options=cfg.options)
+    done = st.regions_done(cfg.out, storage_options=cfg.options)
+    todo = [(i, a, b) for i, (a, b) in enumerate(regions) if i not in done]
+    try:
+        written = _run_regions(cfg, cfg_json, todo, after_region, offset)
+    except WxemuError:
+        # bad new data: roll the store back to its old extent and mark it complete again
+        st.truncate_time(cfg.out, offset, storage_options=cfg.options)
+        st.mark_complete(cfg.out, storage_options=cfg.options)
+        raise
+    merged_sources = old_sources + [s for s in sources if s not in old_sources]
+    appended = list(old_recipe.get("appended", [])) + [new_recipe]
+    base = {k: v for k, v in old_recipe.items() if k != "appended"}
+    # the stats period of the original recipe applies (default: every time, including the appended ones)
+    stats_cfg = dataclasses.replace(cfg, stats_start=base.get("stats_start"), stats_end=base.get("stats_end"),
+                                    climatology_window=int(base.get("climatology_window", 61)))
+    _finish(stats_cfg, merged_sources, {**base, "appended": appended})
+    return IngestResult(cfg.out, offset + n_new, written, len(regions) - len(todo), sources,
+                        status="appended (resumed)" if resuming else "appended")
+
+
+class IncompleteAppend(WxemuError):
+    def __init__(self, out: str) -> None:
+        super().__init__(f"{out}: the store is incomplete (an interrupted ingest); complete it first by re-running "
+                         "the command that created it")
+
+
+def _check_append_compatible(existing: xr.Dataset, new: xr.Dataset, cfg: IngestConfig, old_recipe: dict,
+                             plan: dict | None) -> None:
+    names = ", ".join(cfg.sources)
+    if sorted(st.time_variables(existing)) != sorted(st.time_variables(new)):
+        raise InputDataError(f"{names}: variables {sorted(st.time_variables(new))} differ from the store's "
+                             f"{sorted(st.time_variables(existing))} ({cfg.out}); select them with --variables")
+    for coord in ("latitude", "longitude", "level"):
+        a, b = coord in existing.coords, coord in new.coords
+        if a != b or (a and (existing[coord].size != new[coord].size
+                             or not np.allclose(existing[coord].values, new[coord].values))):
+            raise InputDataError(f"{names}: {coord} axis differs from the store's ({cfg.out}); the grid and levels "
+                                 "of appended data must match (see --grid/--levels)")
+    if int(old_recipe.get("chunk_time", 1)) != cfg.chunk_time:
+        raise InputDataError(f"{cfg.out}: was written with --chunk-time {old_recipe.get('chunk_time')}, "
+                             f"not {cfg.chunk_time}")
+    t_old = existing["time"].values
+    if plan is not None:  # resuming: the store already holds the extended time axis
+        t_old = t_old[: int(plan["time_offset"])]
+    t_new = new["time"].values
+    step = np.diff(t_old).min() if t_old.size > 1 else (np.diff(t_new).min() if t_new.size > 1 else None)
+    if t_new[0] <= t_old[-1]:
+        raise InputDataError(f"{names}: times {pd.Timestamp(t_new[0])} .. {pd.Timestamp(t_new[-1])} overlap the store "
+                             f"{cfg.out} (which ends at {pd.Timestamp(t_old[-1])}); append only later times "
+                             "(use --start)")
+    if step is not None and t_new[0] - t_old[-1] != step:
+        raise InputDataError(f"{names}: first new time {pd.Timestamp(t_new[0])} does not follow the store's last "
+                             f"{pd.Timestamp(t_old[-1])} by its step {pd.Timedelta(step)} (non-contiguous append)")
+    if t_new.size > 1 and step is not None and np.diff(t_new).min() != step:
+        raise InputDataError(f"{names}: time step {pd.Timedelta(np.diff(t_new).min())} differs from the store's "
+                             f"{pd.Timedelta(step)}")
