@@ -73,6 +73,7 @@ def pointwise_statistics(forecast: np.ndarray, truth: np.ndarray, names: Sequenc
         mean = forecast.mean(axis=member_axis, dtype=forecast.dtype)
     else:
         mean = forecast
+    dev = None
     need_err = any(n in ("se", "ae", "err") for n in names)
     err = mean - truth if need_err else None
     for name in names:
@@ -95,12 +96,14 @@ def pointwise_statistics(forecast: np.ndarray, truth: np.ndarray, names: Sequenc
             if member_axis is None:
                 raise WxemuError(f"statistic {name!r} needs an ensemble forecast (a 'number' dimension)")
             m = n_members
+            if dev is None:  # members minus truth: small numbers, so the float32 sums below keep their precision
+                dev = ens - np.expand_dims(truth, member_axis)
             if name == "crps_skill":
-                yield name, np.abs(ens - np.expand_dims(truth, member_axis)).mean(axis=member_axis,
-                                                                                   dtype=ens.dtype)
+                yield name, np.abs(dev).mean(axis=member_axis, dtype=ens.dtype)
             elif name == "crps_spread":
-                # sum_{i,j} |x_i - x_j| = 2 sum_i (2 i - M - 1) x_(i) over the sorted members (i = 1..M).
-                ranked = np.sort(ens, axis=member_axis)
+                # sum_{i,j} |x_i - x_j| = 2 sum_i (2 i - M - 1) x_(i) over the sorted members (i = 1..M);
+                # invariant to the shift by the truth.
+                ranked = np.sort(dev, axis=member_axis)
                 coef = ((2.0 * np.arange(1, m + 1) - m - 1) * 2.0 / (m * (m - 1))).astype(ens.dtype)
                 yield name, np.moveaxis(ranked, member_axis, -1) @ coef
             elif name == "ens_var":
