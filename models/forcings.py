@@ -1,9 +1,9 @@
 """Forcings: fields known in advance from the time and the grid alone (pure numpy, no I/O).
 
 - Top-of-atmosphere incident solar radiation. ``toa_incident_solar`` is the INSTANTANEOUS flux in W m-2 at
-  the given times: S0 * (d0/d)^2 * max(cos(solar zenith angle), 0), with S0 = 1361 W m-2 and the solar
-  declination, equation of time and Earth-Sun distance from Spencer's (1971) Fourier series (NOAA's solar
-  calculator uses the same). ``toa_incident_solar_accumulated`` integrates it over the preceding hour in J m-2,
+  the given times: S0 * (1 au / d)^2 * max(cos(solar zenith angle), 0), with S0 = 1361 W m-2 and the solar
+  declination, hour angle and Earth-Sun distance d from the Astronomical Almanac's low-precision solar
+  coordinates (~0.01 degree). ``toa_incident_solar_accumulated`` integrates it over the preceding hour in J m-2,
   the definition of ERA5's ``toa_incident_solar_radiation`` (``tisr``).
 - sin/cos of the local solar hour of day (UTC hour + longitude / 15) and of the fraction of the year.
 - Static fields (``land_sea_mask``, ``geopotential_at_surface``) passed in by the caller.
@@ -48,28 +48,38 @@ def _time_parts(times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return doy, hour, days_in_year
 
 
+def _days_since_j2000(times: np.ndarray) -> np.ndarray:
+    t = np.asarray(times).astype("datetime64[ns]").reshape(-1)
+    return (t - np.datetime64("2000-01-01T12:00", "ns")).astype(np.int64) / 86400e9
+
+
 def solar_geometry(times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Declination (radians), equation of time (minutes) and the inverse squared Earth-Sun distance factor
-    (d0/d)^2 at each time, each (T,). Spencer (1971) series in the fractional year."""
-    doy, hour, ndays = _time_parts(times)
-    g = 2.0 * np.pi / ndays * (doy - 1 + (hour - 12.0) / 24.0)
-    decl = (0.006918 - 0.399912 * np.cos(g) + 0.070257 * np.sin(g) - 0.006758 * np.cos(2 * g)
-            + 0.000907 * np.sin(2 * g) - 0.002697 * np.cos(3 * g) + 0.00148 * np.sin(3 * g))
-    eqtime = 229.18 * (0.000075 + 0.001868 * np.cos(g) - 0.032077 * np.sin(g) - 0.014615 * np.cos(2 * g)
-                       - 0.040849 * np.sin(2 * g))
-    dist = (1.000110 + 0.034221 * np.cos(g) + 0.001280 * np.sin(g) + 0.000719 * np.cos(2 * g)
-            + 0.000077 * np.sin(2 * g))
-    return decl, eqtime, dist
+    """Declination (radians), Greenwich hour angle of the sun (radians) and the inverse squared Earth-Sun
+    distance factor (1 au / d)^2 at each time, each (T,).
+
+    The Astronomical Almanac's low-precision solar coordinates (accurate to ~0.01 degree for 1950-2050):
+    mean longitude and anomaly from the days since J2000.0, ecliptic longitude with the equation of centre,
+    then right ascension and declination; the Greenwich hour angle is the sidereal time minus the right
+    ascension. UTC is used for UT1/TT (an error of ~1 minute of time, i.e. 0.3 degrees of hour angle at most).
+    """
+    n = _days_since_j2000(times)
+    mean_lon = np.radians(np.mod(280.460 + 0.9856474 * n, 360.0))
+    anomaly = np.radians(np.mod(357.528 + 0.9856003 * n, 360.0))
+    ecl_lon = mean_lon + np.radians(1.915) * np.sin(anomaly) + np.radians(0.020) * np.sin(2 * anomaly)
+    obliquity = np.radians(23.439 - 4e-7 * n)
+    ra = np.arctan2(np.cos(obliquity) * np.sin(ecl_lon), np.cos(ecl_lon))
+    decl = np.arcsin(np.sin(obliquity) * np.sin(ecl_lon))
+    gmst = np.radians(np.mod(280.46061837 + 360.98564736629 * n, 360.0))
+    hour_angle = gmst - ra
+    dist_au = 1.00014 - 0.01671 * np.cos(anomaly) - 0.00014 * np.cos(2 * anomaly)
+    return decl, hour_angle, 1.0 / dist_au**2
 
 
 def cos_solar_zenith(times: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """Cosine of the solar zenith angle (T, H, W) for 1-D ``lat``, ``lon`` in degrees (negative at night)."""
-    _, hour, _ = _time_parts(times)
-    decl, eqtime, _ = solar_geometry(times)
+    decl, gha, _ = solar_geometry(times)
     la = np.radians(np.asarray(lat, dtype=np.float64))[None, :, None]
-    lo = np.asarray(lon, dtype=np.float64)[None, None, :]
-    true_solar_minutes = hour[:, None, None] * 60.0 + eqtime[:, None, None] + 4.0 * lo
-    hour_angle = np.radians(true_solar_minutes / 4.0 - 180.0)
+    hour_angle = gha[:, None, None] + np.radians(np.asarray(lon, dtype=np.float64))[None, None, :]
     d = decl[:, None, None]
     return np.sin(la) * np.sin(d) + np.cos(la) * np.cos(d) * np.cos(hour_angle)
 
