@@ -146,6 +146,10 @@ def download_sample(name: str, *, cache: str | None = None) -> str:
     member = extracted[0] if isinstance(extracted, list) else extracted
     got = sha256sum(member)
     if got != sample.sha256:
+        zip_path = os.path.join(cache, "downloads", os.path.basename(sample.url))
+        for stale in (zip_path, zip_path + ".unzip"):  # let a retry download afresh
+            shutil.rmtree(stale, ignore_errors=True) if os.path.isdir(stale) else (
+                os.remove(stale) if os.path.exists(stale) else None)
         raise InputDataError(f"sample {name!r} from {url}: checksum mismatch for {sample.member} "
                              f"(sha256 {got}, expected {sample.sha256})")
     shutil.copyfile(member, target)
