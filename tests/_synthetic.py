@@ -8,10 +8,6 @@ needing ``wxemu ingest``.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -122,40 +118,6 @@ def write_canonical_store(ds: xr.Dataset, path: str | Path, *, stats_period: tup
     return path
 
 
-@dataclasses.dataclass(frozen=True)
-class StandinForcingSpec:
-    """Stand-in for ``models.forcings.ForcingSpec`` (tests only, until the real module lands)."""
-
-    static: tuple = ()
-
-
-def _standin_forcing_names(spec: StandinForcingSpec) -> list[str]:
-    return ["cos_hour", "sin_hour", *spec.static]
-
-
-def _standin_compute_forcings(spec, times, lat, lon, static):
-    hours = (np.asarray(times).astype("datetime64[h]").astype(np.int64) % 24).astype(np.float32)
-    ang = 2 * np.pi * hours / 24.0
-    grid = np.ones((len(lat), len(lon)), dtype=np.float32)
-    fields = [np.cos(ang)[:, None, None] * grid, np.sin(ang)[:, None, None] * grid]
-    fields += [np.broadcast_to(static[name], (len(times), len(lat), len(lon))) for name in spec.static]
-    return np.stack(fields, axis=1).astype(np.float32)
-
-
-def ensure_forcings_module() -> None:
-    """Register the stand-in as ``models.forcings`` while the real module has not landed (tests only)."""
-    try:
-        importlib.import_module("models.forcings")
-        return
-    except ImportError:
-        pass
-    mod = types.ModuleType("models.forcings")
-    mod.ForcingSpec = StandinForcingSpec
-    mod.forcing_names = _standin_forcing_names
-    mod.compute_forcings = _standin_compute_forcings
-    sys.modules["models.forcings"] = mod
-
-
 def cached_uk_store() -> Path:
     """The UK sample as a canonical store (stats over 2019-03-01..21), built once per machine in the temp dir."""
     import os
@@ -173,5 +135,3 @@ def cached_uk_store() -> Path:
         shutil.rmtree(tmp.parent, ignore_errors=True)
     return target
 
-
-ensure_forcings_module()  # spawned DataLoader workers unpickling the stand-in spec re-register it

@@ -11,8 +11,6 @@ import _synthetic
 from pipeline.datamodule import (StoreReader, WindowBatchSampler, WindowDataModule, WindowDataset,
                                  default_forcing_spec, read_layout, store_channel_stats)
 
-_synthetic.ensure_forcings_module()
-
 
 @pytest.fixture(scope="module")
 def syn_store(tmp_path_factory: pytest.TempPathFactory) -> str:
@@ -58,7 +56,7 @@ def test_window_contents(syn_store: str, history: int, k: int, stride: int) -> N
         want_tg = (reader.read([a + (j + 1) * stride for j in range(k)]) - mean) / std
         np.testing.assert_allclose(batch["inputs"][b].numpy(), want_in, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(batch["targets"][b].numpy(), want_tg, rtol=1e-5, atol=1e-5)
-    # the stand-in/real forcings are functions of the target time: equal times give equal forcings
+    # forcings are functions of the target time: equal times give equal forcings
     if stride == 1 and k >= 2:
         np.testing.assert_array_equal(batch["forcings"][0, 1].numpy(), batch["forcings"][1, 0].numpy())
     with pytest.raises(ValueError, match="stride"):
