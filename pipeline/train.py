@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wxemu train: {cfg.model.kind} emulator, {count_parameters(model):,} trainable parameters, "
               f"{len(dm.layout.channel_names)} channels + {n_forcing} forcings on a "
               f"{len(dm.layout.latitude)}x{len(dm.layout.longitude)} grid, precision {precision}", flush=True)
-    trainer.fit(task, datamodule=dm, ckpt_path=args.resume, weights_only=False if args.resume else None)
+    trainer.fit(task, datamodule=dm, ckpt_path=args.resume, weights_only=True)
     if trainer.is_global_zero:
         print(f"wxemu train: wrote {out / 'model.safetensors'} after {trainer.global_step} steps", flush=True)
     return 0
