@@ -68,41 +68,128 @@ def smooth_circular(sums: np.ndarray, counts: np.ndarray, window: int = 61) -> n
         return np.where(n > 0.5, s / np.where(n > 0.5, n, 1.0), np.nan)
 
 
+def circular_distance(a: np.ndarray, b: np.ndarray, n_days: int = N_DAYS) -> np.ndarray:
+    """|a - b| on a circle of ``n_days`` days (broadcasting)."""
+    d = np.abs(np.asarray(a)[..., None] - np.asarray(b)[None, ...]) if np.ndim(a) else np.abs(a - np.asarray(b))
+    return np.minimum(d, n_days - d)
+
+
+def days_with_data(bin_doy: np.ndarray, window: int = 61) -> np.ndarray:
+    """Days of year (1..366, sorted) whose window holds at least one of the days ``bin_doy``."""
+    days = np.arange(1, N_DAYS + 1)
+    if len(bin_doy) == 0:
+        return days[:0]
+    return days[(circular_distance(days, np.unique(bin_doy)) <= window // 2).any(axis=1)]
+
+
+def window_means(days: np.ndarray, n_hours: int, bin_doy: np.ndarray, bin_hour: np.ndarray, bin_sums: np.ndarray,
+                 bin_counts: np.ndarray, window: int = 61) -> np.ndarray:
+    """Smoothed climatology for the target ``days`` from per-(day of year, hour) bins.
+
+    ``bin_doy``/``bin_hour`` (K,) label the bins, ``bin_sums``/``bin_counts`` (K, *trailing) their float64 sums
+    and counts. Returns (len(days), n_hours, *trailing) float64: for day d and hour h the sum over bins at hour h
+    with circular |doy - d| <= window // 2, divided by their count; NaN where that count is 0.
+    Equals :func:`smooth_circular` of the dense bins (tested), without materialising all 366 days.
+    """
+    near = circular_distance(np.asarray(days), np.asarray(bin_doy)) <= window // 2            # (D, K)
+    same_hour = np.arange(n_hours)[:, None] == np.asarray(bin_hour)[None, :]                  # (H, K)
+    w = (near[:, None, :] & same_hour[None, :, :]).astype("f8").reshape(len(days) * n_hours, -1)
+    s = np.tensordot(w, bin_sums, axes=(1, 0))
+    n = np.tensordot(w, bin_counts, axes=(1, 0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(n > 0.5, s / np.where(n > 0.5, n, 1.0), np.nan)
+    return out.reshape(len(days), n_hours, *bin_sums.shape[1:])
+
+
+class ClimatologyAccumulator:
+    """Sums and counts per (day of year, hour) bin, only for bins that occur: one pass over the data in time
+    blocks (:meth:`add`), then smoothed output for any set of days (:meth:`block`)."""
+
+    def __init__(self, hours: np.ndarray, window: int = 61) -> None:
+        if window < 1 or window % 2 == 0 or window > N_DAYS:
+            raise ValueError(f"climatology window must be an odd number of days in 1..{N_DAYS}, got {window}")
+        self.hours = np.asarray(hours, dtype="int64")
+        self.window = int(window)
+        self._bins: dict[str, dict[tuple[int, int], list[np.ndarray]]] = {}
+
+    def add(self, name: str, values: np.ndarray, dayofyear: np.ndarray, hour: np.ndarray) -> None:
+        """Accumulate ``values`` (time first) observed at ``dayofyear`` (1..366) and ``hour`` (of ``hours``)."""
+        v = np.asarray(values, dtype="f8")
+        valid = ~np.isnan(v)
+        v0 = np.where(valid, v, 0.0)
+        bins = self._bins.setdefault(name, {})
+        keys = np.stack([np.asarray(dayofyear), np.searchsorted(self.hours, hour)], axis=1)
+        for key in np.unique(keys, axis=0):
+            sel = (keys == key).all(axis=1)
+            k = (int(key[0]), int(key[1]))
+            s, c = v0[sel].sum(axis=0), valid[sel].sum(axis=0).astype("f8")
+            if k in bins:
+                bins[k][0] += s
+                bins[k][1] += c
+            else:
+                bins[k] = [s, c]
+
+    def days(self) -> np.ndarray:
+        """Days of year whose window holds data (the others are all NaN)."""
+        doys = {k[0] for bins in self._bins.values() for k in bins}
+        return days_with_data(np.array(sorted(doys), dtype="int64"), self.window)
+
+    def block(self, name: str, days: np.ndarray) -> np.ndarray:
+        """(len(days), n_hours, *trailing) float64 smoothed climatology of ``name`` for ``days``."""
+        bins = self._bins[name]
+        keys = sorted(bins)
+        return window_means(np.asarray(days), len(self.hours), np.array([k[0] for k in keys]),
+                            np.array([k[1] for k in keys]), np.stack([bins[k][0] for k in keys]),
+                            np.stack([bins[k][1] for k in keys]), self.window)
+
+
 def _time_blocks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
 
 
-def compute_climatology(ds: xr.Dataset, *, window: int = 61, block: int = 48) -> xr.Dataset:
-    """Climatology of every time-dependent data variable of a canonical dataset (lazy or in memory).
-
-    Reads ``block`` time steps at a time (all variables together). Returns float32 variables with dims
-    (``dayofyear`` 1..366, ``hour``, [``level``], ``latitude``, ``longitude``); ``hour`` = the hours of day
-    present in ``ds`` (sorted). Attribute ``window_days`` records the window.
-    """
+def accumulate(ds: xr.Dataset, *, window: int = 61, block: int = 48) -> tuple[ClimatologyAccumulator, dict]:
+    """One pass over the time-dependent variables of ``ds`` (``block`` steps at a time). Returns the
+    accumulator and {name: dims after dayofyear/hour} for the output layout."""
     names = [str(v) for v in ds.data_vars if "time" in ds[v].dims]
     times = ds["time"].to_index()
-    hours = np.unique(times.hour)
-    hour_index = np.searchsorted(hours, times.hour)
-    doy = np.asarray(times.dayofyear)
+    acc = ClimatologyAccumulator(np.unique(times.hour), window)
     orders = {n: ("time",) + tuple(d for d in ds[n].dims if d != "time") for n in names}
-    acc: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    doy, hour = np.asarray(times.dayofyear), np.asarray(times.hour)
     for sl in _time_blocks(len(times), block):
         chunk = ds[names].isel(time=sl).load()
         for n in names:
-            s, c = doy_hour_sums(chunk[n].transpose(*orders[n]).values, doy[sl], hour_index[sl], len(hours))
-            if n in acc:
-                acc[n][0].__iadd__(s)
-                acc[n][1].__iadd__(c)
-            else:
-                acc[n] = (s, c)
-    out = xr.Dataset(coords={"dayofyear": np.arange(1, N_DAYS + 1), "hour": hours.astype("int64")})
+            acc.add(n, chunk[n].transpose(*orders[n]).values, doy[sl], hour[sl])
+    return acc, {n: orders[n][1:] for n in names}
+
+
+def climatology_template(ds: xr.Dataset, acc: ClimatologyAccumulator, dims: dict) -> xr.Dataset:
+    """The climatology group's layout as a lazy all-NaN dataset (dask; chunks of one day of year)."""
+    import dask.array as da
+
+    out = xr.Dataset(coords={"dayofyear": np.arange(1, N_DAYS + 1), "hour": acc.hours})
     for name in ("level", "latitude", "longitude"):
         if name in ds.coords:
             out = out.assign_coords({name: ds[name].values})
-    for n in names:
-        clim = smooth_circular(*acc[n], window=window).astype("f4")
-        dims = ("dayofyear", "hour") + orders[n][1:]
-        out[n] = (dims, clim, {k: v for k, v in ds[n].attrs.items() if k in ("units", "long_name", "standard_name")})
-    out.attrs["window_days"] = int(window)
+    for n, trailing in dims.items():
+        shape = (N_DAYS, len(acc.hours), *[ds.sizes[d] for d in trailing])
+        out[n] = (("dayofyear", "hour", *trailing), da.full(shape, np.nan, dtype="f4", chunks=(1, *shape[1:])),
+                  {k: v for k, v in ds[n].attrs.items() if k in ("units", "long_name", "standard_name")})
+    out.attrs["window_days"] = int(acc.window)
+    return out
+
+
+def compute_climatology(ds: xr.Dataset, *, window: int = 61, block: int = 48) -> xr.Dataset:
+    """Climatology of every time-dependent data variable of a canonical dataset, in memory.
+
+    Returns float32 variables with dims (``dayofyear`` 1..366, ``hour``, [``level``], ``latitude``,
+    ``longitude``); ``hour`` = the hours of day present in ``ds`` (sorted); attribute ``window_days``. For large
+    grids write it block by block instead (``data_catalog.ingest`` does, with :func:`accumulate`).
+    """
+    acc, dims = accumulate(ds, window=window, block=block)
+    out = climatology_template(ds, acc, dims).load()
+    days = acc.days()
+    for n in dims:
+        if len(days):
+            out[n].values[days - 1] = acc.block(n, days).astype("f4")
     return out

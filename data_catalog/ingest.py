@@ -520,10 +520,11 @@ def _fingerprint(cfg: IngestConfig) -> list[dict[str, Any]]:
 
 def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, Any] | None = None) -> None:
     """Statistics and climatology over the stats period (read back from the store), provenance, complete."""
-    from data_catalog.climatology import compute_climatology
     from data_catalog.stats import compute_stats
 
-    ds = st.open_store(cfg.out, storage_options=cfg.options, check_complete=False)
+    probe = st.open_store(cfg.out, storage_options=cfg.options, check_complete=False)
+    steps = _steps_per_region(probe, cfg.region_mb, cfg.chunk_time) if probe.sizes["time"] else 1
+    ds = st.open_store(cfg.out, storage_options=cfg.options, check_complete=False, chunks={"time": steps})
     period = ds.sel(time=slice(pd.Timestamp(cfg.stats_start) if cfg.stats_start else None,
                                pd.Timestamp(cfg.stats_end) if cfg.stats_end else None))
     if period.sizes["time"] == 0:
@@ -531,10 +532,8 @@ def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, 
                              f"(the store covers {pd.Timestamp(ds['time'].values[0])} .. "
                              f"{pd.Timestamp(ds['time'].values[-1])})")
     stats = compute_stats(period)
-    clim = compute_climatology(period, window=cfg.climatology_window)
     st.write_group(cfg.out, st.STATS_GROUP, stats, storage_options=cfg.options)
-    chunks = {"dayofyear": 1, "hour": clim.sizes["hour"]}
-    st.write_group(cfg.out, st.CLIMATOLOGY_GROUP, clim, storage_options=cfg.options, chunks=chunks, dtype="float32")
+    write_climatology(cfg, period)
     t = period["time"].values
     attrs = {
         "wxemu_version": _version(),
@@ -544,6 +543,25 @@ def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, 
     }
     st.set_attrs(cfg.out, attrs, storage_options=cfg.options)
     st.mark_complete(cfg.out, storage_options=cfg.options)
+
+
+def write_climatology(cfg: IngestConfig, period: xr.Dataset, *, days_per_block: int = 8) -> None:
+    """Accumulate the (day of year, hour) bins in one pass, then write only the days whose window holds data,
+    a few days at a time (the other chunks are never written and read as NaN)."""
+    from data_catalog.climatology import accumulate, climatology_template
+
+    acc, dims = accumulate(period, window=cfg.climatology_window, block=max(1, int(period.chunks["time"][0])))
+    template = climatology_template(period, acc, dims)
+    st.write_group(cfg.out, st.CLIMATOLOGY_GROUP, template, storage_options=cfg.options, compute=False)
+    days = acc.days()
+    for i in range(0, len(days), days_per_block):
+        block = days[i:i + days_per_block]
+        # split into runs of consecutive days (each run one contiguous region write)
+        runs = np.split(block, np.flatnonzero(np.diff(block) != 1) + 1)
+        for run in runs:
+            arrays = {n: acc.block(n, run).astype("f4") for n in dims}
+            st.write_region(cfg.out, arrays, int(run[0]) - 1, storage_options=cfg.options,
+                            group=st.CLIMATOLOGY_GROUP)
 
 
 def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -98,12 +98,13 @@ def _require_complete(path_or_url: str, storage_options: Mapping[str, Any] | Non
 
 
 def _open(path_or_url: str, group: str | None, storage_options: Mapping[str, Any] | None,
-          check_complete: bool) -> xr.Dataset:
+          check_complete: bool, chunks: Mapping[str, int] | None = None) -> xr.Dataset:
     if check_complete:
         _require_complete(path_or_url, storage_options)
     with _Quiet():
         try:
             return xr.open_zarr(str(path_or_url), group=group, consolidated=True, zarr_format=3,
+                                chunks=dict(chunks) if chunks else {},
                                 storage_options=dict(storage_options) if storage_options else None)
         except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as exc:
             where = f"group {group!r} of " if group else ""
@@ -111,13 +112,14 @@ def _open(path_or_url: str, group: str | None, storage_options: Mapping[str, Any
 
 
 def open_store(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None,
-               check_complete: bool = True) -> xr.Dataset:
-    """Open the canonical dataset (root group) lazily (dask arrays, one dask chunk per Zarr chunk).
+               check_complete: bool = True, chunks: Mapping[str, int] | None = None) -> xr.Dataset:
+    """Open the canonical dataset (root group) lazily (dask arrays, one dask chunk per Zarr chunk unless
+    ``chunks`` asks for larger ones, e.g. ``{"time": 48}``).
 
     Raises IncompleteStoreError when ``wxemu_complete`` is not True (pass ``check_complete=False`` only to inspect
     a store being written).
     """
-    return _open(path_or_url, None, storage_options, check_complete)
+    return _open(path_or_url, None, storage_options, check_complete, chunks)
 
 
 def open_stats(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None,
@@ -227,13 +229,15 @@ def _open_group(path_or_url: str, storage_options: Mapping[str, Any] | None, mod
 
 
 def write_region(path_or_url: str, arrays: Mapping[str, np.ndarray], start: int, *,
-                 storage_options: Mapping[str, Any] | None = None) -> None:
-    """Write ``arrays`` (name -> array with time first, canonical dim order) at time index ``start``.
+                 storage_options: Mapping[str, Any] | None = None, group: str | None = None) -> None:
+    """Write ``arrays`` (name -> array with time first, canonical dim order) at time index ``start`` (of the
+    root group, or of child ``group`` along its first dimension).
 
     Plain zarr-python writes (no xarray/dask overhead). Chunk-aligned ``start`` keeps concurrent region writers
     from touching the same chunk.
     """
-    group = _open_group(path_or_url, storage_options)
+    root = _open_group(path_or_url, storage_options)
+    group = root[group] if group else root
     for name, values in arrays.items():
         arr = group[name]
         arr[start:start + values.shape[0]] = np.asarray(values, dtype=arr.dtype)
@@ -295,8 +299,12 @@ def mark_complete(path_or_url: str, *, storage_options: Mapping[str, Any] | None
 
 def write_group(path_or_url: str, group: str, ds: xr.Dataset, *,
                 storage_options: Mapping[str, Any] | None = None, chunks: Mapping[str, int] | None = None,
-                dtype: str | None = None) -> None:
-    """(Over)write a child group (``stats``, ``climatology``) from an in-memory dataset, compressed."""
+                dtype: str | None = None, compute: bool = True) -> None:
+    """(Over)write a child group (``stats``, ``climatology``) from a dataset, compressed.
+
+    ``compute=False`` writes only the metadata and coordinates (for a lazy template whose data are written
+    later with :func:`write_region` ``(..., group=group)``; unwritten chunks read as the fill value, NaN).
+    """
     comp = default_compressor()
     ds = ds.copy()
     for name, coord in ds.coords.items():  # fixed-width unicode has no stable zarr v3 dtype: use vlen strings
@@ -304,7 +312,7 @@ def write_group(path_or_url: str, group: str, ds: xr.Dataset, *,
             ds = ds.assign_coords({name: coord.astype(object)})
     enc = {}
     for name in ds.data_vars:
-        e: dict[str, Any] = {"compressors": [comp]}
+        e: dict[str, Any] = {"compressors": [comp], "_FillValue": np.nan}
         if dtype:
             e["dtype"] = dtype
         if chunks:
@@ -312,7 +320,7 @@ def write_group(path_or_url: str, group: str, ds: xr.Dataset, *,
         enc[str(name)] = e
     with _Quiet():
         ds.to_zarr(str(path_or_url), group=group, mode="w", zarr_format=3, consolidated=False, encoding=enc,
-                   storage_options=dict(storage_options) if storage_options else None)
+                   compute=compute, storage_options=dict(storage_options) if storage_options else None)
 
 
 # --------------------------------------------------------------------------------------------------- progress

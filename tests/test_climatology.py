@@ -60,3 +60,18 @@ def test_cumulative_window_equals_matrix_form() -> None:
     n = np.tensordot(m, counts, axes=(1, 0))
     expect = np.where(n > 0, np.tensordot(m, sums, axes=(1, 0)) / np.where(n > 0, n, 1), np.nan)
     np.testing.assert_allclose(clim.smooth_circular(sums, counts, 61), expect, rtol=1e-10, atol=1e-12)
+
+
+def test_sparse_window_means_equal_dense_form() -> None:
+    rng = np.random.default_rng(7)
+    doy = np.array([1, 1, 5, 40, 200, 366, 366])
+    hour_idx = np.array([0, 1, 0, 1, 0, 0, 1])
+    values = rng.normal(size=(7, 2, 3))
+    s, c = clim.doy_hour_sums(values, doy, hour_idx, 2)
+    dense = clim.smooth_circular(s, c, 61)
+    acc = clim.ClimatologyAccumulator(np.array([0, 12]), 61)
+    acc.add("x", values[:4], doy[:4], np.array([0, 12])[hour_idx[:4]])
+    acc.add("x", values[4:], doy[4:], np.array([0, 12])[hour_idx[4:]])
+    days = acc.days()
+    assert set(days) == set(np.flatnonzero(~np.isnan(dense).all(axis=(1, 2, 3))) + 1)
+    np.testing.assert_allclose(acc.block("x", days), dense[days - 1], rtol=1e-12)

@@ -1,0 +1,300 @@
+"""`wxemu ingest` on the real sample data: values, stats, climatology, resume, append, clusters, bad input.
+
+Most tests read a NetCDF cut of the real ERA5 UK GRIB (written once per session to a temp dir: cfgrib takes
+seconds to index a GRIB file); the GRIB itself, the ERA5 ensemble GRIB and the ERA-Interim NetCDF are ingested
+directly where the format matters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from data_catalog import ingest as ing
+from data_catalog import store
+from data_catalog.errors import IncompleteStoreError, InputDataError, WxemuError
+from pipeline.cli import main as wxemu
+
+DATA = Path(os.environ.get("WXEMU_DATA_DIR", "/work/shared/data"))
+UK_GRIB = DATA / "era5-2mt-2019-03-uk.grib"
+
+
+def _raw_uk() -> xr.Dataset:
+    return xr.open_dataset(UK_GRIB, engine="cfgrib", backend_kwargs={"indexpath": ""})
+
+
+@pytest.fixture(scope="session")
+def uk_raw() -> xr.Dataset:
+    """The raw UK GRIB (as the file has it: latitude descending, longitude -10..2), first 4 days, in memory."""
+    return _raw_uk().isel(time=slice(0, 96)).load()
+
+
+@pytest.fixture(scope="session")
+def uk_nc(tmp_path_factory, uk_raw) -> dict[str, str]:
+    """Daily NetCDF files cut from the real UK GRIB (2019-03-01 .. 03-04), as a user's daily files would be."""
+    d = tmp_path_factory.mktemp("uknc")
+    out = {}
+    for day in range(1, 5):
+        part = uk_raw[["t2m"]].sel(time=f"2019-03-0{day}")
+        part = part.drop_vars([c for c in part.coords if c not in part.dims])
+        path = d / f"uk-2019030{day}.nc"
+        part.to_netcdf(path)
+        out[f"0{day}"] = str(path)
+    return out
+
+
+def _cfg(sources, out, **kw) -> ing.IngestConfig:
+    kw.setdefault("progress", False)
+    return ing.IngestConfig(sources=tuple(map(str, sources)), out=str(out), **kw)
+
+
+@pytest.fixture(scope="session")
+def uk_store(tmp_path_factory, uk_nc) -> str:
+    """Days 1-3 ingested uninterrupted, 6 regions of 12 hours (the reference for resume/cluster/append)."""
+    out = tmp_path_factory.mktemp("ref") / "uk.zarr"
+    ing.ingest(_cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, region_mb=0.08))
+    return str(out)
+
+
+def test_grib_ingest_values_stats_climatology_provenance(tmp_path, uk_raw) -> None:
+    out = tmp_path / "uk.zarr"
+    code = wxemu(["ingest", str(UK_GRIB), "--out", str(out), "--end", "2019-03-02T23", "--quiet"])
+    assert code == 0
+    ds = store.open_store(str(out))
+    assert ds.sizes == {"time": 48, "latitude": 33, "longitude": 49}
+    assert ds["2m_temperature"].dtype == np.float32 and ds["2m_temperature"].chunks[0] == (1,) * 48
+    np.testing.assert_allclose(ds["longitude"].values, np.arange(350, 362.01, 0.25))
+    assert (np.diff(ds["latitude"].values) > 0).all()
+    raw = uk_raw["t2m"].isel(time=slice(0, 48))
+    for t, lat, lon in [(0, 58.0, -10.0), (13, 50.0, 2.0), (47, 54.5, -3.25), (30, 51.75, 0.0)]:
+        want = float(raw.isel(time=t).sel(latitude=lat, longitude=lon))
+        got = float(ds["2m_temperature"].isel(time=t).sel(latitude=lat, longitude=lon + 360.0))
+        assert got == pytest.approx(want, abs=1e-4)
+    # statistics against numpy on the raw values (unweighted, diffs over consecutive hours)
+    x = raw.values.astype("f8")
+    d = np.diff(x, axis=0)
+    stats = store.open_stats(str(out))
+    np.testing.assert_allclose(stats["2m_temperature"].values, [x.mean(), x.std(), d.mean(), d.std()], rtol=2e-6)
+    # climatology at a point by hand: day 60 (1 March) 06 UTC, window +-30 days holds 1 and 2 March 06 UTC
+    clim = store.open_climatology(str(out))
+    point = raw.sel(latitude=54.5, longitude=-3.25)
+    want = point.isel(time=[6, 30]).values.mean()
+    got = clim["2m_temperature"].sel(dayofyear=60, hour=6, latitude=54.5, longitude=356.75).values
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    assert np.isnan(clim["2m_temperature"].sel(dayofyear=200, hour=6).values).all()
+    assert list(clim["hour"].values) == list(range(24))
+    attrs = store.root_attrs(str(out))
+    assert attrs["wxemu_complete"] is True
+    assert attrs["wxemu_sources"] == [{"path": str(UK_GRIB), "sha256": hashlib.sha256(UK_GRIB.read_bytes()).hexdigest(),
+                                       "bytes": UK_GRIB.stat().st_size}]
+    assert attrs["wxemu_recipe"]["end"] == "2019-03-02T23"
+    assert attrs["wxemu_recipe"]["command"].startswith("wxemu ingest ")
+    assert attrs["wxemu_stats_period"] == ["2019-03-01T00:00:00", "2019-03-02T23:00:00"]
+    assert not (out / "wxemu_progress").exists()
+    # re-running the same command on a complete store is a no-op
+    assert wxemu(["ingest", str(UK_GRIB), "--out", str(out), "--end", "2019-03-02T23", "--quiet"]) == 0
+
+
+def test_resume_after_crash_is_identical(tmp_path, uk_nc, uk_store) -> None:
+    out = tmp_path / "uk.zarr"
+    cfg = _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, region_mb=0.08)
+
+    def crash(done: int) -> None:
+        if done >= 2:
+            raise ing.SimulatedCrash("killed")
+
+    with pytest.raises(ing.SimulatedCrash):
+        ing.ingest(dataclass_replace(cfg, threads=1), after_region=crash)
+    assert not store.is_complete(str(out))
+    with pytest.raises(IncompleteStoreError, match="re-run the same ingest command"):
+        store.open_store(str(out))
+    k = len(store.regions_done(str(out)))
+    assert 2 <= k < 6  # a region already being written when the crash came may still finish
+    result = ing.ingest(cfg)
+    assert (result.regions_skipped, result.regions_written) == (k, 6 - k)
+    a, b = store.open_store(str(out)).load(), store.open_store(uk_store).load()
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+    xr.testing.assert_identical(store.open_stats(str(out)), store.open_stats(uk_store))
+
+
+def test_resume_refuses_changed_inputs(tmp_path, uk_nc) -> None:
+    src = tmp_path / "day.nc"
+    shutil.copy(uk_nc["01"], src)
+    out = tmp_path / "uk.zarr"
+    cfg = _cfg([src], out, region_mb=0.08, threads=1)
+    with pytest.raises(ing.SimulatedCrash):
+        ing.ingest(cfg, after_region=lambda n: (_ for _ in ()).throw(ing.SimulatedCrash("x")))
+    with xr.open_dataset(uk_nc["01"]) as ds:
+        (ds + 1.0).to_netcdf(src)
+    with pytest.raises(WxemuError, match=r"cannot resume: the inputs changed.*day\.nc checksum"):
+        ing.ingest(cfg)
+
+
+def test_local_cluster_matches_default_path(tmp_path, uk_nc, uk_store) -> None:
+    out = tmp_path / "uk.zarr"
+    cfg = _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, region_mb=0.08, workers=1, cluster_processes=False)
+    result = ing.ingest(cfg)
+    assert result.regions_written == 6
+    xr.testing.assert_identical(store.open_store(str(out)).load().drop_attrs(),
+                                store.open_store(uk_store).load().drop_attrs())
+
+
+def test_append_writes_only_new_chunks(tmp_path, uk_nc, uk_store) -> None:
+    out = tmp_path / "uk.zarr"
+    ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], out))
+    chunk = out / "2m_temperature" / "c" / "47" / "0" / "0"
+    before = (chunk.read_bytes(), chunk.stat().st_mtime_ns)
+    code = wxemu(["ingest", uk_nc["03"], "--out", str(out), "--append", "--quiet"])
+    assert code == 0
+    assert (chunk.read_bytes(), chunk.stat().st_mtime_ns) == before
+    a = store.open_store(str(out)).load()
+    xr.testing.assert_identical(a.drop_attrs(), store.open_store(uk_store).load().drop_attrs())
+    # stats recomputed over the whole (default) period: same as an ingest of days 1-3 at once
+    xr.testing.assert_allclose(store.open_stats(str(out)), store.open_stats(uk_store), rtol=1e-12)
+    attrs = store.root_attrs(str(out))
+    assert [s["path"] for s in attrs["wxemu_sources"]] == [uk_nc["01"], uk_nc["02"], uk_nc["03"]]
+    assert attrs["wxemu_recipe"]["appended"][0]["sources"] == [uk_nc["03"]]
+    # overlapping, non-contiguous and mismatched appends are refused and leave the store complete
+    with pytest.raises(InputDataError, match="overlap"):
+        ing.ingest(_cfg([uk_nc["03"]], out, append=True))
+    with pytest.raises(InputDataError, match="does not follow"):
+        ing.ingest(_cfg([uk_nc["04"]], out, append=True, start="2019-03-04T06"))
+    with pytest.raises(InputDataError, match="latitude axis differs"):
+        ing.ingest(_cfg([uk_nc["04"]], out, append=True, grid=0.5))
+    assert store.is_complete(str(out)) and store.open_store(str(out)).sizes["time"] == 72
+
+
+def test_regrid_half_degree_conserves(tmp_path, uk_nc, uk_store) -> None:
+    out = tmp_path / "uk05.zarr"
+    ing.ingest(_cfg([uk_nc["01"]], out, grid=0.5))
+    ds = store.open_store(str(out))
+    assert ds.sizes == {"time": 24, "latitude": 17, "longitude": 25}
+    np.testing.assert_allclose(ds["latitude"], np.arange(50, 58.01, 0.5))
+    src = store.open_store(uk_store).isel(time=slice(0, 24))["2m_temperature"].values.astype("f8")
+
+    def area_mean(x, lat, res, lat_edges):
+        w = np.diff(np.sin(np.deg2rad(lat_edges)))[:, None]
+        return (x * w).sum(axis=(-2, -1)) / (w.sum() * x.shape[-1])
+
+    src_edges = np.r_[49.875, np.arange(50.125, 58, 0.25), 58.125]
+    dst_edges = np.r_[49.875, np.arange(50.25, 58, 0.5), 58.125]
+    # every 0.5 deg column holds 0.5 deg of longitude except the two clipped edge columns (0.375): weight them
+    wlon_dst = np.full(25, 0.5)
+    wlon_dst[[0, -1]] = 0.375
+    dst = ds["2m_temperature"].values.astype("f8")
+    wlat_dst = np.diff(np.sin(np.deg2rad(dst_edges)))
+    dst_mean = np.einsum("tij,i,j->t", dst, wlat_dst, wlon_dst) / (wlat_dst.sum() * wlon_dst.sum())
+    wlat_src = np.diff(np.sin(np.deg2rad(src_edges)))
+    src_mean = np.einsum("tij,i->t", src, wlat_src) / (wlat_src.sum() * src.shape[-1])
+    np.testing.assert_allclose(dst_mean, src_mean, rtol=1e-6)  # float32 storage round-off
+
+
+def test_ensemble_grib_member_and_refusal(tmp_path) -> None:
+    path = DATA / "era5-levels-members.grib"
+    out = tmp_path / "ens.zarr"
+    with pytest.raises(InputDataError, match="member"):
+        ing.ingest(_cfg([path], out))
+    assert not out.exists()
+    ing.ingest(_cfg([path], out, member=3))
+    ds = store.open_store(str(out))
+    assert ds["temperature"].dims == ("time", "level", "latitude", "longitude")
+    assert store.channel_names(ds) == ["geopotential/500", "geopotential/850", "temperature/500", "temperature/850"]
+    raw = xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": ""})
+    want = raw["t"].sel(number=3, isobaricInhPa=850).isel(time=2).sel(latitude=-30.0, longitude=60.0)
+    got = ds["temperature"].sel(level=850).isel(time=2).sel(latitude=-30.0, longitude=60.0)
+    assert float(got) == pytest.approx(float(want), abs=1e-3)
+    assert ds.sizes["time"] == 4
+
+
+def test_eraint_month_axis_needs_explicit_dates(tmp_path) -> None:
+    path = DATA / "eraint_uvz.nc"
+    out = tmp_path / "eraint.zarr"
+    with pytest.raises(InputDataError, match="month"):
+        ing.ingest(_cfg([path], out))
+    assert not out.exists()
+    ing.ingest(_cfg([path], out, time_from=(("month", "2000-{month:02d}-01"),), end="2000-01-01",
+                    variables=("geopotential",)))
+    ds = store.open_store(str(out))
+    assert ds.sizes == {"time": 1, "level": 3, "latitude": 241, "longitude": 480}
+    assert ds["longitude"].values[0] == 0.0 and ds["latitude"].values[0] == -90.0
+    with xr.open_dataset(path) as raw:
+        want = float(raw["z"].isel(month=0).sel(level=500, latitude=51.0, longitude=-0.75))
+    got = float(ds["geopotential"].isel(time=0).sel(level=500, latitude=51.0, longitude=359.25))
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+def _bad_netcdf(tmp_path: Path, uk_raw: xr.Dataset, kind: str) -> Path:
+    ds = uk_raw[["t2m"]].isel(time=slice(0, 6)).load()
+    ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims])
+    if kind == "nan":
+        ds["t2m"][2, 5, 7] = np.nan
+    elif kind == "units":
+        ds["t2m"].attrs["units"] = "furlongs"
+    elif kind == "gap":
+        ds = ds.isel(time=[0, 1, 2, 4, 5])
+    elif kind == "irregular":
+        lat = ds["latitude"].values.copy()
+        lat[3] += 0.1
+        ds = ds.assign_coords(latitude=lat)
+    path = tmp_path / f"bad-{kind}.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("nan", r"NaN"),
+    ("units", r"units 'furlongs'"),
+    ("gap", r"missing times"),
+    ("irregular", r"latitude grid is not regular"),
+])
+def test_bad_input_names_file_and_leaves_no_store(tmp_path, uk_raw, capsys, kind, message) -> None:
+    path = _bad_netcdf(tmp_path, uk_raw, kind)
+    out = tmp_path / "bad.zarr"
+    assert wxemu(["ingest", str(path), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and pytest.importorskip("re").search(message, err), err
+    assert not out.exists()
+
+
+def test_corrupt_grib_and_missing_variable(tmp_path, capsys, uk_nc) -> None:
+    out = tmp_path / "bad.zarr"
+    corrupt = DATA / "era5-levels-corrupted.grib"
+    assert wxemu(["ingest", str(corrupt), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "era5-levels-corrupted.grib" in err and "corrupt" in err.lower()
+    assert wxemu(["ingest", uk_nc["01"], "--out", str(out), "--variables", "temperature", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert uk_nc["01"] in err and "temperature" in err and "not found" in err
+    assert not out.exists()
+
+
+def test_duplicated_times_across_files(tmp_path, uk_nc) -> None:
+    copy = tmp_path / "copy-of-day1.nc"
+    shutil.copy(uk_nc["01"], copy)
+    with pytest.raises(InputDataError, match=r"copy-of-day1\.nc.*uk-20190301\.nc.*duplicated time|"
+                                              r"uk-20190301\.nc.*copy-of-day1\.nc.*duplicated time"):
+        ing.ingest(_cfg([uk_nc["01"], copy], tmp_path / "dup.zarr"))
+    assert not (tmp_path / "dup.zarr").exists()
+
+
+def test_existing_store_needs_overwrite(tmp_path, uk_nc) -> None:
+    out = tmp_path / "s.zarr"
+    ing.ingest(_cfg([uk_nc["01"]], out))
+    with pytest.raises(WxemuError, match="complete store exists.*--overwrite"):
+        ing.ingest(_cfg([uk_nc["02"]], out))
+    ing.ingest(_cfg([uk_nc["02"]], out, overwrite=True))
+    assert pd.Timestamp(store.open_store(str(out))["time"].values[0]) == pd.Timestamp("2019-03-02")
+
+
+def dataclass_replace(cfg: ing.IngestConfig, **kw) -> ing.IngestConfig:
+    import dataclasses
+
+    return dataclasses.replace(cfg, **kw)
