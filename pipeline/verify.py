@@ -462,8 +462,6 @@ def verify(config: VerifyConfig, *, progress: bool = False) -> tuple[xr.Dataset,
         names = [f"{p.name}:{Path(p.path).name}" if names.count(p.name) > 1 else p.name for p, _ in plans]
     if config.reference is not None and config.reference not in names:
         raise VerifyError(f"--reference {config.reference!r} is not one of the forecasts {names}")
-    if climatology is not None:
-        climatology = climatology.load() if climatology.nbytes < 2e9 else climatology
     all_scores, all_per_init = [], []
     for (plan, ms), name in zip(plans, names):
         sc, pi = score_forecast(plan, truth, ms, regions, weights, climatology, config.block_mb * 2**20,
