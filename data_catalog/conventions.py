@@ -120,7 +120,7 @@ UNIT_CONVERSIONS: dict[str, dict[str, tuple[float, float]]] = {
           "degc": (1.0, 273.15), "c": (1.0, 273.15), "celsius": (1.0, 273.15), "degreesc": (1.0, 273.15)},
     "m2 s-2": {"m2s-2": (1.0, 0.0), "m2/s2": (1.0, 0.0)},
     "Pa": {"pa": (1.0, 0.0), "hpa": (100.0, 0.0), "mb": (100.0, 0.0), "mbar": (100.0, 0.0),
-           "millibars": (100.0, 0.0), "kpa": (1000.0, 0.0)},
+           "millibars": (100.0, 0.0), "millibar": (100.0, 0.0), "kpa": (1000.0, 0.0)},
     "Pa s-1": {"pas-1": (1.0, 0.0), "pa/s": (1.0, 0.0), "hpas-1": (100.0, 0.0)},
     "m s-1": {"ms-1": (1.0, 0.0), "m/s": (1.0, 0.0), "kmh-1": (1 / 3.6, 0.0), "km/h": (1 / 3.6, 0.0)},
     "kg kg-1": {"kgkg-1": (1.0, 0.0), "kg/kg": (1.0, 0.0), "1": (1.0, 0.0), "gkg-1": (1e-3, 0.0),
@@ -140,7 +140,7 @@ GEOPOTENTIAL_HEIGHT_UNITS: dict[str, tuple[float, float]] = {
 }
 
 #: Units of a pressure coordinate, normalised -> factor to hPa.
-LEVEL_UNITS_TO_HPA: dict[str, float] = {"hpa": 1.0, "mb": 1.0, "mbar": 1.0, "millibars": 1.0, "pa": 0.01,
+LEVEL_UNITS_TO_HPA: dict[str, float] = {"hpa": 1.0, "mb": 1.0, "mbar": 1.0, "millibars": 1.0, "millibar": 1.0, "pa": 0.01,
                                         "kpa": 10.0}
 
 
