@@ -163,3 +163,29 @@ def test_globs_and_date_templates(tmp_path):
         expand_paths([str(tmp_path / "g_*.nc")])
     with pytest.raises(InputDataError, match="needs a start and an end"):
         expand_paths([str(tmp_path / "f_{date:%Y%m%d}.nc")])
+
+
+def test_grib_with_several_level_types_merges(sample, tmp_path):
+    """An ERA5-style download mixing pressure-level, 2 m, 10 m and surface fields (written with eccodes from the
+    real t analysis message) opens as one dataset; the level-type scalars move into attributes."""
+    with open(sample("t_analysis_and_fc_0.grib"), "rb") as f:
+        base = eccodes.codes_grib_new_from_file(f)
+    values = eccodes.codes_get_values(base)
+    path = tmp_path / "mixed.grib"
+    with open(path, "wb") as out:
+        for short, level_type, level, offset in [("t", "isobaricInhPa", 1000, 280.0), ("2t", "heightAboveGround", 2, 285.0),
+                                                 ("10u", "heightAboveGround", 10, 1.0), ("msl", "surface", 0, 1e5)]:
+            h = eccodes.codes_clone(base)
+            eccodes.codes_set(h, "shortName", short)
+            eccodes.codes_set(h, "typeOfLevel", level_type)
+            eccodes.codes_set(h, "level", level)
+            eccodes.codes_set_values(h, values + offset)
+            eccodes.codes_write(h, out)
+            eccodes.codes_release(h)
+    eccodes.codes_release(base)
+    ds = open_source(str(path))
+    assert sorted(ds.data_vars) == ["msl", "t", "t2m", "u10"]
+    assert ds["t"].dims == ("isobaricInhPa", "latitude", "longitude")
+    assert ds["t2m"].attrs["GRIB_heightAboveGround"] == 2.0 and "heightAboveGround" not in ds.coords
+    np.testing.assert_allclose(ds["msl"].values.ravel(), values + 1e5, rtol=1e-6)
+    np.testing.assert_allclose(ds["t2m"].values.ravel(), values + 285.0, atol=1e-3)
