@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
     pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     d = cfg.data
-    index_dir = str(out / "sample_indices") if cfg.trainer.log_sample_indices else None
+    index_dir = str(out / "ranks") if cfg.trainer.debug_ranks else None
     dm = WindowDataModule(args.store, train=d.train, val=d.val, test=d.test, history=d.history,
                           rollout_steps=cfg.rollout.max_steps, step_hours=d.step_hours, batch_size=d.batch_size,
                           num_workers=d.num_workers, prefetch_factor=d.prefetch_factor,
@@ -168,6 +168,10 @@ def run(args: argparse.Namespace) -> int:
               f"{len(dm.layout.channel_names)} channels + {n_forcing} forcings on a "
               f"{len(dm.layout.latitude)}x{len(dm.layout.longitude)} grid, precision {precision}", flush=True)
     trainer.fit(task, datamodule=dm, ckpt_path=args.resume, weights_only=True)
+    if index_dir is not None:
+        from safetensors.torch import save_model
+
+        save_model(model, str(Path(index_dir) / f"weights-rank{trainer.global_rank}.safetensors"))
     if trainer.is_global_zero:
         print(f"wxemu train: wrote {out / 'model.safetensors'} after {trainer.global_step} steps", flush=True)
     return 0

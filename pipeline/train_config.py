@@ -109,7 +109,8 @@ class TrainerSection(_Strict):
     limit_val_batches: int | float = 1.0
     seed: int = 0
     deterministic: bool = False
-    log_sample_indices: bool = Field(False, description="write the window indices each rank trains on")
+    debug_ranks: bool = Field(False, description="write each rank's window indices and final weights to "
+                                                 "RUN_DIR/ranks/ (distributed tests)")
 
 
 class TrainConfig(_Strict):
