@@ -422,7 +422,8 @@ def guard_nan(da: xr.DataArray, name: str, source: str) -> xr.DataArray:
                     hint = (f"{int(absent.sum())} of {absent.size} fields are absent from the source (a sparse "
                             "hypercube, e.g. leads or members that differ per initial time); " + hint)
             first = np.argwhere(isnan_np)[0]
-            where = ", ".join(f"{d}={_fmt(coords[d][k]) if d in coords else k}" for d, k in zip(dims, first))
+            where = ", ".join(f"{d}={_fmt(coords[d][k]) if d in coords else k}"
+                              for d, k in zip(dims, first, strict=True))
             raise InputDataError(f"{source}: {name} has NaN values ({int(isnan_np.sum())} of {isnan_np.size}; "
                                  f"first at {where}); {hint}")
         return da

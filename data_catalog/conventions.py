@@ -37,10 +37,12 @@ VARIABLES: dict[str, VariableSpec] = {
         VariableSpec("geopotential", "m2 s-2", "geopotential", "Geopotential", ("z", "geopotential"), True),
         VariableSpec("temperature", "K", "air_temperature", "Temperature", ("t", "air", "ta", "temp"), True),
         VariableSpec("u_component_of_wind", "m s-1", "eastward_wind", "U component of wind", ("u", "ua", "uwnd"), True),
-        VariableSpec("v_component_of_wind", "m s-1", "northward_wind", "V component of wind", ("v", "va", "vwnd"), True),
+        VariableSpec("v_component_of_wind", "m s-1", "northward_wind", "V component of wind", ("v", "va", "vwnd"),
+                     True),
         VariableSpec("vertical_velocity", "Pa s-1", "lagrangian_tendency_of_air_pressure", "Vertical velocity",
                      ("w", "omega", "wap"), True),
-        VariableSpec("specific_humidity", "kg kg-1", "specific_humidity", "Specific humidity", ("q", "hus", "shum"), True),
+        VariableSpec("specific_humidity", "kg kg-1", "specific_humidity", "Specific humidity", ("q", "hus", "shum"),
+                     True),
         VariableSpec("relative_humidity", "%", "relative_humidity", "Relative humidity", ("r", "hur", "rhum"), True),
         VariableSpec("2m_temperature", "K", "air_temperature", "2 metre temperature", ("t2m", "2t", "tas")),
         VariableSpec("2m_dewpoint_temperature", "K", "dew_point_temperature", "2 metre dewpoint temperature",
@@ -140,7 +142,8 @@ GEOPOTENTIAL_HEIGHT_UNITS: dict[str, tuple[float, float]] = {
 }
 
 #: Units of a pressure coordinate, normalised -> factor to hPa.
-LEVEL_UNITS_TO_HPA: dict[str, float] = {"hpa": 1.0, "mb": 1.0, "mbar": 1.0, "millibars": 1.0, "millibar": 1.0, "pa": 0.01,
+LEVEL_UNITS_TO_HPA: dict[str, float] = {"hpa": 1.0, "mb": 1.0, "mbar": 1.0, "millibars": 1.0, "millibar": 1.0,
+                                        "pa": 0.01,
                                         "kpa": 10.0}
 
 

@@ -289,7 +289,8 @@ def expand_paths(paths_or_globs: Iterable[str], *, start=None, end=None, freq: s
     """Expand date templates and globs into a sorted, de-duplicated list of paths/URLs.
 
     A ``{date:%Y%m%d}``-style template is expanded over the periods of ``pandas.period_range(start, end, freq)``
-    (``freq`` a period alias, default ``"D"``; ``"M"`` monthly files; ``start``/``end`` are required then). Globs (``*``, ``?``, ``[``) are expanded with fsspec;
+    (``freq`` a period alias, default ``"D"``; ``"M"`` monthly files; ``start``/``end`` are required then).
+    Globs (``*``, ``?``, ``[``) are expanded with fsspec;
     a glob that matches nothing is an InputDataError. Plain paths pass unchanged (checked when opened).
     """
     out: list[str] = []

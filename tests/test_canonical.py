@@ -95,7 +95,8 @@ def test_ensemble_number_kept_or_refused(sample):
     assert ds["temperature"].dims == ("time", "number", "level", "latitude", "longitude")
     assert ds["number"].values.tolist() == list(range(10)) and ds["level"].values.tolist() == [500, 850]
     raw = xr.open_dataset(path, **RAW_GRIB).load()
-    for number, when, level, lat, lon in [(3, "2017-01-01T12", 850, 60.0, 9.0), (9, "2017-01-02T00", 500, -30.0, 357.0)]:
+    points = [(3, "2017-01-01T12", 850, 60.0, 9.0), (9, "2017-01-02T00", 500, -30.0, 357.0)]
+    for number, when, level, lat, lon in points:
         expected = float(raw["t"].sel(number=number, time=when, isobaricInhPa=level, latitude=lat, longitude=lon))
         assert float(ds["temperature"].sel(number=number, time=when, level=level, latitude=lat,
                                            longitude=lon)) == expected

@@ -173,7 +173,8 @@ def test_grib_with_several_level_types_merges(sample, tmp_path):
     values = eccodes.codes_get_values(base)
     path = tmp_path / "mixed.grib"
     with open(path, "wb") as out:
-        for short, level_type, level, offset in [("t", "isobaricInhPa", 1000, 280.0), ("2t", "heightAboveGround", 2, 285.0),
+        for short, level_type, level, offset in [("t", "isobaricInhPa", 1000, 280.0),
+                                                 ("2t", "heightAboveGround", 2, 285.0),
                                                  ("10u", "heightAboveGround", 10, 1.0), ("msl", "surface", 0, 1e5)]:
             h = eccodes.codes_clone(base)
             eccodes.codes_set(h, "shortName", short)

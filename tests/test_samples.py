@@ -10,7 +10,7 @@ import pytest
 
 from data_catalog import samples
 from data_catalog.errors import InputDataError
-from data_catalog.samples import SAMPLES, data_dir, download_sample, sample_path, sha256sum
+from data_catalog.samples import SAMPLES, download_sample, sample_path, sha256sum
 
 T_AN = "t_analysis_and_fc_0.grib"
 LAND_SHP = "cartopy/shapefiles/natural_earth/physical/ne_110m_land.shp"
