@@ -36,10 +36,14 @@ def _show(catalog, name: str) -> int:
     import yaml
 
     from data_catalog.catalog import entry_as_dict
+    from data_catalog.errors import WxemuError
 
     entry = catalog.get(name)
     doc = entry_as_dict(entry)
-    resolved = catalog.location(name)
+    try:  # a sample entry resolves to the local file (or a download); show the entry even when that fails
+        resolved = catalog.location(name)
+    except WxemuError as exc:
+        resolved = f"(unavailable: {exc})"
     if resolved != entry.location:
         doc["resolved_location"] = resolved
     doc["defined_in"] = catalog.origins.get(name)
