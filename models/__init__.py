@@ -3,6 +3,13 @@
 Pure PyTorch/numpy; imports nothing from ``pipeline``. See docs/models.md.
 """
 
-from models.base import MODEL_KINDS, Emulator, ModelConfigError, build_model, count_parameters, is_global_grid
+from models.base import (
+    MODEL_KINDS,
+    Emulator,
+    ModelConfigError,
+    build_model,
+    count_parameters,
+    is_global_grid,
+)
 
 __all__ = ["MODEL_KINDS", "Emulator", "ModelConfigError", "build_model", "count_parameters", "is_global_grid"]

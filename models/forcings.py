@@ -21,6 +21,7 @@ import numpy as np
 
 from data_catalog.errors import ConfigError
 
+ONE_HOUR = np.timedelta64(1, "h")
 SOLAR_CONSTANT = 1361.0  # W m-2, total solar irradiance at 1 au (Kopp and Lean 2011)
 
 SOLAR_NAME = "toa_incident_solar_radiation"
@@ -96,7 +97,7 @@ def toa_incident_solar(times: np.ndarray, lat: np.ndarray, lon: np.ndarray,
 
 
 def toa_incident_solar_accumulated(times: np.ndarray, lat: np.ndarray, lon: np.ndarray, *,
-                                   period: np.timedelta64 = np.timedelta64(1, "h"), n_samples: int = 12,
+                                   period: np.timedelta64 = ONE_HOUR, n_samples: int = 12,
                                    solar_constant: float = SOLAR_CONSTANT) -> np.ndarray:
     """Incident solar energy in J m-2 accumulated over ``period`` ending at each time (ERA5's ``tisr``),
     by the midpoint rule with ``n_samples`` sub-intervals. (T, H, W) float64."""

@@ -30,7 +30,13 @@ from torch import nn
 
 from models import grid_mesh_connectivity as gmc
 from models import icosahedral_mesh as icm
-from models.base import Emulator, ModelConfigError, config_from_dict, is_global_grid, sinusoidal_embedding
+from models.base import (
+    Emulator,
+    ModelConfigError,
+    config_from_dict,
+    is_global_grid,
+    sinusoidal_embedding,
+)
 from models.graph_net import AGGREGATIONS, MLP, InteractionNetwork
 
 log = logging.getLogger(__name__)

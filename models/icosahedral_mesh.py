@@ -10,6 +10,7 @@ Level k has 10 * 4**k + 2 vertices, 20 * 4**k faces and 30 * 4**k undirected edg
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import numpy as np
@@ -87,7 +88,7 @@ def get_hierarchy_of_meshes(level: int) -> list[TriangularMesh]:
 
 def merge_meshes(meshes: list[TriangularMesh]) -> TriangularMesh:
     """The multi-mesh: the finest vertices and the faces of every level (coarse vertices are a prefix)."""
-    for coarse, fine in zip(meshes[:-1], meshes[1:]):
+    for coarse, fine in itertools.pairwise(meshes):
         if not np.array_equal(coarse.vertices, fine.vertices[: len(coarse.vertices)]):
             raise ValueError("meshes are not a refinement hierarchy: coarse vertices are not a prefix of fine ones")
     return TriangularMesh(meshes[-1].vertices, np.concatenate([m.faces for m in meshes]))

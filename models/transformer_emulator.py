@@ -22,7 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import Emulator, ModelConfigError, config_from_dict, is_global_grid, sinusoidal_embedding
+from models.base import (
+    Emulator,
+    ModelConfigError,
+    config_from_dict,
+    is_global_grid,
+    sinusoidal_embedding,
+)
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.baselines import PersistenceEmulator, climatology_forecast, persistence_forecast
 from models.base import count_parameters
+from models.baselines import (
+    PersistenceEmulator,
+    climatology_forecast,
+    persistence_forecast,
+)
 
 
 def test_persistence_emulator_returns_zero_delta():

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from data_catalog.errors import ConfigError
-from models.forcings import (SOLAR_CONSTANT, ForcingSpec, compute_forcings, forcing_names, solar_geometry,
-                             time_features, toa_incident_solar, toa_incident_solar_accumulated)
+from models.forcings import (
+    SOLAR_CONSTANT,
+    ForcingSpec,
+    compute_forcings,
+    forcing_names,
+    solar_geometry,
+    time_features,
+    toa_incident_solar,
+    toa_incident_solar_accumulated,
+)
 
 LAT = np.arange(-90.0, 90.01, 1.0)
 LON = np.arange(0.0, 360.0, 1.0)

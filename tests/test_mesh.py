@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -22,14 +24,14 @@ def test_vertex_face_edge_counts(hierarchy):
     for k, mesh in enumerate(hierarchy):
         assert mesh.vertices.shape == (10 * 4**k + 2, 3)
         assert mesh.faces.shape == (20 * 4**k, 3)
-        s, r = icm.faces_to_edges(mesh.faces)
+        s, _r = icm.faces_to_edges(mesh.faces)
         assert s.size == 2 * 30 * 4**k  # directed, both ways
         # Euler characteristic of the sphere: V - E + F = 2.
         assert len(mesh.vertices) - s.size // 2 + len(mesh.faces) == 2
 
 
 def test_vertices_on_unit_sphere_and_prefix(hierarchy):
-    for coarse, fine in zip(hierarchy[:-1], hierarchy[1:]):
+    for coarse, fine in itertools.pairwise(hierarchy):
         np.testing.assert_allclose(np.linalg.norm(fine.vertices, axis=1), 1.0, atol=1e-12)
         np.testing.assert_array_equal(fine.vertices[: len(coarse.vertices)], coarse.vertices)
 
@@ -110,7 +112,7 @@ def test_regional_graph_restricted_to_domain_and_connected():
     assert 100 <= len(g.mesh_xyz) <= 500
     lat, lon = icm.cartesian_to_lat_lon(g.mesh_xyz)
     assert lat.min() > 48.5 and lat.max() < 59.5
-    assert np.all((np.mod(lon - 347.0, 360.0) <= 18.0))
+    assert np.all(np.mod(lon - 347.0, 360.0) <= 18.0)
     # Every grid node receives from >= 1 mesh node, every mesh edge joins kept nodes, features are sane.
     assert gmc.receivers_covered(g.m2g_receivers, n_grid).min() >= 1
     assert g.mesh_senders.max() < len(g.mesh_xyz) and g.g2m_senders.max() < n_grid
