@@ -1,7 +1,7 @@
 """Training windows read straight from the canonical Zarr store (never loaded into memory).
 
 A sample ("window") is identified by ``(anchor, stride)``: time index ``anchor`` of the store and a step of
-``stride`` store time steps (``dt = stride * store step`` hours). It holds
+``stride`` store time steps (``dt = stride * store step`` hours). After :func:`assemble_windows` it holds
 
 - ``inputs``   (history, C, H, W)  normalised states at anchor - (history-1)*stride .. anchor
 - ``targets``  (k, C, H, W)        normalised states at anchor + stride .. anchor + k*stride
@@ -9,8 +9,10 @@ A sample ("window") is identified by ``(anchor, stride)``: time index ``anchor``
 - ``dt_hours`` float               the step size; ``index`` the anchor (for logging/tests)
 
 Batches are collated inside the dataset (``__getitems__``): all windows of a batch share one stride, and the
-time indices they need are read once per variable with one orthogonal zarr selection (zarr-python directly,
-chunks fetched concurrently), then sliced in numpy. With ``contiguous_batches`` the sampler forms each batch from
+time indices they need are read once per variable with one zarr selection (zarr-python directly, chunks fetched
+concurrently, decoded straight into the batch array). The loader ships each distinct time once, in physical
+units, with the window index table; normalisation and the gather into (inputs, targets) run on the accelerator
+(:func:`assemble_windows`, called from the LightningModule's ``on_after_batch_transfer``). With ``contiguous_batches`` the sampler forms each batch from
 consecutive anchors, so a batch of B one-step windows reads B+1 time chunks instead of 2B. Under DDP each rank
 takes every world_size-th batch of the same shuffled list (equal counts on every rank).
 
@@ -121,21 +123,39 @@ class StoreReader:
 
     def read(self, time_indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """States at the given time indices (any order, duplicates allowed), physical units, (N, C, H, W)."""
+        uniq, inverse = self.read_unique(time_indices)
+        return uniq[inverse]
+
+    def read_unique(self, time_indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each distinct time read once: (states (U, C, H, W) float32 ascending in time, inverse) such that
+        ``states[inverse]`` are the states at ``time_indices`` (``inverse`` has the shape of ``time_indices``).
+
+        One zarr selection per variable (a slice when the times are consecutive, else an orthogonal selection;
+        zarr fetches the chunks concurrently), decoded straight into the output array (no concatenation).
+        """
+        from zarr.core.buffer import default_buffer_prototype
+
         idx = np.asarray(time_indices, dtype=np.int64)
         uniq, inverse = np.unique(idx, return_inverse=True)
-        parts = []
+        h, w = len(self.layout.latitude), len(self.layout.longitude)
+        out = np.empty((len(uniq), len(self.layout.channel_names), h, w), dtype=np.float32)
+        consecutive = len(uniq) > 0 and bool(np.all(np.diff(uniq) == 1))
+        c = 0
         for arr, order in self._arrays:
-            if len(uniq) and np.all(np.diff(uniq) == 1):
-                block = arr[int(uniq[0]):int(uniq[-1]) + 1]
+            n = 1 if order is None else len(order)
+            view = out[:, c] if order is None else out[:, c:c + n]
+            sel = (slice(int(uniq[0]), int(uniq[-1]) + 1),) if consecutive else (uniq,)
+            if (order is None or order == list(range(n))) and arr.dtype == np.float32:
+                buf = default_buffer_prototype().nd_buffer.from_numpy_array(view)
+                if consecutive:
+                    arr.get_basic_selection(sel, out=buf)
+                else:
+                    arr.get_orthogonal_selection(sel, out=buf)
             else:
-                block = arr.get_orthogonal_selection((uniq,) + (slice(None),) * (arr.ndim - 1))
-            if order is None:
-                block = block[:, None]
-            elif order != list(range(len(order))):
-                block = block[:, order]
-            parts.append(block)
-        data = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-        return np.ascontiguousarray(data[inverse], dtype=np.float32)
+                block = arr[sel[0]] if consecutive else arr.get_orthogonal_selection(sel)
+                view[...] = block if order is None else block[:, order]
+            c += n
+        return out, inverse.reshape(idx.shape)
 
 
 # ------------------------------------------------------------------------------------------------ statistics
@@ -245,8 +265,6 @@ class WindowDataset(Dataset):
         self.rollout_steps = int(rollout_steps)
         self._reader: StoreReader | None = None
         self._forcings: ForcingProvider | None = None
-        self._mean = stats.mean.astype(np.float32)[None, :, None, None]
-        self._std = stats.std.astype(np.float32)[None, :, None, None]
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -270,11 +288,12 @@ class WindowDataset(Dataset):
         return len(self.layout.times)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
-        batch = self.__getitems__([key])
-        return {k: (v[0] if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+        """One window as a batch of one (``states``/``window`` layout; see :func:`assemble_windows`)."""
+        return self.__getitems__([key])
 
     def __getitems__(self, keys: Sequence[tuple[int, int]]) -> dict[str, torch.Tensor]:
-        """Read and collate a batch of windows that share one stride."""
+        """Read and collate a batch of windows that share one stride (physical units; the module normalises and
+        gathers them on the accelerator with :func:`assemble_windows`)."""
         self._ensure_open()
         assert self._reader is not None and self._forcings is not None
         anchors = np.asarray([int(k[0]) for k in keys], dtype=np.int64)
@@ -285,18 +304,37 @@ class WindowDataset(Dataset):
         h, k = self.history, self.rollout_steps
         offsets = np.arange(-(h - 1), k + 1) * stride  # (h + k,)
         idx = anchors[:, None] + offsets[None, :]  # (B, h + k)
-        states = self._reader.read(idx.ravel())
-        states = ((states - self._mean) / self._std).reshape(len(anchors), h + k, *states.shape[1:])
+        block, inverse = self._reader.read_unique(idx)  # each time read once, physical units
         target_times = self.layout.times[idx[:, h:].ravel()]
-        forcings = self._forcings(target_times).reshape(len(anchors), k, -1, *states.shape[-2:])
+        forcings = self._forcings(target_times).reshape(len(anchors), k, -1, *block.shape[-2:])
         dt = stride * self.layout.step_hours
         return {
-            "inputs": torch.from_numpy(np.ascontiguousarray(states[:, :h])),
-            "targets": torch.from_numpy(np.ascontiguousarray(states[:, h:])),
+            "states": torch.from_numpy(block),
+            "window": torch.from_numpy(inverse),
             "forcings": torch.from_numpy(np.ascontiguousarray(forcings, dtype=np.float32)),
             "dt_hours": torch.full((len(anchors),), dt, dtype=torch.float32),
             "index": torch.from_numpy(anchors),
         }
+
+
+def assemble_windows(batch: dict[str, torch.Tensor], stats: ChannelStats, history: int) -> dict[str, torch.Tensor]:
+    """Turn a loader batch into model windows, on whatever device the batch is on (normally the accelerator).
+
+    The loader ships each distinct time once, in physical units: ``states`` (U, C, H, W) and ``window`` (B, h+k)
+    indices into it. This normalises ``states`` with the store's mean/std and gathers ``inputs`` (B, h, C, H, W)
+    and ``targets`` (B, k, C, H, W); other keys pass through.
+    """
+    if "states" not in batch:
+        return batch
+    states = batch["states"].float()
+    mean = torch.as_tensor(stats.mean, dtype=states.dtype, device=states.device)[None, :, None, None]
+    std = torch.as_tensor(stats.std, dtype=states.dtype, device=states.device)[None, :, None, None]
+    norm = (states - mean) / std
+    win = batch["window"].long()
+    out = {k: v for k, v in batch.items() if k not in ("states", "window")}
+    out["inputs"] = norm[win[:, :history]]
+    out["targets"] = norm[win[:, history:]]
+    return out
 
 
 def collate_batch(batch: Any) -> Any:

@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from pipeline.datamodule import log_indices
+from pipeline.datamodule import assemble_windows, log_indices
 from pipeline.losses import (channel_weights, curriculum_steps, latitude_weights, per_channel_mse,
                              rollout_loss, warmup_cosine)
 from pipeline.normalization import ChannelStats, advance_normalized_state, state_error_in_residual_units
@@ -82,6 +82,10 @@ class EmulatorTask(pl.LightningModule):
         return [state_error_in_residual_units(p, targets[:, j].float(), self.stats, dt) for j, p in enumerate(preds)]
 
     # ------------------------------------------------------------------------------------------ training
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+        """Normalise and gather the windows on the device (pipeline.datamodule.assemble_windows)."""
+        return assemble_windows(batch, self.stats, int(self.cfg.get("data", {}).get("history", 1)))
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         dt = float(batch["dt_hours"][0])
         n = min(self._rollout_n(), batch["targets"].shape[1])

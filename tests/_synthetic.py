@@ -94,7 +94,8 @@ def compute_climatology(ds: xr.Dataset) -> xr.Dataset:
     return xr.Dataset(out)
 
 
-def write_canonical_store(ds: xr.Dataset, path: str | Path, *, stats_period: tuple[str, str] | None = None) -> Path:
+def write_canonical_store(ds: xr.Dataset, path: str | Path, *, stats_period: tuple[str, str] | None = None,
+                          climatology: bool = True) -> Path:
     """Write ``ds`` as a complete canonical store (one time step per chunk) with ``stats`` and ``climatology``."""
     path = Path(path)
     period = ds if stats_period is None else ds.sel(time=slice(*stats_period))
@@ -111,7 +112,8 @@ def write_canonical_store(ds: xr.Dataset, path: str | Path, *, stats_period: tup
     )
     ds.to_zarr(path, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
     compute_stats(period).to_zarr(path, group="stats", mode="w", zarr_format=3, consolidated=False)
-    compute_climatology(period).to_zarr(path, group="climatology", mode="w", zarr_format=3, consolidated=False)
+    if climatology:  # (366 x 24 x grid per channel: skip it for big benchmark stores)
+        compute_climatology(period).to_zarr(path, group="climatology", mode="w", zarr_format=3, consolidated=False)
     group = zarr.open_group(path, mode="r+")
     group.attrs["wxemu_complete"] = True
     zarr.consolidate_metadata(path)

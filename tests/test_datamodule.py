@@ -9,7 +9,7 @@ import xarray as xr
 
 import _synthetic
 from pipeline.datamodule import (StoreReader, WindowBatchSampler, WindowDataModule, WindowDataset,
-                                 default_forcing_spec, read_layout, store_channel_stats)
+                                 assemble_windows, default_forcing_spec, read_layout, store_channel_stats)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,10 @@ def test_window_contents(syn_store: str, history: int, k: int, stride: int) -> N
     ds_ = WindowDataset(layout, stats, default_forcing_spec(layout), history, k)
     reader = StoreReader(layout)
     anchors = [10, 11, 12, 20]
-    batch = ds_.__getitems__([(a, stride) for a in anchors])
+    raw = ds_.__getitems__([(a, stride) for a in anchors])
+    # each distinct time is shipped once
+    assert raw["states"].shape[0] == len({a + o * stride for a in anchors for o in range(-(history - 1), k + 1)})
+    batch = assemble_windows(raw, stats, history)
     c, h, w = 3, 8, 12
     assert batch["inputs"].shape == (4, history, c, h, w)
     assert batch["targets"].shape == (4, k, c, h, w)
@@ -103,8 +106,9 @@ def test_datamodule_uk_sample_step_stats_and_spawn_workers(uk_store: str) -> Non
     loader = dm.val_dataloader()
     assert loader.multiprocessing_context.get_start_method() == "spawn" and loader.persistent_workers
     spawned = next(iter(loader))
-    for key in ("inputs", "targets", "forcings", "index"):
+    for key in ("states", "window", "forcings", "index"):
         torch.testing.assert_close(spawned[key], serial[key])
+    serial = assemble_windows(serial, dm.stats, 1)
     # the first validation window starts at 2019-03-22T00 and is normalised with the store stats
     assert serial["index"][0].item() == 21 * 24
     assert abs(float(serial["inputs"].mean())) < 3
