@@ -113,34 +113,100 @@ class ClimatologyAccumulator:
         self._bins: dict[str, dict[tuple[int, int], list[np.ndarray]]] = {}
 
     def add(self, name: str, values: np.ndarray, dayofyear: np.ndarray, hour: np.ndarray) -> None:
-        """Accumulate ``values`` (time first) observed at ``dayofyear`` (1..366) and ``hour`` (of ``hours``)."""
-        v = np.asarray(values, dtype="f8")
-        valid = ~np.isnan(v)
-        v0 = np.where(valid, v, 0.0)
+        """Accumulate ``values`` (time first) observed at ``dayofyear`` (1..366) and ``hour`` (of ``hours``).
+
+        Counts are kept as one number per bin when the values hold no NaN (the usual case), else per point.
+        """
+        v = np.asarray(values)
         bins = self._bins.setdefault(name, {})
         keys = np.stack([np.asarray(dayofyear), np.searchsorted(self.hours, hour)], axis=1)
         for key in np.unique(keys, axis=0):
-            sel = (keys == key).all(axis=1)
+            sel = np.flatnonzero((keys == key).all(axis=1))
+            part = v[sel].astype("f8")
+            valid = ~np.isnan(part)
+            if valid.all():
+                s, c = part.sum(axis=0), np.float64(len(sel))
+            else:
+                s, c = np.where(valid, part, 0.0).sum(axis=0), valid.sum(axis=0).astype("f8")
             k = (int(key[0]), int(key[1]))
-            s, c = v0[sel].sum(axis=0), valid[sel].sum(axis=0).astype("f8")
             if k in bins:
-                bins[k][0] += s
-                bins[k][1] += c
+                bins[k] = [bins[k][0] + s, bins[k][1] + c]
             else:
                 bins[k] = [s, c]
 
     def days(self) -> np.ndarray:
         """Days of year whose window holds data (the others are all NaN)."""
         doys = {k[0] for bins in self._bins.values() for k in bins}
+        if not doys:
+            doys = {d for per in self.__dict__.get("_doys", {}).values() for d in per}
         return days_with_data(np.array(sorted(doys), dtype="int64"), self.window)
 
     def block(self, name: str, days: np.ndarray) -> np.ndarray:
-        """(len(days), n_hours, *trailing) float64 smoothed climatology of ``name`` for ``days``."""
+        """(len(days), n_hours, *trailing) float64 smoothed climatology of ``name`` for ``days``.
+
+        Per hour, the bins sorted by day of year are prefix-summed; a day's window is a contiguous (circular)
+        range of them, so each output field costs one difference of prefix sums.
+        """
+        prefix = self._prefix_sums(name)
+        days = np.asarray(days)
+        trailing = self._trailing[name]
+        out = np.full((len(days), len(self.hours), *trailing), np.nan)
+        half = self.window // 2
+        for h, (doys, ps, pc) in prefix.items():
+            m = len(doys)
+            ext = np.concatenate([doys - N_DAYS, doys, doys + N_DAYS])
+            lo = np.searchsorted(ext, days - half, side="left")
+            hi = np.searchsorted(ext, days + half, side="right")
+            for i in range(len(days)):
+                s, n = _range_sum(ps, m, lo[i], hi[i]), _range_sum(pc, m, lo[i], hi[i])
+                if s is None:
+                    continue
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out[i, h] = np.where(n > 0.5, s / np.where(n > 0.5, n, 1.0), np.nan)
+        return out
+
+    def _prefix_sums(self, name: str) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """{hour index: (sorted day-of-year of its bins, prefix sums of values, prefix sums of counts)}, built
+        once per variable; the bins' own sums are released (the prefix sums replace them)."""
+        cache = self.__dict__.setdefault("_prefix", {})
+        if name in cache:
+            return cache[name]
         bins = self._bins[name]
-        keys = sorted(bins)
-        return window_means(np.asarray(days), len(self.hours), np.array([k[0] for k in keys]),
-                            np.array([k[1] for k in keys]), np.stack([bins[k][0] for k in keys]),
-                            np.stack([bins[k][1] for k in keys]), self.window)
+        trailing = np.shape(next(iter(bins.values()))[0])
+        self.__dict__.setdefault("_trailing", {})[name] = trailing
+        self.__dict__.setdefault("_doys", {})[name] = sorted({k[0] for k in bins})
+        out = {}
+        for h in range(len(self.hours)):
+            keys = sorted(k for k in bins if k[1] == h)
+            if not keys:
+                continue
+            doys = np.array([k[0] for k in keys])
+            counts = [bins[k][1] for k in keys]
+            scalar = all(np.ndim(c) == 0 for c in counts)
+            zero = np.zeros((1, *trailing))
+            ps = np.concatenate([zero, np.cumsum(np.stack([bins[k][0] for k in keys]), axis=0)])
+            if scalar:
+                pc = np.concatenate([[0.0], np.cumsum(np.asarray(counts, dtype="f8"))]).reshape(
+                    -1, *([1] * len(trailing)))
+            else:
+                pc = np.concatenate([zero, np.cumsum(np.stack([np.broadcast_to(c, trailing) for c in counts]),
+                                                     axis=0)])
+            for k in keys:
+                bins[k] = [None, None]
+            out[h] = (doys, ps, pc)
+        cache[name] = out
+        return out
+
+
+def _range_sum(prefix: np.ndarray, m: int, lo: int, hi: int) -> np.ndarray | None:
+    """Sum of items lo..hi-1 of a sequence of ``m`` items repeated three times, from its prefix sums."""
+    total = None
+    for seg in range(3):
+        a, b = max(lo, seg * m), min(hi, (seg + 1) * m)
+        if b > a:
+            part = prefix[b - seg * m] - prefix[a - seg * m]
+            total = part if total is None else total + part
+    return total
 
 
 def _time_blocks(n: int, size: int) -> Iterator[slice]:

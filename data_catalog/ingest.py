@@ -23,11 +23,13 @@ Steps (docs/ingest.md):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import shlex
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -163,6 +165,7 @@ class IngestResult:
     regions_skipped: int
     sources: list[dict[str, Any]] = field(default_factory=list)
     status: str = "written"
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase (fingerprint, open, write, ...)
 
 
 # ------------------------------------------------------------------------------------------------- sources
@@ -518,9 +521,9 @@ def _fingerprint(cfg: IngestConfig) -> list[dict[str, Any]]:
     return [file_fingerprint(p, cfg.options) for p in resolve_sources(cfg)]
 
 
-def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, Any] | None = None) -> None:
+def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, Any] | None = None,
+            timings: dict[str, float] | None = None) -> None:
     """Statistics and climatology over the stats period (read back from the store), provenance, complete."""
-    from data_catalog.stats import compute_stats
 
     probe = st.open_store(cfg.out, storage_options=cfg.options, check_complete=False)
     steps = _steps_per_region(probe, cfg.region_mb, cfg.chunk_time) if probe.sizes["time"] else 1
@@ -531,9 +534,11 @@ def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, 
         raise InputDataError(f"{cfg.out}: no times in the stats period {cfg.stats_start} .. {cfg.stats_end} "
                              f"(the store covers {pd.Timestamp(ds['time'].values[0])} .. "
                              f"{pd.Timestamp(ds['time'].values[-1])})")
-    stats = compute_stats(period)
-    st.write_group(cfg.out, st.STATS_GROUP, stats, storage_options=cfg.options)
-    write_climatology(cfg, period)
+    timings = timings if timings is not None else {}
+    with _timed(timings, "stats+climatology"):
+        stats, clim = _stats_and_climatology(period, cfg.climatology_window)
+        st.write_group(cfg.out, st.STATS_GROUP, stats, storage_options=cfg.options)
+        write_climatology(cfg, period, clim)
     t = period["time"].values
     attrs = {
         "wxemu_version": _version(),
@@ -545,23 +550,54 @@ def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, 
     st.mark_complete(cfg.out, storage_options=cfg.options)
 
 
-def write_climatology(cfg: IngestConfig, period: xr.Dataset, *, days_per_block: int = 8) -> None:
-    """Accumulate the (day of year, hour) bins in one pass, then write only the days whose window holds data,
-    a few days at a time (the other chunks are never written and read as NaN)."""
-    from data_catalog.climatology import accumulate, climatology_template
+def _stats_and_climatology(period: xr.Dataset, window: int):
+    """One pass over the store (blocks of its dask chunks, in time order) feeding the statistics and the
+    climatology accumulators. Returns (stats dataset, (climatology accumulator, {name: trailing dims}))."""
+    from data_catalog.climatology import ClimatologyAccumulator
+    from data_catalog.stats import StatsAccumulator, stats_dataset
 
-    acc, dims = accumulate(period, window=cfg.climatology_window, block=max(1, int(period.chunks["time"][0])))
+    names = st.time_variables(period)
+    times = period["time"].to_index()
+    stats = StatsAccumulator()
+    clim = ClimatologyAccumulator(np.unique(times.hour), window)
+    orders = {n: ("time",) + tuple(d for d in ("level",) if d in period[n].dims) + tuple(
+        d for d in period[n].dims if d not in ("time", "level")) for n in names}
+    bounds = np.cumsum((0,) + tuple(period.chunks["time"])) if period.chunks else np.array([0, len(times)])
+    doy, hour = np.asarray(times.dayofyear), np.asarray(times.hour)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        block = period[names].isel(time=slice(int(a), int(b))).compute(scheduler="synchronous")
+        for n in names:
+            values = block[n].transpose(*orders[n]).values
+            stats.add(n, values, block["time"].values, has_level="level" in orders[n])
+            clim.add(n, values, doy[a:b], hour[a:b])
+    result = stats_dataset(period, {n: stats.result(n) for n in names})
+    return result, (clim, {n: orders[n][1:] for n in names})
+
+
+def write_climatology(cfg: IngestConfig, period: xr.Dataset, clim, *, days_per_block: int = 8) -> None:
+    """Write the climatology group: only the days whose window holds data, a few days at a time (the other
+    chunks are never written and read as NaN)."""
+    from data_catalog.climatology import climatology_template
+
+    acc, dims = clim
     template = climatology_template(period, acc, dims)
     st.write_group(cfg.out, st.CLIMATOLOGY_GROUP, template, storage_options=cfg.options, compute=False)
     days = acc.days()
     for i in range(0, len(days), days_per_block):
         block = days[i:i + days_per_block]
-        # split into runs of consecutive days (each run one contiguous region write)
-        runs = np.split(block, np.flatnonzero(np.diff(block) != 1) + 1)
-        for run in runs:
+        for run in np.split(block, np.flatnonzero(np.diff(block) != 1) + 1):  # runs of consecutive days
             arrays = {n: acc.block(n, run).astype("f4") for n in dims}
             st.write_region(cfg.out, arrays, int(run[0]) - 1, storage_options=cfg.options,
                             group=st.CLIMATOLOGY_GROUP)
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], name: str):
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
 
 
 def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -576,8 +612,10 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
     after_region = after_region or _crash_hook_from_env()
     if cfg.append:
         return _append(cfg, after_region)
+    timings: dict[str, float] = {}
     exists = st.store_exists(cfg.out, storage_options=cfg.options)
-    sources = _fingerprint(cfg)
+    with _timed(timings, "fingerprint"):
+        sources = _fingerprint(cfg)
     recipe = cfg.recipe()
     if exists and not cfg.overwrite:
         attrs = st.root_attrs(cfg.out, storage_options=cfg.options)
@@ -603,7 +641,8 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
         resuming = False
     cfg_json = config_to_json(cfg)
     _build_dataset_cached.cache_clear()
-    ds = _build_dataset_cached(cfg_json)  # validates all sources' metadata: nothing written before this passes
+    with _timed(timings, "open"):
+        ds = _build_dataset_cached(cfg_json)  # validates all sources' metadata: nothing written before this passes
     created = False
     try:
         n = ds.sizes["time"]
@@ -623,14 +662,15 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
                 raise WxemuError(f"{cfg.out}: cannot resume: the planned regions differ; use --overwrite")
         done = st.regions_done(cfg.out, storage_options=cfg.options)
         todo = [(i, a, b) for i, (a, b) in enumerate(regions) if i not in done]
-        written = _run_regions(cfg, cfg_json, todo, after_region)
-        _finish(cfg, sources)
+        with _timed(timings, "write"):
+            written = _run_regions(cfg, cfg_json, todo, after_region)
+        _finish(cfg, sources, timings=timings)
     except WxemuError:
         if created:  # bad data found while writing a store this run created: leave nothing behind
             st.remove_store(cfg.out, storage_options=cfg.options)
         raise
     return IngestResult(cfg.out, n, written, len(regions) - len(todo), sources,
-                        status="resumed" if resuming else "written")
+                        status="resumed" if resuming else "written", timings=timings)
 
 
 def _changed(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> str:

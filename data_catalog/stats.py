@@ -49,6 +49,9 @@ class MomentSums:
     ds: np.ndarray
     dss: np.ndarray
 
+    def __add__(self, other: "MomentSums") -> "MomentSums":
+        return MomentSums(*(getattr(self, f) + getattr(other, f) for f in ("n", "s", "ss", "dn", "ds", "dss")))
+
     def finalize(self) -> np.ndarray:
         """(4, *kept) float64: mean, std, diff_mean, diff_std (population std, ddof=0); NaN where count is 0."""
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -60,7 +63,7 @@ class MomentSums:
 
 
 def moment_sums(x, pairs: np.ndarray, *, keep_axes: tuple[int, ...] = (), lat_weights: np.ndarray | None = None,
-                lat_axis: int = -2, shift: np.ndarray | float = 0.0) -> MomentSums:
+                lat_axis: int = -2, shift: np.ndarray | float = 0.0, value_start: int = 0) -> MomentSums:
     """Sums for the moments of ``x`` (numpy or dask array, time on axis 0) and of its regular one-step differences.
 
     ``pairs``: bool (nt-1,) from :func:`regular_pairs`. ``keep_axes``: axes not reduced (e.g. the level axis).
@@ -68,6 +71,8 @@ def moment_sums(x, pairs: np.ndarray, *, keep_axes: tuple[int, ...] = (), lat_we
     ``shift``: a constant (broadcast to the kept shape) subtracted before squaring for numerical safety; the
     sums returned are of ``x - shift``; :meth:`MomentSums.finalize` adds it back through :func:`stats_from_sums`.
     NaNs are skipped (not counted). The result holds lazy arrays when ``x`` is a dask array.
+    ``value_start``: the value sums skip the first steps (context, e.g. the previous block's last step, that
+    only serves the first difference).
     """
     ndim = x.ndim
     keep = tuple(a % ndim for a in keep_axes)
@@ -80,16 +85,28 @@ def moment_sums(x, pairs: np.ndarray, *, keep_axes: tuple[int, ...] = (), lat_we
         wshape[lat_axis % ndim] = x.shape[lat_axis % ndim]
         w = np.asarray(lat_weights, dtype="f8").reshape(wshape)
 
-    xf = x.astype("f8") - shift_b
+    pmask = np.asarray(pairs, dtype=bool)
+    if isinstance(x, np.ndarray) and lat_weights is None and not np.isnan(x).any():
+        # fast path (no NaN, unweighted, in memory): arithmetic in the input precision, float64 accumulators
+        xs = x[value_start:] - shift_b.astype(x.dtype)
+        n = np.full(s_shape := tuple(x.shape[a] for a in keep), float(np.prod([xs.shape[a] for a in axes])))
+        s = xs.sum(axis=axes, dtype="f8")
+        ss = np.square(xs).sum(axis=axes, dtype="f8")
+        d = (x[1:] - x[:-1])[pmask]
+        dn = np.full(s_shape, float(np.prod([d.shape[a] for a in axes])))
+        ds = d.sum(axis=axes, dtype="f8")
+        dss = np.square(d).sum(axis=axes, dtype="f8")
+        return MomentSums(n, s, ss, dn, ds, dss)
+
+    xf = x[value_start:].astype("f8") - shift_b
     valid = ~np.isnan(xf)
     x0 = np.where(valid, xf, 0.0)
     n = (valid * w).sum(axis=axes)
     s = (x0 * w).sum(axis=axes)
     ss = (x0 * x0 * w).sum(axis=axes)
 
-    pmask = np.asarray(pairs, dtype=bool).reshape([-1] + [1] * (ndim - 1))
     d = x[1:].astype("f8") - x[:-1].astype("f8")
-    dvalid = ~np.isnan(d) & pmask
+    dvalid = ~np.isnan(d) & pmask.reshape([-1] + [1] * (ndim - 1))
     d0 = np.where(dvalid, d, 0.0)
     dn = (dvalid * w).sum(axis=axes)
     ds = (d0 * w).sum(axis=axes)
@@ -102,6 +119,43 @@ def stats_from_sums(sums: MomentSums, shift: np.ndarray | float = 0.0) -> np.nda
     out = sums.finalize()
     out[0] = out[0] + np.asarray(shift, dtype="f8")
     return out
+
+
+class StatsAccumulator:
+    """Streaming version of :func:`compute_stats` for numpy blocks fed in time order (one pass shared with the
+    climatology): the previous block's last step is kept so the difference across block edges counts."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, MomentSums] = {}
+        self._shift: dict[str, np.ndarray] = {}
+        self._last: dict[str, tuple[np.ndarray, np.datetime64]] = {}
+        self.step: np.timedelta64 | None = None
+
+    def add(self, name: str, block: np.ndarray, times: np.ndarray, *, has_level: bool) -> None:
+        """``block``: (time, [level], lat, lon) values at ``times`` (datetime64, ascending)."""
+        times = np.asarray(times, dtype="datetime64[ns]")
+        keep = (1,) if has_level else ()
+        if name not in self._shift:
+            first = np.asarray(block[0], dtype="f8")
+            shift = np.nanmean(first.reshape(first.shape[0], -1), axis=1) if has_level else np.nanmean(first)
+            self._shift[name] = np.nan_to_num(shift)
+        if self.step is None and len(times) > 1:
+            self.step = np.diff(times).min()
+        if name in self._last:
+            prev, t_prev = self._last[name]
+            x = np.concatenate([prev[None], block])
+            t = np.concatenate([[t_prev], times])
+            start = 1
+        else:
+            x, t, start = block, times, 0
+        sums = moment_sums(x, regular_pairs(t, self.step) if len(t) > 1 else np.zeros(0, bool), keep_axes=keep,
+                           shift=self._shift[name], value_start=start)
+        self._sums[name] = self._sums[name] + sums if name in self._sums else sums
+        self._last[name] = (np.asarray(block[-1]), times[-1])
+
+    def result(self, name: str) -> np.ndarray:
+        """(4, [level]) float64: mean, std, diff_mean, diff_std."""
+        return stats_from_sums(self._sums[name], self._shift[name])
 
 
 def compute_stats(ds: xr.Dataset, *, lat_weights: np.ndarray | None = None) -> xr.Dataset:
@@ -130,23 +184,25 @@ def compute_stats(ds: xr.Dataset, *, lat_weights: np.ndarray | None = None) -> x
                                        lat_axis=order.index("latitude") if lat_weights is not None else -2,
                                        shift=shift), shift, ("level",) if keep else ())
     computed = dask.compute({k: v[0].__dict__ for k, v in lazy.items()})[0]
+    values = {name: stats_from_sums(MomentSums(**{k: np.asarray(v) for k, v in computed[name].items()}), shift)
+              for name, (_, shift, _) in lazy.items()}
+    return stats_dataset(ds, values)
+
+
+def stats_dataset(ds: xr.Dataset, values: dict[str, np.ndarray]) -> xr.Dataset:
+    """The ``stats`` group: ``values`` {name: (4, [level]) array} of the time-dependent variables of ``ds``,
+    plus spatial mean/std (diff_* NaN) of its static fields; attributes ``units``/``long_name`` copied."""
     out = xr.Dataset(coords={"stat": np.array(STAT_NAMES, dtype=object)})
     if "level" in ds.coords:
         out = out.assign_coords(level=ds["level"].values)
-    for name, (_, shift, dims) in lazy.items():
-        values = stats_from_sums(MomentSums(**{k: np.asarray(v) for k, v in computed[name].items()}), shift)
-        out[name] = (("stat",) + dims, values, {k: v for k, v in ds[name].attrs.items() if k in ("units",
-                                                                                                  "long_name")})
+    keep = ("units", "long_name")
+    for name, v in values.items():
+        dims = ("stat", "level") if "level" in ds[name].dims else ("stat",)
+        out[name] = (dims, v, {k: a for k, a in ds[name].attrs.items() if k in keep})
     for name in ds.data_vars:
         if "time" in ds[name].dims:
             continue
-        values = np.asarray(ds[name].values, dtype="f8")
-        stats = np.array([np.nanmean(values), np.nanstd(values), np.nan, np.nan])
-        out[str(name)] = (("stat",), stats, {k: v for k, v in ds[name].attrs.items() if k in ("units", "long_name")})
-    for name in ds.data_vars:
-        if "time" in ds[name].dims:
-            continue
-        values = np.asarray(ds[name].values, dtype="f8")
-        stats = np.array([np.nanmean(values), np.nanstd(values), np.nan, np.nan])
-        out[str(name)] = (("stat",), stats, {k: v for k, v in ds[name].attrs.items() if k in ("units", "long_name")})
+        x = np.asarray(ds[name].values, dtype="f8")
+        out[str(name)] = (("stat",), np.array([np.nanmean(x), np.nanstd(x), np.nan, np.nan]),
+                          {k: a for k, a in ds[name].attrs.items() if k in keep})
     return out

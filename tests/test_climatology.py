@@ -75,3 +75,17 @@ def test_sparse_window_means_equal_dense_form() -> None:
     days = acc.days()
     assert set(days) == set(np.flatnonzero(~np.isnan(dense).all(axis=(1, 2, 3))) + 1)
     np.testing.assert_allclose(acc.block("x", days), dense[days - 1], rtol=1e-12)
+
+
+def test_prefix_sum_blocks_match_window_means_with_nan() -> None:
+    rng = np.random.default_rng(11)
+    t = pd.date_range("2019-12-01", periods=24 * 70, freq="6h")  # crosses the year end: circular windows
+    x = rng.normal(size=(len(t), 2, 2))
+    x[5, 0, 1] = np.nan
+    acc = clim.ClimatologyAccumulator(np.array([0, 6, 12, 18]), 31)
+    for i in range(0, len(t), 100):
+        acc.add("x", x[i:i + 100], t.dayofyear[i:i + 100], t.hour[i:i + 100])
+    s, c = clim.doy_hour_sums(x, np.asarray(t.dayofyear), np.searchsorted([0, 6, 12, 18], t.hour), 4)
+    dense = clim.smooth_circular(s, c, 31)
+    days = np.arange(1, 367)
+    np.testing.assert_allclose(acc.block("x", days), dense, rtol=1e-10, atol=1e-12)

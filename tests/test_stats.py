@@ -69,3 +69,17 @@ def test_compute_stats_dataset() -> None:
     lsm = ds["land_sea_mask"].values
     np.testing.assert_allclose(out["land_sea_mask"].values[:2], [lsm.mean(), lsm.std()])
     assert np.isnan(out["land_sea_mask"].values[2:]).all()
+
+
+def test_streaming_accumulator_equals_one_shot() -> None:
+    rng = np.random.default_rng(4)
+    t = _times(11, gap_at=6)
+    x = rng.normal(250, 10, (11, 2, 3, 4))
+    acc = stats.StatsAccumulator()
+    for a, b in [(0, 3), (3, 4), (4, 11)]:
+        acc.add("t", x[a:b], t[a:b], has_level=True)
+    pairs = stats.regular_pairs(t)
+    d = np.diff(x, axis=0)[pairs]
+    for lev in range(2):
+        np.testing.assert_allclose(acc.result("t")[:, lev], [x[:, lev].mean(), x[:, lev].std(), d[:, lev].mean(),
+                                                             d[:, lev].std()], rtol=1e-9)
