@@ -13,12 +13,12 @@ Example YAML (every key optional)::
       test: ["2019-03-25", "2019-03-31T23"]
       history: 1
       step_hours: [1, 3, 6]
-      batch_size: 8
-      num_workers: 2
+      batch_size: 4
+      num_workers: 1
     rollout: {max_steps: 2, ramp_fraction: 0.5}
     optim: {lr: 1.0e-3, weight_decay: 0.01, warmup_steps: 20, grad_clip: 1.0}
     loss: {variable_weights: {2m_temperature: 1.0}, level_weights: {"850": 1.0}}
-    trainer: {max_steps: 300, precision: auto, ema_decay: null, val_every_n_steps: 100}
+    trainer: {max_steps: 100, precision: auto, ema_decay: null, val_every_n_steps: 50, limit_val_batches: 8}
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ class DataSection(_Strict):
     history: int = Field(1, ge=1, description="input time steps t-(history-1)*dt .. t")
     step_hours: list[float] = Field(default_factory=lambda: [1.0, 3.0, 6.0],
                                     description="step sizes trained (hours); multiples of the store's step")
-    batch_size: int = Field(8, ge=1)
-    num_workers: int = Field(2, ge=0)
+    batch_size: int = Field(4, ge=1)
+    num_workers: int = Field(1, ge=0)
     prefetch_factor: int = Field(2, ge=1)
     contiguous_batches: bool = Field(
         True, description="batches of consecutive windows read as one time block (fast; less shuffled)")
@@ -101,12 +101,12 @@ class LossSection(_Strict):
 class TrainerSection(_Strict):
     """Lightning trainer settings."""
 
-    max_steps: int = Field(300, ge=1)
+    max_steps: int = Field(100, ge=1)
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "auto"
     ema_decay: float | None = Field(None, gt=0, lt=1)
-    val_every_n_steps: int = Field(100, ge=1)
+    val_every_n_steps: int = Field(50, ge=1)
     log_every_n_steps: int = Field(10, ge=1)
-    limit_val_batches: int | float = 1.0
+    limit_val_batches: int | float = 8
     seed: int = 0
     deterministic: bool = False
     debug_ranks: bool = Field(False, description="write each rank's window indices and final weights to "
