@@ -56,7 +56,8 @@ class EdgeMLP(nn.Module):
 
     def forward(self, edges: torch.Tensor, x_send: torch.Tensor, x_recv: torch.Tensor, senders: torch.Tensor,
                 receivers: torch.Tensor) -> torch.Tensor:
-        h = self.lin_edge(edges) + self.lin_send(x_send)[:, senders] + self.lin_recv(x_recv)[:, receivers]
+        h = (self.lin_edge(edges) + torch.index_select(self.lin_send(x_send), 1, senders)
+             + torch.index_select(self.lin_recv(x_recv), 1, receivers))
         return self.out(h)
 
 
