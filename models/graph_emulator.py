@@ -5,7 +5,7 @@ grid nodes --(grid2mesh: grid points within a radius of each mesh node)--> multi
           --(mesh2grid: each grid point from its k nearest mesh nodes)--> grid nodes --> MLP --> delta
 
 Regional grids keep only the mesh nodes inside a margin around the domain's latitude/longitude box (and the
-multi-mesh edges between them). The refinement level comes from ``mesh_level``, else from
+multi-mesh edges between them); periodic grids that stop short of the poles keep the latitude band. The refinement level comes from ``mesh_level``, else from
 ``mesh_resolution_deg``, else from twice the grid spacing: the UK sample (0.25 deg, 33 x 49) gets level 7
 (~0.5 deg) and ~300 mesh nodes; a global 1.5 deg grid gets level 5 (10242 nodes).
 
@@ -126,12 +126,12 @@ def build_grid_mesh_graph(latitude: np.ndarray, longitude: np.ndarray, *, mesh_l
     radius_deg = radius_factor * float(icm.edge_angles_deg(finest.vertices, fs, fr).max())
 
     n_vert = len(finest.vertices)
-    if global_grid:
-        keep = np.ones(n_vert, dtype=bool)
-    else:
-        vlat, vlon = icm.cartesian_to_lat_lon(finest.vertices)
-        keep = icm.in_lat_lon_box(vlat, vlon, lat_min=lat[0], lat_max=lat[-1], lon_min=lon[0], lon_max=lon[-1],
-                                  margin_deg=region_margin_factor * radius_deg)
+    # Keep the mesh nodes within a margin of the grid's box; a periodic grid spans all longitudes, and a
+    # global grid reaching both poles keeps every node.
+    vlat, vlon = icm.cartesian_to_lat_lon(finest.vertices)
+    keep = icm.in_lat_lon_box(vlat, vlon, lat_min=lat[0], lat_max=lat[-1], lon_min=lon[0],
+                              lon_max=lon[0] + 360.0 if global_grid else lon[-1],
+                              margin_deg=region_margin_factor * radius_deg)
     # Multi-mesh: directed edges of every level, restricted to kept nodes, deduplicated.
     s_all, r_all = [], []
     for m in meshes:

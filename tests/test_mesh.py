@@ -131,3 +131,13 @@ def test_global_graph_covers_sphere():
     assert gmc.receivers_covered(g.m2g_receivers, lat.size * lon.size).min() == 3
     # Radius 0.6 x longest edge (~5.7 deg) around each mesh node reaches a 5-degree grid point everywhere.
     assert gmc.receivers_covered(g.g2m_receivers, 642).min() >= 1
+
+
+def test_periodic_latitude_band_keeps_band_only():
+    lat = np.linspace(-60, 60, 25)
+    lon = np.arange(72) * 5.0
+    g = build_grid_mesh_graph(lat, lon, mesh_level=3, global_grid=True)
+    mlat, mlon = icm.cartesian_to_lat_lon(g.mesh_xyz)
+    assert 300 < len(g.mesh_xyz) < 642
+    assert np.abs(mlat).max() < 70 and np.ptp(mlon) > 350
+    assert gmc.receivers_covered(g.g2m_receivers, len(g.mesh_xyz)).min() >= 1
