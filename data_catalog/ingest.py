@@ -63,7 +63,10 @@ class IngestConfig:
     load_mb: sources whose canonical data is at most this many MB are read into memory once; larger ones are
     written region by region along their own (file/chunk) boundaries so each source chunk is read once.
     stats_start/stats_end: period of the statistics and climatology (None: all times).
-    time_from/mapping/units/member/fmt/allow_nan: passed to the reader and the canonical mapping.
+    climatology_window: smoothing window (days, odd). climatology_hour_step: keep the hours of day that are
+    multiples of this (1: every hour present, WeatherBench2's default; 6: 0/6/12/18 UTC, 1/6 of the size).
+    time_from/mapping/units/member/fmt: passed to the reader and the canonical mapping. allow_nan: accept NaN
+    values (otherwise every region is checked as it is written, and the error names the file and the time).
     """
 
     sources: tuple[str, ...]
@@ -75,10 +78,11 @@ class IngestConfig:
     grid: float | None = None
     chunk_time: int = 1
     region_mb: float = 64.0
-    load_mb: float = 512.0
+    load_mb: float = 64.0
     stats_start: str | None = None
     stats_end: str | None = None
     climatology_window: int = 61
+    climatology_hour_step: int = 1
     time_from: tuple[tuple[str, str], ...] | None = None
     mapping: tuple[tuple[str, str], ...] | None = None
     units: tuple[tuple[str, str], ...] | None = None
@@ -106,6 +110,8 @@ class IngestConfig:
             raise ConfigError("ingest: --append and --overwrite exclude each other")
         if self.scheduler and self.workers:
             raise ConfigError("ingest: give --scheduler (an existing cluster) or --workers (a local one), not both")
+        if not 1 <= self.climatology_hour_step <= 24:
+            raise ConfigError(f"ingest: --climatology-hour-step must be 1..24, got {self.climatology_hour_step}")
         if self.climatology_window < 1 or self.climatology_window % 2 == 0:
             raise ConfigError(f"ingest: --climatology-window must be a positive odd number of days, "
                               f"got {self.climatology_window}")
@@ -113,7 +119,7 @@ class IngestConfig:
     def recipe(self) -> dict[str, Any]:
         """The fields that determine the data (JSON-able), with the equivalent command line."""
         keys = ("sources", "variables", "levels", "start", "end", "grid", "chunk_time", "stats_start", "stats_end",
-                "climatology_window", "time_from", "mapping", "units", "member", "fmt", "allow_nan")
+                "climatology_window", "climatology_hour_step", "time_from", "mapping", "units", "member", "fmt", "allow_nan")
         out = {k: _jsonable(getattr(self, k)) for k in keys}
         out["command"] = self.command()
         return out
@@ -136,6 +142,8 @@ class IngestConfig:
             argv += ["--chunk-time", str(self.chunk_time)]
         if self.climatology_window != 61:
             argv += ["--climatology-window", str(self.climatology_window)]
+        if self.climatology_hour_step != 1:
+            argv += ["--climatology-hour-step", str(self.climatology_hour_step)]
         if self.allow_nan:
             argv.append("--allow-nan")
         if self.append:
@@ -249,7 +257,8 @@ def _open_one(cfg: IngestConfig, path: str) -> xr.Dataset:
     ds = to_canonical(raw, source=path, mapping=dict(cfg.mapping) if cfg.mapping else None,
                       variables=list(cfg.variables) if cfg.variables else None,
                       levels=list(cfg.levels) if cfg.levels else None, start=None, end=None,
-                      allow_nan=cfg.allow_nan, time_from=dict(cfg.time_from) if cfg.time_from else None,
+                      allow_nan=True,  # NaNs are checked on the values as they are written (one read)
+                      time_from=dict(cfg.time_from) if cfg.time_from else None,
                       units=dict(cfg.units) if cfg.units else None, ensemble=cfg.member is not None)
     return _select_member(ds, cfg.member, path)
 
@@ -273,7 +282,7 @@ def _open_entry(cfg: IngestConfig, name: str) -> xr.Dataset:
         raise InputDataError(f"catalog entry {name!r} is a forecast; `wxemu ingest` writes analysis stores")
     ds = open_dataset(name, variables=list(cfg.variables) if cfg.variables else None,
                       levels=list(cfg.levels) if cfg.levels else None, start=cfg.start, end=cfg.end,
-                      storage_options=cfg.options, allow_nan=cfg.allow_nan or None)
+                      storage_options=cfg.options, allow_nan=True)  # NaNs checked while writing
     if "number" in ds.dims and cfg.member is None:
         raise InputDataError(f"catalog entry {name!r}: an ensemble of {ds.sizes['number']} members; "
                              "choose one with --member N (the canonical analysis store holds one member)")
@@ -345,6 +354,10 @@ def _dims_ok(ds: xr.Dataset, names: str) -> None:
                                  "lacks (an ensemble: choose --member N)")
 
 
+#: {config JSON: [(source name, first time, last time)]}: which file a time came from, for error messages
+_SPANS: dict[str, list[tuple[str, np.datetime64, np.datetime64]]] = {}
+
+
 @lru_cache(maxsize=4)
 def _build_dataset_cached(cfg_json: str) -> xr.Dataset:
     return build_dataset(config_from_json(cfg_json))
@@ -363,6 +376,8 @@ def build_dataset(cfg: IngestConfig) -> xr.Dataset:
                 parts.append((path, _open_one(cfg, path)))
     ds = combine_sources(parts, cfg)
     names = ", ".join(n for n, _ in parts)
+    _SPANS[config_to_json(cfg)] = [(n, p["time"].values[0], p["time"].values[-1]) for n, p in parts
+                                   if "time" in p.dims]
     _dims_ok(ds, names)
     if cfg.grid is not None:
         from data_catalog.regrid import regrid_dataset
@@ -416,6 +431,17 @@ def _source_bounds(ds: xr.Dataset, offset: int) -> list[int] | None:
     return [offset + int(b) for b in np.cumsum((0,) + ds[names[0]].chunks[0])[1:-1]]
 
 
+def _nan_error(cfg_json: str, part: xr.Dataset, name: str, values: np.ndarray) -> InputDataError:
+    idx = np.argwhere(np.isnan(values))[0]
+    dims = part[name].dims
+    where = ", ".join(f"{d}={part[d].values[i] if d != 'time' else pd.Timestamp(part[d].values[i])}"
+                      for d, i in zip(dims, idx))
+    t = part["time"].values[idx[0]]
+    files = [n for n, a, b in _SPANS.get(cfg_json, []) if a <= t <= b] or ["the sources"]
+    return InputDataError(f"{', '.join(files)}: NaN values in {name} (first at {where}); "
+                          "fix the data or pass --allow-nan")
+
+
 def _steps_per_region(ds: xr.Dataset, region_mb: float, chunk_time: int) -> int:
     per_step = sum(ds[v].dtype.itemsize * ds[v].size // max(1, ds.sizes["time"]) for v in st.time_variables(ds))
     n = max(1, int(region_mb * 1e6 // max(1, per_step)))
@@ -431,6 +457,10 @@ def write_one_region(cfg_json: str, index: int, a: int, b: int, offset: int = 0)
     names = st.time_variables(ds)
     part = ds[names].isel(time=slice(a - offset, b - offset)).compute(scheduler="synchronous")
     arrays = {n: part[n].values for n in names}
+    if not cfg.allow_nan:
+        for n, values in arrays.items():
+            if np.isnan(values).any():
+                raise _nan_error(cfg_json, part, n, values)
     st.write_region(cfg.out, arrays, a, storage_options=cfg.options)
     st.mark_region_done(cfg.out, index, storage_options=cfg.options)
     return int(sum(v.nbytes for v in arrays.values()))
@@ -536,7 +566,7 @@ def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, 
                              f"{pd.Timestamp(ds['time'].values[-1])})")
     timings = timings if timings is not None else {}
     with _timed(timings, "stats+climatology"):
-        stats, clim = _stats_and_climatology(period, cfg.climatology_window)
+        stats, clim = _stats_and_climatology(period, cfg.climatology_window, cfg.climatology_hour_step)
         st.write_group(cfg.out, st.STATS_GROUP, stats, storage_options=cfg.options)
         write_climatology(cfg, period, clim)
     t = period["time"].values
@@ -550,7 +580,7 @@ def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, 
     st.mark_complete(cfg.out, storage_options=cfg.options)
 
 
-def _stats_and_climatology(period: xr.Dataset, window: int):
+def _stats_and_climatology(period: xr.Dataset, window: int, hour_step: int = 1):
     """One pass over the store (blocks of its dask chunks, in time order) feeding the statistics and the
     climatology accumulators. Returns (stats dataset, (climatology accumulator, {name: trailing dims}))."""
     from data_catalog.climatology import ClimatologyAccumulator
@@ -559,7 +589,11 @@ def _stats_and_climatology(period: xr.Dataset, window: int):
     names = st.time_variables(period)
     times = period["time"].to_index()
     stats = StatsAccumulator()
-    clim = ClimatologyAccumulator(np.unique(times.hour), window)
+    in_clim = np.asarray(times.hour) % hour_step == 0
+    if not in_clim.any():
+        raise InputDataError(f"no time of the stats period falls on an hour that is a multiple of "
+                             f"--climatology-hour-step {hour_step}")
+    clim = ClimatologyAccumulator(np.unique(times.hour[in_clim]), window)
     orders = {n: ("time",) + tuple(d for d in ("level",) if d in period[n].dims) + tuple(
         d for d in period[n].dims if d not in ("time", "level")) for n in names}
     bounds = np.cumsum((0,) + tuple(period.chunks["time"])) if period.chunks else np.array([0, len(times)])
@@ -569,7 +603,9 @@ def _stats_and_climatology(period: xr.Dataset, window: int):
         for n in names:
             values = block[n].transpose(*orders[n]).values
             stats.add(n, values, block["time"].values, has_level="level" in orders[n])
-            clim.add(n, values, doy[a:b], hour[a:b])
+            keep = in_clim[a:b]
+            if keep.any():
+                clim.add(n, values[keep], doy[a:b][keep], hour[a:b][keep])
     result = stats_dataset(period, {n: stats.result(n) for n in names})
     return result, (clim, {n: orders[n][1:] for n in names})
 
@@ -626,8 +662,11 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
                 return IngestResult(cfg.out, n, 0, 0, sources, status="already complete")
             raise WxemuError(f"{cfg.out}: a complete store exists (made by {attrs.get('wxemu_recipe', {}).get('command')!r}); "
                              "use --overwrite to replace it or --append to add later times")
+        if plan is not None and plan.get("mode") == "append":
+            raise WxemuError(f"{cfg.out}: an --append into this store was interrupted; complete it by re-running "
+                             f"{(plan.get('recipe') or {}).get('command')!r}")
         if plan is None or plan.get("mode") != "create":
-            raise WxemuError(f"{cfg.out}: an incomplete store not written by this kind of ingest; "
+            raise WxemuError(f"{cfg.out}: an incomplete store without an ingest plan (not resumable); "
                              "use --overwrite to replace it")
         if plan.get("sources") != sources:
             changed = _changed(plan.get("sources") or [], sources)
@@ -731,7 +770,8 @@ def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None) -> In
     base = {k: v for k, v in old_recipe.items() if k != "appended"}
     # the stats period of the original recipe applies (default: every time, including the appended ones)
     stats_cfg = dataclasses.replace(cfg, stats_start=base.get("stats_start"), stats_end=base.get("stats_end"),
-                                    climatology_window=int(base.get("climatology_window", 61)))
+                                    climatology_window=int(base.get("climatology_window", 61)),
+                                    climatology_hour_step=int(base.get("climatology_hour_step", 1)))
     _finish(stats_cfg, merged_sources, {**base, "appended": appended})
     return IngestResult(cfg.out, offset + n_new, written, len(regions) - len(todo), sources,
                         status="appended (resumed)" if resuming else "appended")

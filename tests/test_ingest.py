@@ -8,7 +8,6 @@ directly where the format matters.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
@@ -20,10 +19,11 @@ import xarray as xr
 from data_catalog import ingest as ing
 from data_catalog import store
 from data_catalog.errors import IncompleteStoreError, InputDataError, WxemuError
+from data_catalog.samples import sample_path
 from pipeline.cli import main as wxemu
 
-DATA = Path(os.environ.get("WXEMU_DATA_DIR", "/work/shared/data"))
-UK_GRIB = DATA / "era5-2mt-2019-03-uk.grib"
+UK_GRIB = Path(sample_path("era5-2mt-2019-03-uk.grib"))
+DATA = UK_GRIB.parent
 
 
 def _raw_uk() -> xr.Dataset:
@@ -65,7 +65,8 @@ def uk_store(tmp_path_factory, uk_nc) -> str:
 
 def test_grib_ingest_values_stats_climatology_provenance(tmp_path, uk_raw) -> None:
     out = tmp_path / "uk.zarr"
-    code = wxemu(["ingest", str(UK_GRIB), "--out", str(out), "--end", "2019-03-02T23", "--quiet"])
+    # by catalog entry name (the entry points at the sample GRIB)
+    code = wxemu(["ingest", "era5-t2m-uk-2019-03", "--out", str(out), "--end", "2019-03-02T23", "--quiet"])
     assert code == 0
     ds = store.open_store(str(out))
     assert ds.sizes == {"time": 48, "latitude": 33, "longitude": 49}
@@ -99,7 +100,7 @@ def test_grib_ingest_values_stats_climatology_provenance(tmp_path, uk_raw) -> No
     assert attrs["wxemu_stats_period"] == ["2019-03-01T00:00:00", "2019-03-02T23:00:00"]
     assert not (out / "wxemu_progress").exists()
     # re-running the same command on a complete store is a no-op
-    assert wxemu(["ingest", str(UK_GRIB), "--out", str(out), "--end", "2019-03-02T23", "--quiet"]) == 0
+    assert wxemu(["ingest", "era5-t2m-uk-2019-03", "--out", str(out), "--end", "2019-03-02T23", "--quiet"]) == 0
 
 
 def test_resume_after_crash_is_identical(tmp_path, uk_nc, uk_store) -> None:
@@ -173,8 +174,9 @@ def test_append_writes_only_new_chunks(tmp_path, uk_nc, uk_store) -> None:
 
 def test_regrid_half_degree_conserves(tmp_path, uk_nc, uk_store) -> None:
     out = tmp_path / "uk05.zarr"
-    ing.ingest(_cfg([uk_nc["01"]], out, grid=0.5))
+    ing.ingest(_cfg([uk_nc["01"]], out, grid=0.5, climatology_hour_step=6))
     ds = store.open_store(str(out))
+    assert list(store.open_climatology(str(out))["hour"].values) == [0, 6, 12, 18]
     assert ds.sizes == {"time": 24, "latitude": 17, "longitude": 25}
     np.testing.assert_allclose(ds["latitude"], np.arange(50, 58.01, 0.5))
     src = store.open_store(uk_store).isel(time=slice(0, 24))["2m_temperature"].values.astype("f8")
