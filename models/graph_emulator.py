@@ -2,7 +2,8 @@
 
 grid nodes --(grid2mesh: grid points within a radius of each mesh node)--> multi-mesh nodes
           --(N interaction-network layers over the edges of all refinement levels)--> multi-mesh nodes
-          --(mesh2grid: each grid point from its k nearest mesh nodes)--> grid nodes --> MLP --> delta
+          --(mesh2grid: each grid point from the 3 vertices of its containing triangle)--> grid nodes
+          --> MLP --> delta
 
 Regional grids keep only the mesh nodes inside a margin around the domain's latitude/longitude box (and the
 multi-mesh edges between them); periodic grids that stop short of the poles keep the latitude band. The refinement level comes from ``mesh_level``, else from
@@ -42,6 +43,7 @@ from models.graph_net import AGGREGATIONS, MLP, InteractionNetwork
 log = logging.getLogger(__name__)
 
 GRAPH_CACHE_ENV = "WXEMU_GRAPH_CACHE_DIR"
+MESH2GRID = ("triangle", "nearest")
 
 
 @dataclasses.dataclass
@@ -55,7 +57,9 @@ class GraphConfig:
     mesh_resolution_deg: float | None = None  # target mesh spacing (None: 2 x grid spacing)
     max_mesh_level: int = 7                # cap of the automatic level choice
     grid2mesh_radius_factor: float = 0.6   # grid2mesh radius, in units of the finest level's longest edge
-    mesh2grid_k: int = 3                   # each grid node receives from its k nearest mesh nodes
+    mesh2grid: str = "triangle"            # "triangle": from the 3 vertices of the containing finest triangle;
+                                           # "nearest": from the mesh2grid_k nearest mesh nodes
+    mesh2grid_k: int = 3                   # k of "nearest", and the fallback outside a regional mesh
     region_margin_factor: float = 1.0      # regional grids: margin around the box, in grid2mesh radii
     global_grid: bool | None = None        # None: detect from longitude (uniform and spanning 360 deg)
     aggregation: str = "index_add"         # "index_add" or "scatter_reduce"
@@ -80,6 +84,8 @@ class GraphConfig:
             bad(f"max_mesh_level must be in 0..9; got {self.max_mesh_level}")
         if self.grid2mesh_radius_factor <= 0 or self.mesh2grid_k < 1 or self.region_margin_factor < 0:
             bad("grid2mesh_radius_factor must be > 0, mesh2grid_k >= 1, region_margin_factor >= 0")
+        if self.mesh2grid not in MESH2GRID:
+            bad(f"mesh2grid must be one of {', '.join(MESH2GRID)}; got {self.mesh2grid!r}")
         if self.aggregation not in AGGREGATIONS:
             bad(f"aggregation must be one of {', '.join(AGGREGATIONS)}; got {self.aggregation!r}")
 
@@ -115,7 +121,7 @@ def choose_mesh_level(latitude: np.ndarray, longitude: np.ndarray, *, mesh_level
 
 
 def build_grid_mesh_graph(latitude: np.ndarray, longitude: np.ndarray, *, mesh_level: int, global_grid: bool,
-                          radius_factor: float = 0.6, mesh2grid_k: int = 3,
+                          radius_factor: float = 0.6, mesh2grid: str = "triangle", mesh2grid_k: int = 3,
                           region_margin_factor: float = 1.0) -> GridMeshGraph:
     """Build the grid2mesh, multi-mesh and mesh2grid graphs for a latitude/longitude grid (degrees)."""
     lat = np.asarray(latitude, dtype=np.float64)
@@ -149,7 +155,17 @@ def build_grid_mesh_graph(latitude: np.ndarray, longitude: np.ndarray, *, mesh_l
     grid_xyz = gmc.grid_positions(lat, lon)
 
     g2m_s, g2m_r = gmc.radius_query_edges(grid_xyz, mesh_xyz, radius_deg)
-    m2g_s, m2g_r = gmc.nearest_nodes_edges(mesh_xyz, grid_xyz, k=mesh2grid_k)
+    if mesh2grid == "triangle":
+        # Finest-level triangles whose three vertices were kept, renumbered to the kept nodes.
+        new_index = np.full(n_vert, -1, dtype=np.int64)
+        new_index[old] = np.arange(old.size)
+        faces = new_index[finest.faces]
+        faces = faces[(faces >= 0).all(axis=1)]
+        m2g_s, m2g_r = gmc.containing_triangle_edges(mesh_xyz, faces, grid_xyz, fallback_k=mesh2grid_k)
+    elif mesh2grid == "nearest":
+        m2g_s, m2g_r = gmc.nearest_nodes_edges(mesh_xyz, grid_xyz, k=mesh2grid_k)
+    else:
+        raise ValueError(f"unknown mesh2grid {mesh2grid!r}; choose one of {', '.join(MESH2GRID)}")
     return GridMeshGraph(
         mesh_level=int(mesh_level),
         mesh_xyz=mesh_xyz,
@@ -177,7 +193,7 @@ def _graph_key(lat: np.ndarray, lon: np.ndarray, options: tuple) -> str:
 def _cached_graph(lat_bytes: bytes, lon_bytes: bytes, options: tuple, cache_dir: str | None) -> GridMeshGraph:
     lat = np.frombuffer(lat_bytes, dtype=np.float64)
     lon = np.frombuffer(lon_bytes, dtype=np.float64)
-    mesh_level, global_grid, radius_factor, k, margin = options
+    mesh_level, global_grid, radius_factor, m2g, k, margin = options
     path = None
     if cache_dir:
         path = Path(cache_dir) / f"wxemu-graph-{_graph_key(lat, lon, options)}.npz"
@@ -186,7 +202,8 @@ def _cached_graph(lat_bytes: bytes, lon_bytes: bytes, options: tuple, cache_dir:
                 fields = {name: z[name] for name in GridMeshGraph._fields if name != "mesh_level"}
                 return GridMeshGraph(mesh_level=int(z["mesh_level"]), **fields)
     graph = build_grid_mesh_graph(lat, lon, mesh_level=mesh_level, global_grid=global_grid,
-                                  radius_factor=radius_factor, mesh2grid_k=k, region_margin_factor=margin)
+                                  radius_factor=radius_factor, mesh2grid=m2g, mesh2grid_k=k,
+                                  region_margin_factor=margin)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
@@ -202,7 +219,7 @@ def get_graph(latitude: np.ndarray, longitude: np.ndarray, config: GraphConfig) 
     level = choose_mesh_level(lat, lon, mesh_level=config.mesh_level,
                               mesh_resolution_deg=config.mesh_resolution_deg, max_mesh_level=config.max_mesh_level)
     options = (level, is_global_grid(lon, config.global_grid), float(config.grid2mesh_radius_factor),
-               int(config.mesh2grid_k), float(config.region_margin_factor))
+               config.mesh2grid, int(config.mesh2grid_k), float(config.region_margin_factor))
     cache_dir = config.graph_cache_dir or os.environ.get(GRAPH_CACHE_ENV) or None
     return _cached_graph(lat.tobytes(), lon.tobytes(), options, cache_dir)
 

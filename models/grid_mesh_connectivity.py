@@ -49,6 +49,39 @@ def nearest_nodes_edges(mesh_xyz: np.ndarray, grid_xyz: np.ndarray, k: int = 3) 
     return idx.reshape(-1), receivers
 
 
+def containing_triangle_edges(mesh_xyz: np.ndarray, faces: np.ndarray, grid_xyz: np.ndarray, *,
+                              fallback_k: int = 3, candidates: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Mesh -> grid edges: each grid node receives from the 3 vertices of the mesh triangle containing it.
+
+    faces (F, 3) index ``mesh_xyz`` and are ordered counter-clockwise seen from outside. A point p lies in the
+    spherical triangle (a, b, c) when p.(a x b), p.(b x c), p.(c x a) are all >= 0. The ``candidates``
+    triangles with the nearest centroids are tested; grid nodes in none of them (outside a regional mesh) fall
+    back to their ``fallback_k`` nearest mesh nodes. Returns (senders = mesh, receivers = grid), by receiver.
+    """
+    faces = np.asarray(faces, dtype=np.int64)
+    n_grid = len(grid_xyz)
+    face_of = np.full(n_grid, -1, dtype=np.int64)
+    if len(faces):
+        a, b, c = (mesh_xyz[faces[:, i]] for i in range(3))
+        normals = np.stack([np.cross(a, b), np.cross(b, c), np.cross(c, a)], axis=1)  # (F, 3, 3)
+        k = int(min(candidates, len(faces)))
+        _, cand = cKDTree((a + b + c) / 3.0).query(grid_xyz, k=k)
+        cand = np.asarray(cand, dtype=np.int64).reshape(n_grid, k)
+        inside = np.einsum("gkij,gj->gki", normals[cand], grid_xyz).min(axis=-1) >= -1e-12  # (G, k)
+        found = inside.any(axis=1)
+        face_of[found] = cand[found, inside[found].argmax(axis=1)]
+    found = face_of >= 0
+    senders = [faces[face_of[found]].reshape(-1)]
+    receivers = [np.repeat(np.flatnonzero(found), 3)]
+    if not found.all():
+        s, r = nearest_nodes_edges(mesh_xyz, grid_xyz[~found], k=fallback_k)
+        senders.append(s)
+        receivers.append(np.flatnonzero(~found)[r])
+    s, r = np.concatenate(senders), np.concatenate(receivers)
+    order = np.argsort(r, kind="stable")
+    return s[order], r[order]
+
+
 def node_features(xyz: np.ndarray) -> np.ndarray:
     """Structural node features (N, 3) float32: cos(latitude), sin(longitude), cos(longitude)."""
     lat, lon = cartesian_to_lat_lon(xyz)

@@ -16,6 +16,11 @@ UK_LON = np.linspace(350.0, 362.0, 49)
 
 
 @pytest.fixture(scope="module")
+def uk_graph():
+    return build_grid_mesh_graph(UK_LAT, UK_LON, mesh_level=7, global_grid=False)
+
+
+@pytest.fixture(scope="module")
 def hierarchy() -> list[icm.TriangularMesh]:
     return icm.get_hierarchy_of_meshes(4)
 
@@ -106,8 +111,8 @@ def test_rotation_to_receiver_frame_moves_receiver_to_reference():
     assert d[0, 2] > 0 and abs(d[0, 1]) < 1e-9
 
 
-def test_regional_graph_restricted_to_domain_and_connected():
-    g = build_grid_mesh_graph(UK_LAT, UK_LON, mesh_level=7, global_grid=False)
+def test_regional_graph_restricted_to_domain_and_connected(uk_graph):
+    g = uk_graph
     n_grid = UK_LAT.size * UK_LON.size
     assert 100 <= len(g.mesh_xyz) <= 500
     lat, lon = icm.cartesian_to_lat_lon(g.mesh_xyz)
@@ -141,3 +146,27 @@ def test_periodic_latitude_band_keeps_band_only():
     assert 300 < len(g.mesh_xyz) < 642
     assert np.abs(mlat).max() < 70 and np.ptp(mlon) > 350
     assert gmc.receivers_covered(g.g2m_receivers, len(g.mesh_xyz)).min() >= 1
+
+
+def test_mesh2grid_uses_containing_triangle(uk_graph):
+    lat = np.linspace(-90, 90, 37)
+    lon = np.arange(72) * 5.0
+    g = build_grid_mesh_graph(lat, lon, mesh_level=3, global_grid=True)
+    grid_xyz = gmc.grid_positions(lat, lon)
+    np.testing.assert_array_equal(np.bincount(g.m2g_receivers), 3)
+    tri = g.m2g_senders.reshape(-1, 3)
+    finest = icm.get_hierarchy_of_meshes(3)[-1]
+    faces = {tuple(sorted(f)) for f in finest.faces.tolist()}
+    assert all(tuple(sorted(t)) in faces for t in tri.tolist())
+    # Each grid point lies inside (or on the edge of) its spherical triangle: all barycentric weights >= 0.
+    weights = np.linalg.solve(np.transpose(g.mesh_xyz[tri], (0, 2, 1)), grid_xyz[..., None])[..., 0]
+    assert weights.min() > -1e-9
+    # The UK grid: interior points use a containing triangle; every point gets exactly 3 senders.
+    uk = uk_graph
+    np.testing.assert_array_equal(np.bincount(uk.m2g_receivers, minlength=UK_LAT.size * UK_LON.size), 3)
+    uk_tri = uk.m2g_senders.reshape(-1, 3)
+    uk_xyz = gmc.grid_positions(UK_LAT, UK_LON)
+    w = np.linalg.solve(np.transpose(uk.mesh_xyz[uk_tri], (0, 2, 1)), uk_xyz[..., None])[..., 0]
+    assert (w.min(axis=1) > -1e-9).mean() > 0.95  # the rest, at the domain's edge, use the 3 nearest nodes
+    nearest = build_grid_mesh_graph(UK_LAT, UK_LON, mesh_level=7, global_grid=False, mesh2grid="nearest")
+    assert not np.array_equal(nearest.m2g_senders, uk.m2g_senders)
