@@ -137,3 +137,22 @@ def test_a_few_steps_reduce_the_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_real_uk_sample_both_longitude_conventions(sample):
+    """The real ERA5 UK sample: the file's -10..2 longitudes and the store's 350..362 give the same mesh, and
+    both default models map real normalised 2m temperature to finite deltas."""
+    xr = pytest.importorskip("xarray")
+    ds = xr.open_dataset(sample("era5-2mt-2019-03-uk.grib"), engine="cfgrib", backend_kwargs={"indexpath": ""})
+    t2m = ds["t2m"].isel(time=slice(0, 2)).sortby("latitude")
+    lat, lon = t2m.latitude.values, t2m.longitude.values
+    assert lon[0] == -10.0 and lat[0] == 50.0 and t2m.shape == (2, 33, 49)
+    x = torch.from_numpy(((t2m.values - t2m.values.mean()) / t2m.values.std()).astype(np.float32))[:, None]
+    graph_west = build_model("graph", latitude=lat, longitude=lon, n_state=1, n_forcing=0)
+    graph_east = build_model("graph", latitude=lat, longitude=np.mod(lon, 360) + np.where(lon < 0, 0, 360),
+                             n_state=1, n_forcing=0)
+    assert graph_east.graph_info == graph_west.graph_info
+    torch.testing.assert_close(graph_east.m2g_edge_features, graph_west.m2g_edge_features)
+    for model in (graph_west, build_model("transformer", latitude=lat, longitude=lon, n_state=1, n_forcing=0)):
+        out = model(x, torch.zeros(2, 0, 33, 49), torch.ones(2))
+        assert out.shape == (2, 1, 33, 49) and torch.isfinite(out).all()
