@@ -2,8 +2,8 @@
 
 `write_canonical_store` writes any ``xr.Dataset`` in the canonical layout together with its ``stats`` and
 ``climatology`` groups; `synthetic_dataset` makes a tiny smooth random dataset; `uk_sample_dataset` maps the real
-ERA5 UK GRIB sample onto the canonical convention (latitude ascending, longitude 350..362 contiguous) without
-needing ``wxemu ingest``.
+ERA5 UK GRIB sample onto the canonical convention (latitude ascending, longitude 350..362 contiguous) with plain
+cfgrib; `cached_uk_store` ingests that sample with ``wxemu ingest`` once per machine.
 """
 
 from __future__ import annotations
@@ -121,19 +121,24 @@ def write_canonical_store(ds: xr.Dataset, path: str | Path, *, stats_period: tup
 
 
 def cached_uk_store() -> Path:
-    """The UK sample as a canonical store (stats over 2019-03-01..21), built once per machine in the temp dir."""
+    """The UK sample ingested by ``wxemu ingest`` (stats over 2019-03-01..21), built once per machine in the
+    temp dir (the same store the lead's demo uses)."""
     import os
     import shutil
     import tempfile
 
-    target = Path(tempfile.gettempdir()) / f"wxemu-tests-uk-store-{os.getuid()}-v1.zarr"
+    from pipeline.cli import main
+
+    target = Path(tempfile.gettempdir()) / f"wxemu-tests-uk-ingested-{os.getuid()}-v1.zarr"
     if (target / "zarr.json").exists():
         return target
     tmp = Path(tempfile.mkdtemp(prefix="wxemu-uk-", dir=tempfile.gettempdir())) / "store.zarr"
-    write_canonical_store(uk_sample_dataset(), tmp, stats_period=("2019-03-01T00", "2019-03-21T23"))
+    rc = main(["ingest", str(UK_GRIB), "--out", str(tmp), "--stats-start", "2019-03-01T00",
+               "--stats-end", "2019-03-21T23"])
+    if rc != 0:
+        raise RuntimeError(f"wxemu ingest of {UK_GRIB} failed with exit code {rc}")
     try:
         os.rename(tmp, target)
     except OSError:  # another process won the race
         shutil.rmtree(tmp.parent, ignore_errors=True)
     return target
-
