@@ -137,3 +137,27 @@ def test_clear_errors(uk_store: str, checkpoint: Path, tmp_path: Path) -> None:
         run(f"checkpoint={bad}")
     with pytest.raises(WxemuError, match="cannot be reached|not a multiple"):
         run(f"checkpoint={checkpoint}", "lead=90min", "step=90min")
+
+
+def test_init_without_history_is_refused(uk_store: str, tmp_path: Path) -> None:
+    """A history-2 emulator cannot start at the store's first time: it needs the hour before."""
+    from models.base import build_model
+    from pipeline.checkpoint import save_checkpoint
+    from pipeline.datamodule import WindowDataModule
+    from pipeline.train import build_header
+    from pipeline.train_config import load_train_config
+
+    cfg = load_train_config(None, {"data": {"step_hours": [1], "history": 2}}).model_dump(mode="json")
+    d = cfg["data"]
+    dm = WindowDataModule(uk_store, train=d["train"], val=d["val"], test=d["test"], step_hours=[1], history=2)
+    dm.setup()
+    model = build_model("graph", latitude=dm.layout.latitude, longitude=dm.layout.longitude, n_state=1,
+                        n_forcing=5, history=2, config={"latent": 8, "processor_layers": 1})
+    ckpt = save_checkpoint(tmp_path / "h2.safetensors", model, build_header(dm, model, cfg, uk_store))
+    args = ["forecast", "--checkpoint", str(ckpt), "--store", uk_store, "--lead", "2h"]
+    with pytest.raises(WxemuError, match="needs 1 earlier time steps of history"):
+        fc.run(fc.argparse.Namespace(checkpoint=str(ckpt), store=uk_store, init="2019-03-01T00", lead="2h", step=None,
+                                     out=str(tmp_path / "h.zarr"), members=1, perturbation_scale=0.5, batch_size=2,
+                                     device="cpu", seed=0))
+    assert main(args + ["--init", "2019-03-01T01", "--out", str(tmp_path / "ok.zarr")]) == 0
+    assert xr.open_zarr(tmp_path / "ok.zarr").attrs["wxemu_complete"] is True
