@@ -47,8 +47,8 @@ def build_input(directory: Path, target_mb: float) -> tuple[list[str], int]:
     raw = xr.open_dataset(sample_path("era5-2mt-2019-03-uk.grib"), engine="cfgrib",
                           backend_kwargs={"indexpath": ""})["t2m"].load()
     x = raw.values[:, ::-1, :].astype("f4")  # latitude ascending
-    nt, ny, nx = x.shape
-    k = max(1, int(round(np.sqrt(target_mb * 1e6 / x.nbytes))))
+    _, ny, nx = x.shape
+    k = max(1, round(np.sqrt(target_mb * 1e6 / x.nbytes)))
     k = min(k, int(120 // (ny * 0.25)))  # keep latitude within -30 .. 90
     tiles = np.arange(k * k, dtype="f4").reshape(k, k) * np.float32(0.01)
     big = np.tile(x, (1, k, k)) + np.repeat(np.repeat(tiles, ny, axis=0), nx, axis=1)[None]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import shlex
@@ -178,11 +179,11 @@ class IngestResult:
 
 # ------------------------------------------------------------------------------------------------- sources
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version("wxemu")
-    except Exception:  # not installed (running from a checkout)
+    except PackageNotFoundError:  # not installed (running from a checkout)
         return "unknown"
 
 
@@ -309,7 +310,7 @@ def combine_sources(parts: Sequence[tuple[str, xr.Dataset]], cfg: IngestConfig) 
         groups.setdefault(tuple(sorted(map(str, ds.data_vars))), []).append((name, ds))
     first_name, first = parts[0]
     merged: list[xr.Dataset] = []
-    for key, members in groups.items():
+    for members in groups.values():
         for name, ds in members:
             _check_same_grid(first, ds, first_name, name)
         timed = [m for m in members if "time" in m[1].dims]
@@ -317,7 +318,7 @@ def combine_sources(parts: Sequence[tuple[str, xr.Dataset]], cfg: IngestConfig) 
             timed.sort(key=lambda m: m[1]["time"].values[0])
             all_times = np.concatenate([m[1]["time"].values for m in timed])
             owners = np.concatenate([[i] * m[1].sizes["time"] for i, m in enumerate(timed)])
-            uniq, first_idx, counts = np.unique(all_times, return_index=True, return_counts=True)
+            uniq, counts = np.unique(all_times, return_counts=True)
             if (counts > 1).any():
                 t = uniq[counts > 1][0]
                 who = sorted({timed[o][0] for o in owners[all_times == t]})
@@ -420,7 +421,7 @@ def plan_regions(start: int, stop: int, chunk_time: int, steps_per_region: int,
         if start < b < stop:
             cuts.add(b)
     edges = [start, *sorted(cuts), stop]
-    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
 def _source_bounds(ds: xr.Dataset, offset: int) -> list[int] | None:
@@ -481,9 +482,14 @@ def _crash_hook_from_env() -> Callable[[int], None] | None:
 
 
 def _progress(enabled: bool, total: int, description: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("regions"),
                         TimeElapsedColumn(), console=Console(stderr=True), disable=not enabled, transient=False)
@@ -598,7 +604,7 @@ def _stats_and_climatology(period: xr.Dataset, window: int, hour_step: int = 1):
         d for d in period[n].dims if d not in ("time", "level")) for n in names}
     bounds = np.cumsum((0,) + tuple(period.chunks["time"])) if period.chunks else np.array([0, len(times)])
     doy, hour = np.asarray(times.dayofyear), np.asarray(times.hour)
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         block = period[names].isel(time=slice(int(a), int(b))).compute(scheduler="synchronous")
         for n in names:
             values = block[n].transpose(*orders[n]).values

@@ -49,7 +49,7 @@ class MomentSums:
     ds: np.ndarray
     dss: np.ndarray
 
-    def __add__(self, other: "MomentSums") -> "MomentSums":
+    def __add__(self, other: MomentSums) -> MomentSums:
         return MomentSums(*(getattr(self, f) + getattr(other, f) for f in ("n", "s", "ss", "dn", "ds", "dss")))
 
     def finalize(self) -> np.ndarray:

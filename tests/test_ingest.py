@@ -300,3 +300,31 @@ def dataclass_replace(cfg: ing.IngestConfig, **kw) -> ing.IngestConfig:
     import dataclasses
 
     return dataclasses.replace(cfg, **kw)
+
+
+def test_interrupted_append_resumes(tmp_path, uk_nc, uk_store, monkeypatch) -> None:
+    out = tmp_path / "uk.zarr"
+    ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], out))
+    argv = ["ingest", uk_nc["03"], "--out", str(out), "--append", "--region-mb", "0.08", "--threads", "1", "--quiet"]
+    monkeypatch.setenv(ing.CRASH_ENV, "1")
+    with pytest.raises(ing.SimulatedCrash):
+        wxemu(argv)
+    monkeypatch.delenv(ing.CRASH_ENV)
+    with pytest.raises(IncompleteStoreError):
+        store.open_store(str(out))
+    with pytest.raises(WxemuError, match="--append into this store was interrupted"):
+        ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], out))
+    assert wxemu(argv) == 0
+    xr.testing.assert_identical(store.open_store(str(out)).load().drop_attrs(),
+                                store.open_store(uk_store).load().drop_attrs())
+
+
+def test_ingest_into_fsspec_memory_store(uk_nc) -> None:
+    url = "memory://wxemu-ingest-test/uk.zarr"
+    try:
+        ing.ingest(_cfg([uk_nc["01"]], url))
+        ds = store.open_store(url)
+        assert ds.sizes["time"] == 24 and store.is_complete(url)
+        assert store.open_stats(url)["2m_temperature"].sel(stat="std") > 0
+    finally:
+        store.remove_store(url)
