@@ -18,7 +18,7 @@ Example YAML (every key optional)::
     rollout: {max_steps: 2, ramp_fraction: 0.5}
     optim: {lr: 1.0e-3, weight_decay: 0.01, warmup_steps: 20, grad_clip: 1.0}
     loss: {variable_weights: {2m_temperature: 1.0}, level_weights: {"850": 1.0}}
-    trainer: {max_steps: 100, precision: auto, ema_decay: null, val_every_n_steps: 50, limit_val_batches: 8}
+    trainer: {max_steps: 60, precision: auto, ema_decay: null, val_every_n_steps: 30, limit_val_batches: 8}
 """
 
 from __future__ import annotations
@@ -101,10 +101,10 @@ class LossSection(_Strict):
 class TrainerSection(_Strict):
     """Lightning trainer settings."""
 
-    max_steps: int = Field(100, ge=1)
+    max_steps: int = Field(60, ge=1)
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "auto"
     ema_decay: float | None = Field(None, gt=0, lt=1)
-    val_every_n_steps: int = Field(50, ge=1)
+    val_every_n_steps: int = Field(30, ge=1)
     log_every_n_steps: int = Field(10, ge=1)
     limit_val_batches: int | float = 8
     seed: int = 0
