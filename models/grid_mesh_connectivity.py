@@ -65,11 +65,14 @@ def containing_triangle_edges(mesh_xyz: np.ndarray, faces: np.ndarray, grid_xyz:
         a, b, c = (mesh_xyz[faces[:, i]] for i in range(3))
         normals = np.stack([np.cross(a, b), np.cross(b, c), np.cross(c, a)], axis=1)  # (F, 3, 3)
         k = int(min(candidates, len(faces)))
-        _, cand = cKDTree((a + b + c) / 3.0).query(grid_xyz, k=k)
-        cand = np.asarray(cand, dtype=np.int64).reshape(n_grid, k)
-        inside = np.einsum("gkij,gj->gki", normals[cand], grid_xyz).min(axis=-1) >= -1e-12  # (G, k)
-        found = inside.any(axis=1)
-        face_of[found] = cand[found, inside[found].argmax(axis=1)]
+        tree = cKDTree((a + b + c) / 3.0)
+        for start in range(0, n_grid, 100_000):  # blocks bound the (G, k, 3, 3) temporary
+            pts = grid_xyz[start:start + 100_000]
+            _, cand = tree.query(pts, k=k)
+            cand = np.asarray(cand, dtype=np.int64).reshape(len(pts), k)
+            inside = np.einsum("gkij,gj->gki", normals[cand], pts).min(axis=-1) >= -1e-12  # (G, k)
+            found = inside.any(axis=1)
+            face_of[start + np.flatnonzero(found)] = cand[found, inside[found].argmax(axis=1)]
     found = face_of >= 0
     senders = [faces[face_of[found]].reshape(-1)]
     receivers = [np.repeat(np.flatnonzero(found), 3)]
