@@ -109,7 +109,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
                         n_forcing=int(header["n_forcing"]), history=int(header["history"]),
                         config=header["model_config"])
     try:
-        missing, unexpected = load_model(model, str(path), strict=True, device=str(device))
+        load_model(model, str(path), strict=True, device=str(device))
     except (RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"{path}: weights do not match the {header['model_kind']} model of the header: "
                               f"{exc}") from exc
@@ -133,7 +133,7 @@ def git_commit() -> str | None:
     """The repository's HEAD commit when wxemu runs from a git checkout, else None."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
+                             capture_output=True, text=True, timeout=5, check=False)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -144,7 +144,7 @@ def wxemu_version() -> str:
         from importlib.metadata import version
 
         return version("wxemu")
-    except Exception:
+    except ImportError:
         return "unknown"
 
 

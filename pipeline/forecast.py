@@ -340,7 +340,7 @@ def run(args: argparse.Namespace) -> int:
                **provenance}
     attrs = _read_attrs(args.out)
     if attrs is not None and attrs.get(REQUEST_ATTR) == request:
-        done = set(int(i) for i in attrs.get(DONE_ATTR, []))
+        done = {int(i) for i in attrs.get(DONE_ATTR, [])}
         if attrs.get("wxemu_complete"):
             print(f"wxemu forecast: {args.out} is already complete")
             return 0

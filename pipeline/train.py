@@ -57,6 +57,18 @@ def _devices(value: str) -> int | str:
         return value
 
 
+def check_loss_weights(cfg: Any, channel_names: list[str], where: str) -> None:
+    """ConfigError when ``loss.variable_weights``/``level_weights`` name variables/levels the store lacks."""
+    variables = {n.partition("/")[0] for n in channel_names}
+    levels = {n.partition("/")[2] for n in channel_names if "/" in n}
+    for key, known, what in ((cfg.loss.variable_weights, variables, "variable"),
+                             (cfg.loss.level_weights, levels, "level")):
+        unknown = sorted(set(key) - known)
+        if unknown:
+            raise ConfigError(f"{where}: loss.{what}_weights names {what}(s) {unknown} that the store does not "
+                              f"have (have: {sorted(known)})")
+
+
 def build_header(dm: Any, model: Any, config: dict[str, Any], store: str) -> dict[str, Any]:
     """The checkpoint header (pipeline.checkpoint) for a model trained on ``dm``'s store."""
     from data_catalog.store import root_attrs
@@ -125,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
                           storage_options=d.storage_options, seed=cfg.trainer.seed)
     dm.prepare()
     assert dm.layout is not None and dm.stats is not None
+    check_loss_weights(cfg, dm.layout.channel_names, args.config or "defaults")
     n_forcing = len(forcing_names(dm.forcing_spec))
     model = build_model(cfg.model.kind, latitude=dm.layout.latitude, longitude=dm.layout.longitude,
                         n_state=len(dm.layout.channel_names), n_forcing=n_forcing, history=d.history,

@@ -65,7 +65,7 @@ class DataSection(_Strict):
     def _positive_steps(cls, v: list[float]) -> list[float]:
         if not v or any(s <= 0 for s in v):
             raise ValueError("step_hours must be a non-empty list of positive hours")
-        return sorted(set(float(s) for s in v))
+        return sorted({float(s) for s in v})
 
 
 class RolloutSection(_Strict):
@@ -122,7 +122,7 @@ class TrainConfig(_Strict):
     trainer: TrainerSection = Field(default_factory=TrainerSection)
 
     @model_validator(mode="after")
-    def _history_and_steps(self) -> "TrainConfig":
+    def _history_and_steps(self) -> TrainConfig:
         if self.data.history > 1 and len(self.data.step_hours) > 1:
             raise ValueError("history > 1 needs a single step size (data.step_hours with one value)")
         return self

@@ -7,10 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _synthetic
 import pytest
 from safetensors.torch import load_file
-
-import _synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,7 +31,7 @@ def test_two_rank_ddp_sees_different_samples_and_ends_identical(tmp_path: Path) 
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "train", "--store", str(store), "--out", str(run), "--config",
          str(config), "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=540, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = run / "ranks"
     lines = [(ranks / f"indices-rank{r}.txt").read_text().splitlines() for r in (0, 1)]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import _synthetic
 import pytest
 import torch
 import yaml
 
-import _synthetic
 from pipeline.cli import main
 from pipeline.train_config import load_train_config
 
@@ -58,7 +58,7 @@ def test_train_writes_model_logs_and_metrics(store: str, tmp_path: Path, capsys:
     val = [r for r in rows if r.get("val/rmse/2m_temperature")]
     assert len(val) == 2 and float(val[-1]["val/rmse/2m_temperature"]) > 0
     assert "val/rmse/temperature/850/lead_2h" in rows[0]
-    model, header = load_checkpoint(run / "model.safetensors")
+    _, header = load_checkpoint(run / "model.safetensors")
     assert header["global_step"] == 4 and header["step_hours"] == [1.0, 3.0]
     assert header["channel_names"] == ["2m_temperature", "temperature/500", "temperature/850"]
     assert header["forcing_spec"]["static"] == ["land_sea_mask"] and header["n_forcing"] == 6
@@ -107,5 +107,8 @@ def test_config_errors_name_file_and_key(tmp_path: Path, store: str, capsys: pyt
     bad.write_text("trainer:\n  max_steps: -3\n")
     with pytest.raises(ConfigError, match="trainer.max_steps"):
         load_train_config(bad)
+    bad.write_text(yaml.safe_dump({**TINY_CONFIG, "loss": {"variable_weights": {"geopotential": 2.0}}}))
+    rc = main(["train", "--store", store, "--out", str(tmp_path / "r"), "--config", str(bad)])
+    assert rc == 2 and "loss.variable_weights names variable(s) ['geopotential']" in capsys.readouterr().err
     defaults = load_train_config()
     assert defaults.data.test == ("2019-03-25T00", "2019-03-31T23") and defaults.trainer.precision == "auto"
