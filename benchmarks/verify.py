@@ -83,8 +83,8 @@ def build_stores(root: Path, n_init: int, n_lead: int) -> dict[str, str]:
             "2m_temperature": ("time", "prediction_timedelta", "latitude", "longitude")}
     import dask.array as da
 
-    for v in shapes:
-        fc[v] = (dims[v], da.zeros(shapes[v], chunks=(1,) + shapes[v][1:], dtype=np.float32), {"units": "K"})
+    for v, shape in shapes.items():
+        fc[v] = (dims[v], da.zeros(shape, chunks=(1,) + shape[1:], dtype=np.float32), {"units": "K"})
     fc.to_zarr(paths["forecast"], mode="w", zarr_format=3, compute=False, consolidated=True)
     err_t = _field(np.arange(n_init) * 37.0, lat, lon, LEVELS, 3) - _field(np.zeros(1), lat, lon, LEVELS, 3)
     err_s = _field(np.arange(n_init) * 37.0, lat, lon, None, 4) - _field(np.zeros(1), lat, lon, None, 4)
@@ -119,53 +119,62 @@ def _naive_inputs(paths: dict[str, str]):
     fc = xr.open_zarr(paths["forecast"])
     truth = xr.open_zarr(paths["truth"])
     clim = xr.open_zarr(paths["truth"], group="climatology")
-    valid = fc.time + fc.prediction_timedelta
-    tv = truth.sel(time=valid)
-    cv = clim.sel(dayofyear=valid.dt.dayofyear, hour=valid.dt.hour)
-    w = np.cos(np.deg2rad(fc.latitude))  # the weights a user writes (= band areas here, but for the poles)
-    bounds = np.deg2rad(np.clip(np.concatenate([[-90.75], (fc.latitude.values[:-1] + fc.latitude.values[1:]) / 2,
-                                                [90.75]]), -90, 90))
-    w = w.copy(data=np.sin(bounds[1:]) - np.sin(bounds[:-1]))
-    return fc, tv, cv, w
+    lat = fc.latitude.values
+    bounds = np.deg2rad(np.clip(np.concatenate([[lat[0] - (lat[1] - lat[0]) / 2], (lat[:-1] + lat[1:]) / 2,
+                                                [lat[-1] + (lat[-1] - lat[-2]) / 2]]), -90, 90))
+    w = fc.latitude.copy(data=np.sin(bounds[1:]) - np.sin(bounds[:-1]))
+    return fc, truth, clim, w
+
+
+def _per_lead(paths: dict[str, str], score_lead) -> dict:
+    """Loop over lead times as a user would: truth at valid time = init + lead, scores per region, then stack."""
+    import xarray as xr
+
+    fc, truth, clim, w = _naive_inputs(paths)
+    per_lead = []
+    for lead in fc.prediction_timedelta.values:
+        f = fc.sel(prediction_timedelta=lead)
+        valid = f.time + lead
+        t = truth.sel(time=valid.values).assign_coords(time=f.time.values)
+        c = clim.sel(dayofyear=xr.DataArray(valid.dt.dayofyear.values, dims="time"),
+                     hour=xr.DataArray(valid.dt.hour.values, dims="time")).drop_vars(["dayofyear", "hour"])
+        c = c.assign_coords(time=f.time.values)
+        per_region = [score_lead(f, t, c, w.where((w.latitude >= lo) & (w.latitude <= hi), 0))
+                      for lo, hi in REGIONS.values()]
+        per_lead.append(xr.concat(per_region, dim="region").compute())
+    res = xr.concat(per_lead, dim="prediction_timedelta")
+    return {"rmse_T850": res["temperature"].isel(metric=0).sel(level=850).transpose("region", ...).values.tolist(),
+            "rmse_T2m": res["2m_temperature"].isel(metric=0).transpose("region", ...).values.tolist()}
 
 
 def run_naive(paths: dict[str, str]) -> dict:
-    """What a user would write with xarray + dask: weighted means per region, one compute at the end."""
+    """What a user would write with xarray + dask: per lead, weighted means per region, one compute per lead."""
     import xarray as xr
 
-    fc, tv, cv, w = _naive_inputs(paths)
-    err = fc - tv
-    out = {}
-    for name, (lo, hi) in REGIONS.items():
-        wr = w.where((w.latitude >= lo) & (w.latitude <= hi), 0)
-        mean = lambda x: x.weighted(wr).mean(["latitude", "longitude"])  # noqa: E731
-        fa, ta = fc - cv, tv - cv
-        out[name] = xr.concat([np.sqrt(mean(err**2).mean("time")), mean(abs(err)).mean("time"),
-                               mean(err).mean("time"),
-                               (mean(fa * ta) / np.sqrt(mean(fa**2) * mean(ta**2))).mean("time")], dim="metric")
-    res = xr.concat(list(out.values()), dim="region").compute()
-    return {"rmse_T850": res["temperature"].isel(metric=0).sel(level=850).values.tolist(),
-            "rmse_T2m": res["2m_temperature"].isel(metric=0).values.tolist()}
+    def score(f, t, c, wr):
+        mean = lambda x: x.weighted(wr).mean(["latitude", "longitude"])
+        err, fa, ta = f - t, f - c, t - c
+        return xr.concat([np.sqrt(mean(err**2).mean("time")), mean(abs(err)).mean("time"), mean(err).mean("time"),
+                          (mean(fa * ta) / np.sqrt(mean(fa**2) * mean(ta**2))).mean("time")], dim="metric")
+
+    return _per_lead(paths, score)
 
 
 def run_xskillscore(paths: dict[str, str]) -> dict:
     import xarray as xr
     import xskillscore as xs
 
-    fc, tv, cv, w = _naive_inputs(paths)
-    out = []
-    for lo, hi in REGIONS.values():
-        wr = (w.where((w.latitude >= lo) & (w.latitude <= hi), 0) * xr.ones_like(fc.longitude)).astype("f4")
+    def score(f, t, c, wr):
+        wr = (wr * xr.ones_like(f.longitude)).astype("f4")
         dims = ["latitude", "longitude"]
-        fa, ta = fc - cv, tv - cv
+        fa, ta = f - c, t - c
         acc = (fa * ta).weighted(wr).mean(dims) / np.sqrt((fa**2).weighted(wr).mean(dims)
                                                           * (ta**2).weighted(wr).mean(dims))
-        out.append(xr.concat([np.sqrt((xs.mse(fc, tv, dim=dims, weights=wr)).mean("time")),
-                              xs.mae(fc, tv, dim=dims, weights=wr).mean("time"),
-                              xs.me(fc, tv, dim=dims, weights=wr).mean("time"), acc.mean("time")], dim="metric"))
-    res = xr.concat(out, dim="region").compute()
-    return {"rmse_T850": res["temperature"].isel(metric=0).sel(level=850).values.tolist(),
-            "rmse_T2m": res["2m_temperature"].isel(metric=0).values.tolist()}
+        per_var = lambda fn: xr.Dataset({v: fn(f[v], t[v], dim=dims, weights=wr) for v in f.data_vars})
+        return xr.concat([np.sqrt(per_var(xs.mse).mean("time")), per_var(xs.mae).mean("time"),
+                          per_var(xs.me).mean("time"), acc.mean("time")], dim="metric")
+
+    return _per_lead(paths, score)
 
 
 IMPLEMENTATIONS = {"wxemu": run_wxemu, "naive_xarray": run_naive, "xskillscore": run_xskillscore}
@@ -206,7 +215,7 @@ def main() -> int:
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         results = {}
         for name in args.only:
-            proc = subprocess.run([sys.executable, __file__, "--child", name, json.dumps(paths)], env=env,
+            proc = subprocess.run([sys.executable, __file__, "--child", name, json.dumps(paths)], env=env, check=False,
                                   capture_output=True, text=True)
             line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode or not line:

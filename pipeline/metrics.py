@@ -74,6 +74,7 @@ def pointwise_statistics(forecast: np.ndarray, truth: np.ndarray, names: Sequenc
     else:
         mean = forecast
     dev = None
+    anomalies = None
     need_err = any(n in ("se", "ae", "err") for n in names)
     err = mean - truth if need_err else None
     for name in names:
@@ -86,12 +87,15 @@ def pointwise_statistics(forecast: np.ndarray, truth: np.ndarray, names: Sequenc
         elif name in ANOMALY_STATISTICS:
             if climatology is None:
                 raise WxemuError("anomaly statistics (ACC) need a climatology")
+            if anomalies is None:
+                anomalies = (mean - climatology, truth - climatology)
+            fa, ta = anomalies
             if name == "fa_ta":
-                yield name, (mean - climatology) * (truth - climatology)
+                yield name, fa * ta
             elif name == "fa2":
-                yield name, np.square(mean - climatology)
+                yield name, np.square(fa)
             else:
-                yield name, np.square(truth - climatology)
+                yield name, np.square(ta)
         else:
             if member_axis is None:
                 raise WxemuError(f"statistic {name!r} needs an ensemble forecast (a 'number' dimension)")

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from data_catalog.errors import InputDataError, WxemuError
+from data_catalog.errors import InputDataError
 from pipeline import metrics as M
 from pipeline.regions import AnyRegion, describe_grid, parse_regions, region_weights
 from pipeline.weights import latitude_weights
@@ -82,7 +82,7 @@ def _is_wxemu_store(path: str) -> bool:
         from data_catalog.store import root_attrs
 
         return "wxemu_complete" in root_attrs(path)
-    except Exception:
+    except Exception:  # noqa: BLE001 - not a readable Zarr v3 root: opened (and reported) elsewhere
         return False
 
 
@@ -98,7 +98,7 @@ def open_dataset(path: str, role: str) -> xr.Dataset:
     else:
         try:
             ds = xr.open_zarr(path, chunks={})
-        except Exception as exc:  # noqa: BLE001 - any failure to open is a user error here
+        except Exception as exc:
             raise VerifyError(f"{role} store {path}: cannot open as Zarr: {exc}") from exc
     return _canonical_grid(ds, path, role)
 
@@ -116,7 +116,7 @@ def open_climatology_for(truth_path: str, climatology_path: str | None) -> xr.Da
                     ds = open_climatology(path)
                 else:
                     ds = xr.open_zarr(path, group=group, chunks={})
-            except Exception:  # noqa: BLE001 - try the next layout
+            except Exception:  # noqa: BLE001, S112 - no such group / not Zarr: try the next layout
                 continue
             if "dayofyear" in ds.dims:
                 return _canonical_grid(ds, path, "climatology")
@@ -300,9 +300,10 @@ def _block_inits(plan: _Plan, var: str, block_bytes: float) -> int:
 
 def _load_forecast_block(plan: _Plan, var: str, t0: int, t1: int, truth: xr.Dataset) -> np.ndarray:
     """Forecast block as float32 ndarray (time, lead, L, [member], npoints) on the truth grid."""
-    da = plan.forecast[var].isel(time=slice(t0, t1)).sel(prediction_timedelta=plan.leads)
-    if "level" in da.dims:
-        da = da.sel(level=da["level"].values)  # keep the forecast's level order
+    da = plan.forecast[var].isel(time=slice(t0, t1))
+    if len(plan.leads) != da.sizes["prediction_timedelta"] or \
+            not np.array_equal(da["prediction_timedelta"].values.astype("timedelta64[ns]"), plan.leads):
+        da = da.sel(prediction_timedelta=plan.leads)
     order = ["time", "prediction_timedelta"] + (["level"] if "level" in da.dims else []) + \
         (["number"] if "number" in da.dims else []) + ["latitude", "longitude"]
     extra = [d for d in da.dims if d not in order]
@@ -331,6 +332,31 @@ def _load_rows(da: xr.DataArray, dim: str, rows: np.ndarray, levels: np.ndarray 
     return arr.reshape(arr.shape[0], arr.shape[1], -1)
 
 
+def _climatology_rows(cda: xr.DataArray, valid: np.ndarray, levels: np.ndarray | None) -> np.ndarray:
+    """Climatology at the valid times (its day of year and hour) as float32 (n, L, npoints); each distinct
+    (dayofyear, hour) field is read once."""
+    vt = pd.DatetimeIndex(valid)
+    doy = vt.dayofyear.values
+    hour = vt.hour.values if "hour" in cda.dims else np.zeros(len(vt), int)
+    doy_index = pd.Index(cda["dayofyear"].values)
+    pos_d = doy_index.get_indexer(doy)
+    if "hour" in cda.dims:
+        pos_h = pd.Index(cda["hour"].values).get_indexer(hour)
+    else:
+        pos_h = np.zeros(len(vt), int)
+    if (pos_d < 0).any() or (pos_h < 0).any():
+        raise VerifyError(f"the climatology has no field for day of year / hour of valid time(s) "
+                          f"{[str(t) for t in vt[(pos_d < 0) | (pos_h < 0)][:3]]}")
+    pairs, inverse = np.unique(np.stack([pos_d, pos_h], 1), axis=0, return_inverse=True)
+    fields = []
+    for d, h in pairs:
+        sub = cda.isel(dayofyear=int(d), hour=int(h)) if "hour" in cda.dims else cda.isel(dayofyear=int(d))
+        fields.append(sub)
+    stacked = xr.concat(fields, dim="v") if len(fields) > 1 else fields[0].expand_dims("v")
+    rows = _load_rows(stacked, "v", np.arange(len(pairs)), levels)
+    return rows[inverse.ravel()]
+
+
 def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], regions: Sequence[AnyRegion],
                    weights: np.ndarray, climatology: xr.Dataset | None, block_bytes: float,
                    progress: bool = False) -> tuple[xr.Dataset, xr.Dataset]:
@@ -344,7 +370,6 @@ def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], 
     n_init, n_lead, n_reg = len(plan.inits), len(plan.leads), len(regions)
     scores_vars: dict[str, xr.DataArray] = {}
     per_init_vars: dict[str, xr.DataArray] = {}
-    valid_times = plan.inits[:, None] + plan.leads[None, :]
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     try:
         for var in plan.variables:
@@ -368,11 +393,7 @@ def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], 
                 rows = _load_rows(tda, "time", uniq, levels) if uniq.size else None
                 clim_rows = None
                 if cda is not None and uniq.size:
-                    vt = pd.DatetimeIndex(truth["time"].values[uniq])
-                    sel = {"dayofyear": xr.DataArray(vt.dayofyear.values, dims="v")}
-                    if "hour" in cda.dims:
-                        sel["hour"] = xr.DataArray(vt.hour.values, dims="v")
-                    clim_rows = _load_rows(cda.sel(sel), "v", np.arange(uniq.size), levels)
+                    clim_rows = _climatology_rows(cda, truth["time"].values[uniq], levels)
                 return fc, inv_full, rows, clim_rows
 
             future = pool.submit(load, blocks[0]) if blocks else None

@@ -53,8 +53,8 @@ def test_hand_checkable_ensemble():
     f = np.array([[[0.0], [1.0], [3.0]]], np.float32)  # (time, member, point)
     t = np.array([[1.0]], np.float32)
     w = np.ones((1, 1), np.float32)
-    stats = dict((n, M.spatial_means(a, w)) for n, a in
-                 M.pointwise_statistics(f, t, ["crps_skill", "crps_spread", "ens_var", "se"], member_axis=1))
+    stats = {n: M.spatial_means(a, w) for n, a in
+             M.pointwise_statistics(f, t, ["crps_skill", "crps_spread", "ens_var", "se"], member_axis=1)}
     assert stats["crps_skill"][0, 0] == pytest.approx(1.0)
     assert stats["crps_spread"][0, 0] == pytest.approx(2.0)
     assert M.CRPS().reduce_time(stats)[0] == pytest.approx(0.0)

@@ -7,8 +7,13 @@ import xarray as xr
 from scipy import stats
 
 from data_catalog.errors import WxemuError
-from pipeline.scorecard import (effective_sample_size, lag1_autocorrelation, paired_test, render_scorecard,
-                                scorecard)
+from pipeline.scorecard import (
+    effective_sample_size,
+    lag1_autocorrelation,
+    paired_test,
+    render_scorecard,
+    scorecard,
+)
 
 
 def ar1(n, r, rng):
