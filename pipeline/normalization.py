@@ -60,7 +60,7 @@ class ChannelStats:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ChannelStats":
+    def from_dict(cls, d: Mapping[str, Any]) -> ChannelStats:
         return cls(
             names=list(d["names"]),
             mean=np.asarray(d["mean"]),

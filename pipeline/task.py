@@ -21,8 +21,14 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from pipeline.datamodule import assemble_windows, log_indices
-from pipeline.losses import (channel_weights, curriculum_steps, latitude_weights, per_channel_mse,
-                             rollout_loss, warmup_cosine)
+from pipeline.losses import (
+    channel_weights,
+    curriculum_steps,
+    latitude_weights,
+    per_channel_mse,
+    rollout_loss,
+    warmup_cosine,
+)
 from pipeline.normalization import ChannelStats, advance_normalized_state, state_error_in_residual_units
 
 

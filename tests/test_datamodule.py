@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import _synthetic
 import numpy as np
 import pytest
 import torch
 import xarray as xr
 
-import _synthetic
-from pipeline.datamodule import (StoreReader, WindowBatchSampler, WindowDataModule, WindowDataset,
-                                 assemble_windows, default_forcing_spec, read_layout, store_channel_stats)
+from pipeline.datamodule import (
+    StoreReader,
+    WindowBatchSampler,
+    WindowDataModule,
+    WindowDataset,
+    assemble_windows,
+    default_forcing_spec,
+    read_layout,
+    store_channel_stats,
+)
 
 
 @pytest.fixture(scope="module")

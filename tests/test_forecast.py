@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import _synthetic
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import xarray as xr
 
-import _synthetic
 from data_catalog.errors import WxemuError
 from pipeline import forecast as fc
 from pipeline.cli import main

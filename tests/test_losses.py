@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.losses import (channel_weights, curriculum_steps, latitude_weights, per_channel_mse, rollout_loss,
-                             warmup_cosine, weighted_mse)
+from pipeline.losses import (
+    channel_weights,
+    curriculum_steps,
+    latitude_weights,
+    per_channel_mse,
+    rollout_loss,
+    warmup_cosine,
+    weighted_mse,
+)
 
 
 def test_latitude_weights_global_grid_match_band_areas() -> None:

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.normalization import (ChannelStats, advance_normalized_state, denormalize, difference_stats,
-                                    greedy_step_decomposition, normalize, state_error_in_residual_units)
+from pipeline.normalization import (
+    ChannelStats,
+    advance_normalized_state,
+    denormalize,
+    difference_stats,
+    greedy_step_decomposition,
+    normalize,
+    state_error_in_residual_units,
+)
 
 
 def _stats() -> ChannelStats:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import _synthetic
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
 
-import _synthetic
 from pipeline.datamodule import WindowDataModule
 from pipeline.losses import latitude_weights
 from pipeline.normalization import ChannelStats
