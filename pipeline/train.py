@@ -181,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
               f"{len(dm.layout.channel_names)} channels + {n_forcing} forcings on a "
               f"{len(dm.layout.latitude)}x{len(dm.layout.longitude)} grid, precision {precision}", flush=True)
     trainer.fit(task, datamodule=dm, ckpt_path=args.resume, weights_only=True)
+    if trainer.global_step % cfg.trainer.val_every_n_steps != 0:
+        trainer.validate(task, datamodule=dm, verbose=False)  # always end with validation metrics in the logs
     if index_dir is not None:
         from safetensors.torch import save_model
 
