@@ -115,24 +115,43 @@ class ClimatologyAccumulator:
     def add(self, name: str, values: np.ndarray, dayofyear: np.ndarray, hour: np.ndarray) -> None:
         """Accumulate ``values`` (time first) observed at ``dayofyear`` (1..366) and ``hour`` (of ``hours``).
 
-        Counts are kept as one number per bin when the values hold no NaN (the usual case), else per point.
+        Counts are kept as one number per bin when the values hold no NaN (the usual case), else per point. A bin
+        seen once keeps its sample as given (a view, no float64 copy: its sum is exact in any precision); sums of
+        two or more samples are float64.
         """
         v = np.asarray(values)
         bins = self._bins.setdefault(name, {})
-        keys = np.stack([np.asarray(dayofyear), np.searchsorted(self.hours, hour)], axis=1)
-        for key in np.unique(keys, axis=0):
-            sel = np.flatnonzero((keys == key).all(axis=1))
-            part = v[sel].astype("f8")
-            valid = ~np.isnan(part)
-            if valid.all():
-                s, c = part.sum(axis=0), np.float64(len(sel))
+        flat = np.asarray(dayofyear, dtype="int64") * len(self.hours) + np.searchsorted(self.hours, hour)
+        order = np.argsort(flat, kind="stable")
+        keys, first, counts = np.unique(flat[order], return_index=True, return_counts=True)
+        for key, i0, m in zip(keys, first, counts):
+            sel = order[i0:i0 + m]
+            part = v[sel[0]] if m == 1 else v[sel]
+            if not np.isnan(part.min()):
+                s, c = (part if m == 1 else part.sum(axis=0, dtype="f8")), np.float64(m)
             else:
-                s, c = np.where(valid, part, 0.0).sum(axis=0), valid.sum(axis=0).astype("f8")
-            k = (int(key[0]), int(key[1]))
+                valid = ~np.isnan(part)
+                s = np.where(valid, part, 0.0).astype("f8")
+                c = valid.astype("f8")
+                if m > 1:
+                    s, c = s.sum(axis=0), c.sum(axis=0)
+            k = (int(key) // len(self.hours), int(key) % len(self.hours))
             if k in bins:
-                bins[k] = [bins[k][0] + s, bins[k][1] + c]
+                bins[k] = [np.add(bins[k][0], s, dtype="f8"), np.add(bins[k][1], c, dtype="f8")]
             else:
                 bins[k] = [s, c]
+
+    def merge(self, other: ClimatologyAccumulator) -> None:
+        """Add the bins of ``other`` (same hours and window; e.g. one time region's partial sums) to these."""
+        if not np.array_equal(self.hours, other.hours) or self.window != other.window:
+            raise ValueError("climatology accumulators with different hours or windows cannot be merged")
+        for name, theirs in other._bins.items():
+            mine = self._bins.setdefault(name, {})
+            for k, (s, c) in theirs.items():
+                if k in mine:
+                    mine[k] = [np.add(mine[k][0], s, dtype="f8"), np.add(mine[k][1], c, dtype="f8")]
+                else:
+                    mine[k] = [s, c]
 
     def days(self) -> np.ndarray:
         """Days of year whose window holds data (the others are all NaN)."""
@@ -141,29 +160,44 @@ class ClimatologyAccumulator:
             doys = {d for per in self.__dict__.get("_doys", {}).values() for d in per}
         return days_with_data(np.array(sorted(doys), dtype="int64"), self.window)
 
-    def block(self, name: str, days: np.ndarray) -> np.ndarray:
-        """(len(days), n_hours, *trailing) float64 smoothed climatology of ``name`` for ``days``.
+    def block(self, name: str, days: np.ndarray, dtype: str = "f8") -> np.ndarray:
+        """(len(days), n_hours, *trailing) smoothed climatology of ``name`` for ``days``, in ``dtype`` (computed
+        in float64; "f4" rounds once, at the end).
 
-        Per hour, the bins sorted by day of year are prefix-summed; a day's window is a contiguous (circular)
-        range of them, so each output field costs one difference of prefix sums.
+        Per hour, the bins sorted by day of year are prefix-summed; a day's window is a contiguous circular range
+        of them, i.e. (number of whole turns) x total + one difference of prefix sums, so each output field
+        costs one subtraction and one division, for all requested days of an hour at once.
         """
         prefix = self._prefix_sums(name)
         days = np.asarray(days)
         trailing = self._trailing[name]
-        out = np.full((len(days), len(self.hours), *trailing), np.nan)
+        out = np.full((len(days), len(self.hours), *trailing), np.nan, dtype=dtype)
         half = self.window // 2
         for h, (doys, ps, pc) in prefix.items():
             m = len(doys)
-            ext = np.concatenate([doys - N_DAYS, doys, doys + N_DAYS])
+            ext = np.concatenate([doys - N_DAYS, doys, doys + N_DAYS])  # the bins on three turns of the circle
             lo = np.searchsorted(ext, days - half, side="left")
             hi = np.searchsorted(ext, days + half, side="right")
-            for i in range(len(days)):
-                s, n = _range_sum(ps, m, lo[i], hi[i]), _range_sum(pc, m, lo[i], hi[i])
-                if s is None:
-                    continue
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    out[i, h] = np.where(n > 0.5, s / np.where(n > 0.5, n, 1.0), np.nan)
+            turns = hi // m - lo // m
+            if pc.shape[1:] == (1,) * len(trailing):  # one count per bin (no NaN): per day, plain division
+                counts = pc[hi % m, ...].reshape(-1) - pc[lo % m, ...].reshape(-1) + turns * pc[m].reshape(())
+                buf = np.empty(trailing)
+                for i in np.flatnonzero(counts > 0.5):
+                    np.subtract(ps[hi[i] % m], ps[lo[i] % m], out=buf)
+                    if turns[i]:
+                        buf += turns[i] * ps[m]
+                    np.divide(buf, counts[i], out=out[i, h], casting="same_kind")
+                continue
+            shape = (-1, *([1] * len(trailing)))
+            s = ps[hi % m] - ps[lo % m] + turns.reshape(shape) * ps[m]
+            n = pc[hi % m] - pc[lo % m] + turns.reshape(shape) * pc[m]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[:, h] = np.where(n > 0.5, s / np.where(n > 0.5, n, 1.0), np.nan)
         return out
+
+    def prepare(self, name: str) -> None:
+        """Build the prefix sums of ``name`` now (releasing its bins), so :meth:`block` only reads afterwards."""
+        self._prefix_sums(name)
 
     def _prefix_sums(self, name: str) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """{hour index: (sorted day-of-year of its bins, prefix sums of values, prefix sums of counts)}, built
@@ -183,30 +217,16 @@ class ClimatologyAccumulator:
             doys = np.array([k[0] for k in keys])
             counts = [bins[k][1] for k in keys]
             scalar = all(np.ndim(c) == 0 for c in counts)
-            zero = np.zeros((1, *trailing))
-            ps = np.concatenate([zero, np.cumsum(np.stack([bins[k][0] for k in keys]), axis=0)])
-            if scalar:
-                pc = np.concatenate([[0.0], np.cumsum(np.asarray(counts, dtype="f8"))]).reshape(
-                    -1, *([1] * len(trailing)))
-            else:
-                pc = np.concatenate([zero, np.cumsum(np.stack([np.broadcast_to(c, trailing) for c in counts]),
-                                                     axis=0)])
-            for k in keys:
+            # running sums in float64, filled in place (bins may hold float32 single samples)
+            ps = np.zeros((len(keys) + 1, *trailing))
+            pc = np.zeros((len(keys) + 1, *([1] * len(trailing)))) if scalar else np.zeros_like(ps)
+            for j, k in enumerate(keys):
+                np.add(ps[j], bins[k][0], out=ps[j + 1])
+                np.add(pc[j], bins[k][1], out=pc[j + 1])
                 bins[k] = [None, None]
             out[h] = (doys, ps, pc)
         cache[name] = out
         return out
-
-
-def _range_sum(prefix: np.ndarray, m: int, lo: int, hi: int) -> np.ndarray | None:
-    """Sum of items lo..hi-1 of a sequence of ``m`` items repeated three times, from its prefix sums."""
-    total = None
-    for seg in range(3):
-        a, b = max(lo, seg * m), min(hi, (seg + 1) * m)
-        if b > a:
-            part = prefix[b - seg * m] - prefix[a - seg * m]
-            total = part if total is None else total + part
-    return total
 
 
 def _time_blocks(n: int, size: int) -> Iterator[slice]:

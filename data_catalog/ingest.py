@@ -449,22 +449,188 @@ def _steps_per_region(ds: xr.Dataset, region_mb: float, chunk_time: int) -> int:
     return max(chunk_time, n - n % chunk_time)
 
 
-def write_one_region(cfg_json: str, index: int, a: int, b: int, offset: int = 0) -> int:
+def write_one_region(cfg_json: str, index: int, a: int, b: int, offset: int = 0,
+                     plan: StatsPlan | None = None) -> tuple[int, BlockPartial | None]:
     """Load store time steps a..b (dataset steps a-offset..b-offset) of the canonical dataset and write them;
     then record the region. Runs in a thread or on a dask worker (the lazy dataset is rebuilt from the config,
-    cached per process). Returns the decoded bytes written."""
+    cached per process). Returns the decoded bytes written and, with a ``plan``, the region's partial statistics
+    and climatology sums (from the float32 values as written; None when the region is outside the stats period).
+    """
     cfg = config_from_json(cfg_json)
     ds = _build_dataset_cached(cfg_json)
     names = st.time_variables(ds)
     part = ds[names].isel(time=slice(a - offset, b - offset)).compute(scheduler="synchronous")
-    arrays = {n: part[n].values for n in names}
+    arrays = {n: np.asarray(part[n].values, dtype="f4") for n in names}  # what the store holds
     if not cfg.allow_nan:
         for n, values in arrays.items():
             if np.isnan(values).any():
                 raise _nan_error(cfg_json, part, n, values)
     st.write_region(cfg.out, arrays, a, storage_options=cfg.options)
     st.mark_region_done(cfg.out, index, storage_options=cfg.options)
-    return int(sum(v.nbytes for v in arrays.values()))
+    partial = block_partial(plan, arrays, part["time"].values, a) if plan is not None else None
+    return int(sum(v.nbytes for v in arrays.values())), partial
+
+
+# ------------------------------------------------------------------------------------------------- statistics
+@dataclass(frozen=True)
+class StatsPlan:
+    """What the region writers accumulate for the statistics and the climatology (picklable: sent to workers).
+
+    p0/p1: store time indices of the stats period [p0, p1). step: the store's time step (only differences of
+    steps this far apart count). hours: hours of day of the climatology (sorted); hour_step: only times whose
+    hour is a multiple of it feed the climatology. window: climatology window (days). shifts: {variable:
+    conditioning constant of the moment sums, (level,) or () float64}; keep_axes: {variable: axes not reduced}.
+    """
+
+    p0: int
+    p1: int
+    step: np.timedelta64
+    hours: np.ndarray
+    hour_step: int
+    window: int
+    shifts: dict[str, np.ndarray]
+    keep_axes: dict[str, tuple[int, ...]]
+
+
+@dataclass
+class BlockPartial:
+    """Partial accumulators of the store times [start, stop) (inside the stats period): moment sums per variable
+    (values and the differences inside the block) and the climatology's (day of year, hour) bin sums."""
+
+    start: int
+    stop: int
+    sums: dict[str, Any]
+    clim: Any
+
+
+def block_partial(plan: StatsPlan, arrays: dict[str, np.ndarray], times: np.ndarray, a: int
+                  ) -> BlockPartial | None:
+    """Partial sums of the block ``arrays`` {name: (time, ...) float32} at store times a..a+len(times), restricted
+    to the stats period; None when the block lies outside it. Pure: the same block gives the same sums whether it
+    comes from the write pass or is read back from the store (resume, append)."""
+    from data_catalog.climatology import ClimatologyAccumulator
+    from data_catalog.stats import block_sums
+
+    lo, hi = max(a, plan.p0), min(a + len(times), plan.p1)
+    if lo >= hi:
+        return None
+    t = np.asarray(times[lo - a:hi - a], dtype="datetime64[ns]")
+    index = pd.DatetimeIndex(t)
+    hour, doy = np.asarray(index.hour), np.asarray(index.day_of_year)
+    in_clim = hour % plan.hour_step == 0
+    acc = ClimatologyAccumulator(plan.hours, plan.window)
+    sums = {}
+    for n, values in arrays.items():
+        x = values[lo - a:hi - a]
+        sums[n] = block_sums(x, t, plan.step, plan.shifts[n], keep_axes=plan.keep_axes[n])
+        if in_clim.any():
+            acc.add(n, x if in_clim.all() else x[in_clim], doy[in_clim], hour[in_clim])
+    return BlockPartial(lo, hi, sums, acc)
+
+
+def make_stats_plan(cfg: IngestConfig, times: np.ndarray, first: Callable[[int], dict[str, np.ndarray]],
+                    dims: dict[str, tuple[str, ...]], source: str) -> StatsPlan:
+    """The stats period of ``cfg`` on the store's full time axis ``times`` and the accumulation settings.
+
+    ``first``: callable(p0) -> {variable: the values of the period's first step as stored, without time};
+    ``dims``: {variable: its dims, time first}. Raises InputDataError (naming ``source``) for an empty period or
+    one without a time on the climatology's hours.
+    """
+    from data_catalog.stats import first_step_shift
+
+    p0, p1 = _period_indices(cfg, times, source)
+    index = pd.DatetimeIndex(times[p0:p1])
+    hours = np.asarray(index.hour)
+    in_clim = hours % cfg.climatology_hour_step == 0
+    if not in_clim.any():
+        raise InputDataError(f"{source}: no time of the stats period falls on an hour that is a multiple of "
+                             f"--climatology-hour-step {cfg.climatology_hour_step}")
+    t = np.asarray(times, dtype="datetime64[ns]")
+    diffs = np.diff(t)
+    step = diffs.min() if diffs.size else np.timedelta64(0, "ns")
+    values = first(p0)
+    keep_axes = {n: ((d.index("level"),) if "level" in d else ()) for n, d in dims.items()}
+    for n, d in dims.items():
+        if "level" in d and d.index("level") != 1:
+            raise WxemuError(f"{source}: variable {n!r} has dims {d}; the canonical order puts level after time")
+    shifts = {n: first_step_shift(values[n], has_level="level" in d) for n, d in dims.items()}
+    return StatsPlan(p0, p1, step, np.unique(hours[in_clim]), cfg.climatology_hour_step, cfg.climatology_window,
+                     shifts, keep_axes)
+
+
+def _period_indices(cfg: IngestConfig, times: np.ndarray, source: str) -> tuple[int, int]:
+    t = pd.DatetimeIndex(times)
+    p0 = int(t.searchsorted(pd.Timestamp(cfg.stats_start), side="left")) if cfg.stats_start else 0
+    p1 = int(t.searchsorted(pd.Timestamp(cfg.stats_end), side="right")) if cfg.stats_end else len(t)
+    if p1 <= p0:
+        raise InputDataError(f"{source}: no times in the stats period {cfg.stats_start} .. {cfg.stats_end} "
+                             f"(the data cover {t[0]} .. {t[-1]})")
+    return p0, p1
+
+
+class PartialCombiner:
+    """Adds block partials in store time order (so the float64 sums do not depend on which region finished first,
+    and a resumed run gives the same numbers as an uninterrupted one). ``units``: the starts of every block
+    that will be offered (regions and read-back blocks); :meth:`offer` may be called in any order."""
+
+    def __init__(self, plan: StatsPlan, units: Sequence[int]) -> None:
+        from data_catalog.climatology import ClimatologyAccumulator
+
+        self.plan = plan
+        self.order = sorted(units)
+        self._next = 0
+        self._waiting: dict[int, BlockPartial | None] = {}
+        self.sums: dict[str, Any] = {}
+        self.clim = ClimatologyAccumulator(plan.hours, plan.window)
+        self.blocks: list[tuple[int, int]] = []  # [start, stop) of the partials merged, in order
+
+    def offer(self, unit: int, partial: BlockPartial | None) -> None:
+        self._waiting[unit] = partial
+        while self._next < len(self.order) and self.order[self._next] in self._waiting:
+            p = self._waiting.pop(self.order[self._next])
+            self._next += 1
+            if p is None:
+                continue
+            for n, s in p.sums.items():
+                self.sums[n] = self.sums[n] + s if n in self.sums else s
+            self.clim.merge(p.clim)
+            self.blocks.append((p.start, p.stop))
+
+    @property
+    def complete(self) -> bool:
+        return self._next == len(self.order)
+
+
+def read_back(cfg: IngestConfig, combiner: PartialCombiner, units: Sequence[tuple[int, int]],
+              times: np.ndarray, names: Sequence[str]) -> None:
+    """Feed the combiner the partials of store blocks already on disk (regions written by an interrupted run,
+    the existing part of an appended store's stats period): read back once with zarr, never re-written."""
+    for a, b in units:
+        lo, hi = max(a, combiner.plan.p0), min(b, combiner.plan.p1)
+        if lo >= hi:
+            combiner.offer(a, None)
+            continue
+        arrays = st.read_region(cfg.out, names, lo, hi, storage_options=cfg.options)
+        combiner.offer(a, block_partial(combiner.plan, arrays, times[lo:hi], lo))
+
+
+def boundary_partials(cfg: IngestConfig, combiner: PartialCombiner, times: np.ndarray, names: Sequence[str]
+                      ) -> dict[str, Any]:
+    """Sums of the one-step differences across the edges between merged blocks (the last step of a block and
+    the first of the next, read back from the store: two steps per edge)."""
+    from data_catalog.stats import boundary_sums
+
+    plan = combiner.plan
+    out: dict[str, Any] = {}
+    for (_, stop), (start, _) in itertools.pairwise(combiner.blocks):
+        if stop != start:
+            raise WxemuError(f"{cfg.out}: internal error: stats blocks do not tile the period ({stop} != {start})")
+        pair = st.read_region(cfg.out, names, start - 1, start + 1, storage_options=cfg.options)
+        regular = bool(times[start] - times[start - 1] == plan.step)
+        for n in names:
+            s = boundary_sums(pair[n][:1], pair[n][1:], regular, keep_axes=plan.keep_axes[n])
+            out[n] = out[n] + s if n in out else s
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- running
@@ -498,14 +664,17 @@ def _progress(enabled: bool, total: int, description: str):
 
 
 def _run_regions(cfg: IngestConfig, cfg_json: str, todo: list[tuple[int, int, int]],
-                 after_region: Callable[[int], None] | None, offset: int = 0) -> int:
+                 after_region: Callable[[int], None] | None, offset: int = 0,
+                 combiner: PartialCombiner | None = None) -> int:
     """Write the regions ``todo`` [(index, a, b)]; return how many were written. ``after_region(n_done)`` is
-    called after each (the crash hook of the resume tests)."""
+    called after each (the crash hook of the resume tests). Each region's partial sums (computed by the writer
+    from the block it holds) go to ``combiner``, keyed by the region's start."""
     if not todo:
         return 0
     progress, task = _progress(cfg.progress, len(todo), f"ingest -> {cfg.out}")
     done = 0
     with progress:
+        plan = combiner.plan if combiner is not None else None
         if cfg.scheduler or cfg.workers:
             from dask.distributed import Client, LocalCluster, as_completed
 
@@ -517,10 +686,12 @@ def _run_regions(cfg: IngestConfig, cfg_json: str, todo: list[tuple[int, int, in
                                        dashboard_address=None)
                 client = Client(cluster)
             try:
-                futures = [client.submit(write_one_region, cfg_json, i, a, b, offset, pure=False)
-                           for i, a, b in todo]
+                futures = {client.submit(write_one_region, cfg_json, i, a, b, offset, plan, pure=False): a
+                           for i, a, b in todo}
                 for fut in as_completed(futures):
-                    fut.result()
+                    _, partial = fut.result()
+                    if combiner is not None:
+                        combiner.offer(futures[fut], partial)
                     done += 1
                     progress.advance(task)
                     if after_region:
@@ -532,16 +703,21 @@ def _run_regions(cfg: IngestConfig, cfg_json: str, todo: list[tuple[int, int, in
         else:
             threads = max(1, cfg.threads)
             with ThreadPoolExecutor(max_workers=threads) as pool:
-                pending = set()
+                pending: set = set()
+                starts: dict[Any, int] = {}
                 queue = list(todo)
                 try:
                     while queue or pending:
                         while queue and len(pending) < 2 * threads:
                             i, a, b = queue.pop(0)
-                            pending.add(pool.submit(write_one_region, cfg_json, i, a, b, offset))
+                            fut = pool.submit(write_one_region, cfg_json, i, a, b, offset, plan)
+                            starts[fut] = a
+                            pending.add(fut)
                         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for fut in finished:
-                            fut.result()
+                            _, partial = fut.result()
+                            if combiner is not None:
+                                combiner.offer(starts.pop(fut), partial)
                             done += 1
                             progress.advance(task)
                             if after_region:
@@ -558,79 +734,61 @@ def _fingerprint(cfg: IngestConfig) -> list[dict[str, Any]]:
 
 
 def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, Any] | None = None,
-            timings: dict[str, float] | None = None) -> None:
-    """Statistics and climatology over the stats period (read back from the store), provenance, complete."""
-
-    probe = st.open_store(cfg.out, storage_options=cfg.options, check_complete=False)
-    steps = _steps_per_region(probe, cfg.region_mb, cfg.chunk_time) if probe.sizes["time"] else 1
-    ds = st.open_store(cfg.out, storage_options=cfg.options, check_complete=False, chunks={"time": steps})
-    period = ds.sel(time=slice(pd.Timestamp(cfg.stats_start) if cfg.stats_start else None,
-                               pd.Timestamp(cfg.stats_end) if cfg.stats_end else None))
-    if period.sizes["time"] == 0:
-        raise InputDataError(f"{cfg.out}: no times in the stats period {cfg.stats_start} .. {cfg.stats_end} "
-                             f"(the store covers {pd.Timestamp(ds['time'].values[0])} .. "
-                             f"{pd.Timestamp(ds['time'].values[-1])})")
+            timings: dict[str, float] | None = None, *, combiner: PartialCombiner | None = None,
+            times: np.ndarray | None = None) -> None:
+    """Statistics and climatology from the partial sums gathered while writing (``combiner``; None: leave the
+    stats and climatology groups as they are), provenance, complete."""
     timings = timings if timings is not None else {}
-    with _timed(timings, "stats+climatology"):
-        stats, clim = _stats_and_climatology(period, cfg.climatology_window, cfg.climatology_hour_step)
-        st.write_group(cfg.out, st.STATS_GROUP, stats, storage_options=cfg.options)
-        write_climatology(cfg, period, clim)
-    t = period["time"].values
+    if combiner is not None:
+        if not combiner.complete:
+            raise WxemuError(f"{cfg.out}: internal error: partial statistics missing for some regions")
+        plan = combiner.plan
+        lazy = st.open_store(cfg.out, storage_options=cfg.options, check_complete=False)
+        names = st.time_variables(lazy)
+        with _timed(timings, "stats"):
+            from data_catalog.stats import stats_dataset, stats_from_sums
+
+            edges = boundary_partials(cfg, combiner, times, names)
+            values = {n: stats_from_sums(combiner.sums[n] + edges[n] if n in edges else combiner.sums[n],
+                                         plan.shifts[n]) for n in names}
+            st.write_group(cfg.out, st.STATS_GROUP, stats_dataset(lazy, values), storage_options=cfg.options)
+        with _timed(timings, "climatology"):
+            write_climatology(cfg, lazy, (combiner.clim, {n: lazy[n].dims[1:] for n in names}))
+        period = times[plan.p0:plan.p1]
+        stats_period = [str(pd.Timestamp(period[0]).isoformat()), str(pd.Timestamp(period[-1]).isoformat())]
+    else:
+        stats_period = st.root_attrs(cfg.out, storage_options=cfg.options).get("wxemu_stats_period")
     attrs = {
         "wxemu_version": _version(),
         "wxemu_recipe": recipe if recipe is not None else cfg.recipe(),
         "wxemu_sources": sources,
-        "wxemu_stats_period": [str(pd.Timestamp(t[0]).isoformat()), str(pd.Timestamp(t[-1]).isoformat())],
+        "wxemu_stats_period": stats_period,
     }
     st.set_attrs(cfg.out, attrs, storage_options=cfg.options)
     st.mark_complete(cfg.out, storage_options=cfg.options)
 
 
-def _stats_and_climatology(period: xr.Dataset, window: int, hour_step: int = 1):
-    """One pass over the store (blocks of its dask chunks, in time order) feeding the statistics and the
-    climatology accumulators. Returns (stats dataset, (climatology accumulator, {name: trailing dims}))."""
-    from data_catalog.climatology import ClimatologyAccumulator
-    from data_catalog.stats import StatsAccumulator, stats_dataset
-
-    names = st.time_variables(period)
-    times = period["time"].to_index()
-    stats = StatsAccumulator()
-    in_clim = np.asarray(times.hour) % hour_step == 0
-    if not in_clim.any():
-        raise InputDataError(f"no time of the stats period falls on an hour that is a multiple of "
-                             f"--climatology-hour-step {hour_step}")
-    clim = ClimatologyAccumulator(np.unique(times.hour[in_clim]), window)
-    orders = {n: ("time",) + tuple(d for d in ("level",) if d in period[n].dims) + tuple(
-        d for d in period[n].dims if d not in ("time", "level")) for n in names}
-    bounds = np.cumsum((0,) + tuple(period.chunks["time"])) if period.chunks else np.array([0, len(times)])
-    doy, hour = np.asarray(times.dayofyear), np.asarray(times.hour)
-    for a, b in itertools.pairwise(bounds):
-        block = period[names].isel(time=slice(int(a), int(b))).compute(scheduler="synchronous")
-        for n in names:
-            values = block[n].transpose(*orders[n]).values
-            stats.add(n, values, block["time"].values, has_level="level" in orders[n])
-            keep = in_clim[a:b]
-            if keep.any():
-                clim.add(n, values[keep], doy[a:b][keep], hour[a:b][keep])
-    result = stats_dataset(period, {n: stats.result(n) for n in names})
-    return result, (clim, {n: orders[n][1:] for n in names})
-
-
-def write_climatology(cfg: IngestConfig, period: xr.Dataset, clim, *, days_per_block: int = 8) -> None:
+def write_climatology(cfg: IngestConfig, ds: xr.Dataset, clim, *, days_per_block: int = 8) -> None:
     """Write the climatology group: only the days whose window holds data, a few days at a time (the other
-    chunks are never written and read as NaN)."""
+    chunks are never written and read as NaN). ``clim``: (accumulator, {name: dims after time})."""
     from data_catalog.climatology import climatology_template
 
     acc, dims = clim
-    template = climatology_template(period, acc, dims)
+    template = climatology_template(ds, acc, dims)
     st.write_group(cfg.out, st.CLIMATOLOGY_GROUP, template, storage_options=cfg.options, compute=False)
     days = acc.days()
-    for i in range(0, len(days), days_per_block):
-        block = days[i:i + days_per_block]
-        for run in np.split(block, np.flatnonzero(np.diff(block) != 1) + 1):  # runs of consecutive days
-            arrays = {n: acc.block(n, run).astype("f4") for n in dims}
-            st.write_region(cfg.out, arrays, int(run[0]) - 1, storage_options=cfg.options,
-                            group=st.CLIMATOLOGY_GROUP)
+    for n in dims:
+        acc.prepare(n)  # prefix sums once per variable; block() is then read-only (safe in threads)
+    runs = [run for i in range(0, len(days), days_per_block)  # runs of consecutive days, a few days each
+            for run in np.split(days[i:i + days_per_block], np.flatnonzero(np.diff(days[i:i + days_per_block]) != 1)
+                                + 1)]
+
+    def write(run: np.ndarray) -> None:
+        arrays = {n: acc.block(n, run, dtype="f4") for n in dims}
+        st.write_region(cfg.out, arrays, int(run[0]) - 1, storage_options=cfg.options, group=st.CLIMATOLOGY_GROUP)
+
+    with ThreadPoolExecutor(max_workers=max(1, cfg.threads)) as pool:  # numpy and blosc release the GIL
+        list(pool.map(write, runs))
 
 
 @contextlib.contextmanager
@@ -693,6 +851,11 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
         n = ds.sizes["time"]
         regions = plan_regions(0, n, cfg.chunk_time, _steps_per_region(ds, cfg.region_mb, cfg.chunk_time),
                                _source_bounds(ds, 0))
+        names = st.time_variables(ds)
+        times = ds["time"].values
+        # before anything is written: an empty stats period writes nothing
+        stats_plan = make_stats_plan(cfg, times, lambda p0: _first_step(ds, names, p0),
+                                     {v: ds[v].dims for v in names}, ", ".join(cfg.sources))
         if not resuming:
             if exists:
                 st.remove_store(cfg.out, storage_options=cfg.options)
@@ -707,15 +870,25 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
                 raise WxemuError(f"{cfg.out}: cannot resume: the planned regions differ; use --overwrite")
         done = st.regions_done(cfg.out, storage_options=cfg.options)
         todo = [(i, a, b) for i, (a, b) in enumerate(regions) if i not in done]
+        combiner = PartialCombiner(stats_plan, [a for a, _ in regions])
+        if done:  # resumed: the partial sums of the regions written before the interruption are read back
+            with _timed(timings, "read back"):
+                read_back(cfg, combiner, [r for i, r in enumerate(regions) if i in done], times, names)
         with _timed(timings, "write"):
-            written = _run_regions(cfg, cfg_json, todo, after_region)
-        _finish(cfg, sources, timings=timings)
+            written = _run_regions(cfg, cfg_json, todo, after_region, combiner=combiner)
+        _finish(cfg, sources, timings=timings, combiner=combiner, times=times)
     except WxemuError:
         if created:  # bad data found while writing a store this run created: leave nothing behind
             st.remove_store(cfg.out, storage_options=cfg.options)
         raise
     return IngestResult(cfg.out, n, written, len(regions) - len(todo), sources,
                         status="resumed" if resuming else "written", timings=timings)
+
+
+def _first_step(ds: xr.Dataset, names: Sequence[str], index: int) -> dict[str, np.ndarray]:
+    """{name: time step ``index`` of ``ds`` as the store holds it (float32)}."""
+    step = ds[list(names)].isel(time=index).compute(scheduler="synchronous")
+    return {n: np.asarray(step[n].values, dtype="f4") for n in names}
 
 
 def _changed(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> str:
@@ -764,8 +937,29 @@ def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None) -> In
         st.consolidate(cfg.out, storage_options=cfg.options)
     done = st.regions_done(cfg.out, storage_options=cfg.options)
     todo = [(i, a, b) for i, (a, b) in enumerate(regions) if i not in done]
+    # the stats period of the original recipe applies (default: every time, including the appended ones)
+    base = {k: v for k, v in old_recipe.items() if k != "appended"}
+    stats_cfg = dataclasses.replace(cfg, stats_start=base.get("stats_start"), stats_end=base.get("stats_end"),
+                                    climatology_window=int(base.get("climatology_window", 61)),
+                                    climatology_hour_step=int(base.get("climatology_hour_step", 1)))
+    names = st.time_variables(new)
+    times = np.concatenate([existing["time"].values[:offset], new["time"].values])
+
+    def first(p0: int) -> dict[str, np.ndarray]:
+        if p0 < offset:
+            return {k: v[0] for k, v in st.read_region(cfg.out, names, p0, p0 + 1,
+                                                       storage_options=cfg.options).items()}
+        return _first_step(new, names, p0 - offset)
+
+    plan = make_stats_plan(stats_cfg, times, first, {v: new[v].dims for v in names}, cfg.out)
+    combiner = None
+    if plan.p1 > offset:  # the period reaches into the new times: the existing part is read back once
+        old_blocks = plan_regions(plan.p0, offset, cfg.chunk_time,
+                                  _steps_per_region(new, cfg.region_mb, cfg.chunk_time)) if plan.p0 < offset else []
+        combiner = PartialCombiner(plan, [a for a, _ in old_blocks] + [a for a, _ in regions])
+        read_back(cfg, combiner, old_blocks + [r for i, r in enumerate(regions) if i in done], times, names)
     try:
-        written = _run_regions(cfg, cfg_json, todo, after_region, offset)
+        written = _run_regions(cfg, cfg_json, todo, after_region, offset, combiner=combiner)
     except WxemuError:
         # bad new data: roll the store back to its old extent and mark it complete again
         st.truncate_time(cfg.out, offset, storage_options=cfg.options)
@@ -773,12 +967,8 @@ def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None) -> In
         raise
     merged_sources = old_sources + [s for s in sources if s not in old_sources]
     appended = list(old_recipe.get("appended", [])) + [new_recipe]
-    base = {k: v for k, v in old_recipe.items() if k != "appended"}
-    # the stats period of the original recipe applies (default: every time, including the appended ones)
-    stats_cfg = dataclasses.replace(cfg, stats_start=base.get("stats_start"), stats_end=base.get("stats_end"),
-                                    climatology_window=int(base.get("climatology_window", 61)),
-                                    climatology_hour_step=int(base.get("climatology_hour_step", 1)))
-    _finish(stats_cfg, merged_sources, {**base, "appended": appended})
+    # a period that ends before the new times (bounded --stats-end) keeps its statistics and climatology
+    _finish(stats_cfg, merged_sources, {**base, "appended": appended}, combiner=combiner, times=times)
     return IngestResult(cfg.out, offset + n_new, written, len(regions) - len(todo), sources,
                         status="appended (resumed)" if resuming else "appended")
 

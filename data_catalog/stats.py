@@ -11,6 +11,7 @@ evaluates every variable's sums in one ``dask.compute``, so each chunk is read o
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import dask
@@ -52,6 +53,11 @@ class MomentSums:
     def __add__(self, other: MomentSums) -> MomentSums:
         return MomentSums(*(getattr(self, f) + getattr(other, f) for f in ("n", "s", "ss", "dn", "ds", "dss")))
 
+    def diffs_only(self) -> MomentSums:
+        """The same sums with the value part zeroed (only the difference sums kept)."""
+        zero = np.zeros_like(np.asarray(self.n, dtype="f8"))
+        return MomentSums(zero, zero.copy(), zero.copy(), self.dn, self.ds, self.dss)
+
     def finalize(self) -> np.ndarray:
         """(4, *kept) float64: mean, std, diff_mean, diff_std (population std, ddof=0); NaN where count is 0."""
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -91,11 +97,13 @@ def moment_sums(x, pairs: np.ndarray, *, keep_axes: tuple[int, ...] = (), lat_we
         xs = x[value_start:] - shift_b.astype(x.dtype)
         n = np.full(s_shape := tuple(x.shape[a] for a in keep), float(np.prod([xs.shape[a] for a in axes])))
         s = xs.sum(axis=axes, dtype="f8")
-        ss = np.square(xs).sum(axis=axes, dtype="f8")
-        d = (x[1:] - x[:-1])[pmask]
+        ss = np.square(xs, out=xs).sum(axis=axes, dtype="f8")  # xs is a temporary: squared in place
+        d = x[1:] - x[:-1]
+        if not pmask.all():
+            d = d[pmask]
         dn = np.full(s_shape, float(np.prod([d.shape[a] for a in axes])))
         ds = d.sum(axis=axes, dtype="f8")
-        dss = np.square(d).sum(axis=axes, dtype="f8")
+        dss = np.square(d, out=d).sum(axis=axes, dtype="f8")
         return MomentSums(n, s, ss, dn, ds, dss)
 
     xf = x[value_start:].astype("f8") - shift_b
@@ -112,6 +120,35 @@ def moment_sums(x, pairs: np.ndarray, *, keep_axes: tuple[int, ...] = (), lat_we
     ds = (d0 * w).sum(axis=axes)
     dss = (d0 * d0 * w).sum(axis=axes)
     return MomentSums(n, s, ss, dn, ds, dss)
+
+
+def first_step_shift(first: np.ndarray, *, has_level: bool) -> np.ndarray:
+    """The conditioning constant of :func:`moment_sums`: the spatial mean of one time step ``first``
+    ((level, lat, lon) when ``has_level``, else (lat, lon)), per level; float64 (level,) or (), NaN-skipping
+    (0 where all NaN). Computed in float64 from the values as stored (float32)."""
+    x = np.asarray(first, dtype="f8")
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slice
+        shift = np.nanmean(x.reshape(x.shape[0], -1), axis=1) if has_level else np.nanmean(x)
+    return np.nan_to_num(shift)
+
+
+def block_sums(x: np.ndarray, times: np.ndarray, step: np.timedelta64, shift: np.ndarray | float, *,
+               keep_axes: tuple[int, ...] = ()) -> MomentSums:
+    """:func:`moment_sums` of one time block ``x`` (time first) at ``times`` (datetime64, ascending): values and
+    the differences between consecutive steps ``step`` apart inside the block. Blocks that tile a period, plus
+    :func:`boundary_sums` at each inner block edge, add up to the sums of the whole period."""
+    pairs = regular_pairs(times, step) if len(times) > 1 else np.zeros(0, bool)
+    return moment_sums(x, pairs, keep_axes=keep_axes, shift=shift)
+
+
+def boundary_sums(prev: np.ndarray, nxt: np.ndarray, regular: bool, *, keep_axes: tuple[int, ...] = ()
+                  ) -> MomentSums:
+    """Sums of the one difference ``nxt - prev`` across a block edge (``prev``/``nxt``: one time step each, shape
+    (1, ...) with the time axis kept, so ``keep_axes`` are those of the blocks); zero counts when the two steps are
+    not ``regular`` (a gap). The value sums are zero."""
+    x = np.concatenate([np.asarray(prev), np.asarray(nxt)])
+    return moment_sums(x, np.array([bool(regular)]), keep_axes=keep_axes, value_start=2).diffs_only()
 
 
 def stats_from_sums(sums: MomentSums, shift: np.ndarray | float = 0.0) -> np.ndarray:

@@ -243,6 +243,14 @@ def write_region(path_or_url: str, arrays: Mapping[str, np.ndarray], start: int,
         arr[start:start + values.shape[0]] = np.asarray(values, dtype=arr.dtype)
 
 
+def read_region(path_or_url: str, names: Iterable[str], start: int, stop: int, *,
+                storage_options: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Time steps ``start``..``stop`` (exclusive) of the root group's arrays ``names`` as stored (float32, canonical
+    dim order), with plain zarr-python reads (the mirror of :func:`write_region`; works on incomplete stores)."""
+    root = _open_group(path_or_url, storage_options, mode="r")
+    return {name: root[name][start:stop] for name in names}
+
+
 def extend_time(path_or_url: str, new_times: np.ndarray, *,
                 storage_options: Mapping[str, Any] | None = None) -> int:
     """Grow every time-dependent array by ``len(new_times)`` steps (metadata only; no chunk rewritten) and write
