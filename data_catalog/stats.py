@@ -94,10 +94,14 @@ def moment_sums(x, pairs: np.ndarray, *, keep_axes: tuple[int, ...] = (), lat_we
     pmask = np.asarray(pairs, dtype=bool)
     if isinstance(x, np.ndarray) and lat_weights is None and not np.isnan(x).any():
         # fast path (no NaN, unweighted, in memory): arithmetic in the input precision, float64 accumulators
-        xs = x[value_start:] - shift_b.astype(x.dtype)
+        shift_x = shift_b.astype(x.dtype)
+        xs = x[value_start:] - shift_x
         n = np.full(s_shape := tuple(x.shape[a] for a in keep), float(np.prod([xs.shape[a] for a in axes])))
         s = xs.sum(axis=axes, dtype="f8")
         ss = np.square(xs, out=xs).sum(axis=axes, dtype="f8")  # xs is a temporary: squared in place
+        # the sums are of x - shift rounded to x's precision: re-centre them exactly on ``shift`` (float64)
+        delta = (shift_x.astype("f8") - shift_b).reshape(s_shape)
+        s, ss = s + n * delta, ss + 2.0 * delta * s + n * delta**2
         d = x[1:] - x[:-1]
         if not pmask.all():
             d = d[pmask]

@@ -89,3 +89,26 @@ def test_prefix_sum_blocks_match_window_means_with_nan() -> None:
     dense = clim.smooth_circular(s, c, 31)
     days = np.arange(1, 367)
     np.testing.assert_allclose(acc.block("x", days), dense, rtol=1e-10, atol=1e-12)
+
+
+def test_merged_partials_equal_one_accumulator_and_float32_bins_sum_in_float64() -> None:
+    """Per-region accumulators merged in order give the single accumulator's result; bins holding one float32
+    sample (kept as given) are summed in float64 when more samples arrive."""
+    t = pd.date_range("2019-02-20", periods=24 * 20, freq="3h")  # several samples per (day, hour) bin
+    rng = np.random.default_rng(12)
+    x = (280.0 + rng.normal(size=(len(t), 2, 3))).astype("f4")
+    hours = np.arange(0, 24, 3)
+    one = clim.ClimatologyAccumulator(hours, 61)
+    one.add("x", x, t.day_of_year, t.hour)
+    merged = clim.ClimatologyAccumulator(hours, 61)
+    for a in range(0, len(t), 37):
+        part = clim.ClimatologyAccumulator(hours, 61)
+        part.add("x", x[a:a + 37], t.day_of_year[a:a + 37], t.hour[a:a + 37])
+        merged.merge(part)
+    days = one.days()
+    s, c = clim.doy_hour_sums(x, np.asarray(t.day_of_year), np.searchsorted(hours, t.hour), len(hours))
+    dense = clim.smooth_circular(s, c, 61)
+    np.testing.assert_allclose(merged.block("x", days), dense[days - 1], rtol=1e-12)
+    np.testing.assert_allclose(merged.block("x", days, dtype="f4"), one.block("x", days, dtype="f4"), rtol=1e-7)
+    with pytest.raises(ValueError, match="cannot be merged"):
+        merged.merge(clim.ClimatologyAccumulator(hours[:2], 61))

@@ -122,7 +122,71 @@ def test_resume_after_crash_is_identical(tmp_path, uk_nc, uk_store) -> None:
     assert (result.regions_skipped, result.regions_written) == (k, 6 - k)
     a, b = store.open_store(str(out)).load(), store.open_store(uk_store).load()
     xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+    # the regions written before the crash are read back once: the same sums, combined in the same order
     xr.testing.assert_identical(store.open_stats(str(out)), store.open_stats(uk_store))
+    xr.testing.assert_identical(store.open_climatology(str(out)).load(), store.open_climatology(uk_store).load())
+
+
+def _two_pass_reference(path: str, *, stats_start: str | None = None, stats_end: str | None = None,
+                        hour_step: int = 1, window: int = 61):
+    """The former second pass over the written store, kept as the reference for the one-pass accumulation:
+    statistics streamed block by block (``StatsAccumulator``), climatology from dense 366 x hours bins
+    (``doy_hour_sums``) smoothed by ``smooth_circular``. Returns (stats dataset, hours, {name: climatology})."""
+    from data_catalog.climatology import doy_hour_sums, smooth_circular
+    from data_catalog.stats import StatsAccumulator, stats_dataset
+
+    period = store.open_store(path).sel(time=slice(stats_start, stats_end))
+    names = store.time_variables(period)
+    acc = StatsAccumulator()
+    for a in range(0, period.sizes["time"], 10):
+        block = period[names].isel(time=slice(a, a + 10)).load()
+        for n in names:
+            acc.add(n, block[n].values, block["time"].values, has_level="level" in block[n].dims)
+    t = period["time"].to_index()
+    keep = np.asarray(t.hour % hour_step == 0)
+    hours = np.unique(t.hour[keep])
+    clim = {}
+    for n in names:
+        s, c = doy_hour_sums(period[n].values[keep], np.asarray(t.day_of_year[keep]),
+                             np.searchsorted(hours, t.hour[keep]), len(hours))
+        clim[n] = smooth_circular(s, c, window)
+    return stats_dataset(period, {n: acc.result(n) for n in names}), hours, clim
+
+
+def _assert_matches_reference(path: str, **kw) -> None:
+    ref_stats, hours, ref_clim = _two_pass_reference(path, **kw)
+    xr.testing.assert_allclose(store.open_stats(path), ref_stats, rtol=1e-9)
+    clim = store.open_climatology(path)
+    assert list(clim["hour"].values) == list(hours)
+    for n, want in ref_clim.items():  # float32 storage of float64 means: equal to float32 round-off, same NaNs
+        np.testing.assert_allclose(clim[n].values, want, rtol=1e-6)
+
+
+def test_one_pass_stats_and_climatology_equal_the_two_pass_reference(tmp_path, uk_nc) -> None:
+    """Statistics and climatology accumulated while writing (6 regions of 12 h on 2 threads, a stats period
+    that cuts regions in the middle, 2-hourly climatology) equal a second pass over the written store."""
+    out = tmp_path / "uk.zarr"
+    period = {"stats_start": "2019-03-01T05", "stats_end": "2019-03-03T17"}
+    result = ing.ingest(_cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, region_mb=0.08,
+                             climatology_hour_step=2, **period))
+    assert result.regions_written == 6 and "stats" in result.timings and "climatology" in result.timings
+    _assert_matches_reference(str(out), hour_step=2, **period)
+    assert store.root_attrs(str(out))["wxemu_stats_period"] == ["2019-03-01T05:00:00", "2019-03-03T17:00:00"]
+
+
+def test_one_pass_with_nan_values_equals_reference(tmp_path, uk_raw) -> None:
+    """--allow-nan: the NaN is skipped by the statistics and counted per point by the climatology."""
+    out = tmp_path / "nan.zarr"
+    ing.ingest(_cfg([_bad_netcdf(tmp_path, uk_raw, "nan")], out, allow_nan=True, region_mb=0.01))
+    assert np.isnan(store.open_store(str(out))["2m_temperature"].values).sum() == 1
+    _assert_matches_reference(str(out))
+
+
+def test_empty_stats_period_writes_nothing(tmp_path, uk_nc) -> None:
+    out = tmp_path / "uk.zarr"
+    with pytest.raises(InputDataError, match="no times in the stats period"):
+        ing.ingest(_cfg([uk_nc["01"]], out, stats_start="2020-01-01"))
+    assert not out.exists()
 
 
 def test_resume_refuses_changed_inputs(tmp_path, uk_nc) -> None:
@@ -145,6 +209,9 @@ def test_local_cluster_matches_default_path(tmp_path, uk_nc, uk_store) -> None:
     assert result.regions_written == 6
     xr.testing.assert_identical(store.open_store(str(out)).load().drop_attrs(),
                                 store.open_store(uk_store).load().drop_attrs())
+    # the tasks return their partial sums to the client, which combines them as the default path does
+    xr.testing.assert_identical(store.open_stats(str(out)), store.open_stats(uk_store))
+    xr.testing.assert_identical(store.open_climatology(str(out)).load(), store.open_climatology(uk_store).load())
 
 
 def test_append_writes_only_new_chunks(tmp_path, uk_nc, uk_store) -> None:
@@ -159,6 +226,8 @@ def test_append_writes_only_new_chunks(tmp_path, uk_nc, uk_store) -> None:
     xr.testing.assert_identical(a.drop_attrs(), store.open_store(uk_store).load().drop_attrs())
     # stats recomputed over the whole (default) period: same as an ingest of days 1-3 at once
     xr.testing.assert_allclose(store.open_stats(str(out)), store.open_stats(uk_store), rtol=1e-12)
+    xr.testing.assert_allclose(store.open_climatology(str(out)).load(), store.open_climatology(uk_store).load(),
+                               rtol=1e-6)
     attrs = store.root_attrs(str(out))
     assert [s["path"] for s in attrs["wxemu_sources"]] == [uk_nc["01"], uk_nc["02"], uk_nc["03"]]
     assert attrs["wxemu_recipe"]["appended"][0]["sources"] == [uk_nc["03"]]
@@ -170,6 +239,25 @@ def test_append_writes_only_new_chunks(tmp_path, uk_nc, uk_store) -> None:
     with pytest.raises(InputDataError, match="latitude axis differs"):
         ing.ingest(_cfg([uk_nc["04"]], out, append=True, grid=0.5))
     assert store.is_complete(str(out)) and store.open_store(str(out)).sizes["time"] == 72
+
+
+def test_append_with_bounded_stats_period(tmp_path, uk_nc) -> None:
+    """A stats period that ends before the appended times keeps the stats and climatology as they are (not
+    rewritten); one that reaches into them is recomputed (existing part read back once) and equals the reference."""
+    kept, grown = tmp_path / "kept.zarr", tmp_path / "grown.zarr"
+    ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], kept, stats_end="2019-03-01T23"))
+    stats_chunk = next((kept / "stats" / "2m_temperature" / "c").rglob("*"))
+    before = (store.open_stats(str(kept)), stats_chunk.stat().st_mtime_ns)
+    ing.ingest(_cfg([uk_nc["03"]], kept, append=True))
+    xr.testing.assert_identical(store.open_stats(str(kept)), before[0])
+    assert stats_chunk.stat().st_mtime_ns == before[1]
+    assert store.root_attrs(str(kept))["wxemu_stats_period"] == ["2019-03-01T00:00:00", "2019-03-01T23:00:00"]
+    _assert_matches_reference(str(kept), stats_end="2019-03-01T23")
+
+    ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], grown, stats_start="2019-03-01T07", stats_end="2019-03-03T11"))
+    ing.ingest(_cfg([uk_nc["03"]], grown, append=True, region_mb=0.08))
+    assert store.root_attrs(str(grown))["wxemu_stats_period"] == ["2019-03-01T07:00:00", "2019-03-03T11:00:00"]
+    _assert_matches_reference(str(grown), stats_start="2019-03-01T07", stats_end="2019-03-03T11")
 
 
 def test_regrid_half_degree_conserves(tmp_path, uk_nc, uk_store) -> None:

@@ -83,3 +83,32 @@ def test_streaming_accumulator_equals_one_shot() -> None:
     for lev in range(2):
         np.testing.assert_allclose(acc.result("t")[:, lev], [x[:, lev].mean(), x[:, lev].std(), d[:, lev].mean(),
                                                              d[:, lev].std()], rtol=1e-9)
+
+
+def test_blocks_plus_edges_equal_one_shot_sums() -> None:
+    """The write pass's per-region sums plus one difference per region edge add up to the whole period's sums
+    (float32 values, as the store holds them; a gap inside the last block)."""
+    rng = np.random.default_rng(6)
+    t = _times(12, gap_at=9)
+    x = rng.normal(5e4, 300.0, (12, 2, 3, 4)).astype("f4")
+    step = np.timedelta64(6, "h")
+    shift = stats.first_step_shift(x[3], has_level=True)
+    total = None
+    edges = [(3, 5), (5, 6), (6, 12)]
+    for a, b in edges:
+        part = stats.block_sums(x[a:b], t[a:b], step, shift, keep_axes=(1,))
+        total = part if total is None else total + part
+    for _, b in edges[:-1]:
+        total = total + stats.boundary_sums(x[b - 1:b], x[b:b + 1], True, keep_axes=(1,))
+    got = stats.stats_from_sums(total, shift)
+    one_shot = stats.stats_from_sums(stats.moment_sums(x[3:], stats.regular_pairs(t[3:]), keep_axes=(1,),
+                                                       shift=shift), shift)
+    np.testing.assert_allclose(got, one_shot, rtol=1e-12)
+    xs = x[3:].astype("f8")
+    d = np.diff(xs, axis=0)[stats.regular_pairs(t[3:])]
+    for lev in range(2):  # float32 arithmetic (differences of float32 values) against float64
+        np.testing.assert_allclose(got[:, lev], [xs[:, lev].mean(), xs[:, lev].std(), d[:, lev].mean(),
+                                                 d[:, lev].std()], rtol=1e-6)
+        np.testing.assert_allclose(got[0, lev], xs[:, lev].mean(), rtol=1e-12)  # exact re-centring on the shift
+    gap = stats.boundary_sums(x[8:9], x[9:10], False, keep_axes=(1,))
+    assert (gap.dn == 0).all() and (gap.n == 0).all()
