@@ -135,11 +135,13 @@ class ForcingSpec:
     local_hour: bool = True
     day_of_year: bool = True
     static: tuple[str, ...] = ()
+    climatology: tuple[str, ...] = ()
     solar_constant: float = SOLAR_CONSTANT
     static_normalisation: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.static = tuple(self.static)
+        self.climatology = tuple(self.climatology)
         self.static_normalisation = {k: (float(v[0]), float(v[1])) for k, v in self.static_normalisation.items()}
         for name, (_, scale) in self.static_normalisation.items():
             if scale == 0:
@@ -160,6 +162,7 @@ class ForcingSpec:
         """JSON-friendly dict that ``from_dict`` reads back."""
         d = dataclasses.asdict(self)
         d["static"] = list(self.static)
+        d["climatology"] = list(self.climatology)
         d["static_normalisation"] = {k: list(v) for k, v in self.static_normalisation.items()}
         return d
 
@@ -174,14 +177,18 @@ def forcing_names(spec: ForcingSpec) -> list[str]:
     if spec.day_of_year:
         names.extend(DAY_OF_YEAR_NAMES)
     names.extend(spec.static)
+    names.extend(f"climatology/{c}" for c in spec.climatology)
     return names
 
 
 def compute_forcings(spec: ForcingSpec, times: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-                     static: dict[str, np.ndarray] | None = None) -> np.ndarray:
+                     static: dict[str, np.ndarray] | None = None,
+                     climatology: np.ndarray | None = None) -> np.ndarray:
     """Normalised forcings (T, n_forcing, H, W) float32 in the order of ``forcing_names(spec)``.
 
-    times (T,) datetime64 UTC; lat (H,), lon (W,) degrees; static: name -> (H, W) array for ``spec.static``.
+    times (T,) datetime64 UTC; lat (H,), lon (W,) degrees; static: name -> (H, W) array for ``spec.static``;
+    climatology: (T, len(spec.climatology), H, W), the climatology of those state channels at each time, already
+    normalised like the state (the caller reads it from the store's ``climatology`` group).
     """
     lat = np.asarray(lat, dtype=np.float64)
     lon = np.asarray(lon, dtype=np.float64)
@@ -216,4 +223,15 @@ def compute_forcings(spec: ForcingSpec, times: np.ndarray, lat: np.ndarray, lon:
             offset, scale = float(np.nanmean(field)), float(np.nanstd(field)) or 1.0
         out[:, c] = ((field - offset) / scale)[None]
         c += 1
+    if spec.climatology:
+        n = len(spec.climatology)
+        if climatology is None or np.shape(climatology) != (t.size, n, h, w):
+            got = None if climatology is None else np.shape(climatology)
+            raise ConfigError(f"forcings: the spec asks for the climatology of {list(spec.climatology)}: "
+                              f"expected an array of shape {(t.size, n, h, w)}, got {got}")
+        clim = np.asarray(climatology, dtype=np.float32)
+        if not np.all(np.isfinite(clim)):
+            raise ConfigError("forcings: the climatology is undefined (NaN) at some of the requested times: "
+                              "they lie outside the climatology's day-of-year window")
+        out[:, c:c + n] = clim
     return out

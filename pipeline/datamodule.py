@@ -214,14 +214,73 @@ def stride_for(dt_hours: float, layout: StoreLayout) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ forcings
-class ForcingProvider:
-    """Forcings at given times via ``models.forcings``, cached per time (LRU of ``cache_size`` times)."""
+class ClimatologyReader:
+    """The store's climatology (group ``climatology``) of every state channel at given valid times.
 
-    def __init__(self, layout: StoreLayout, spec: Any, cache_size: int = 4096) -> None:
+    ``__call__(times) -> (T, C, H, W)`` float32 in physical units, channels in ``layout.channel_names`` order;
+    each time takes its day of year (1 Jan = 1) and hour of day, which the climatology must hold.
+    """
+
+    def __init__(self, layout: StoreLayout) -> None:
+        from data_catalog.store import open_climatology
+
+        self.layout = layout
+        self.clim = open_climatology(layout.path, storage_options=layout.storage_options or None)
+        for name, _ in layout.variables:
+            if name not in self.clim:
+                raise WxemuError(f"{layout.path}: the climatology group has no variable {name!r}")
+        self.hours = np.asarray(self.clim["hour"].values)
+
+    def __call__(self, times: np.ndarray) -> np.ndarray:
+        import xarray as xr
+
+        valid = pd.DatetimeIndex(np.asarray(times).astype("datetime64[ns]").reshape(-1))
+        if not np.isin(valid.hour.values, self.hours).all():
+            raise WxemuError(f"{self.layout.path}: the climatology has hours {self.hours.tolist()}, not every "
+                             "hour asked for")
+        doy = xr.DataArray(valid.dayofyear.values, dims="v")
+        hour = xr.DataArray(valid.hour.values, dims="v")
+        parts = []
+        for name, order in self.layout.variables:
+            da = self.clim[name].sel(dayofyear=doy, hour=hour)
+            if order is not None:
+                parts.append(np.asarray(da.sortby("level").transpose("v", "level", "latitude", "longitude").values))
+            else:
+                parts.append(np.asarray(da.transpose("v", "latitude", "longitude").values)[:, None])
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+class ForcingProvider:
+    """Forcings at given times via ``models.forcings``, cached per time (LRU of ``cache_size`` times).
+
+    When the spec asks for climatology channels, they are read from the store's climatology group and normalised
+    with ``stats`` (the state's mean and std), so they live on the same scale as the state.
+    """
+
+    def __init__(self, layout: StoreLayout, spec: Any, stats: ChannelStats | None = None,
+                 cache_size: int = 4096) -> None:
         self.layout = layout
         self.spec = spec
         self._cache: OrderedDict[np.datetime64, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._clim: ClimatologyReader | None = None
+        self._clim_index: np.ndarray | None = None
+        if getattr(spec, "climatology", ()):
+            if stats is None:
+                raise WxemuError("climatology forcings need the state statistics to normalise them")
+            unknown = sorted(set(spec.climatology) - set(layout.channel_names))
+            if unknown:
+                raise WxemuError(f"{layout.path}: climatology forcings for unknown channels {unknown}")
+            self._clim_index = np.array([layout.channel_names.index(c) for c in spec.climatology])
+            self._clim_mean = stats.mean[self._clim_index].astype(np.float32)[:, None, None]
+            self._clim_std = stats.std[self._clim_index].astype(np.float32)[:, None, None]
+
+    def _climatology(self, times: np.ndarray) -> np.ndarray | None:
+        if self._clim_index is None:
+            return None
+        if self._clim is None:
+            self._clim = ClimatologyReader(self.layout)
+        return (self._clim(times)[:, self._clim_index] - self._clim_mean) / self._clim_std
 
     def __call__(self, times: np.ndarray) -> np.ndarray:
         """(T,) datetime64 -> (T, F, H, W) float32."""
@@ -232,7 +291,7 @@ class ForcingProvider:
         if missing:
             miss = np.asarray(missing, dtype="datetime64[ns]")
             values = np.asarray(compute_forcings(self.spec, miss, self.layout.latitude, self.layout.longitude,
-                                                 self.layout.static), dtype=np.float32)
+                                                 self.layout.static, self._climatology(miss)), dtype=np.float32)
             for t, v in zip(miss, values):
                 self._cache[t] = v
                 if len(self._cache) > self._cache_size:
@@ -245,11 +304,13 @@ class ForcingProvider:
         return np.stack(out) if out else np.zeros((0, n_f) + self.layout.latitude.shape + self.layout.longitude.shape)
 
 
-def default_forcing_spec(layout: StoreLayout) -> Any:
-    """The forcing spec for a store: the default spec of ``models.forcings`` plus the store's static fields."""
+def default_forcing_spec(layout: StoreLayout, *, climatology: bool = False) -> Any:
+    """The forcing spec for a store: the default spec of ``models.forcings`` plus the store's static fields,
+    and, with ``climatology``, the climatology of every state channel at the target time."""
     from models.forcings import ForcingSpec
 
-    return ForcingSpec(static=tuple(layout.static))
+    return ForcingSpec(static=tuple(layout.static),
+                       climatology=tuple(layout.channel_names) if climatology else ())
 
 
 # ------------------------------------------------------------------------------------------------ dataset
@@ -275,7 +336,7 @@ class WindowDataset(Dataset):
     def _ensure_open(self) -> None:
         if self._reader is None:
             self._reader = StoreReader(self.layout)
-            self._forcings = ForcingProvider(self.layout, self.forcing_spec)
+            self._forcings = ForcingProvider(self.layout, self.forcing_spec, self.stats)
 
     def valid_anchors(self, index_range: tuple[int, int], stride: int) -> np.ndarray:
         """Anchors whose whole window (history and k targets at ``stride``) lies in [i0, i1)."""
@@ -418,7 +479,8 @@ class WindowDataModule(pl.LightningDataModule if pl is not None else object):  #
                  history: int = 1, rollout_steps: int = 1, step_hours: Sequence[float] = (1.0,),
                  batch_size: int = 8, num_workers: int = 0, prefetch_factor: int = 2, contiguous: bool = True,
                  diff_stats_samples: int = 128, storage_options: dict[str, Any] | None = None, seed: int = 0,
-                 forcing_spec: Any = None, index_log_dir: str | None = None) -> None:
+                 forcing_spec: Any = None, climatology_forcing: bool = False,
+                 index_log_dir: str | None = None) -> None:
         super().__init__()
         self.store = str(store)
         self.ranges = {"train": train, "val": val, "test": test}
@@ -433,6 +495,7 @@ class WindowDataModule(pl.LightningDataModule if pl is not None else object):  #
         self.storage_options = dict(storage_options or {})
         self.seed = seed
         self.forcing_spec = forcing_spec
+        self.climatology_forcing = climatology_forcing
         self.index_log_dir = index_log_dir
         self.layout: StoreLayout | None = None
         self.stats: ChannelStats | None = None
@@ -444,7 +507,7 @@ class WindowDataModule(pl.LightningDataModule if pl is not None else object):  #
             return
         self.layout = read_layout(self.store, self.storage_options)
         if self.forcing_spec is None:
-            self.forcing_spec = default_forcing_spec(self.layout)
+            self.forcing_spec = default_forcing_spec(self.layout, climatology=self.climatology_forcing)
         stats = store_channel_stats(self.layout)
         train_rng = self.split_range("train")
         self.stats = add_step_stats(stats, self.layout, self.step_hours, train_rng, self.diff_stats_samples,

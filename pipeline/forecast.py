@@ -180,7 +180,7 @@ class ModelForecaster:
         if missing:
             raise WxemuError(f"{layout.path}: the checkpoint needs static fields {missing} that the store lacks")
         self.spec = ForcingSpec.from_dict(self.header["forcing_spec"])
-        self.forcings = ForcingProvider(layout, self.spec)
+        self.forcings = ForcingProvider(layout, self.spec, self.stats)
         self.reader = StoreReader(layout)
         self.history = int(self.header["history"])
         self.steps = [float(s) for s in self.header["step_hours"]]
@@ -261,39 +261,19 @@ class ClimatologyForecaster:
     model_name = "climatology"
 
     def __init__(self, layout: Any, leads: list[float]) -> None:
-        from data_catalog.store import open_climatology
+        from pipeline.datamodule import ClimatologyReader
 
-        self.clim = open_climatology(layout.path, storage_options=layout.storage_options or None)
+        self.clim = ClimatologyReader(layout)
         self.layout = layout
         self.leads = leads
-        for name, _ in layout.variables:
-            if name not in self.clim:
-                raise WxemuError(f"{layout.path}: the climatology group has no variable {name!r}")
 
     def needed_history(self) -> int:
         return 0
 
     def __call__(self, init_idx: list[int]) -> np.ndarray:
-        import xarray as xr
-
         init = pd.DatetimeIndex(self.layout.times[np.asarray(init_idx)])
         valid = np.stack([init + pd.Timedelta(hours=h) for h in self.leads], axis=1).ravel()  # (B*L,)
-        valid = pd.DatetimeIndex(valid)
-        doy = xr.DataArray(valid.dayofyear.values, dims="v")
-        hour = xr.DataArray(valid.hour.values, dims="v")
-        hours_present = np.asarray(self.clim["hour"].values)
-        if not np.isin(hour.values, hours_present).all():
-            raise WxemuError(f"{self.layout.path}: the climatology has hours {hours_present.tolist()}, not every "
-                             "valid hour of this forecast")
-        parts = []
-        for name, order in self.layout.variables:
-            da = self.clim[name].sel(dayofyear=doy, hour=hour)
-            if order is not None:
-                da = da.sortby("level").transpose("v", "level", "latitude", "longitude")
-                parts.append(np.asarray(da.values))
-            else:
-                parts.append(np.asarray(da.transpose("v", "latitude", "longitude").values)[:, None])
-        arr = np.concatenate(parts, axis=1).astype(np.float32)
+        arr = self.clim(valid)
         return arr.reshape(len(init_idx), len(self.leads), *arr.shape[1:])
 
 

@@ -115,38 +115,40 @@ def _nanmean0(x: np.ndarray) -> np.ndarray:
 
 
 def render_scorecard(card: xr.Dataset, alpha: float = 0.05):
-    """A ``rich.table.Table``: rows variable/level/region, columns lead times, cells the relative difference in
-    percent, green where the forecast is better and red where worse, bold when significant at ``alpha``."""
+    """A ``rich.table.Table``: one row per lead time, one column per variable/level and region, cells the relative
+    difference in percent, green where the forecast is better and red where worse, bold when significant at
+    ``alpha``. (Leads run down the page: forecasts scored hourly have dozens of them.)"""
     from rich.table import Table
 
     higher = bool(card.attrs.get("higher_is_better", 0))
     first = next(iter(card.data_vars.values()))
     leads = first["prediction_timedelta"].values
-    table = Table(title=f"{card.attrs['metric']}: {card.attrs['forecast']} vs {card.attrs['reference']} "
-                        f"(relative difference %, bold = p < {alpha})")
-    table.add_column("variable")
-    table.add_column("region")
-    for lead in leads:
-        hours = lead / np.timedelta64(1, "h")
-        table.add_column(f"{hours:g}h", justify="right")
+    title = (f"{card.attrs['metric']}: {card.attrs['forecast']} vs {card.attrs['reference']} "
+             f"(relative difference %, bold = p < {alpha})")
+    table = Table(title=title, min_width=min(len(title) + 4, 100))
+    table.add_column("lead", justify="right")
+    columns = []
     for var, da in card.data_vars.items():
         levels = da["level"].values if "level" in da.dims else [None]
         for level in levels:
             for region in da["region"].values:
                 sub = da.sel(region=region) if level is None else da.sel(region=region, level=level)
-                cells = []
-                for lead in leads:
-                    rel = float(sub.sel(quantity="relative_difference", prediction_timedelta=lead))
-                    p = float(sub.sel(quantity="p_value", prediction_timedelta=lead))
-                    if np.isnan(rel):
-                        cells.append("-")
-                        continue
-                    better = rel > 0 if higher else rel < 0
-                    colour = "green" if better else "red"
-                    style = f"bold {colour}" if p < alpha else colour
-                    cells.append(f"[{style}]{100 * rel:+.1f}[/{style}]")
                 label = var if level is None else f"{var}/{level:g}"
-                table.add_row(label, str(region), *cells)
+                table.add_column(f"{label}\n{region}", justify="right")
+                columns.append(sub)
+    for lead in leads:
+        cells = []
+        for sub in columns:
+            rel = float(sub.sel(quantity="relative_difference", prediction_timedelta=lead))
+            p = float(sub.sel(quantity="p_value", prediction_timedelta=lead))
+            if np.isnan(rel):
+                cells.append("-")
+                continue
+            better = rel > 0 if higher else rel < 0
+            colour = "green" if better else "red"
+            style = f"bold {colour}" if p < alpha else colour
+            cells.append(f"[{style}]{100 * rel:+.1f}[/{style}]")
+        table.add_row(f"{lead / np.timedelta64(1, 'h'):g}h", *cells)
     return table
 
 

@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
                           rollout_steps=cfg.rollout.max_steps, step_hours=d.step_hours, batch_size=d.batch_size,
                           num_workers=d.num_workers, prefetch_factor=d.prefetch_factor,
                           contiguous=d.contiguous_batches, diff_stats_samples=d.diff_stats_samples,
-                          storage_options=d.storage_options, seed=cfg.trainer.seed)
+                          climatology_forcing=d.climatology_forcing, storage_options=d.storage_options,
+                          seed=cfg.trainer.seed)
     dm.prepare()
     assert dm.layout is not None and dm.stats is not None
     check_loss_weights(cfg, dm.layout.channel_names, args.config or "defaults")

@@ -57,6 +57,9 @@ class DataSection(_Strict):
     prefetch_factor: int = Field(2, ge=1)
     contiguous_batches: bool = Field(
         True, description="batches of consecutive windows read as one time block (fast; less shuffled)")
+    climatology_forcing: bool = Field(
+        True, description="give the model the store's climatology of each state channel at the target time "
+                          "(computed on the store's stats period: keep that inside the training range)")
     diff_stats_samples: int = Field(128, ge=2, description="training times used to estimate dt-hour diff stats")
     storage_options: dict[str, Any] = Field(default_factory=dict)
 

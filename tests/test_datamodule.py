@@ -129,3 +129,23 @@ def test_empty_split_is_a_clear_error(syn_store: str) -> None:
                           test=("2021-01-01", "2021-01-02"))
     with pytest.raises(WxemuError, match="val range"):
         dm.setup("fit")
+
+
+def test_climatology_forcing_is_the_store_climatology_normalised(uk_store: str) -> None:
+    from pipeline.datamodule import ClimatologyReader, ForcingProvider
+
+
+    layout = read_layout(uk_store)
+    stats = store_channel_stats(layout)
+    spec = default_forcing_spec(layout, climatology=True)
+    assert spec.climatology == ("2m_temperature",)
+    times = layout.times[[30, 31, 400]]
+    got = ForcingProvider(layout, spec, stats)(times)
+    clim = xr.open_zarr(uk_store, group="climatology")["2m_temperature"]
+    for row, t in enumerate(times):
+        ts = np.datetime64(t, "h").astype(object)
+        want = clim.sel(dayofyear=ts.timetuple().tm_yday, hour=ts.hour).values
+        np.testing.assert_allclose(got[row, -1], (want - stats.mean[0]) / stats.std[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ClimatologyReader(layout)(times[-1:])[0, 0], want)  # physical units
+    with pytest.raises(Exception, match="statistics"):
+        ForcingProvider(layout, spec, None)

@@ -125,3 +125,21 @@ def test_forcing_errors_name_the_problem():
         compute_forcings(spec, _t("2019-03-01"), np.arange(3.0), np.arange(4.0), {"land_sea_mask": np.ones((2, 2))})
     with pytest.raises(ConfigError, match="'solar'"):
         ForcingSpec.from_dict({"solar": True})
+
+
+def test_climatology_channels_pass_through_and_refuse_nan() -> None:
+    from data_catalog.errors import ConfigError
+    from models.forcings import ForcingSpec, compute_forcings, forcing_names
+
+    spec = ForcingSpec(toa_solar=False, local_hour=False, day_of_year=False, climatology=("2m_temperature",))
+    assert forcing_names(spec) == ["climatology/2m_temperature"]
+    assert ForcingSpec.from_dict(spec.to_dict()) == spec
+    times = np.array(["2019-03-01T00", "2019-03-01T01"], dtype="datetime64[ns]")
+    lat, lon = np.linspace(50, 58, 3), np.linspace(350, 362, 4)
+    clim = np.random.default_rng(0).normal(size=(2, 1, 3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(compute_forcings(spec, times, lat, lon, climatology=clim), clim)
+    with pytest.raises(ConfigError, match="shape"):
+        compute_forcings(spec, times, lat, lon)
+    clim[1, 0, 0, 0] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        compute_forcings(spec, times, lat, lon, climatology=clim)

@@ -61,7 +61,8 @@ def test_train_writes_model_logs_and_metrics(store: str, tmp_path: Path, capsys:
     _, header = load_checkpoint(run / "model.safetensors")
     assert header["global_step"] == 4 and header["step_hours"] == [1.0, 3.0]
     assert header["channel_names"] == ["2m_temperature", "temperature/500", "temperature/850"]
-    assert header["forcing_spec"]["static"] == ["land_sea_mask"] and header["n_forcing"] == 6
+    assert header["forcing_spec"]["static"] == ["land_sea_mask"] and header["n_forcing"] == 9
+    assert header["forcing_spec"]["climatology"] == header["channel_names"]  # climatology_forcing defaults on
     assert set(header["stats"]["diff_std"]) == {"1", "3"}
     assert header["train_config"]["trainer"]["seed"] == 1 and header["store"]["path"] == store
     # the Lightning checkpoint loads without unpickling arbitrary objects
