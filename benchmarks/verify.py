@@ -72,6 +72,7 @@ def build_stores(root: Path, n_init: int, n_lead: int) -> dict[str, str]:
     # climatology on the days covered (dims dayofyear, hour, [level], lat, lon), WB2 layout
     doy = np.unique(pd.DatetimeIndex(times).dayofyear)
     clim = truth.mean("time").expand_dims(dayofyear=doy, hour=[0, 12]).astype(np.float32)
+    clim = clim.chunk({"dayofyear": 1, "hour": 1})  # one field per chunk, as an ingest writes it
     clim.to_zarr(paths["truth"], group="climatology", mode="w", zarr_format=3, consolidated=True)
     # forecast: truth at the valid time + error growing with lead (smooth, init-dependent) + small bias
     leads = np.arange(1, n_lead + 1) * np.timedelta64(12, "h")

@@ -66,7 +66,7 @@ class VerifyConfig:
     leads: list[str] | None = None
     climatology: str | None = None
     reference: str | None = None
-    block_mb: float = 256.0
+    block_mb: float = 64.0
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -332,9 +332,12 @@ def _load_rows(da: xr.DataArray, dim: str, rows: np.ndarray, levels: np.ndarray 
     return arr.reshape(arr.shape[0], arr.shape[1], -1)
 
 
-def _climatology_rows(cda: xr.DataArray, valid: np.ndarray, levels: np.ndarray | None) -> np.ndarray:
+def _climatology_rows(cda: xr.DataArray, valid: np.ndarray, levels: np.ndarray | None,
+                      cache: dict | None = None, cache_size: int = 64) -> np.ndarray:
     """Climatology at the valid times (its day of year and hour) as float32 (n, L, npoints); each distinct
-    (dayofyear, hour) field is read once."""
+    (dayofyear, hour) field is read once, and kept in ``cache`` (at most ``cache_size`` fields, oldest dropped)
+    for the next blocks, whose valid times overlap."""
+    cache = {} if cache is None else cache
     vt = pd.DatetimeIndex(valid)
     doy = vt.dayofyear.values
     hour = vt.hour.values if "hour" in cda.dims else np.zeros(len(vt), int)
@@ -348,13 +351,18 @@ def _climatology_rows(cda: xr.DataArray, valid: np.ndarray, levels: np.ndarray |
         raise VerifyError(f"the climatology has no field for day of year / hour of valid time(s) "
                           f"{[str(t) for t in vt[(pos_d < 0) | (pos_h < 0)][:3]]}")
     pairs, inverse = np.unique(np.stack([pos_d, pos_h], 1), axis=0, return_inverse=True)
-    fields = []
-    for d, h in pairs:
-        sub = cda.isel(dayofyear=int(d), hour=int(h)) if "hour" in cda.dims else cda.isel(dayofyear=int(d))
-        fields.append(sub)
-    stacked = xr.concat(fields, dim="v") if len(fields) > 1 else fields[0].expand_dims("v")
-    rows = _load_rows(stacked, "v", np.arange(len(pairs)), levels)
-    return rows[inverse.ravel()]
+    missing = [(int(d), int(h)) for d, h in pairs if (int(d), int(h)) not in cache]
+    if missing:
+        fields = [cda.isel(dayofyear=d, hour=h) if "hour" in cda.dims else cda.isel(dayofyear=d)
+                  for d, h in missing]
+        stacked = xr.concat(fields, dim="v") if len(fields) > 1 else fields[0].expand_dims("v")
+        rows = _load_rows(stacked, "v", np.arange(len(missing)), levels)
+        for key, row in zip(missing, rows):
+            cache[key] = row
+    out = np.stack([cache[(int(d), int(h))] for d, h in pairs])
+    for key in list(cache)[: max(0, len(cache) - max(cache_size, len(pairs)))]:
+        del cache[key]
+    return out[inverse.ravel()]
 
 
 def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], regions: Sequence[AnyRegion],
@@ -381,6 +389,7 @@ def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], 
             blocks = [(t0, min(t0 + bt, n_init)) for t0 in range(0, n_init, bt)]
             tda = truth[var]
             cda = climatology[var] if need_clim else None
+            clim_cache: dict = {}
 
             def load(block: tuple[int, int], var: str = var, tda: xr.DataArray = tda,
                      cda: xr.DataArray | None = cda, levels: np.ndarray | None = levels) -> tuple:
@@ -393,7 +402,7 @@ def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], 
                 rows = _load_rows(tda, "time", uniq, levels) if uniq.size else None
                 clim_rows = None
                 if cda is not None and uniq.size:
-                    clim_rows = _climatology_rows(cda, truth["time"].values[uniq], levels)
+                    clim_rows = _climatology_rows(cda, truth["time"].values[uniq], levels, clim_cache)
                 return fc, inv_full, rows, clim_rows
 
             future = pool.submit(load, blocks[0]) if blocks else None
@@ -445,6 +454,20 @@ def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], 
 
 
 # ------------------------------------------------------------------------------------------------------ driver
+def _release_large_blocks_to_os() -> None:
+    """Ask glibc to serve allocations >= 1 MiB with mmap, so the freed blocks go back to the OS at once.
+
+    Without it the default dynamic threshold keeps freed 1-30 MiB blocks in the heap and the RSS of a long
+    verification creeps up (measured: 1.4 GB instead of 0.5 GB on the 1.5 deg benchmark). No-op off glibc.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def _default_metrics(ensemble: bool, have_clim: bool) -> list[str]:
     names = list(M.ENSEMBLE_DEFAULT if ensemble else M.DETERMINISTIC_DEFAULT)
     return [n for n in names if n != "acc" or have_clim]
@@ -456,6 +479,7 @@ def verify(config: VerifyConfig, *, progress: bool = False) -> tuple[xr.Dataset,
     Everything is validated before any scoring; the output is written to a temporary sibling path and renamed
     into place, so an error leaves no partial store.
     """
+    _release_large_blocks_to_os()
     truth = open_dataset(config.truth, "truth")
     regions = parse_regions(config.regions)
     leads = parse_leads(config.leads)
@@ -581,7 +605,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="climatology store for ACC (default: group 'climatology' of the truth store)")
     parser.add_argument("--reference", metavar="NAME", help="print a scorecard of every forecast against NAME")
     parser.add_argument("--scorecard-metric", default="rmse", help="metric of the scorecard (default rmse)")
-    parser.add_argument("--block-mb", type=float, default=256.0, help="forecast MiB read per block (default 256)")
+    parser.add_argument("--block-mb", type=float, default=64.0, help="forecast MiB read per block (default 64)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing scores store")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 
