@@ -41,6 +41,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 import xarray as xr
+from dask.local import get_sync  # the synchronous scheduler as a function: no dask.distributed import
 
 from data_catalog import store as st
 from data_catalog.errors import ConfigError, InputDataError, WxemuError
@@ -459,7 +460,7 @@ def write_one_region(cfg_json: str, index: int, a: int, b: int, offset: int = 0,
     cfg = config_from_json(cfg_json)
     ds = _build_dataset_cached(cfg_json)
     names = st.time_variables(ds)
-    part = ds[names].isel(time=slice(a - offset, b - offset)).compute(scheduler="synchronous")
+    part = ds[names].isel(time=slice(a - offset, b - offset)).compute(scheduler=get_sync)
     arrays = {n: np.asarray(part[n].values, dtype="f4") for n in names}  # what the store holds
     if not cfg.allow_nan:
         for n, values in arrays.items():
@@ -495,12 +496,18 @@ class StatsPlan:
 @dataclass
 class BlockPartial:
     """Partial accumulators of the store times [start, stop) (inside the stats period): moment sums per variable
-    (values and the differences inside the block) and the climatology's (day of year, hour) bin sums."""
+    (values and the differences inside the block), the climatology's (day of year, hour) bin sums, and the
+    block's first and last time steps ({name: (1, ...) float32}, with their times) for the differences across
+    its edges."""
 
     start: int
     stop: int
     sums: dict[str, Any]
     clim: Any
+    first: dict[str, np.ndarray]
+    last: dict[str, np.ndarray]
+    t_first: np.datetime64
+    t_last: np.datetime64
 
 
 def block_partial(plan: StatsPlan, arrays: dict[str, np.ndarray], times: np.ndarray, a: int
@@ -519,13 +526,14 @@ def block_partial(plan: StatsPlan, arrays: dict[str, np.ndarray], times: np.ndar
     hour, doy = np.asarray(index.hour), np.asarray(index.day_of_year)
     in_clim = hour % plan.hour_step == 0
     acc = ClimatologyAccumulator(plan.hours, plan.window)
-    sums = {}
+    sums, first, last = {}, {}, {}
     for n, values in arrays.items():
         x = values[lo - a:hi - a]
         sums[n] = block_sums(x, t, plan.step, plan.shifts[n], keep_axes=plan.keep_axes[n])
+        first[n], last[n] = x[:1].copy(), x[-1:].copy()
         if in_clim.any():
             acc.add(n, x if in_clim.all() else x[in_clim], doy[in_clim], hour[in_clim])
-    return BlockPartial(lo, hi, sums, acc)
+    return BlockPartial(lo, hi, sums, acc, first, last, t[0], t[-1])
 
 
 def make_stats_plan(cfg: IngestConfig, times: np.ndarray, first: Callable[[int], dict[str, np.ndarray]],
@@ -583,18 +591,30 @@ class PartialCombiner:
         self.sums: dict[str, Any] = {}
         self.clim = ClimatologyAccumulator(plan.hours, plan.window)
         self.blocks: list[tuple[int, int]] = []  # [start, stop) of the partials merged, in order
+        self._prev: BlockPartial | None = None
 
     def offer(self, unit: int, partial: BlockPartial | None) -> None:
+        """Take the partial of the block starting at ``unit`` (None: the block is outside the stats period)."""
+        from data_catalog.stats import boundary_sums
+
         self._waiting[unit] = partial
         while self._next < len(self.order) and self.order[self._next] in self._waiting:
             p = self._waiting.pop(self.order[self._next])
             self._next += 1
             if p is None:
                 continue
+            prev = self._prev
+            if prev is not None and prev.stop != p.start:
+                raise WxemuError(f"internal error: stats blocks do not tile the period ({prev.stop} != {p.start})")
             for n, s in p.sums.items():
+                if prev is not None:  # the one difference across the edge between the two blocks
+                    s = s + boundary_sums(prev.last[n], p.first[n], p.t_first - prev.t_last == self.plan.step,
+                                          keep_axes=self.plan.keep_axes[n])
                 self.sums[n] = self.sums[n] + s if n in self.sums else s
             self.clim.merge(p.clim)
             self.blocks.append((p.start, p.stop))
+            p.clim = None  # merged: release the block's bins
+            self._prev = p
 
     @property
     def complete(self) -> bool:
@@ -612,25 +632,6 @@ def read_back(cfg: IngestConfig, combiner: PartialCombiner, units: Sequence[tupl
             continue
         arrays = st.read_region(cfg.out, names, lo, hi, storage_options=cfg.options)
         combiner.offer(a, block_partial(combiner.plan, arrays, times[lo:hi], lo))
-
-
-def boundary_partials(cfg: IngestConfig, combiner: PartialCombiner, times: np.ndarray, names: Sequence[str]
-                      ) -> dict[str, Any]:
-    """Sums of the one-step differences across the edges between merged blocks (the last step of a block and
-    the first of the next, read back from the store: two steps per edge)."""
-    from data_catalog.stats import boundary_sums
-
-    plan = combiner.plan
-    out: dict[str, Any] = {}
-    for (_, stop), (start, _) in itertools.pairwise(combiner.blocks):
-        if stop != start:
-            raise WxemuError(f"{cfg.out}: internal error: stats blocks do not tile the period ({stop} != {start})")
-        pair = st.read_region(cfg.out, names, start - 1, start + 1, storage_options=cfg.options)
-        regular = bool(times[start] - times[start - 1] == plan.step)
-        for n in names:
-            s = boundary_sums(pair[n][:1], pair[n][1:], regular, keep_axes=plan.keep_axes[n])
-            out[n] = out[n] + s if n in out else s
-    return out
 
 
 # ------------------------------------------------------------------------------------------------- running
@@ -748,9 +749,7 @@ def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, 
         with _timed(timings, "stats"):
             from data_catalog.stats import stats_dataset, stats_from_sums
 
-            edges = boundary_partials(cfg, combiner, times, names)
-            values = {n: stats_from_sums(combiner.sums[n] + edges[n] if n in edges else combiner.sums[n],
-                                         plan.shifts[n]) for n in names}
+            values = {n: stats_from_sums(combiner.sums[n], plan.shifts[n]) for n in names}
             st.write_group(cfg.out, st.STATS_GROUP, stats_dataset(lazy, values), storage_options=cfg.options)
         with _timed(timings, "climatology"):
             write_climatology(cfg, lazy, (combiner.clim, {n: lazy[n].dims[1:] for n in names}))
@@ -814,10 +813,18 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
         return _append(cfg, after_region)
     timings: dict[str, float] = {}
     exists = st.store_exists(cfg.out, storage_options=cfg.options)
-    with _timed(timings, "fingerprint"):
-        sources = _fingerprint(cfg)
+
+    def fingerprint() -> list[dict[str, Any]]:
+        with _timed(timings, "fingerprint"):
+            return _fingerprint(cfg)
+
+    # the checksums (sha256 releases the GIL) are computed while the sources are opened and validated
+    pool = ThreadPoolExecutor(max_workers=1)
+    pending_sources = pool.submit(fingerprint)
+    pool.shutdown(wait=False)
     recipe = cfg.recipe()
     if exists and not cfg.overwrite:
+        sources = pending_sources.result()
         attrs = st.root_attrs(cfg.out, storage_options=cfg.options)
         plan = st.read_plan(cfg.out, storage_options=cfg.options)
         if attrs.get(st.COMPLETE_ATTR):
@@ -845,7 +852,12 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
     cfg_json = config_to_json(cfg)
     _build_dataset_cached.cache_clear()
     with _timed(timings, "open"):
-        ds = _build_dataset_cached(cfg_json)  # validates all sources' metadata: nothing written before this passes
+        try:
+            ds = _build_dataset_cached(cfg_json)  # validates all sources' metadata: nothing written before this
+        except Exception:
+            pending_sources.result()  # a missing or unreadable file: report the checksum's error first
+            raise
+    sources = pending_sources.result()
     created = False
     try:
         n = ds.sizes["time"]
@@ -887,7 +899,7 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
 
 def _first_step(ds: xr.Dataset, names: Sequence[str], index: int) -> dict[str, np.ndarray]:
     """{name: time step ``index`` of ``ds`` as the store holds it (float32)}."""
-    step = ds[list(names)].isel(time=index).compute(scheduler="synchronous")
+    step = ds[list(names)].isel(time=index).compute(scheduler=get_sync)
     return {n: np.asarray(step[n].values, dtype="f4") for n in names}
 
 
