@@ -92,7 +92,7 @@ def moment_sums(x, pairs: np.ndarray, *, keep_axes: tuple[int, ...] = (), lat_we
         w = np.asarray(lat_weights, dtype="f8").reshape(wshape)
 
     pmask = np.asarray(pairs, dtype=bool)
-    if isinstance(x, np.ndarray) and lat_weights is None and not np.isnan(x).any():
+    if isinstance(x, np.ndarray) and lat_weights is None and not (x.size and np.isnan(x.min())):  # min: NaN if any
         # fast path (no NaN, unweighted, in memory): arithmetic in the input precision, float64 accumulators
         shift_x = shift_b.astype(x.dtype)
         xs = x[value_start:] - shift_x
