@@ -70,6 +70,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-nan", action="store_true", help="accept NaN values in the sources")
     parser.add_argument("--storage-options", metavar="JSON", help="fsspec options (JSON) for the sources and STORE")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    group = parser.add_argument_group("forecast stores (--forecast)")
+    group.add_argument("--forecast", action="store_true",
+                       help="the SOURCEs are physics-model forecasts (GRIB/NetCDF/Zarr or catalog forecast entries): "
+                            "write a forecast store in the WeatherBench2 layout for `wxemu verify`")
+    group.add_argument("--model-name", metavar="NAME",
+                       help="forecast name recorded in the store (default: GRIB centre, e.g. ecmwf, ukmo, or the "
+                            "catalog entry name)")
+    group.add_argument("--lead-times", metavar="LEADS", help="comma-separated leads to keep, e.g. 6h,12h (default all)")
+    group.add_argument("--grib-filter", action="append", metavar="KEY=VALUE",
+                       help="cfgrib filter_by_keys for every GRIB source, e.g. dataType=fc (repeatable)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -98,7 +108,46 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+def _filter_value(text: str) -> int | str:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def run_forecast(args: argparse.Namespace) -> int:
+    """``wxemu ingest --forecast``: :func:`data_catalog.forecast_ingest.ingest_forecast` with the shared options."""
+    from data_catalog.forecast_ingest import ingest_forecast
+
+    unsupported = [opt for opt, given in (("--grid", args.grid is not None), ("--append", args.append),
+                                          ("--member", args.member is not None), ("--time-from", args.time_from),
+                                          ("--scheduler", args.scheduler), ("--workers", args.workers),
+                                          ("--stats-start", args.stats_start), ("--stats-end", args.stats_end))
+                   if given]
+    if unsupported:
+        raise ConfigError(f"ingest --forecast: {', '.join(unsupported)} apply to analysis stores only")
+    try:
+        options = json.loads(args.storage_options) if args.storage_options else None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--storage-options: not JSON ({exc})") from None
+    levels = _list(args.levels)
+    try:
+        levels_int = [int(v) for v in levels] if levels else None
+    except ValueError:
+        raise ConfigError(f"--levels {args.levels!r}: expected integers (hPa)") from None
+    grib_filter = {k: _filter_value(v) for k, v in _pairs(args.grib_filter, "--grib-filter") or ()} or None
+    variables, leads = _list(args.variables), _list(args.lead_times)
+    ds = ingest_forecast(list(args.sources), args.out, variables=list(variables) if variables else None,
+                         levels=levels_int, start=args.start, end=args.end, lead_times=list(leads) if leads else None,
+                         model_name=args.model_name, allow_nan=args.allow_nan, overwrite=args.overwrite,
+                         storage_options=options, grib_filter=grib_filter, fmt=args.fmt,
+                         mapping=dict(_pairs(args.mapping, "--mapping") or ()) or None,
+                         units=dict(_pairs(args.units, "--units") or ()) or None)
+    print(f"{args.out}: forecast store of {ds.attrs['wxemu_model']!r}: {ds.sizes['time']} initial times x "
+          f"{ds.sizes['prediction_timedelta']} leads, variables {', '.join(map(str, ds.data_vars))}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "forecast", False):
+        return run_forecast(args)
     from data_catalog.ingest import ingest
 
     result = ingest(config_from_args(args))
