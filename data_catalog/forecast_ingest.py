@@ -77,17 +77,16 @@ def _is_remote(path: str) -> bool:
 def fingerprint(path: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``{path, sha256, bytes}`` of a source file (a local Zarr directory: hash over its listing, see
     ``ingest.file_fingerprint``). A remote Zarr store is not listed (millions of chunks): its sha256 is that of its
-    root metadata (``zarr.json`` / ``.zmetadata``) and ``bytes`` is None."""
+    consolidated metadata (``.zmetadata``, else ``zarr.json``; named under ``hashed``) and ``bytes`` is None."""
     from data_catalog.ingest import file_fingerprint
 
     if _is_remote(path):
         fs, root = fsspec.core.url_to_fs(path, **dict(storage_options or {}))
-        if fs.isdir(root):
-            h = hashlib.sha256()
-            for meta in ("zarr.json", ".zmetadata", ".zattrs"):
-                if fs.exists(f"{root}/{meta}"):
-                    h.update(fs.cat_file(f"{root}/{meta}"))
-            return {"path": path, "sha256": h.hexdigest(), "bytes": None, "hashed": "root metadata"}
+        for meta in (".zmetadata", "zarr.json"):  # v2 consolidated metadata, else the v3 root (consolidated)
+            key = f"{root.rstrip('/')}/{meta}"
+            if fs.exists(key):
+                digest = hashlib.sha256(fs.cat_file(key)).hexdigest()
+                return {"path": path, "sha256": digest, "bytes": None, "hashed": meta}
     return file_fingerprint(path, dict(storage_options) if storage_options else None)
 
 
@@ -238,6 +237,13 @@ def _command(sources: Sequence[str], out: str, recipe: Mapping[str, Any]) -> str
     return shlex.join(argv)
 
 
+def _write_tmp(ds: xr.Dataset, tmp: str, leads_per_chunk: int, options: Mapping[str, Any] | None) -> None:
+    """Write ``ds`` (marked incomplete) as a consolidated Zarr v3 store at ``tmp``, chunk by chunk (dask)."""
+    with st._Quiet():
+        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=forecast_encoding(ds, leads_per_chunk),
+                   storage_options=dict(options) if options else None)
+
+
 def ingest_forecast(sources: list[str], out: str, *, variables: Sequence[str] | None = None,
                     levels: Sequence[int] | None = None, start=None, end=None, lead_times: Sequence | None = None,
                     model_name: str | None = None, allow_nan: bool = False, overwrite: bool = False,
@@ -304,10 +310,7 @@ def ingest_forecast(sources: list[str], out: str, *, variables: Sequence[str] | 
                    for d in ds.dims})
     tmp = _tmp_sibling(out)
     try:
-        with st._Quiet():
-            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True,
-                       encoding=forecast_encoding(ds, leads_per_chunk), storage_options=options)
-        _check_written_nan(tmp, options, allow_nan, sources)
+        _write_tmp(ds, tmp, leads_per_chunk, options)  # NaNs (unless allowed) raise from inside this compute
         if fs.exists(out_path):  # overwrite: the old store goes only once the new one is fully written
             fs.rm(out_path, recursive=True)
         tmp_fs, tmp_path = _fs(tmp, options)
@@ -319,15 +322,3 @@ def ingest_forecast(sources: list[str], out: str, *, variables: Sequence[str] | 
             tmp_fs.rm(tmp_path, recursive=True)
         raise
     return st.open_store(out, storage_options=options)
-
-
-def _check_written_nan(path: str, options, allow_nan: bool, sources: Sequence[str]) -> None:
-    """Refuse a store whose written values hold NaN unless allowed (the GRIB decode happens while writing)."""
-    if allow_nan:
-        return
-    written = st.open_store(path, storage_options=options, check_complete=False)
-    for name in written.data_vars:
-        n = int(written[name].isnull().sum().compute())
-        if n:
-            raise InputDataError(f"{', '.join(sources)}: {name} holds {n} missing (NaN) values; pass --allow-nan "
-                                 "for sparse forecasts")

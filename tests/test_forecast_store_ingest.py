@@ -214,11 +214,15 @@ def test_failure_while_writing_leaves_nothing_and_overwrite(sample, tmp_path, mo
     path = sample("t_analysis_and_fc_0.grib")
     out = tmp_path / "fc.zarr"
 
-    def boom(*args, **kwargs):
+    write = fi._write_tmp
+
+    def boom(ds, tmp, *args, **kwargs):  # data on disk under the temporary name, then a failure
+        write(ds, tmp, *args, **kwargs)
+        assert os.path.exists(tmp) and Path(tmp).parent == tmp_path and Path(tmp).name.startswith(".fc.zarr.tmp-")
         raise RuntimeError("disk full")
 
     with monkeypatch.context() as mp:
-        mp.setattr(fi, "_check_written_nan", boom)
+        mp.setattr(fi, "_write_tmp", boom)
         with pytest.raises(RuntimeError, match="disk full"):
             ingest_forecast([path], str(out))
     assert leftovers(tmp_path) == []
@@ -230,7 +234,7 @@ def test_failure_while_writing_leaves_nothing_and_overwrite(sample, tmp_path, mo
     assert xr.open_zarr(out).attrs["wxemu_model"] == "ecmwf"
     # a failed overwrite keeps the old store
     with monkeypatch.context() as mp:
-        mp.setattr(fi, "_check_written_nan", boom)
+        mp.setattr(fi, "_write_tmp", boom)
         with pytest.raises(RuntimeError):
             ingest_forecast([path], str(out), model_name="other", overwrite=True)
     assert leftovers(tmp_path) == ["fc.zarr"] and xr.open_zarr(out).attrs["wxemu_model"] == "ecmwf"
@@ -266,3 +270,32 @@ def test_lead_chunk_rule():
     assert lead_chunk(fc(121, 240, 13, 41), chunk_mb=16) == 10
     assert lead_chunk(fc(721, 1440, 13, 41)) == 1  # 0.25 deg: 54 MB per lead
     assert lead_chunk(fc(721, 1440, 1, 41)) == 15  # 4.15 MB per lead -> 15 leads in 62 MB
+
+
+def test_wb2_hres_catalog_entry_over_http(tmp_path, http_server, monkeypatch):
+    """The `wb2-hres-forecast` catalog entry (gs://weatherbench2/...) read from a stand-in served over HTTP on
+    127.0.0.1 ($WXEMU_URL_MAP): WeatherBench2's own layout (longitude before latitude, Zarr v2) is mapped onto the
+    store's, the entry name is the model name and the remote store is fingerprinted by its root metadata."""
+    init = pd.date_range("2020-01-01", periods=3, freq="12h")
+    lead = pd.to_timedelta([0, 6, 12], unit="h")
+    lon = np.arange(64) * 5.625
+    lat = -87.1875 + np.arange(32) * 5.625
+    data = np.random.default_rng(0).normal(250, 10, (3, 3, 2, 64, 32)).astype(np.float32)
+    src = xr.Dataset({"temperature": (("time", "prediction_timedelta", "level", "longitude", "latitude"), data,
+                                      {"units": "K"})},
+                     coords={"time": init, "prediction_timedelta": lead, "level": [500, 850], "longitude": lon,
+                             "latitude": lat})
+    rel = "datasets/hres/2016-2022-0012-64x32_equiangular_conservative.zarr"
+    src.to_zarr(tmp_path / "mirror" / rel, zarr_format=2, consolidated=True)
+    monkeypatch.setenv("WXEMU_URL_MAP", f"gs://weatherbench2/={http_server(str(tmp_path / 'mirror'))}")
+    out = tmp_path / "hres.zarr"
+    ds = ingest_forecast(["wb2-hres-forecast"], str(out), variables=["temperature"], levels=[850],
+                         start="2020-01-01T12", end="2020-01-02T00", lead_times=["6h", "12h"]).load()
+    assert ds.attrs["wxemu_model"] == "wb2-hres-forecast" and ds.attrs["wxemu_catalog_entry"] == "wb2-hres-forecast"
+    assert ds["temperature"].dims == ("time", "prediction_timedelta", "level", "latitude", "longitude")
+    assert dict(ds.sizes) == {"time": 2, "prediction_timedelta": 2, "level": 1, "latitude": 32, "longitude": 64}
+    np.testing.assert_array_equal(ds["temperature"].values[:, :, 0], data[1:, 1:, 1].transpose(0, 1, 3, 2))
+    (fp,) = ds.attrs["wxemu_sources"]
+    assert fp["catalog_entry"] == "wb2-hres-forecast" and fp["path"].startswith("http://127.0.0.1:")
+    assert fp["hashed"] == ".zmetadata" and fp["bytes"] is None
+    assert fp["sha256"] == hashlib.sha256((tmp_path / "mirror" / rel / ".zmetadata").read_bytes()).hexdigest()
