@@ -299,3 +299,30 @@ def test_wb2_hres_catalog_entry_over_http(tmp_path, http_server, monkeypatch):
     assert fp["catalog_entry"] == "wb2-hres-forecast" and fp["path"].startswith("http://127.0.0.1:")
     assert fp["hashed"] == ".zmetadata" and fp["bytes"] is None
     assert fp["sha256"] == hashlib.sha256((tmp_path / "mirror" / rel / ".zmetadata").read_bytes()).hexdigest()
+
+
+def test_crash_before_marking_complete_leaves_a_refused_store(sample, tmp_path, monkeypatch):
+    """A crash after the rename but before ``wxemu_complete`` is set: the store is there but every reader
+    (``open_store``, so ``wxemu verify``) refuses it; re-running with overwrite repairs it."""
+    from data_catalog import store as st
+    from data_catalog.errors import IncompleteStoreError
+    from pipeline.verify import open_dataset
+
+    path = sample("t_analysis_and_fc_0.grib")
+    out = str(tmp_path / "fc.zarr")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as mp:
+        mp.setattr(st, "mark_complete", killed)
+        with pytest.raises(KeyboardInterrupt):
+            ingest_forecast([path], out)
+    assert leftovers(tmp_path) == ["fc.zarr"] and st.root_attrs(out)["wxemu_complete"] is False
+    with pytest.raises(IncompleteStoreError, match="fc.zarr: store is incomplete"):
+        open_dataset(out, "forecast")
+    with pytest.raises(WxemuError, match="exists; pass --overwrite"):
+        ingest_forecast([path], out)
+    assert ingest_forecast([path], out, overwrite=True).attrs["wxemu_complete"] is True
+    assert float(open_dataset(out, "forecast")["temperature"].sel(latitude=0.0, longitude=0.0).squeeze()) == \
+        pytest.approx(eccodes_messages(path)[0]["values"][18, 0], abs=1e-4)
