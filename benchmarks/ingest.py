@@ -15,9 +15,13 @@ Measured (MB/s of decoded float32 source data written):
   the same codec and chunks as wxemu (Blosc LZ4 + shuffle, one time step per chunk), files in a thread pool of
   ``--threads`` (the best of 1 and ``--threads`` threads is the raw limit);
 * naive: ``xr.open_mfdataset(files).to_zarr(out, zarr_format=3)``, the one-liner a user would write;
-* wxemu: ``data_catalog.ingest.ingest`` (default path): its region-write phase alone, and end to end (sha256 of
-  the inputs, validation, statistics and climatology included), with the default hourly climatology and with
+* wxemu: ``data_catalog.ingest.ingest`` (default path): its region-write phase alone (which also accumulates the
+  statistics and climatology sums from the blocks it writes: one pass), and end to end (sha256 of the inputs,
+  validation, finishing the statistics, writing the climatology), with the default hourly climatology and with
   ``--climatology-hour-step 6``.
+
+The load average (1 min) is printed before and after: on a shared machine the numbers are only comparable
+within one run.
 """
 
 from __future__ import annotations
@@ -111,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mb", type=float, default=300.0, help="decoded size of the input (MB)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", help="build the input here and keep it (default: a temp dir, removed)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of raw and wxemu runs, alternated; the best of each is reported (naive: once)")
     args = parser.parse_args(argv)
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="wxemu-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -125,31 +131,43 @@ def main(argv: list[str] | None = None) -> int:
                 nbytes = int(ds["t2m"].size * 4)
         mb = nbytes / 1e6
         print(f"input: {len(paths)} daily NetCDF files, {mb:.0f} MB decoded float32 (built in "
-              f"{time.perf_counter() - t0:.1f} s); cpu cores: {os.cpu_count()}")
+              f"{time.perf_counter() - t0:.1f} s); cpu cores: {os.cpu_count()}; load average "
+              f"{os.getloadavg()[0]:.2f}")
         results: dict[str, float] = {}
+
+        phase_runs: dict[str, list[dict[str, float]]] = {}
 
         def timed(name: str, fn, *a) -> object:
             out = tmp / f"{name}.zarr"
             shutil.rmtree(out, ignore_errors=True)
             t = time.perf_counter()
             value = fn(*a, str(out)) if not name.startswith("wxemu") else fn(*a[:1], str(out), *a[1:])
-            results[name] = time.perf_counter() - t
+            results[name] = min(results.get(name, np.inf), time.perf_counter() - t)
             shutil.rmtree(out, ignore_errors=True)
+            if isinstance(value, dict):
+                phase_runs.setdefault(name, []).append(value)
             return value
 
-        timed("raw-1thread", lambda p, o: raw_copy(p, o, 1), paths)
-        timed(f"raw-{args.threads}threads", lambda p, o: raw_copy(p, o, args.threads), paths)
         timed("naive", naive, paths)
-        phases = timed("wxemu", wxemu, paths, args.threads)
-        phases6 = timed("wxemu-clim6h", wxemu, paths, args.threads, 6)
+        for _ in range(max(1, args.repeat)):
+            timed("raw-1thread", lambda p, o: raw_copy(p, o, 1), paths)
+            timed(f"raw-{args.threads}threads", lambda p, o: raw_copy(p, o, args.threads), paths)
+            timed("wxemu", wxemu, paths, args.threads)
+            timed("wxemu-clim6h", wxemu, paths, args.threads, 6)
+        # the phases of each variant's fastest run
+        phases = min(phase_runs["wxemu"], key=lambda p: sum(p.values()))
+        phases6 = min(phase_runs["wxemu-clim6h"], key=lambda p: sum(p.values()))
+        write_best = min(p["write"] for p in phase_runs["wxemu"] + phase_runs["wxemu-clim6h"])
         raw_best = min(results["raw-1thread"], results[f"raw-{args.threads}threads"])
+        print(f"best of {max(1, args.repeat)} alternated rounds (naive: one run)")
         print(f"{'path':28s} {'seconds':>8s} {'MB/s':>8s} {'vs raw':>7s}")
         rows = [(k, v) for k, v in results.items()]
-        rows.append(("wxemu (region writes only)", phases["write"]))
+        rows.append(("wxemu (region writes only)", write_best))
         for name, sec in rows:
             print(f"{name:28s} {sec:8.2f} {mb / sec:8.1f} {raw_best / sec:7.2f}")
         print("wxemu phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()))
         print("wxemu --climatology-hour-step 6 phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in phases6.items()))
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

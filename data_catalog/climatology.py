@@ -249,8 +249,11 @@ def accumulate(ds: xr.Dataset, *, window: int = 61, block: int = 48) -> tuple[Cl
     return acc, {n: orders[n][1:] for n in names}
 
 
-def climatology_template(ds: xr.Dataset, acc: ClimatologyAccumulator, dims: dict) -> xr.Dataset:
-    """The climatology group's layout as a lazy all-NaN dataset (dask; chunks of one day of year)."""
+def climatology_template(ds: xr.Dataset, acc: ClimatologyAccumulator, dims: dict, *, chunk_days: int = 1
+                         ) -> xr.Dataset:
+    """The climatology group's layout as a lazy all-NaN dataset (dask; chunks of ``chunk_days`` days of year:
+    the ingest passes 366, one dask chunk, and sets the Zarr chunks of one day in the encoding, which is
+    much cheaper to write as metadata only)."""
     import dask.array as da
 
     out = xr.Dataset(coords={"dayofyear": np.arange(1, N_DAYS + 1), "hour": acc.hours})
@@ -259,7 +262,7 @@ def climatology_template(ds: xr.Dataset, acc: ClimatologyAccumulator, dims: dict
             out = out.assign_coords({name: ds[name].values})
     for n, trailing in dims.items():
         shape = (N_DAYS, len(acc.hours), *[ds.sizes[d] for d in trailing])
-        out[n] = (("dayofyear", "hour", *trailing), da.full(shape, np.nan, dtype="f4", chunks=(1, *shape[1:])),
+        out[n] = (("dayofyear", "hour", *trailing), da.full(shape, np.nan, dtype="f4", chunks=(chunk_days, *shape[1:])),
                   {k: v for k, v in ds[n].attrs.items() if k in ("units", "long_name", "standard_name")})
     out.attrs["window_days"] = int(acc.window)
     return out

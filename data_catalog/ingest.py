@@ -767,14 +767,19 @@ def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, 
     st.mark_complete(cfg.out, storage_options=cfg.options)
 
 
-def write_climatology(cfg: IngestConfig, ds: xr.Dataset, clim, *, days_per_block: int = 8) -> None:
-    """Write the climatology group: only the days whose window holds data, a few days at a time (the other
-    chunks are never written and read as NaN). ``clim``: (accumulator, {name: dims after time})."""
-    from data_catalog.climatology import climatology_template
+def write_climatology(cfg: IngestConfig, ds: xr.Dataset, clim, *, days_per_block: int | None = None) -> None:
+    """Write the climatology group: only the days whose window holds data (the other chunks are never written
+    and read as NaN), ``days_per_block`` days per write (default: about ``cfg.region_mb`` of float32) on
+    ``cfg.threads`` threads. ``clim``: (accumulator, {name: dims after time})."""
+    from data_catalog.climatology import N_DAYS, climatology_template
 
     acc, dims = clim
-    template = climatology_template(ds, acc, dims)
-    st.write_group(cfg.out, st.CLIMATOLOGY_GROUP, template, storage_options=cfg.options, compute=False)
+    if days_per_block is None:
+        day_bytes = 4 * len(acc.hours) * sum(int(np.prod([ds.sizes[d] for d in trailing])) for trailing in dims.values())
+        days_per_block = int(np.clip(cfg.region_mb * 1e6 // max(1, day_bytes), 1, 366))
+    template = climatology_template(ds, acc, dims, chunk_days=N_DAYS)
+    st.write_group(cfg.out, st.CLIMATOLOGY_GROUP, template, storage_options=cfg.options, compute=False,
+                   chunks={"dayofyear": 1})
     days = acc.days()
     for n in dims:
         acc.prepare(n)  # prefix sums once per variable; block() is then read-only (safe in threads)
