@@ -763,8 +763,9 @@ def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, 
         "wxemu_sources": sources,
         "wxemu_stats_period": stats_period,
     }
-    st.set_attrs(cfg.out, attrs, storage_options=cfg.options)
-    st.mark_complete(cfg.out, storage_options=cfg.options)
+    with _timed(timings, "complete"):
+        st.set_attrs(cfg.out, attrs, storage_options=cfg.options)
+        st.mark_complete(cfg.out, storage_options=cfg.options)
 
 
 def write_climatology(cfg: IngestConfig, ds: xr.Dataset, clim, *, days_per_block: int | None = None) -> None:
@@ -871,20 +872,21 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
         names = st.time_variables(ds)
         times = ds["time"].values
         # before anything is written: an empty stats period writes nothing
-        stats_plan = make_stats_plan(cfg, times, lambda p0: _first_step(ds, names, p0),
-                                     {v: ds[v].dims for v in names}, ", ".join(cfg.sources))
-        if not resuming:
-            if exists:
-                st.remove_store(cfg.out, storage_options=cfg.options)
-            st.create_store(cfg.out, ds, attrs={"wxemu_recipe": recipe, "wxemu_version": _version()},
-                            chunk_time=cfg.chunk_time, storage_options=cfg.options)
-            created = True
-            st.write_plan(cfg.out, {"mode": "create", "sources": sources, "recipe": recipe,
-                                    "regions": regions}, storage_options=cfg.options)
-        else:
-            plan = st.read_plan(cfg.out, storage_options=cfg.options) or {}
-            if [tuple(r) for r in plan.get("regions", [])] != regions:
-                raise WxemuError(f"{cfg.out}: cannot resume: the planned regions differ; use --overwrite")
+        with _timed(timings, "create"):
+            stats_plan = make_stats_plan(cfg, times, lambda p0: _first_step(ds, names, p0),
+                                         {v: ds[v].dims for v in names}, ", ".join(cfg.sources))
+            if not resuming:
+                if exists:
+                    st.remove_store(cfg.out, storage_options=cfg.options)
+                st.create_store(cfg.out, ds, attrs={"wxemu_recipe": recipe, "wxemu_version": _version()},
+                                chunk_time=cfg.chunk_time, storage_options=cfg.options)
+                created = True
+                st.write_plan(cfg.out, {"mode": "create", "sources": sources, "recipe": recipe,
+                                        "regions": regions}, storage_options=cfg.options)
+            else:
+                plan = st.read_plan(cfg.out, storage_options=cfg.options) or {}
+                if [tuple(r) for r in plan.get("regions", [])] != regions:
+                    raise WxemuError(f"{cfg.out}: cannot resume: the planned regions differ; use --overwrite")
         done = st.regions_done(cfg.out, storage_options=cfg.options)
         todo = [(i, a, b) for i, (a, b) in enumerate(regions) if i not in done]
         combiner = PartialCombiner(stats_plan, [a for a, _ in regions])
