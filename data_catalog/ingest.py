@@ -41,7 +41,9 @@ import fsspec
 import numpy as np
 import pandas as pd
 import xarray as xr
-from dask.local import get_sync  # the synchronous scheduler as a function: no dask.distributed import
+from dask.local import (
+    get_sync,  # the synchronous scheduler as a function: no dask.distributed import
+)
 
 from data_catalog import store as st
 from data_catalog.errors import ConfigError, InputDataError, WxemuError
