@@ -14,9 +14,12 @@ Steps (docs/ingest.md):
 3. Write the time regions (each a whole number of chunks): by default with a small thread pool in this process
    (the fastest single-machine path measured), or as tasks on dask.distributed (``--workers`` starts a
    LocalCluster, ``--scheduler`` uses an existing one, e.g. a dask-jobqueue SLURMCluster). A region is recorded
-   as written only after its chunks are on disk.
-4. Compute the statistics and the climatology over the stats period from the store, write provenance, mark the
-   store complete.
+   as written only after its chunks are on disk. Each region writer also returns the partial sums of the
+   statistics and the climatology over its block (:func:`block_partial`); :class:`PartialCombiner` adds them in
+   time order, with the differences across block edges (one pass: the store is not read back).
+4. Finish the statistics and the climatology from the combined sums, write provenance, mark the store complete.
+   A resumed run reads back only the regions written before the interruption; an append reads back the existing
+   part of the stats period only when the period reaches into the new times.
 
 ``--append`` extends a complete store with the times that follow its last one, writing only new chunks.
 """

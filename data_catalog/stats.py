@@ -5,8 +5,9 @@ statistics: every grid point counts once. (An optional latitude weight vector gi
 ingest does not use it.) Differences are x[t+1] - x[t] between consecutive *regular* steps only: a pair of times
 further apart than the dataset's time step (a gap) contributes no difference.
 
-All moments are accumulated as sums, sums of squares and counts in float64 in one pass over the data (dask
-evaluates every variable's sums in one ``dask.compute``, so each chunk is read once).
+All moments are accumulated as sums, sums of squares and counts in float64 in one pass over the data: the ingest
+adds per-block sums (:func:`block_sums`) and the differences across block edges (:func:`boundary_sums`) while it
+writes; :func:`compute_stats` evaluates every variable's sums of a dataset in one ``dask.compute``.
 """
 
 from __future__ import annotations
