@@ -181,14 +181,31 @@ def run_xskillscore(paths: dict[str, str]) -> dict:
 IMPLEMENTATIONS = {"wxemu": run_wxemu, "naive_xarray": run_naive, "xskillscore": run_xskillscore}
 
 
+def peak_rss_mb() -> float:
+    """Peak RSS of this process in MiB: ``VmHWM`` (Linux), else ``ru_maxrss``.
+
+    ``ru_maxrss`` survives fork + exec on Linux, so a child started by a parent that had just built a large store
+    reported the parent's peak (both implementations showed the same 387 MiB); ``VmHWM`` belongs to the child's
+    own address space.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(name: str, paths_json: str) -> None:
     paths = json.loads(paths_json)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_rss_mb()
     t = time.perf_counter()
     result = IMPLEMENTATIONS[name](paths)
     result["seconds"] = time.perf_counter() - t
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result["rss_at_start_mb"] = base / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["rss_at_start_mb"] = base
     print("RESULT " + json.dumps(result))
 
 

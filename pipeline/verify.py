@@ -86,18 +86,26 @@ def _is_wxemu_store(path: str) -> bool:
         return False
 
 
+def _open_lazy(path: str, group: str | None = None) -> xr.Dataset:
+    """Open a Zarr store lazily *without dask* (xarray's lazy indexing reads only the chunks selected): the
+    blocks are read one chunk at a time anyway, and not importing dask saves ~1 s and ~20 MiB."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xr.open_zarr(str(path), group=group, chunks=None)
+
+
 def open_dataset(path: str, role: str) -> xr.Dataset:
-    """Open a truth or forecast Zarr store lazily; wxemu stores go through ``data_catalog.store.open_store``
-    (which refuses incomplete ones); stores written elsewhere (WeatherBench2's) are opened as they are."""
+    """Open a truth or forecast Zarr store lazily (no dask); an incomplete wxemu store is refused by
+    ``data_catalog.store.open_store``; stores written elsewhere (WeatherBench2's) are opened as they are."""
     if not Path(path).exists() and "://" not in str(path):
         raise VerifyError(f"{role} store {path}: no such file or directory")
     if _is_wxemu_store(path):
-        from data_catalog.store import open_store
+        from data_catalog.store import is_complete, open_store
 
-        ds = open_store(path)
+        ds = _open_lazy(path) if is_complete(path) else open_store(path)  # open_store raises the error
     else:
         try:
-            ds = xr.open_zarr(path, chunks={})
+            ds = _open_lazy(path)
         except Exception as exc:
             raise VerifyError(f"{role} store {path}: cannot open as Zarr: {exc}") from exc
     return _canonical_grid(ds, path, role)
@@ -111,11 +119,11 @@ def open_climatology_for(truth_path: str, climatology_path: str | None) -> xr.Da
         for group in ("climatology", None):
             try:
                 if group and _is_wxemu_store(path):
-                    from data_catalog.store import open_climatology
+                    from data_catalog.store import is_complete, open_climatology
 
-                    ds = open_climatology(path)
+                    ds = _open_lazy(path, group) if is_complete(path) else open_climatology(path)
                 else:
-                    ds = xr.open_zarr(path, group=group, chunks={})
+                    ds = _open_lazy(path, group)
             except Exception:  # noqa: BLE001, S112 - no such group / not Zarr: try the next layout
                 continue
             if "dayofyear" in ds.dims:
@@ -291,16 +299,36 @@ def plan_forecast(path: str, forecast: xr.Dataset, truth: xr.Dataset, truth_path
 
 
 # ------------------------------------------------------------------------------------------------------ scoring
-def _block_inits(plan: _Plan, var: str, block_bytes: float) -> int:
-    da = plan.forecast[var]
-    per_init = np.prod([n for d, n in da.sizes.items() if d != "time"]) * da.dtype.itemsize
-    per_init *= len(plan.leads) / max(da.sizes["prediction_timedelta"], 1)
-    return int(max(1, min(len(plan.inits), block_bytes // max(per_init, 1))))
+_F32 = np.dtype(np.float32).itemsize
+
+
+def _time_chunk_bounds(da: xr.DataArray, dim: str = "time") -> np.ndarray | None:
+    """Start offsets of the (dask or Zarr) chunks of ``da`` along ``dim`` (then the end), or None if one chunk."""
+    if da.chunks is not None:  # dask
+        chunks = da.chunksizes.get(dim)
+        return None if chunks is None else np.concatenate([[0], np.cumsum(chunks)])
+    size = dict(zip(da.dims, da.encoding.get("chunks") or ())).get(dim)  # Zarr chunks (lazy, no dask)
+    if not size or da.sizes[dim] <= size:
+        return None
+    return np.arange(0, da.sizes[dim] + size, size)
+
+
+def _pieces(t0: int, t1: int, bounds: np.ndarray | None) -> list[tuple[int, int]]:
+    """[t0, t1) cut at the chunk boundaries ``bounds`` (one piece if None), so each read is one chunk."""
+    if bounds is None:
+        return [(t0, t1)]
+    cuts = [b for b in bounds.tolist() if t0 < b < t1]
+    edges = [t0, *cuts, t1]
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def _load_forecast_block(plan: _Plan, var: str, t0: int, t1: int, truth: xr.Dataset) -> np.ndarray:
-    """Forecast block as float32 ndarray (time, lead, L, [member], npoints) on the truth grid."""
-    da = plan.forecast[var].isel(time=slice(t0, t1))
+    """Forecast inits [t0, t1) as float32 ndarray (time, lead, L, [member], npoints) on the truth grid.
+
+    Read one (dask / Zarr) time chunk at a time into one preallocated array, so the peak is the block plus one
+    chunk (a single ``.values`` on several chunks holds the chunks and their concatenation, twice the block).
+    """
+    da = plan.forecast[var]
     if len(plan.leads) != da.sizes["prediction_timedelta"] or \
             not np.array_equal(da["prediction_timedelta"].values.astype("timedelta64[ns]"), plan.leads):
         da = da.sel(prediction_timedelta=plan.leads)
@@ -310,12 +338,22 @@ def _load_forecast_block(plan: _Plan, var: str, t0: int, t1: int, truth: xr.Data
     if extra:
         raise VerifyError(f"forecast {plan.path}: variable {var!r} has unexpected dimensions {extra}")
     da = da.transpose(*order)
-    if plan.regrid is not None:
-        da = _interp_forecast(da.load(), truth)
-    arr = np.asarray(da.values, dtype=np.float32)
-    if "level" not in da.dims:
-        arr = arr[:, :, None]
-    return arr.reshape(*arr.shape[:-2], -1)
+    out = None
+    for a, b in _pieces(t0, t1, _time_chunk_bounds(da)):
+        piece = da.isel(time=slice(a, b))
+        if plan.regrid is not None:
+            piece = _interp_forecast(piece.load(), truth)
+        arr = np.asarray(piece.values, dtype=np.float32)
+        if "level" not in piece.dims:
+            arr = arr[:, :, None]
+        arr = arr.reshape(*arr.shape[:-2], -1)
+        if a == t0 and b == t1:
+            return arr
+        if out is None:
+            out = np.empty((t1 - t0, *arr.shape[1:]), np.float32)
+        out[a - t0:b - t0] = arr
+        del arr, piece
+    return out
 
 
 def _load_rows(da: xr.DataArray, dim: str, rows: np.ndarray, levels: np.ndarray | None) -> np.ndarray:
@@ -332,37 +370,97 @@ def _load_rows(da: xr.DataArray, dim: str, rows: np.ndarray, levels: np.ndarray 
     return arr.reshape(arr.shape[0], arr.shape[1], -1)
 
 
-def _climatology_rows(cda: xr.DataArray, valid: np.ndarray, levels: np.ndarray | None,
-                      cache: dict | None = None, cache_size: int = 64) -> np.ndarray:
-    """Climatology at the valid times (its day of year and hour) as float32 (n, L, npoints); each distinct
-    (dayofyear, hour) field is read once, and kept in ``cache`` (at most ``cache_size`` fields, oldest dropped)
-    for the next blocks, whose valid times overlap."""
-    cache = {} if cache is None else cache
+def _truth_rows(tda: xr.DataArray, rows: Sequence[int], levels: np.ndarray | None,
+                have: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Truth rows ``rows`` as {row: float32 (L, npoints)}: those in ``have`` are reused, the others read, those
+    sharing a time chunk in one read (each truth chunk is read once per block, not once per row)."""
+    out = {k: have[k] for k in rows if k in have}
+    new = np.array(sorted(k for k in rows if k not in have), dtype=int)
+    if new.size:
+        bounds = _time_chunk_bounds(tda)
+        groups = np.searchsorted(bounds, new, side="right") if bounds is not None else np.zeros(new.size, int)
+        for g in np.unique(groups):
+            sel = new[groups == g]
+            arr = _load_rows(tda, "time", sel, levels)
+            out.update(zip(sel.tolist(), arr))
+    return out
+
+
+def _climatology_keys(cda: xr.DataArray, valid: np.ndarray) -> np.ndarray:
+    """Index ``dayofyear_pos * n_hour + hour_pos`` of the climatology field of each valid time."""
     vt = pd.DatetimeIndex(valid)
-    doy = vt.dayofyear.values
-    hour = vt.hour.values if "hour" in cda.dims else np.zeros(len(vt), int)
-    doy_index = pd.Index(cda["dayofyear"].values)
-    pos_d = doy_index.get_indexer(doy)
+    pos_d = pd.Index(cda["dayofyear"].values).get_indexer(vt.dayofyear.values)
     if "hour" in cda.dims:
-        pos_h = pd.Index(cda["hour"].values).get_indexer(hour)
+        pos_h, n_hour = pd.Index(cda["hour"].values).get_indexer(vt.hour.values), cda.sizes["hour"]
     else:
-        pos_h = np.zeros(len(vt), int)
+        pos_h, n_hour = np.zeros(len(vt), int), 1
     if (pos_d < 0).any() or (pos_h < 0).any():
         raise VerifyError(f"the climatology has no field for day of year / hour of valid time(s) "
                           f"{[str(t) for t in vt[(pos_d < 0) | (pos_h < 0)][:3]]}")
-    pairs, inverse = np.unique(np.stack([pos_d, pos_h], 1), axis=0, return_inverse=True)
-    missing = [(int(d), int(h)) for d, h in pairs if (int(d), int(h)) not in cache]
-    if missing:
-        fields = [cda.isel(dayofyear=d, hour=h) if "hour" in cda.dims else cda.isel(dayofyear=d)
-                  for d, h in missing]
-        stacked = xr.concat(fields, dim="v") if len(fields) > 1 else fields[0].expand_dims("v")
-        rows = _load_rows(stacked, "v", np.arange(len(missing)), levels)
-        for key, row in zip(missing, rows):
-            cache[key] = row
-    out = np.stack([cache[(int(d), int(h))] for d, h in pairs])
-    for key in list(cache)[: max(0, len(cache) - max(cache_size, len(pairs)))]:
-        del cache[key]
-    return out[inverse.ravel()]
+    return pos_d * n_hour + pos_h
+
+
+def _climatology_fields(cda: xr.DataArray, keys: Sequence[int], levels: np.ndarray | None,
+                        have: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Climatology fields ``keys`` (see :func:`_climatology_keys`) as {key: float32 (L, npoints)}; each is read
+    once and reused from ``have`` (the previous block's) while consecutive blocks share it."""
+    n_hour = cda.sizes["hour"] if "hour" in cda.dims else 1
+    out = {k: have[k] for k in keys if k in have}
+    for k in keys:
+        if k not in out:
+            field = cda.isel(dayofyear=k // n_hour, hour=k % n_hour) if "hour" in cda.dims else \
+                cda.isel(dayofyear=k)
+            out[k] = _load_rows(field.expand_dims("v"), "v", np.arange(1), levels)[0]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _BlockPlan:
+    """Blocks of initial times of one variable, sized so everything resident fits ``budget`` bytes."""
+
+    blocks: list[tuple[int, int]]
+    prefetch: bool
+    peak_bytes: float  # estimated resident bytes of the largest block (twice with prefetch) + temporaries
+
+
+def plan_blocks(truth_index: np.ndarray, clim_keys: np.ndarray | None, init_bytes: float, row_bytes: float,
+                temp_bytes: float, budget: float) -> _BlockPlan:
+    """Cut the initial times into blocks whose resident data fit ``budget`` bytes.
+
+    A block of inits holds its forecast (``init_bytes`` per init), the distinct truth rows of its valid times and
+    the distinct climatology fields of those (``row_bytes`` each); ``temp_bytes`` is the scoring temporaries
+    (one init and lead). The next block is prefetched (read while this one is scored) only when two one-init
+    blocks fit; then each block gets half the budget. A single init always forms a block, even over budget.
+    """
+    n_init = truth_index.shape[0]
+
+    def cost_of(t0: int, t1: int) -> float:
+        idx = truth_index[t0:t1]
+        rows = np.unique(idx[idx >= 0])
+        n_clim = 0 if clim_keys is None else np.unique(clim_keys[rows]).size
+        return (t1 - t0) * init_bytes + (rows.size + n_clim) * row_bytes
+
+    first = max((cost_of(t, t + 1) for t in range(min(n_init, 4))), default=0.0)
+    prefetch = 2 * first + temp_bytes <= budget and n_init > 1
+    limit = (budget - temp_bytes) / (2 if prefetch else 1)
+    blocks, peak = [], 0.0
+    t0 = 0
+    while t0 < n_init:
+        rows: set[int] = set()
+        clim: set[int] = set()
+        t1, cost = t0, 0.0
+        while t1 < n_init:
+            r = truth_index[t1][truth_index[t1] >= 0]
+            new_rows = rows.union(r.tolist())
+            new_clim = clim if clim_keys is None else clim.union(clim_keys[r].tolist())
+            c = (t1 + 1 - t0) * init_bytes + (len(new_rows) + len(new_clim)) * row_bytes
+            if c > limit and t1 > t0:
+                break
+            rows, clim, t1, cost = new_rows, new_clim, t1 + 1, c
+        blocks.append((t0, t1))
+        peak = max(peak, cost)
+        t0 = t1
+    return _BlockPlan(blocks, prefetch, peak * (2 if prefetch else 1) + temp_bytes)
 
 
 def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], regions: Sequence[AnyRegion],
@@ -371,11 +469,16 @@ def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], 
     """Score one validated forecast. Returns (scores, per_init) Datasets.
 
     scores: dims (metric, region, prediction_timedelta, [level]) per variable; per_init: the same plus ``time``.
-    ``weights``: (npoints, n_regions) float32 normalised region weights on the truth grid.
+    ``weights``: (npoints, n_regions) float32 normalised region weights on the truth grid. ``block_bytes``: the
+    memory budget of the forecast, truth and climatology data held at once (current and prefetched block) and the
+    scoring temporaries, see :func:`plan_blocks`. Statistics are computed per (init, lead) from views of the
+    block (no gathered copies of truth or climatology).
     """
     stat_names = M.required_statistics(metrics)
     need_clim = any(s in M.ANOMALY_STATISTICS for s in stat_names)
     n_init, n_lead, n_reg = len(plan.inits), len(plan.leads), len(regions)
+    npoints = weights.shape[0]
+    used = np.unique(plan.truth_index[plan.truth_index >= 0])
     scores_vars: dict[str, xr.DataArray] = {}
     per_init_vars: dict[str, xr.DataArray] = {}
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
@@ -384,48 +487,59 @@ def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], 
             fda = plan.forecast[var]
             levels = fda["level"].values if "level" in fda.dims else None
             n_lev = 1 if levels is None else len(levels)
+            n_mem = fda.sizes.get("number", 1)
             stats = {s: np.full((n_init, n_lead, n_lev, n_reg), np.nan, np.float32) for s in stat_names}
-            bt = _block_inits(plan, var, block_bytes)
-            blocks = [(t0, min(t0 + bt, n_init)) for t0 in range(0, n_init, bt)]
             tda = truth[var]
             cda = climatology[var] if need_clim else None
-            clim_cache: dict = {}
+            clim_keys = None
+            if cda is not None:
+                clim_keys = np.full(truth.sizes["time"], -1)
+                clim_keys[used] = _climatology_keys(cda, truth["time"].values[used])
+            row_bytes = n_lev * npoints * _F32
+            # per (init, lead): err + one statistic field + 2 anomalies; ensembles: mean, members - truth, sorted
+            temp_bytes = row_bytes * (4 + (2 * n_mem + 1 if plan.ensemble else 0))
+            bplan = plan_blocks(plan.truth_index, clim_keys, n_lead * n_mem * row_bytes, row_bytes, temp_bytes,
+                                block_bytes)
+            member_axis = 1 if plan.ensemble else None
+            held: dict[str, dict[int, np.ndarray]] = {"rows": {}, "clim": {}}
 
             def load(block: tuple[int, int], var: str = var, tda: xr.DataArray = tda,
-                     cda: xr.DataArray | None = cda, levels: np.ndarray | None = levels) -> tuple:
+                     cda: xr.DataArray | None = cda, levels: np.ndarray | None = levels,
+                     clim_keys: np.ndarray | None = clim_keys, held: dict = held) -> tuple:
                 t0, t1 = block
-                fc = _load_forecast_block(plan, var, t0, t1, truth)
                 idx = plan.truth_index[t0:t1]
-                uniq, inv = np.unique(idx[idx >= 0], return_inverse=True)
-                inv_full = np.full(idx.shape, -1)
-                inv_full[idx >= 0] = inv
-                rows = _load_rows(tda, "time", uniq, levels) if uniq.size else None
-                clim_rows = None
-                if cda is not None and uniq.size:
-                    clim_rows = _climatology_rows(cda, truth["time"].values[uniq], levels, clim_cache)
-                return fc, inv_full, rows, clim_rows
+                need = np.unique(idx[idx >= 0]).tolist()
+                rows = _truth_rows(tda, need, levels, held["rows"]) if need else {}
+                clim = {}
+                if cda is not None and need:
+                    clim = _climatology_fields(cda, np.unique(clim_keys[need]).tolist(), levels, held["clim"])
+                fc = _load_forecast_block(plan, var, t0, t1, truth) if need else None
+                return fc, rows, clim
 
-            future = pool.submit(load, blocks[0]) if blocks else None
-            for k, block in enumerate(blocks):
-                fc, inv, rows, clim_rows = future.result()
-                if k + 1 < len(blocks):
-                    future = pool.submit(load, blocks[k + 1])
-                if rows is None:
-                    continue
-                t0, t1 = block
-                for j in range(n_lead):
-                    ok = inv[:, j] >= 0
-                    if not ok.any():
-                        continue
-                    f = fc[ok, j] if not ok.all() else fc[:, j]
-                    t = rows[inv[ok, j]]
-                    c = clim_rows[inv[ok, j]] if clim_rows is not None else None
-                    member_axis = 2 if plan.ensemble else None
-                    for name, field in M.pointwise_statistics(f, t, stat_names, member_axis=member_axis,
-                                                              climatology=c):
-                        stats[name][t0:t1][ok, j] = M.spatial_means(field, weights)
+            blocks = bplan.blocks
+            future = pool.submit(load, blocks[0]) if bplan.prefetch else None
+            for k, (t0, t1) in enumerate(blocks):
+                if bplan.prefetch:
+                    fc, rows, clim = future.result()
+                    held["rows"], held["clim"] = rows, clim  # the next block reuses the rows it shares
+                    future = pool.submit(load, blocks[k + 1]) if k + 1 < len(blocks) else None
+                else:
+                    fc, rows, clim = load((t0, t1))
+                    held["rows"], held["clim"] = rows, clim
+                for i in range(t1 - t0):
+                    for j in range(n_lead):
+                        r = plan.truth_index[t0 + i, j]
+                        if r < 0:
+                            continue
+                        c = clim[clim_keys[r]] if clim else None
+                        for name, field in M.pointwise_statistics(fc[i, j], rows[r], stat_names,
+                                                                  member_axis=member_axis, climatology=c):
+                            stats[name][t0 + i, j] = M.spatial_means(field, weights)
+                            del field
+                del fc, rows, clim
                 if progress:
                     print(f"  {plan.name}: {var} inits {t1}/{n_init}", file=sys.stderr, flush=True)
+            held.clear()
             dims = ["time", "prediction_timedelta", "level", "region"]
             coords: dict[str, Any] = {"time": plan.inits, "prediction_timedelta": plan.leads,
                                       "region": [r.name for r in regions]}
