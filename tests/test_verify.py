@@ -273,3 +273,59 @@ def test_verify_bad_inputs_name_the_files(stores, tmp_path):
     with pytest.raises(WxemuError, match="far.zarr.*does not cover the grid of the truth"):
         verify(VerifyConfig(forecasts=[str(tmp_path / "far.zarr")], truth=truth, out=str(tmp_path / "o.zarr")))
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_plan_blocks_fit_the_budget_and_prefetch_only_when_two_fit():
+    from pipeline.verify import plan_blocks
+
+    n_init, n_lead = 20, 10
+    index = np.arange(n_init)[:, None] + np.arange(1, n_lead + 1)[None]  # 12-hourly inits and leads
+    index[3, 4] = -1  # a valid time the truth lacks
+    clim = np.arange(index.max() + 1) % 4  # 4 distinct climatology fields (doy, hour)
+
+    def cost(t0, t1):
+        rows = np.unique(index[t0:t1][index[t0:t1] >= 0])
+        return (t1 - t0) * 100 + (rows.size + np.unique(clim[rows]).size) * 10
+
+    plan = plan_blocks(index, clim, 100, 10, 50, budget=2000)
+    assert plan.prefetch
+    assert plan.blocks[0][0] == 0 and plan.blocks[-1][1] == n_init
+    assert all(a[1] == b[0] for a, b in zip(plan.blocks, plan.blocks[1:]))
+    assert all(2 * cost(*b) + 50 <= 2000 for b in plan.blocks)
+    # 7 inits: 700 + 16 rows * 10 + 4 fields * 10 = 900 <= (2000 - 50) / 2; 8 would need 1010
+    assert plan.blocks[0] == (0, 7)
+    assert plan.peak_bytes <= 2000
+    # two one-init blocks (2 * 240 + 50) do not fit 400: no prefetch, the whole budget for one block
+    plan = plan_blocks(index, clim, 100, 10, 50, budget=400)
+    assert not plan.prefetch and all(cost(*b) + 50 <= 400 for b in plan.blocks)
+    # not even one init fits: one init per block, still everything scored
+    plan = plan_blocks(index, None, 100, 10, 50, budget=10)
+    assert plan.blocks == [(i, i + 1) for i in range(n_init)] and not plan.prefetch
+
+
+def test_verify_scores_do_not_depend_on_blocks_or_chunks(stores, tmp_path, monkeypatch):
+    """Blocks of a few inits cutting across the forecast's Zarr time chunks (and no prefetch) give the scores of
+    one block holding everything; the forecast blocks read stay within the budget."""
+    import pipeline.verify as V
+
+    p = stores["paths"]
+    damped = stores["damped"].chunk({"time": 3})
+    path = tmp_path / "damped_chunked.zarr"
+    damped.to_zarr(path, mode="w", zarr_format=3)
+    whole, whole_pi = verify(VerifyConfig(forecasts=[str(path)], truth=str(p["truth"]), block_mb=1024))
+    per_init_bytes = damped["2m_temperature"].isel(time=0).nbytes
+    sizes = []
+    load = V._load_forecast_block
+
+    def spy(plan, var, t0, t1, truth):
+        out = load(plan, var, t0, t1, truth)
+        sizes.append(out.nbytes)
+        return out
+
+    monkeypatch.setattr(V, "_load_forecast_block", spy)
+    budget_mb = 5.5 * per_init_bytes / 2**20  # ~ 2-4 inits with truth rows and climatology fields
+    small, small_pi = verify(VerifyConfig(forecasts=[str(path)], truth=str(p["truth"]), block_mb=budget_mb))
+    assert len(sizes) > 10 and max(sizes) <= budget_mb * 2**20 and max(sizes) < 5 * per_init_bytes
+    assert sum(sizes) == damped["2m_temperature"].nbytes  # every init read exactly once
+    xr.testing.assert_allclose(whole, small, rtol=1e-6)
+    xr.testing.assert_allclose(whole_pi, small_pi, rtol=1e-6)
