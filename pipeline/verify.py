@@ -24,6 +24,7 @@ import argparse
 import concurrent.futures
 import dataclasses
 import datetime as _dt
+import itertools
 import json
 import os
 import shutil
@@ -66,7 +67,7 @@ class VerifyConfig:
     leads: list[str] | None = None
     climatology: str | None = None
     reference: str | None = None
-    block_mb: float = 64.0
+    block_mb: float = 64.0  # memory budget (MiB) of the data held at once, see plan_blocks
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -319,7 +320,7 @@ def _pieces(t0: int, t1: int, bounds: np.ndarray | None) -> list[tuple[int, int]
         return [(t0, t1)]
     cuts = [b for b in bounds.tolist() if t0 < b < t1]
     edges = [t0, *cuts, t1]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(itertools.pairwise(edges))
 
 
 def _load_forecast_block(plan: _Plan, var: str, t0: int, t1: int, truth: xr.Dataset) -> np.ndarray:
@@ -719,7 +720,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="climatology store for ACC (default: group 'climatology' of the truth store)")
     parser.add_argument("--reference", metavar="NAME", help="print a scorecard of every forecast against NAME")
     parser.add_argument("--scorecard-metric", default="rmse", help="metric of the scorecard (default rmse)")
-    parser.add_argument("--block-mb", type=float, default=64.0, help="forecast MiB read per block (default 64)")
+    parser.add_argument("--block-mb", type=float, default=64.0,
+                        help="memory budget in MiB of the forecast, truth and climatology data held at once "
+                             "(default 64)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing scores store")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 
