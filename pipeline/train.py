@@ -98,7 +98,14 @@ def build_header(dm: Any, model: Any, config: dict[str, Any], store: str) -> dic
     }
 
 
+# Lightning notices that say nothing about the user's run: the task moves batches itself on purpose (normalisation
+# on the device), and a deprecation inside Lightning's own pytree helper.
+_QUIET = (r".*overridden `on_after_batch_transfer`.*", r".*isinstance\(treespec, LeafSpec\).*")
+
+
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
@@ -110,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.task import EmulatorTask
     from pipeline.train_config import load_train_config
 
+    for pattern in _QUIET:
+        warnings.filterwarnings("ignore", message=pattern)
     overrides: dict[str, dict[str, Any]] = {}
     if args.model:
         overrides["model"] = {"kind": args.model}
