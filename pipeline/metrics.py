@@ -122,8 +122,8 @@ def spatial_means(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     n_regions)``. One BLAS matrix product, in the dtype of ``values``.
 
     Computed as ``weights.T @ values.T`` with ``weights.T`` contiguous: OpenBLAS's sgemm with a skinny (few
-    regions) right-hand side was measured 10x slower (11 ms vs 1 ms for 13 x 29040 values), and its
-    single-row path summed with 2.7e-6 relative error instead of 1.8e-7.
+    regions) right-hand side was measured 10x slower (11 ms vs 1 ms for 13 x 29040 values); with single rows
+    (one init, lead and level) the benchmark's RMSEs were 2.1e-6 off naive xarray's that way, 8.5e-8 this way.
     """
     lead = values.shape[:-1]
     wt = np.ascontiguousarray(weights.T, dtype=values.dtype)

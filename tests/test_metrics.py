@@ -144,3 +144,20 @@ def test_metric_registry_and_errors():
     # init times with no truth (NaN) are skipped in the time mean
     stats = {"se": np.array([[4.0], [np.nan], [16.0]])}
     assert M.RMSE().reduce_time(stats)[0] == pytest.approx(np.sqrt(10.0))
+
+
+def test_spatial_means_all_regions_at_float32_round_off():
+    """One row or many, the float32 product matches the float64 weighted means to float32 round-off, with shape
+    (..., n_regions)."""
+    rng = np.random.default_rng(0)
+    lat = np.linspace(-90, 90, 121)
+    w = latitude_weights(lat)[:, None] * np.ones(240)
+    masks = np.stack([np.ones_like(w), (np.abs(lat) <= 20)[:, None] * np.ones(240), (lat >= 20)[:, None] * np.ones(240)])
+    weights = (masks * w).reshape(3, -1)
+    weights = (weights / weights.sum(1, keepdims=True)).T.astype(np.float32)  # (npoints, regions)
+    for shape in [(1,), (13,), (2, 13)]:
+        values = (250 + 30 * rng.random((*shape, 121 * 240))).astype(np.float32)
+        got = M.spatial_means(values, weights)
+        ref = values.astype(np.float64) @ weights.astype(np.float64)
+        assert got.shape == (*shape, 3) and got.dtype == np.float32
+        np.testing.assert_allclose(got, ref, rtol=1e-6)
