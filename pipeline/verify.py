@@ -5,10 +5,12 @@ Pipeline per forecast store (WeatherBench2 layout: ``time``, ``prediction_timede
 
 1. validate everything first (variables, units, levels, grids, regions, overlapping valid times, climatology) so
    that a bad input fails before any work, with a message naming the file;
-2. stream over blocks of initial times (bounded memory); each block of each variable is read once (the next block
-   is prefetched on a thread while this one is scored), regridded to the truth grid if needed, and every metric
-   statistic (squared / absolute / signed error, anomaly products, CRPS terms, ensemble variance) is computed from
-   that one block per lead time and reduced over the grid for all regions with one matrix product
+2. stream over blocks of initial times sized by a memory budget that counts the forecast block, its distinct truth
+   rows and climatology fields and the temporaries (:func:`plan_blocks`); each forecast chunk, truth row and
+   climatology field is read once (the next block is prefetched on a thread while this one is scored when two
+   blocks fit the budget), regridded to the truth grid if needed, and every metric statistic (squared / absolute
+   / signed error, anomaly products, CRPS terms, ensemble variance) is computed per (init, lead) from views of
+   the block and reduced over the grid for all regions with one matrix product
    (:func:`pipeline.metrics.spatial_means`);
 3. per-init statistics -> per-init scores (kept, for scorecards) -> scores averaged over initial times.
 
