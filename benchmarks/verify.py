@@ -70,7 +70,7 @@ def build_stores(root: Path, n_init: int, n_lead: int) -> dict[str, str]:
     paths = {"truth": str(root / "truth.zarr"), "forecast": str(root / "forecast.zarr")}
     truth.chunk({"time": 1}).to_zarr(paths["truth"], mode="w", zarr_format=3, consolidated=True)
     # climatology on the days covered (dims dayofyear, hour, [level], lat, lon), WB2 layout
-    doy = np.unique(pd.DatetimeIndex(times).dayofyear)
+    doy = np.unique(pd.DatetimeIndex(times).day_of_year)
     clim = truth.mean("time").expand_dims(dayofyear=doy, hour=[0, 12]).astype(np.float32)
     clim = clim.chunk({"dayofyear": 1, "hour": 1})  # one field per chunk, as an ingest writes it
     clim.to_zarr(paths["truth"], group="climatology", mode="w", zarr_format=3, consolidated=True)

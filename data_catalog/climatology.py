@@ -241,7 +241,7 @@ def accumulate(ds: xr.Dataset, *, window: int = 61, block: int = 48) -> tuple[Cl
     times = ds["time"].to_index()
     acc = ClimatologyAccumulator(np.unique(times.hour), window)
     orders = {n: ("time",) + tuple(d for d in ds[n].dims if d != "time") for n in names}
-    doy, hour = np.asarray(times.dayofyear), np.asarray(times.hour)
+    doy, hour = np.asarray(times.day_of_year), np.asarray(times.hour)
     for sl in _time_blocks(len(times), block):
         chunk = ds[names].isel(time=sl).load()
         for n in names:

@@ -238,7 +238,7 @@ class ClimatologyReader:
         if not np.isin(valid.hour.values, self.hours).all():
             raise WxemuError(f"{self.layout.path}: the climatology has hours {self.hours.tolist()}, not every "
                              "hour asked for")
-        doy = xr.DataArray(valid.dayofyear.values, dims="v")
+        doy = xr.DataArray(valid.day_of_year.values, dims="v")
         hour = xr.DataArray(valid.hour.values, dims="v")
         parts = []
         for name, order in self.layout.variables:
