@@ -22,7 +22,7 @@ import xarray as xr
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from data_catalog.errors import ConfigError, InputDataError
+from data_catalog.errors import ConfigError, InputDataError, WxemuError
 
 ENTRIES_DIR = Path(__file__).parent / "entries"
 
@@ -259,3 +259,13 @@ def open_dataset(name: str, *, variables: list[str] | None = None, levels: list[
 def entry_as_dict(entry: Entry) -> dict[str, Any]:
     """The entry as plain data (for ``wxemu catalog show``), unset optional fields left out."""
     return entry.model_dump(mode="json", exclude_none=True)
+
+
+def is_catalog_name(source: str) -> bool:
+    """Whether a SOURCE argument names a catalog entry (rather than a path, glob or URL)."""
+    if any(ch in source for ch in "/*?[\\") or "://" in source or os.path.exists(source):
+        return False
+    try:
+        return source in load_catalog().entries
+    except WxemuError:
+        return False

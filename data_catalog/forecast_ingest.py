@@ -22,7 +22,6 @@ marked complete, so a failure leaves nothing that looks complete.
 from __future__ import annotations
 
 import hashlib
-import os
 import shlex
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,7 +34,9 @@ import pandas as pd
 import xarray as xr
 
 from data_catalog import store as st
+from data_catalog.catalog import is_catalog_name
 from data_catalog.errors import InputDataError, WxemuError
+from data_catalog.version import wxemu_version
 
 KIND = "forecast"
 CHUNK_MB = 64.0
@@ -50,26 +51,6 @@ class ForecastIngestError(InputDataError):
 
 
 # ------------------------------------------------------------------------------------------------- sources
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("wxemu")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def _is_catalog_name(source: str) -> bool:
-    if any(ch in source for ch in "/*?[\\") or "://" in source or os.path.exists(source):
-        return False
-    from data_catalog.catalog import load_catalog
-
-    try:
-        return source in load_catalog().entries
-    except WxemuError:
-        return False
-
-
 def _is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
@@ -104,7 +85,7 @@ def _open_part(source: str, *, variables, levels, start, end, lead_times, allow_
     """[(path or entry label, canonical forecast, implied model name)] for one SOURCE argument."""
     common = {"variables": list(variables) if variables else None,
               "levels": list(levels) if levels else None, "allow_nan": allow_nan}
-    if _is_catalog_name(source):
+    if is_catalog_name(source):
         from data_catalog.catalog import get_entry, open_dataset
 
         entry = get_entry(source)
@@ -301,7 +282,7 @@ def ingest_forecast(sources: list[str], out: str, *, variables: Sequence[str] | 
     recipe["command"] = _command(sources, out, recipe)
     attrs = {k: ds.attrs[k] for k in ("licence", "attribution", "wxemu_catalog_entry", "institution")
              if isinstance(ds.attrs.get(k), str)}
-    attrs.update({"wxemu_model": name, "wxemu_kind": KIND, "wxemu_version": _version(),
+    attrs.update({"wxemu_model": name, "wxemu_kind": KIND, "wxemu_version": wxemu_version(),
                   "wxemu_sources": fingerprints, "wxemu_recipe": recipe, st.COMPLETE_ATTR: False})
     ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims])  # e.g. valid_time: time + lead
     ds.attrs = attrs

@@ -49,7 +49,9 @@ from dask.local import (
 )
 
 from data_catalog import store as st
+from data_catalog.catalog import is_catalog_name
 from data_catalog.errors import ConfigError, InputDataError, WxemuError
+from data_catalog.version import wxemu_version
 
 #: Environment variable: simulate a crash after this many regions were written (for resume tests).
 CRASH_ENV = "WXEMU_INGEST_CRASH_AFTER"
@@ -184,26 +186,6 @@ class IngestResult:
 
 
 # ------------------------------------------------------------------------------------------------- sources
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("wxemu")
-    except PackageNotFoundError:  # not installed (running from a checkout)
-        return "unknown"
-
-
-def _is_catalog_name(source: str) -> bool:
-    if any(ch in source for ch in "/*?[\\") or "://" in source or os.path.exists(source):
-        return False
-    try:
-        from data_catalog.catalog import load_catalog
-
-        return source in load_catalog().entries
-    except WxemuError:
-        return False
-
-
 def file_fingerprint(path: str, storage_options: dict | None = None) -> dict[str, Any]:
     """{path, sha256, bytes} of a file; of a directory (a Zarr store): sha256 over its sorted
     (relative path, size, sha256 of metadata files) listing, and the total bytes."""
@@ -237,7 +219,7 @@ def resolve_sources(cfg: IngestConfig) -> list[str]:
 
     paths: list[str] = []
     for source in cfg.sources:
-        if _is_catalog_name(source):
+        if is_catalog_name(source):
             from data_catalog.catalog import load_catalog
 
             catalog = load_catalog()
@@ -374,7 +356,7 @@ def build_dataset(cfg: IngestConfig) -> xr.Dataset:
     """The lazy canonical dataset the store will hold (validated; regridded when ``cfg.grid``)."""
     parts: list[tuple[str, xr.Dataset]] = []
     for source in cfg.sources:
-        if _is_catalog_name(source):
+        if is_catalog_name(source):
             parts.append((f"catalog entry {source!r}", _open_entry(cfg, source)))
         else:
             from data_catalog.readers import expand_paths
@@ -763,7 +745,7 @@ def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, 
     else:
         stats_period = st.root_attrs(cfg.out, storage_options=cfg.options).get("wxemu_stats_period")
     attrs = {
-        "wxemu_version": _version(),
+        "wxemu_version": wxemu_version(),
         "wxemu_recipe": recipe if recipe is not None else cfg.recipe(),
         "wxemu_sources": sources,
         "wxemu_stats_period": stats_period,
@@ -883,7 +865,7 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
             if not resuming:
                 if exists:
                     st.remove_store(cfg.out, storage_options=cfg.options)
-                st.create_store(cfg.out, ds, attrs={"wxemu_recipe": recipe, "wxemu_version": _version()},
+                st.create_store(cfg.out, ds, attrs={"wxemu_recipe": recipe, "wxemu_version": wxemu_version()},
                                 chunk_time=cfg.chunk_time, storage_options=cfg.options)
                 created = True
                 st.write_plan(cfg.out, {"mode": "create", "sources": sources, "recipe": recipe,

@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from data_catalog.errors import WxemuError
+from data_catalog.version import wxemu_version
 
 STAGES: dict[str, tuple[str, str]] = {
     "catalog": ("data_catalog.cli_catalog", "list and show the named datasets of the catalog"),
@@ -22,21 +23,12 @@ STAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("wxemu")
-    except Exception:  # pragma: no cover - not installed
-        return "unknown"
-
-
 def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wxemu",
         description="wxemu: weather emulation pipeline (ingest -> train -> forecast -> verify).",
     )
-    parser.add_argument("--version", action="version", version=f"wxemu {_version()}")
+    parser.add_argument("--version", action="version", version=f"wxemu {wxemu_version()}")
     sub = parser.add_subparsers(dest="stage", metavar="<stage>", required=True)
     for name, (module, help_text) in STAGES.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
