@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import time
 from importlib import resources
 from pathlib import Path
@@ -35,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="emulators to train")
     parser.add_argument("--max-steps", type=int, default=None, help="override the training steps of each model")
     parser.add_argument("--init", default=TEST_INITS, help=f"initial times of the test forecasts ({TEST_INITS})")
-    parser.add_argument("--fresh", action="store_true", help="redo every stage even where its output exists")
+    parser.add_argument("--fresh", action="store_true",
+                        help="redo every stage (by default the store and checkpoints of an earlier run are reused)")
 
 
 def config_path(model: str) -> str:
@@ -118,14 +120,16 @@ def run(args: argparse.Namespace) -> int:
 
     from data_catalog.store import is_complete
 
-    if args.fresh or not is_complete(store):
+    # A stage reruns when its output is missing or anything upstream reran; forecasts are always redone (cheap).
+    redo = args.fresh or not is_complete(store)
+    if redo:
         _stage(["ingest", SAMPLE_ENTRY, "--out", store, "--stats-start", STATS_PERIOD[0],
                 "--stats-end", STATS_PERIOD[1], *(["--overwrite"] if Path(store).exists() else [])])
     forecasts = []
     for model in args.models:
         run_dir = out / "runs" / model
         ckpt = run_dir / "model.safetensors"
-        if args.fresh or not ckpt.exists():
+        if redo or args.max_steps or not ckpt.exists():
             steps = ["--max-steps", str(args.max_steps)] if args.max_steps else []
             _stage(["train", "--model", model, "--store", store, "--out", str(run_dir),
                     "--config", config_path(model), *steps])
@@ -134,9 +138,7 @@ def run(args: argparse.Namespace) -> int:
     paths = []
     for name, ckpt in forecasts:
         fc = out / "forecasts" / f"{name}.zarr"
-        if args.fresh and fc.exists():
-            import shutil
-
+        if fc.exists():
             shutil.rmtree(fc)
         _stage(["forecast", "--checkpoint", ckpt, "--store", store, "--init", args.init, "--lead", LEAD,
                 "--out", str(fc), "--batch-size", "24"])
