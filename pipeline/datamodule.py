@@ -247,7 +247,12 @@ class ClimatologyReader:
                 parts.append(np.asarray(da.sortby("level").transpose("v", "level", "latitude", "longitude").values))
             else:
                 parts.append(np.asarray(da.transpose("v", "latitude", "longitude").values)[:, None])
-        return np.concatenate(parts, axis=1).astype(np.float32)
+        out = np.concatenate(parts, axis=1).astype(np.float32)
+        undefined = ~np.isfinite(out).reshape(len(out), -1).all(axis=1)
+        if undefined.any():
+            raise WxemuError(f"{self.layout.path}: the climatology has no value at {valid[undefined][0]} (its "
+                             "day of year lies outside the smoothing window of the store's statistics period)")
+        return out
 
 
 class ForcingProvider:

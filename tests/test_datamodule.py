@@ -149,3 +149,13 @@ def test_climatology_forcing_is_the_store_climatology_normalised(uk_store: str) 
     np.testing.assert_allclose(ClimatologyReader(layout)(times[-1:])[0, 0], want)  # physical units
     with pytest.raises(Exception, match="statistics"):
         ForcingProvider(layout, spec, None)
+
+
+def test_climatology_outside_its_window_is_refused_naming_the_store(uk_store: str) -> None:
+    from data_catalog.errors import WxemuError
+    from pipeline.datamodule import ClimatologyReader
+
+    layout = read_layout(uk_store)
+    with pytest.raises(WxemuError, match="no value at 2019-07-01 06:00") as err:
+        ClimatologyReader(layout)(np.array(["2019-07-01T06"], dtype="datetime64[ns]"))
+    assert str(err.value).startswith(f"{layout.path}: ")
