@@ -82,19 +82,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="cfgrib filter_by_keys for every GRIB source, e.g. dataType=fc (repeatable)")
 
 
+def _storage_options(args: argparse.Namespace) -> dict | None:
+    try:
+        return json.loads(args.storage_options) if args.storage_options else None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--storage-options: not JSON ({exc})") from None
+
+
+def _levels(args: argparse.Namespace) -> list[int] | None:
+    levels = _list(args.levels)
+    try:
+        return [int(v) for v in levels] if levels else None
+    except ValueError:
+        raise ConfigError(f"--levels {args.levels!r}: expected integers (hPa)") from None
+
+
 def config_from_args(args: argparse.Namespace):
     """An IngestConfig from parsed arguments."""
     from data_catalog.ingest import IngestConfig
 
-    try:
-        options = json.loads(args.storage_options) if args.storage_options else None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--storage-options: not JSON ({exc})") from None
-    levels = _list(args.levels)
-    try:
-        levels_int = tuple(int(v) for v in levels) if levels else None
-    except ValueError:
-        raise ConfigError(f"--levels {args.levels!r}: expected integers (hPa)") from None
+    options, levels = _storage_options(args), _levels(args)
+    levels_int = tuple(levels) if levels else None
     return IngestConfig(
         sources=tuple(args.sources), out=args.out, variables=_list(args.variables), levels=levels_int,
         start=args.start, end=args.end, grid=args.grid, chunk_time=args.chunk_time, region_mb=args.region_mb,
@@ -123,15 +131,7 @@ def run_forecast(args: argparse.Namespace) -> int:
                    if given]
     if unsupported:
         raise ConfigError(f"ingest --forecast: {', '.join(unsupported)} apply to analysis stores only")
-    try:
-        options = json.loads(args.storage_options) if args.storage_options else None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--storage-options: not JSON ({exc})") from None
-    levels = _list(args.levels)
-    try:
-        levels_int = [int(v) for v in levels] if levels else None
-    except ValueError:
-        raise ConfigError(f"--levels {args.levels!r}: expected integers (hPa)") from None
+    options, levels_int = _storage_options(args), _levels(args)
     grib_filter = {k: _filter_value(v) for k, v in _pairs(args.grib_filter, "--grib-filter") or ()} or None
     variables, leads = _list(args.variables), _list(args.lead_times)
     ds = ingest_forecast(list(args.sources), args.out, variables=list(variables) if variables else None,

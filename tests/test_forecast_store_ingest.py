@@ -10,36 +10,17 @@ import os
 from pathlib import Path
 
 import dask.array as da
-import eccodes
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from _grib import eccodes_messages
 
 from data_catalog import forecast_ingest as fi
 from data_catalog.errors import InputDataError, WxemuError
 from data_catalog.forecast_ingest import ingest_forecast, lead_chunk
 from data_catalog.readers import open_source
 from pipeline.cli import main as wxemu
-
-
-def eccodes_messages(path: str) -> list[dict]:
-    """Every GRIB message: init time, lead, member, shortName, level, first latitude and values (Nj, Ni)."""
-    out = []
-    with open(path, "rb") as f:
-        while (h := eccodes.codes_grib_new_from_file(f)) is not None:
-            date, time = eccodes.codes_get(h, "dataDate"), eccodes.codes_get(h, "dataTime")
-            out.append({
-                "init": pd.Timestamp(f"{date}T{time:04d}"),
-                "lead": pd.Timedelta(hours=eccodes.codes_get(h, "endStep")),
-                "number": eccodes.codes_get(h, "number"),
-                "shortName": eccodes.codes_get(h, "shortName"),
-                "level": eccodes.codes_get(h, "level"),
-                "first_lat": eccodes.codes_get(h, "latitudeOfFirstGridPointInDegrees"),
-                "values": eccodes.codes_get_values(h).reshape(eccodes.codes_get(h, "Nj"), eccodes.codes_get(h, "Ni")),
-            })
-            eccodes.codes_release(h)
-    return out
 
 
 def sha256(path: str) -> str:

@@ -3,34 +3,15 @@ against eccodes directly."""
 
 from __future__ import annotations
 
-import eccodes
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from _grib import eccodes_messages
 
 from data_catalog.errors import InputDataError
 from data_catalog.forecasts import to_canonical_forecast
 from data_catalog.readers import open_source
-
-
-def eccodes_messages(path: str) -> list[dict]:
-    """Every message: init time, lead (hours), member, shortName, level and values (Nj, Ni) as stored."""
-    out = []
-    with open(path, "rb") as f:
-        while (h := eccodes.codes_grib_new_from_file(f)) is not None:
-            date, time = eccodes.codes_get(h, "dataDate"), eccodes.codes_get(h, "dataTime")
-            out.append({
-                "init": pd.Timestamp(f"{date}T{time:04d}"),
-                "lead": pd.Timedelta(hours=eccodes.codes_get(h, "endStep")),
-                "number": eccodes.codes_get(h, "number"),
-                "shortName": eccodes.codes_get(h, "shortName"),
-                "level": eccodes.codes_get(h, "level"),
-                "first_lat": eccodes.codes_get(h, "latitudeOfFirstGridPointInDegrees"),
-                "values": eccodes.codes_get_values(h).reshape(eccodes.codes_get(h, "Nj"), eccodes.codes_get(h, "Ni")),
-            })
-            eccodes.codes_release(h)
-    return out
 
 
 def test_ukmo_monthly_ensemble(sample):
