@@ -12,7 +12,7 @@ window and divides.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import xarray as xr
@@ -82,25 +82,6 @@ def days_with_data(bin_doy: np.ndarray, window: int = 61) -> np.ndarray:
     return days[(circular_distance(days, np.unique(bin_doy)) <= window // 2).any(axis=1)]
 
 
-def window_means(days: np.ndarray, n_hours: int, bin_doy: np.ndarray, bin_hour: np.ndarray, bin_sums: np.ndarray,
-                 bin_counts: np.ndarray, window: int = 61) -> np.ndarray:
-    """Smoothed climatology for the target ``days`` from per-(day of year, hour) bins.
-
-    ``bin_doy``/``bin_hour`` (K,) label the bins, ``bin_sums``/``bin_counts`` (K, *trailing) their float64 sums
-    and counts. Returns (len(days), n_hours, *trailing) float64: for day d and hour h the sum over bins at hour h
-    with circular |doy - d| <= window // 2, divided by their count; NaN where that count is 0.
-    Equals :func:`smooth_circular` of the dense bins (tested), without materialising all 366 days.
-    """
-    near = circular_distance(np.asarray(days), np.asarray(bin_doy)) <= window // 2            # (D, K)
-    same_hour = np.arange(n_hours)[:, None] == np.asarray(bin_hour)[None, :]                  # (H, K)
-    w = (near[:, None, :] & same_hour[None, :, :]).astype("f8").reshape(len(days) * n_hours, -1)
-    s = np.tensordot(w, bin_sums, axes=(1, 0))
-    n = np.tensordot(w, bin_counts, axes=(1, 0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(n > 0.5, s / np.where(n > 0.5, n, 1.0), np.nan)
-    return out.reshape(len(days), n_hours, *bin_sums.shape[1:])
-
-
 class ClimatologyAccumulator:
     """Sums and counts per (day of year, hour) bin, only for bins that occur: one pass over the data in time
     blocks (:meth:`add`), then smoothed output for any set of days (:meth:`block`)."""
@@ -156,77 +137,100 @@ class ClimatologyAccumulator:
     def days(self) -> np.ndarray:
         """Days of year whose window holds data (the others are all NaN)."""
         doys = {k[0] for bins in self._bins.values() for k in bins}
-        if not doys:
-            doys = {d for per in self.__dict__.get("_doys", {}).values() for d in per}
         return days_with_data(np.array(sorted(doys), dtype="int64"), self.window)
 
     def block(self, name: str, days: np.ndarray, dtype: str = "f8") -> np.ndarray:
-        """(len(days), n_hours, *trailing) smoothed climatology of ``name`` for ``days``, in ``dtype`` (computed
-        in float64; "f4" rounds once, at the end).
+        """(len(days), n_hours, *trailing) smoothed climatology of ``name`` for ``days`` (ascending), in ``dtype``
+        (computed in float64; "f4" rounds once, at the end)."""
+        return next(self.blocks(name, [np.asarray(days)], dtype))
 
-        Per hour, the bins sorted by day of year are prefix-summed; a day's window is a contiguous circular range
-        of them, i.e. (number of whole turns) x total + one difference of prefix sums, so each output field
-        costs one subtraction and one division, for all requested days of an hour at once.
+    def blocks(self, name: str, runs: Sequence[np.ndarray], dtype: str = "f8",
+               alloc: Callable[[tuple[int, ...], str], np.ndarray] | None = None) -> Iterator[np.ndarray]:
+        """For each array of days in ``runs`` (days ascending, within and across runs), the (len(run), n_hours,
+        *trailing) smoothed climatology of ``name`` in ``dtype``, one run at a time (so a writer can store each
+        block while the next is computed). ``alloc(shape, dtype)`` gives the output buffers (default: new
+        arrays; a writer passes buffers it has finished with, since touching fresh memory costs as much as the
+        arithmetic).
+
+        Per hour of day, a window slides over the bins sorted by day of year: moving to the next day adds the
+        bins that enter the window and subtracts those that leave (float64 running sums), so a day costs one
+        division plus the bins that changed, and a day whose window holds the same bins as the day before (every
+        day of a record shorter than the window, for instance) is a copy.
         """
-        prefix = self._prefix_sums(name)
-        days = np.asarray(days)
-        trailing = self._trailing[name]
-        out = np.full((len(days), len(self.hours), *trailing), np.nan, dtype=dtype)
-        half = self.window // 2
-        for h, (doys, ps, pc) in prefix.items():
-            m = len(doys)
-            ext = np.concatenate([doys - N_DAYS, doys, doys + N_DAYS])  # the bins on three turns of the circle
-            lo = np.searchsorted(ext, days - half, side="left")
-            hi = np.searchsorted(ext, days + half, side="right")
-            turns = hi // m - lo // m
-            if pc.shape[1:] == (1,) * len(trailing):  # one count per bin (no NaN): per day, plain division
-                counts = pc[hi % m, ...].reshape(-1) - pc[lo % m, ...].reshape(-1) + turns * pc[m].reshape(())
-                buf = np.empty(trailing)
-                for i in np.flatnonzero(counts > 0.5):
-                    np.subtract(ps[hi[i] % m], ps[lo[i] % m], out=buf)
-                    if turns[i]:
-                        buf += turns[i] * ps[m]
-                    np.divide(buf, counts[i], out=out[i, h], casting="same_kind")
-                continue
-            shape = (-1, *([1] * len(trailing)))
-            s = ps[hi % m] - ps[lo % m] + turns.reshape(shape) * ps[m]
-            n = pc[hi % m] - pc[lo % m] + turns.reshape(shape) * pc[m]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[:, h] = np.where(n > 0.5, s / np.where(n > 0.5, n, 1.0), np.nan)
-        return out
-
-    def prepare(self, name: str) -> None:
-        """Build the prefix sums of ``name`` now (releasing its bins), so :meth:`block` only reads afterwards."""
-        self._prefix_sums(name)
-
-    def _prefix_sums(self, name: str) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """{hour index: (sorted day-of-year of its bins, prefix sums of values, prefix sums of counts)}, built
-        once per variable; the bins' own sums are released (the prefix sums replace them)."""
-        cache = self.__dict__.setdefault("_prefix", {})
-        if name in cache:
-            return cache[name]
         bins = self._bins[name]
         trailing = np.shape(next(iter(bins.values()))[0])
-        self.__dict__.setdefault("_trailing", {})[name] = trailing
-        self.__dict__.setdefault("_doys", {})[name] = sorted({k[0] for k in bins})
-        out = {}
+        windows = {}
         for h in range(len(self.hours)):
             keys = sorted(k for k in bins if k[1] == h)
-            if not keys:
-                continue
-            doys = np.array([k[0] for k in keys])
-            counts = [bins[k][1] for k in keys]
-            scalar = all(np.ndim(c) == 0 for c in counts)
-            # running sums in float64, filled in place (bins may hold float32 single samples)
-            ps = np.zeros((len(keys) + 1, *trailing))
-            pc = np.zeros((len(keys) + 1, *([1] * len(trailing)))) if scalar else np.zeros_like(ps)
-            for j, k in enumerate(keys):
-                np.add(ps[j], bins[k][0], out=ps[j + 1])
-                np.add(pc[j], bins[k][1], out=pc[j + 1])
-                bins[k] = [None, None]
-            out[h] = (doys, ps, pc)
-        cache[name] = out
-        return out
+            if keys:
+                windows[h] = _SlidingWindow(np.array([k[0] for k in keys]), [bins[k][0] for k in keys],
+                                            [bins[k][1] for k in keys], self.window // 2, trailing)
+        for run in runs:
+            shape = (len(run), len(self.hours), *trailing)
+            out = alloc(shape, dtype) if alloc is not None else np.empty(shape, dtype=dtype)
+            for h in set(range(len(self.hours))) - set(windows):
+                out[:, h] = np.nan
+            for h, win in windows.items():
+                win.last = None  # copies only within this run's buffer (earlier buffers may be handed back)
+                for i, day in enumerate(np.asarray(run)):
+                    win.mean_into(int(day), out[i, h])
+            yield out
+
+
+class _SlidingWindow:
+    """Running float64 sum and count of the bins of one hour of day (``doys`` sorted, their ``sums`` and
+    ``counts``: scalars or per point) whose day of year lies within ``half`` days (circularly) of a target day
+    that only moves forward."""
+
+    def __init__(self, doys: np.ndarray, sums: list, counts: list, half: int, trailing: tuple[int, ...]) -> None:
+        self.m = len(doys)
+        self.ext = np.concatenate([doys - N_DAYS, doys, doys + N_DAYS])  # the bins on three turns of the circle
+        self.sums, self.counts, self.half = sums, counts, half
+        per_point = any(np.ndim(c) for c in counts)
+        self.s = np.zeros(trailing)
+        self.c = np.zeros(trailing) if per_point else np.zeros(())
+        self.lo = self.hi = 0
+        self.last: np.ndarray | None = None  # the last mean written (a view into the caller's output)
+
+    def _move(self, lo: int, hi: int) -> bool:
+        if (lo, hi) == (self.lo, self.hi):
+            return False
+        if lo >= self.hi:  # the new window shares no bin with the old one: start from zero
+            self.s[...] = 0.0
+            self.c[...] = 0.0
+            self.lo = self.hi = lo
+        while self.hi < hi:
+            j = self.hi % self.m
+            np.add(self.s, self.sums[j], out=self.s)
+            np.add(self.c, self.counts[j], out=self.c)
+            self.hi += 1
+        while self.lo < lo:
+            j = self.lo % self.m
+            np.subtract(self.s, self.sums[j], out=self.s)
+            np.subtract(self.c, self.counts[j], out=self.c)
+            self.lo += 1
+        if self.lo == self.hi:  # empty: exact zeros again (no rounding residue)
+            self.s[...] = 0.0
+            self.c[...] = 0.0
+        return True
+
+    def mean_into(self, day: int, out: np.ndarray) -> None:
+        """Write the window mean for ``day`` into ``out`` (NaN where the window holds no sample)."""
+        lo = int(np.searchsorted(self.ext, day - self.half, side="left"))
+        hi = int(np.searchsorted(self.ext, day + self.half, side="right"))
+        if not self._move(lo, hi) and self.last is not None:
+            out[...] = self.last
+            self.last = out
+            return
+        if self.c.ndim == 0:
+            if self.c > 0.5:
+                np.divide(self.s, self.c, out=out, casting="same_kind")
+            else:
+                out[...] = np.nan
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[...] = np.where(self.c > 0.5, self.s / np.where(self.c > 0.5, self.c, 1.0), np.nan)
+        self.last = out
 
 
 def _time_blocks(n: int, size: int) -> Iterator[slice]:

@@ -202,12 +202,14 @@ def file_fingerprint(path: str, storage_options: dict | None = None) -> dict[str
                     h.update(fs.cat_file(key))
                 total += size
             return {"path": path, "sha256": h.hexdigest(), "bytes": total}
-        h = hashlib.sha256()
-        total = 0
         with fs.open(fpath, "rb") as f:
-            while block := f.read(8 * 2**20):
-                h.update(block)
-                total += len(block)
+            if hasattr(hashlib, "file_digest"):  # Python >= 3.11: reads into one buffer, hashes without the GIL
+                h = hashlib.file_digest(f, "sha256")
+            else:  # pragma: no cover - Python 3.10
+                h = hashlib.sha256()
+                while block := f.read(8 * 2**20):
+                    h.update(block)
+            total = f.tell()
         return {"path": path, "sha256": h.hexdigest(), "bytes": total}
     except FileNotFoundError:
         raise InputDataError(f"{path}: no such file") from None
@@ -757,8 +759,9 @@ def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, 
 
 def write_climatology(cfg: IngestConfig, ds: xr.Dataset, clim, *, days_per_block: int | None = None) -> None:
     """Write the climatology group: only the days whose window holds data (the other chunks are never written
-    and read as NaN), ``days_per_block`` days per write (default: about ``cfg.region_mb`` of float32) on
-    ``cfg.threads`` threads. ``clim``: (accumulator, {name: dims after time})."""
+    and read as NaN), ``days_per_block`` days per write (default: about ``cfg.region_mb`` of float32). The blocks
+    are computed in order here while earlier ones are written on ``cfg.threads`` threads (the writes release
+    the GIL). ``clim``: (accumulator, {name: dims after time})."""
     from data_catalog.climatology import N_DAYS, climatology_template
 
     acc, dims = clim
@@ -769,18 +772,34 @@ def write_climatology(cfg: IngestConfig, ds: xr.Dataset, clim, *, days_per_block
     st.write_group(cfg.out, st.CLIMATOLOGY_GROUP, template, storage_options=cfg.options, compute=False,
                    chunks={"dayofyear": 1})
     days = acc.days()
-    for n in dims:
-        acc.prepare(n)  # prefix sums once per variable; block() is then read-only (safe in threads)
     runs = [run for i in range(0, len(days), days_per_block)  # runs of consecutive days, a few days each
             for run in np.split(days[i:i + days_per_block], np.flatnonzero(np.diff(days[i:i + days_per_block]) != 1)
                                 + 1)]
+    free: dict[tuple, list[np.ndarray]] = {}  # output buffers whose write has finished, by shape
 
-    def write(run: np.ndarray) -> None:
-        arrays = {n: acc.block(n, run, dtype="f4") for n in dims}
-        st.write_region(cfg.out, arrays, int(run[0]) - 1, storage_options=cfg.options, group=st.CLIMATOLOGY_GROUP)
+    def alloc(shape: tuple[int, ...], dtype: str) -> np.ndarray:
+        spare = free.get((shape, dtype))
+        return spare.pop() if spare else np.empty(shape, dtype=dtype)
 
-    with ThreadPoolExecutor(max_workers=max(1, cfg.threads)) as pool:  # numpy and blosc release the GIL
-        list(pool.map(write, runs))
+    blocks = {n: acc.blocks(n, runs, dtype="f4", alloc=alloc) for n in dims}
+    threads = max(1, cfg.threads)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending: list[tuple[Any, dict[str, np.ndarray]]] = []
+
+        def retire() -> None:
+            fut, arrays = pending.pop(0)
+            fut.result()
+            for a in arrays.values():
+                free.setdefault((a.shape, a.dtype.str[1:]), []).append(a)
+
+        for run in runs:
+            arrays = {n: next(blocks[n]) for n in dims}
+            pending.append((pool.submit(st.write_region, cfg.out, arrays, int(run[0]) - 1,
+                                        storage_options=cfg.options, group=st.CLIMATOLOGY_GROUP), arrays))
+            while len(pending) > threads:  # bounded memory: at most a few blocks in flight
+                retire()
+        while pending:
+            retire()
 
 
 @contextlib.contextmanager

@@ -112,3 +112,28 @@ def test_merged_partials_equal_one_accumulator_and_float32_bins_sum_in_float64()
     np.testing.assert_allclose(merged.block("x", days, dtype="f4"), one.block("x", days, dtype="f4"), rtol=1e-7)
     with pytest.raises(ValueError, match="cannot be merged"):
         merged.merge(clim.ClimatologyAccumulator(hours[:2], 61))
+
+
+def test_blocks_over_runs_with_reused_dirty_buffers_equal_the_dense_form() -> None:
+    """The sliding window gives the dense form's values run by run (gaps between runs, windows that empty and
+    refill, a record longer than the window), and overwrites every value of the buffers it is handed."""
+    rng = np.random.default_rng(5)
+    t = pd.date_range("2019-01-01", periods=4 * 150, freq="6h")
+    x = rng.normal(280, 5, size=(len(t), 3, 2))
+    keep = (t.day_of_year < 40) | (t.day_of_year > 120)  # a 80-day hole: windows empty in between
+    t, x = t[keep], x[keep]
+    hours = np.array([0, 6, 12, 18])
+    acc = clim.ClimatologyAccumulator(hours, 31)
+    acc.add("x", x, t.day_of_year, t.hour)
+    s, c = clim.doy_hour_sums(x, np.asarray(t.day_of_year), np.searchsorted(hours, t.hour), 4)
+    dense = clim.smooth_circular(s, c, 31)
+    days = np.arange(1, 367)
+    runs = [days[:7], days[7:60], days[100:101], days[101:300], days[340:]]
+
+    def dirty(shape: tuple[int, ...], dtype: str) -> np.ndarray:
+        return np.full(shape, 1e30, dtype=dtype)
+
+    got = list(acc.blocks("x", runs, alloc=dirty))
+    for run, block in zip(runs, got):
+        np.testing.assert_allclose(block, dense[run - 1], rtol=1e-12)
+    assert np.isnan(np.concatenate(got)).any() and not (np.concatenate(got) == 1e30).any()

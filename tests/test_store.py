@@ -96,3 +96,36 @@ def test_memory_url_store() -> None:
     xr.testing.assert_identical(store.open_store(url).load().drop_attrs(), ds)
     store.remove_store(url)
     assert not store.store_exists(url)
+
+
+def test_region_writes_use_zarrs_and_leave_the_same_bytes_as_zarr_python(tmp_path) -> None:
+    """The ingest's writes go through the zarrs codec pipeline (only the arrays opened for writing: zarr's global
+    config is restored), and the chunks it writes are byte for byte those zarr-python writes."""
+    import zarr
+
+    ds = _canonical()
+    names = store.time_variables(ds)
+    default = zarr.config.get("codec_pipeline.path")
+    paths = {}
+    for name, fast in (("fast", True), ("plain", False)):
+        path = str(tmp_path / f"{name}.zarr")
+        store.create_store(path, _lazy(ds), attrs={})
+        if fast:
+            arrays = store._writable_arrays(path, None, None, tuple(names))
+            assert {type(a._async_array.codec_pipeline).__name__ for a in arrays.values()} == {"ZarrsCodecPipeline"}
+            store.write_region(path, {v: ds[v].values for v in names}, 0)
+        else:
+            root = zarr.open_group(path, mode="r+")
+            assert type(root[names[0]]._async_array.codec_pipeline).__name__ == "BatchedCodecPipeline"
+            for v in names:
+                root[v][:] = ds[v].values
+        paths[name] = tmp_path / f"{name}.zarr"
+    assert zarr.config.get("codec_pipeline.path") == default
+    for v in names:
+        fast = sorted((paths["fast"] / v / "c").rglob("*"))
+        plain = sorted((paths["plain"] / v / "c").rglob("*"))
+        assert [p.relative_to(paths["fast"]) for p in fast] == [p.relative_to(paths["plain"]) for p in plain]
+        chunks = [p for p in fast if p.is_file()]
+        assert len(chunks) == ds.sizes["time"]
+        for p in chunks:
+            assert p.read_bytes() == (paths["plain"] / p.relative_to(paths["fast"])).read_bytes()
