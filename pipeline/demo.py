@@ -25,6 +25,8 @@ from data_catalog.errors import WxemuError
 SAMPLE_ENTRY = "era5-t2m-uk-2019-03"
 STATS_PERIOD = ("2019-03-01T00", "2019-03-21T23")
 TEST_INITS = "2019-03-25T00/2019-03-30T23/1h"  # every hour of the held-out week whose +24 h lies in the data
+# validation inits (03-22..03-24) whose +24 h lies in the validation period: the emulators' paths are chosen on them
+VALIDATION_INITS = "2019-03-22T00/2019-03-23T23"
 LEAD = "24h"
 MODELS = ("graph", "transformer")
 BASELINES = ("persistence", "climatology")
@@ -140,8 +142,9 @@ def run(args: argparse.Namespace) -> int:
         fc = out / "forecasts" / f"{name}.zarr"
         if fc.exists():
             shutil.rmtree(fc)
+        lagged = ["--lagged-paths", VALIDATION_INITS] if name not in BASELINES else []
         _stage(["forecast", "--checkpoint", ckpt, "--store", store, "--init", args.init, "--lead", LEAD,
-                "--out", str(fc), "--batch-size", "24"])
+                "--out", str(fc), "--batch-size", "24", *lagged])
         paths.append(str(fc))
     scores = str(out / "scores.zarr")
     for reference in BASELINES:

@@ -51,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="initial times per batch")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of the ensemble perturbations")
+    parser.add_argument("--lagged-paths", default=None, metavar="START/END",
+                        help="choose, lead by lead, between the greedy path from the initial time and one trained "
+                             "step from an earlier analysis (up to the longest step before it), by RMSE on the "
+                             "validation initial times START..END (every store step; their leads must lie in "
+                             "the store); default: greedy paths only")
 
 
 # ------------------------------------------------------------------------------------------------ pure helpers
@@ -198,17 +203,29 @@ class ModelForecaster:
             raise WxemuError(f"{checkpoint}: {exc}") from None
         self.step0 = min(self.steps)
         self.model_name = self.header["model_kind"]
+        self.lags: dict[float, float] = {}  # {lead: hours before the init of its one-step start} (lagged paths)
 
     def needed_history(self) -> int:
-        """Store steps needed before the initial time (for history > 1)."""
+        """Store steps needed before the initial time (history > 1, lagged paths)."""
         from pipeline.datamodule import stride_for
 
-        return (self.history - 1) * stride_for(self.step0, self.layout)
+        lag_steps = max((round(k / self.layout.step_hours) for k in self.lags.values()), default=0)
+        return max((self.history - 1) * stride_for(self.step0, self.layout), lag_steps)
 
-    def __call__(self, init_idx: list[int]) -> np.ndarray:
+    def __call__(self, init_idx: list[int], lags: dict[float, float] | None = None,
+                 normalized: bool = False) -> np.ndarray:
+        """Forecasts (n_init, n_lead, [M,] C, H, W) in physical units (``normalized``: as the model sees them) for
+        the store's initial-time indices ``init_idx``, with ``lags`` (default: this forecaster's)."""
         from pipeline.datamodule import stride_for
         from pipeline.normalization import denormalize, normalize
         from pipeline.rollout import as_numpy, perturb, rollout
+
+        lags = self.lags if lags is None else lags
+        lagged = {}
+        for k in sorted(set(lags.values())):
+            back = np.asarray(init_idx) - round(k / self.layout.step_hours)
+            lagged[k] = torch.from_numpy(normalize(self.reader.read(back), self.stats.mean, self.stats.std)
+                                         )[:, None].to(self.device)
 
         stride = stride_for(self.step0, self.layout)
         offsets = np.arange(-(self.history - 1), 1) * stride
@@ -233,11 +250,57 @@ class ModelForecaster:
                 f = f.repeat_interleave(m, dim=0)
             return f.to(self.device)
 
-        out = rollout(self.model, hist, forcing_at, self.leads, self.steps, self.stats, self.autocast)
-        arr = denormalize(as_numpy(out, self.leads), self.stats.mean, self.stats.std)  # (B, L, C, H, W)
+        if lagged and m > 1:
+            raise WxemuError("lagged paths are not available for ensembles (--members > 1)")
+        out = rollout(self.model, hist, forcing_at, self.leads, self.steps, self.stats, self.autocast,
+                      lags=lags, lagged_states=lagged)
+        arr = as_numpy(out, self.leads)
+        if not normalized:
+            arr = denormalize(arr, self.stats.mean, self.stats.std)  # (B, L, C, H, W)
         if m > 1:
             arr = arr.reshape(len(init_idx), m, *arr.shape[1:]).transpose(0, 2, 1, 3, 4, 5)
         return arr
+
+
+def select_lags(forecaster: ModelForecaster, val_idx: list[int], batch_size: int = 24
+                ) -> tuple[dict[float, float], dict[float, dict[float, float]]]:
+    """Choose each lead's path on validation initial times ``val_idx`` (store indices; their analyses
+    ``lag`` hours earlier and at every lead must be in the store): the greedy path from the initial time (lag 0)
+    or one trained step from ``lag`` hours before it (:func:`pipeline.rollout.lag_candidates`), by area-weighted
+    RMSE of the normalised state (every channel counts once). Returns ({lead: lag} of the lagged leads,
+    {lead: {lag: RMSE}} of every candidate)."""
+    from pipeline.normalization import normalize
+    from pipeline.rollout import lag_candidates
+    from pipeline.weights import latitude_weights
+
+    layout = forecaster.layout
+    per_step = layout.step_hours
+    cands = {lead: lag_candidates(lead, forecaster.steps) for lead in forecaster.leads}
+    max_lag = max((k for ks in cands.values() for k in ks), default=0.0)
+    first = min(val_idx) - round(max_lag / per_step)
+    last = max(val_idx) + round(max(forecaster.leads) / per_step)
+    if first < 0 or last >= len(layout.times):
+        raise WxemuError(f"{layout.path}: --lagged-paths needs analyses from {max_lag:g} h before the first "
+                         f"validation initial time to {max(forecaster.leads):g} h after the last; the store covers "
+                         f"{pd.Timestamp(layout.times[0])} .. {pd.Timestamp(layout.times[-1])}")
+    w = latitude_weights(layout.latitude)[:, None]
+    passes = [{}] + [{lead: ks[j] for lead, ks in cands.items() if len(ks) > j}
+                     for j in range(max((len(ks) for ks in cands.values()), default=0))]
+    scores: dict[float, dict[float, float]] = {lead: {} for lead in forecaster.leads}
+    for lags in passes:
+        sq = {lead: [] for lead in forecaster.leads}
+        for group in _batches(list(val_idx), batch_size):
+            pred = forecaster(group, lags=lags, normalized=True)  # (B, L, C, H, W)
+            for j, lead in enumerate(forecaster.leads):
+                truth = forecaster.reader.read(np.asarray(group) + round(lead / per_step))
+                err = pred[:, j] - normalize(truth, forecaster.stats.mean, forecaster.stats.std)
+                sq[lead].append(((err ** 2) * w).mean(axis=(1, 2, 3)))
+        for lead in forecaster.leads:
+            if not lags or lead in lags:
+                scores[lead][lags.get(lead, 0.0)] = float(np.sqrt(np.concatenate(sq[lead]).mean()))
+    from pipeline.rollout import choose_lags
+
+    return choose_lags(scores), scores
 
 
 class PersistenceForecaster:
@@ -309,6 +372,22 @@ def run(args: argparse.Namespace) -> int:
                                      args.device, args.seed)
         provenance = {"wxemu_model": forecaster.model_name, "wxemu_checkpoint": str(wpath.resolve()),
                       "wxemu_checkpoint_sha256": sha256_file(wpath)}
+        if getattr(args, "lagged_paths", None):
+            if args.members > 1:
+                raise WxemuError("--lagged-paths is not available for ensembles (--members > 1)")
+            if forecaster.history > 1:
+                raise WxemuError(f"{ckpt}: --lagged-paths needs a model with history 1")
+            val_times = parse_init_times(args.lagged_paths + ("" if args.lagged_paths.count("/") == 2
+                                                              else f"/{layout.step_hours:g}h"))
+            lags, scores = select_lags(forecaster, [layout.time_index(t) for t in val_times], args.batch_size)
+            forecaster.lags = lags
+            provenance["wxemu_lead_paths"] = {
+                "validation": args.lagged_paths,
+                "lagged": {f"{lead:g}": lag for lead, lag in sorted(lags.items())},
+                "rmse_normalised": {f"{lead:g}": {f"{k:g}": round(v, 5) for k, v in sorted(by.items())}
+                                    for lead, by in sorted(scores.items())}}
+            print(f"wxemu forecast: lagged paths chosen on {args.lagged_paths}: "
+                  + (", ".join(f"+{lead:g} h from -{lag:g} h" for lead, lag in sorted(lags.items())) or "none"))
     need = forecaster.needed_history()
     for t, i in zip(init_times, init_idx):
         if i - need < 0:

@@ -2,19 +2,26 @@
 
 A lead L is reached by the greedy decomposition of L into trained step sizes (largest first); the state at the
 prefix (L minus its last step) is itself an earlier lead, cached, so each requested lead costs one model call.
-States are normalised (pipeline.normalization); physical values come from :func:`denormalize`.
+A *lagged* lead is instead one trained step s from the analysis k = s - L hours before the initial time (known
+at the initial time: no future data); which leads are lagged is chosen by skill on a validation period
+(:func:`choose_lags`, ``wxemu forecast --lagged-paths``). States are normalised (pipeline.normalization);
+physical values come from :func:`denormalize`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from pipeline.normalization import ChannelStats, advance_normalized_state, greedy_step_decomposition
+from pipeline.normalization import (
+    ChannelStats,
+    advance_normalized_state,
+    greedy_step_decomposition,
+)
 
 
 @dataclass(frozen=True)
@@ -24,18 +31,47 @@ class PlannedStep:
     lead: float
     parent: float
     step: float
+    lagged: bool = False  # from an analysis before the initial time; never a parent of other leads
 
 
-def plan_rollout(leads_hours: Sequence[float], steps_hours: Sequence[float], history: int = 1) -> list[PlannedStep]:
+def lag_candidates(lead_hours: float, steps_hours: Sequence[float]) -> list[float]:
+    """Lags k > 0 (hours before the initial time) from which one trained step reaches ``lead_hours``: s - L for
+    every trained step s longer than the lead."""
+    return [float(s) - float(lead_hours) for s in sorted(float(x) for x in steps_hours) if s > lead_hours + 1e-9]
+
+
+def choose_lags(scores: Mapping[float, Mapping[float, float]]) -> dict[float, float]:
+    """{lead: {lag: score}} (lag 0 = the greedy path from the initial time; lower is better) -> {lead: lag} for
+    the leads whose best path is lagged (ties go to the smaller lag)."""
+    out = {}
+    for lead, by_lag in scores.items():
+        best = min(sorted(by_lag), key=lambda k: by_lag[k])
+        if best > 0:
+            out[float(lead)] = float(best)
+    return out
+
+
+def plan_rollout(leads_hours: Sequence[float], steps_hours: Sequence[float], history: int = 1,
+                 lags: Mapping[float, float] | None = None) -> list[PlannedStep]:
     """Model calls (in execution order) that produce every lead in ``leads_hours`` (hours > 0).
 
     With ``history > 1`` only one step size is allowed and every lead must be a multiple of it (the history
     window of lead L is the states at L - (history-1)*dt .. L). Intermediate leads that are not requested but
-    needed as parents are planned too. Raises ``ValueError`` for unreachable leads.
+    needed as parents are planned too. ``lags`` {lead: k}: those leads are one step of L + k hours from the
+    analysis k hours before the initial time (parent -k; L + k must be a trained step; history 1 only); they are
+    outputs only: the other leads keep their greedy paths, whose parents are greedy states (so a lead's forecast
+    does not depend on which other leads are lagged). Raises ``ValueError`` for unreachable leads.
     """
     steps = sorted(float(s) for s in steps_hours)
     if history > 1 and len(steps) > 1:
         raise ValueError("a model with history > 1 must use a single step size")
+    lags = {float(k): float(v) for k, v in (lags or {}).items()}
+    if lags and history > 1:
+        raise ValueError("lagged paths need a model with history 1")
+    for lead, lag in lags.items():
+        if lag <= 0 or not any(abs(lead + lag - s) < 1e-9 for s in steps):
+            raise ValueError(f"lead {lead} h cannot be one trained step from {lag} h before the initial time "
+                             f"(steps {steps} h)")
     planned: dict[float, PlannedStep] = {}
 
     def need(lead: float) -> None:
@@ -46,25 +82,33 @@ def plan_rollout(leads_hours: Sequence[float], steps_hours: Sequence[float], his
         need(parent)
         planned[lead] = PlannedStep(lead=lead, parent=parent, step=parts[-1])
 
+    lagged = []
     for lead in sorted(float(x) for x in leads_hours):
         if lead <= 0:
             raise ValueError(f"leads must be positive hours, got {lead}")
-        need(lead)
-    return sorted(planned.values(), key=lambda p: p.lead)
+        if lead in lags:
+            lagged.append(PlannedStep(lead=lead, parent=-lags[lead], step=lead + lags[lead], lagged=True))
+        else:
+            need(lead)
+    return sorted(planned.values(), key=lambda p: p.lead) + lagged
 
 
 def rollout(model: torch.nn.Module, init_history: torch.Tensor, forcing_at: Callable[[float], torch.Tensor],
             leads_hours: Sequence[float], steps_hours: Sequence[float], stats: ChannelStats,
-            autocast_dtype: torch.dtype | None = None) -> dict[float, torch.Tensor]:
+            autocast_dtype: torch.dtype | None = None, lags: Mapping[float, float] | None = None,
+            lagged_states: Mapping[float, torch.Tensor] | None = None) -> dict[float, torch.Tensor]:
     """Roll ``model`` from normalised ``init_history`` (B, history, C, H, W) to every lead (hours).
 
     ``forcing_at(valid_lead_hours)`` returns the (B, F, H, W) forcings valid at init + that lead. Returns
     lead -> normalised state (B, C, H, W) float32 for the requested leads. ``autocast_dtype`` (e.g. bf16 on CUDA)
-    wraps the model calls; the residual update stays float32.
+    wraps the model calls; the residual update stays float32. ``lags`` {lead: k} as in :func:`plan_rollout`,
+    with ``lagged_states`` {k: normalised analyses (B, 1, C, H, W) k hours before the initial time}.
     """
     history = init_history.shape[1]
-    plan = plan_rollout(leads_hours, steps_hours, history)
+    plan = plan_rollout(leads_hours, steps_hours, history, lags)
     windows: dict[float, torch.Tensor] = {0.0: init_history.float()}
+    for lag, states in (lagged_states or {}).items():
+        windows[-float(lag)] = states.float()
     wanted = {float(x) for x in leads_hours}
     out: dict[float, torch.Tensor] = {}
     device_type = init_history.device.type
@@ -78,8 +122,9 @@ def rollout(model: torch.nn.Module, init_history: torch.Tensor, forcing_at: Call
             with ctx:
                 delta = model(hist.flatten(1, 2), forcing_at(p.lead), lead_t)
             nxt = advance_normalized_state(hist[:, -1], delta.float(), stats, p.step)
-            windows[p.lead] = torch.cat([hist[:, 1:], nxt[:, None]], dim=1)
-            if p.lead in wanted:
+            if not p.lagged:
+                windows[p.lead] = torch.cat([hist[:, 1:], nxt[:, None]], dim=1)
+            if p.lead in wanted and (p.lagged or p.lead not in (lags or {})):
                 out[p.lead] = nxt
             # free windows no later step needs (parents are always earlier leads)
     return out

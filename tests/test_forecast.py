@@ -161,3 +161,42 @@ def test_init_without_history_is_refused(uk_store: str, tmp_path: Path) -> None:
                                      device="cpu", seed=0))
     assert main(args + ["--init", "2019-03-01T01", "--out", str(tmp_path / "ok.zarr")]) == 0
     assert xr.open_zarr(tmp_path / "ok.zarr").attrs["wxemu_complete"] is True
+
+
+def test_lagged_paths_are_chosen_on_validation_and_start_from_earlier_analyses(uk_store: str, checkpoint: Path,
+                                                                               tmp_path: Path, capsys) -> None:
+    """A lagged lead is one trained step from an earlier analysis (equal to that forecast), the choice per lead is
+    the lowest validation RMSE among the candidates recorded in the store, and bad requests are refused."""
+    import json
+
+    from pipeline.datamodule import read_layout
+    from pipeline.rollout import choose_lags
+
+    layout = read_layout(uk_store)
+    f = fc.ModelForecaster(str(checkpoint), layout, [1.0, 2.0, 3.0], 1, 0.5, "cpu", 0)
+    i = layout.time_index("2019-03-25T06")
+    lagged = f([i], lags={1.0: 2.0, 2.0: 1.0})
+    direct = f([i - 1, i - 2])  # greedy from one and two hours earlier: +3 h is one 3 h step
+    np.testing.assert_allclose(lagged[0, 1], direct[0, 2], rtol=1e-6)
+    np.testing.assert_allclose(lagged[0, 0], direct[1, 2], rtol=1e-6)
+    np.testing.assert_allclose(lagged[0, 2], f([i])[0, 2], rtol=1e-6)  # +3 h: no lag candidate, greedy
+
+    out = tmp_path / "lagged.zarr"
+    assert main(["forecast", "--checkpoint", str(checkpoint), "--store", uk_store, "--init",
+                 "2019-03-25T00/2019-03-25T06/3h", "--lead", "3h", "--out", str(out),
+                 "--lagged-paths", "2019-03-22T00/2019-03-22T11"]) == 0
+    paths = xr.open_zarr(out).attrs["wxemu_lead_paths"]
+    scores = {float(k): {float(a): b for a, b in v.items()} for k, v in paths["rmse_normalised"].items()}
+    assert set(scores) == {1.0, 2.0, 3.0} and set(scores[1.0]) == {0.0, 2.0} and set(scores[2.0]) == {0.0, 1.0}
+    assert set(scores[3.0]) == {0.0}
+    assert {float(k): v for k, v in paths["lagged"].items()} == choose_lags(scores)
+    assert json.loads(json.dumps(paths)) == paths
+
+    assert main(["forecast", "--checkpoint", str(checkpoint), "--store", uk_store, "--init", "2019-03-25T00",
+                 "--lead", "3h", "--out", str(tmp_path / "x.zarr"), "--lagged-paths", "2019-03-01T00/2019-03-01T05"]) == 2
+    assert "needs analyses from 2 h before the first validation initial time" in capsys.readouterr().err
+    assert main(["forecast", "--checkpoint", str(checkpoint), "--store", uk_store, "--init", "2019-03-25T00",
+                 "--lead", "3h", "--out", str(tmp_path / "y.zarr"), "--members", "2",
+                 "--lagged-paths", "2019-03-22T00/2019-03-22T05"]) == 2
+    assert "not available for ensembles" in capsys.readouterr().err
+    assert not (tmp_path / "x.zarr").exists() and not (tmp_path / "y.zarr").exists()

@@ -78,3 +78,38 @@ def test_perturb_std_and_smoothness() -> None:
 
 def test_speed_units() -> None:
     assert simulated_days_per_second(10, 24, 5.0) == pytest.approx(2.0)
+
+
+def test_lagged_leads_are_one_step_from_an_earlier_analysis_and_chosen_by_score() -> None:
+    from pipeline.rollout import choose_lags, lag_candidates
+
+    assert lag_candidates(5, [1, 3, 6, 24]) == [1.0, 19.0]
+    assert lag_candidates(24, [1, 3, 6, 24]) == []
+    plan = plan_rollout([1, 2, 3, 4], [1, 3, 24], lags={2: 1, 3: 21})
+    steps = {(p.lead, p.lagged): (p.parent, p.step) for p in plan}
+    # lagged leads are outputs only: +4 h = 3 + 1 still starts from the greedy +3 h (one 3 h step from the init)
+    assert steps == {(1.0, False): (0.0, 1.0), (3.0, False): (0.0, 3.0), (4.0, False): (3.0, 1.0),
+                     (2.0, True): (-1.0, 3.0), (3.0, True): (-21.0, 24.0)}
+    with pytest.raises(ValueError, match="cannot be one trained step from 2.0 h"):
+        plan_rollout([2], [1, 3], lags={2: 2})
+    with pytest.raises(ValueError, match="history 1"):
+        plan_rollout([2], [1], history=2, lags={2: 1})
+    # lag 0 (greedy) kept unless a lag scores lower; ties go to the smaller lag
+    assert choose_lags({1: {0: 0.5, 2: 0.7}, 2: {0: 1.0, 1: 0.9, 22: 0.8}, 3: {0: 1.0, 21: 1.0}}) == {2: 22.0}
+
+
+def test_rollout_starts_lagged_leads_from_the_given_analyses() -> None:
+    stats = ChannelStats(names=["x"], mean=np.zeros(1), std=np.ones(1), diff_mean={s: np.zeros(1) for s in (1.0, 3.0, 6.0)},
+                         diff_std={s: np.ones(1) for s in (1.0, 3.0, 6.0)})
+
+    class AddStep(torch.nn.Module):  # delta = the step size: state(L) = start + step
+        def forward(self, state, forcings, lead_hours):
+            return lead_hours[:, None, None, None].expand(state.shape[0], 1, *state.shape[-2:])
+
+    init = torch.zeros(2, 1, 1, 2, 2)
+    earlier = torch.full((2, 1, 1, 2, 2), 100.0)
+    out = rollout(AddStep(), init, lambda lead: torch.zeros(2, 0, 2, 2), [1, 3, 4], [1, 3, 6], stats,
+                  lags={3: 3}, lagged_states={3.0: earlier})
+    assert torch.allclose(out[1.0], torch.full_like(out[1.0], 1.0))
+    assert torch.allclose(out[3.0], torch.full_like(out[3.0], 106.0))  # 6 h step from the analysis 3 h earlier
+    assert torch.allclose(out[4.0], torch.full_like(out[4.0], 4.0))  # 3 + 1 from the init: greedy +3 h as parent
