@@ -270,7 +270,7 @@ def select_lags(forecaster: ModelForecaster, val_idx: list[int], batch_size: int
     RMSE of the normalised state (every channel counts once). Returns ({lead: lag} of the lagged leads,
     {lead: {lag: RMSE}} of every candidate)."""
     from pipeline.normalization import normalize
-    from pipeline.rollout import lag_candidates
+    from pipeline.rollout import choose_lags, lag_candidates
     from pipeline.weights import latitude_weights
 
     layout = forecaster.layout
@@ -298,8 +298,6 @@ def select_lags(forecaster: ModelForecaster, val_idx: list[int], batch_size: int
         for lead in forecaster.leads:
             if not lags or lead in lags:
                 scores[lead][lags.get(lead, 0.0)] = float(np.sqrt(np.concatenate(sq[lead]).mean()))
-    from pipeline.rollout import choose_lags
-
     return choose_lags(scores), scores
 
 
