@@ -213,9 +213,11 @@ class ModelForecaster:
         return max((self.history - 1) * stride_for(self.step0, self.layout), lag_steps)
 
     def __call__(self, init_idx: list[int], lags: dict[float, float] | None = None,
-                 normalized: bool = False) -> np.ndarray:
+                 normalized: bool = False, leads: list[float] | None = None) -> np.ndarray:
         """Forecasts (n_init, n_lead, [M,] C, H, W) in physical units (``normalized``: as the model sees them) for
-        the store's initial-time indices ``init_idx``, with ``lags`` (default: this forecaster's)."""
+        the store's initial-time indices ``init_idx``, with ``lags`` (default: this forecaster's), at ``leads``
+        (default: this forecaster's)."""
+        leads = self.leads if leads is None else leads
         from pipeline.datamodule import stride_for
         from pipeline.normalization import denormalize, normalize
         from pipeline.rollout import as_numpy, perturb, rollout
@@ -252,9 +254,9 @@ class ModelForecaster:
 
         if lagged and m > 1:
             raise WxemuError("lagged paths are not available for ensembles (--members > 1)")
-        out = rollout(self.model, hist, forcing_at, self.leads, self.steps, self.stats, self.autocast,
+        out = rollout(self.model, hist, forcing_at, leads, self.steps, self.stats, self.autocast,
                       lags=lags, lagged_states=lagged)
-        arr = as_numpy(out, self.leads)
+        arr = as_numpy(out, leads)
         if not normalized:
             arr = denormalize(arr, self.stats.mean, self.stats.std)  # (B, L, C, H, W)
         if m > 1:
@@ -287,17 +289,17 @@ def select_lags(forecaster: ModelForecaster, val_idx: list[int], batch_size: int
     passes = [{}] + [{lead: ks[j] for lead, ks in cands.items() if len(ks) > j}
                      for j in range(max((len(ks) for ks in cands.values()), default=0))]
     scores: dict[float, dict[float, float]] = {lead: {} for lead in forecaster.leads}
-    for lags in passes:
-        sq = {lead: [] for lead in forecaster.leads}
+    for lags in passes:  # first every lead's greedy path, then one lagged candidate per lead and pass
+        leads = sorted(lags) if lags else list(forecaster.leads)
+        sq: dict[float, list[np.ndarray]] = {lead: [] for lead in leads}
         for group in _batches(list(val_idx), batch_size):
-            pred = forecaster(group, lags=lags, normalized=True)  # (B, L, C, H, W)
-            for j, lead in enumerate(forecaster.leads):
+            pred = forecaster(group, lags=lags, normalized=True, leads=leads)  # (B, L, C, H, W)
+            for j, lead in enumerate(leads):
                 truth = forecaster.reader.read(np.asarray(group) + round(lead / per_step))
                 err = pred[:, j] - normalize(truth, forecaster.stats.mean, forecaster.stats.std)
                 sq[lead].append(((err ** 2) * w).mean(axis=(1, 2, 3)))
-        for lead in forecaster.leads:
-            if not lags or lead in lags:
-                scores[lead][lags.get(lead, 0.0)] = float(np.sqrt(np.concatenate(sq[lead]).mean()))
+        for lead in leads:
+            scores[lead][lags.get(lead, 0.0)] = float(np.sqrt(np.concatenate(sq[lead]).mean()))
     return choose_lags(scores), scores
 
 
