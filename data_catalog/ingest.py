@@ -565,6 +565,41 @@ def _period_indices(cfg: IngestConfig, times: np.ndarray, source: str) -> tuple[
     return p0, p1
 
 
+def climatology_bins_bytes(cfg: IngestConfig, times: np.ndarray, bytes_per_step: int, source: str) -> int:
+    """Memory the climatology's (day of year, hour) bins take while the stats period is accumulated: a bin seen
+    once keeps its float32 field (``bytes_per_step``, every time-dependent variable), a bin seen more often a
+    float64 sum (twice that)."""
+    p0, p1 = _period_indices(cfg, times, source)
+    index = pd.DatetimeIndex(times[p0:p1])
+    hours = np.asarray(index.hour)
+    keep = hours % cfg.climatology_hour_step == 0
+    _, counts = np.unique(np.asarray(index.day_of_year)[keep] * 24 + hours[keep], return_counts=True)
+    return int(bytes_per_step * ((counts == 1).sum() + 2 * (counts > 1).sum()))
+
+
+def _available_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_climatology_memory(cfg: IngestConfig, times: np.ndarray, bytes_per_step: int, source: str) -> None:
+    """Refuse, before anything is written, an ingest whose climatology bins would not fit in 80 % of the memory
+    available now (the bins live in this process; see docs/ingest.md)."""
+    need = climatology_bins_bytes(cfg, times, bytes_per_step, source)
+    have = _available_memory()
+    if need > 0.8 * have:
+        raise WxemuError(f"{cfg.out}: the climatology of this ingest would keep {need / 1e9:.1f} GB of (day of year, "
+                         f"hour) sums in memory and {have / 1e9:.1f} GB are available; use a coarser "
+                         "--climatology-hour-step, a shorter --stats-start/--stats-end period or a coarser --grid "
+                         "(or a machine with more memory)")
+
+
+def _bytes_per_step(ds: xr.Dataset) -> int:
+    """Float32 bytes of one time step of every time-dependent variable (as the store holds them)."""
+    return int(sum(4 * ds[v].size // max(1, ds.sizes["time"]) for v in st.time_variables(ds)))
+
+
 class PartialCombiner:
     """Adds block partials in store time order (so the float64 sums do not depend on which region finished first,
     and a resumed run gives the same numbers as an uninterrupted one). ``units``: the starts of every block
@@ -881,6 +916,7 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
         with _timed(timings, "create"):
             stats_plan = make_stats_plan(cfg, times, lambda p0: _first_step(ds, names, p0),
                                          {v: ds[v].dims for v in names}, ", ".join(cfg.sources))
+            check_climatology_memory(cfg, times, _bytes_per_step(ds), ", ".join(cfg.sources))
             if not resuming:
                 if exists:
                     st.remove_store(cfg.out, storage_options=cfg.options)
@@ -954,6 +990,14 @@ def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None) -> In
     regions = plan_regions(offset, offset + n_new, cfg.chunk_time,
                            _steps_per_region(new, cfg.region_mb, cfg.chunk_time), _source_bounds(new, offset))
     old_sources = list(attrs.get("wxemu_sources") or [])
+    # the stats period of the original recipe applies (default: every time, including the appended ones)
+    base = {k: v for k, v in old_recipe.items() if k != "appended"}
+    stats_cfg = dataclasses.replace(cfg, stats_start=base.get("stats_start"), stats_end=base.get("stats_end"),
+                                    climatology_window=int(base.get("climatology_window", 61)),
+                                    climatology_hour_step=int(base.get("climatology_hour_step", 1)))
+    times = np.concatenate([existing["time"].values[:offset], new["time"].values])
+    if _period_indices(stats_cfg, times, cfg.out)[1] > offset:  # the sums are redone: they must fit in memory
+        check_climatology_memory(stats_cfg, times, _bytes_per_step(new), cfg.out)
     if not resuming:
         st.mark_incomplete(cfg.out, storage_options=cfg.options)
         st.write_plan(cfg.out, {"mode": "append", "sources": sources, "recipe": new_recipe, "regions": regions,
@@ -962,13 +1006,7 @@ def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None) -> In
         st.consolidate(cfg.out, storage_options=cfg.options)
     done = st.regions_done(cfg.out, storage_options=cfg.options)
     todo = [(i, a, b) for i, (a, b) in enumerate(regions) if i not in done]
-    # the stats period of the original recipe applies (default: every time, including the appended ones)
-    base = {k: v for k, v in old_recipe.items() if k != "appended"}
-    stats_cfg = dataclasses.replace(cfg, stats_start=base.get("stats_start"), stats_end=base.get("stats_end"),
-                                    climatology_window=int(base.get("climatology_window", 61)),
-                                    climatology_hour_step=int(base.get("climatology_hour_step", 1)))
     names = st.time_variables(new)
-    times = np.concatenate([existing["time"].values[:offset], new["time"].values])
 
     def first(p0: int) -> dict[str, np.ndarray]:
         if p0 < offset:

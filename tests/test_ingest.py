@@ -417,3 +417,32 @@ def test_ingest_into_fsspec_memory_store(uk_nc) -> None:
         assert store.open_stats(url)["2m_temperature"].sel(stat="std") > 0
     finally:
         store.remove_store(url)
+
+
+def test_climatology_that_would_not_fit_in_memory_is_refused_before_writing(tmp_path, uk_nc, monkeypatch) -> None:
+    """The climatology's bins live in memory: an ingest (or an append that redoes the sums) whose bins exceed 80 %
+    of the available memory is refused before anything is written, naming the store and the sizes."""
+    field = 33 * 49 * 4  # one float32 UK field
+    times = pd.date_range("2019-03-01", periods=48, freq="h").values
+    cfg = _cfg([uk_nc["01"]], tmp_path / "x.zarr")
+    assert ing.climatology_bins_bytes(cfg, times, field, "x") == 48 * field  # every bin seen once: float32
+    two_years = np.concatenate([times, (pd.DatetimeIndex(times) + pd.DateOffset(years=1)).values])
+    assert ing.climatology_bins_bytes(cfg, two_years, field, "x") == 2 * 48 * field  # summed in float64
+    six_hourly = ing.IngestConfig(sources=("x",), out="y", climatology_hour_step=6)
+    assert ing.climatology_bins_bytes(six_hourly, times, field, "x") == 8 * field
+
+    out = tmp_path / "uk.zarr"
+    ing.ingest(_cfg([uk_nc["01"]], out))
+    before = store.open_store(str(out)).load()
+    monkeypatch.setattr(ing, "_available_memory", lambda: 24 * field)  # 80 %: room for 19 of the 48 bins
+    with pytest.raises(WxemuError, match=r"uk\.zarr: the climatology of this ingest would keep 0\.0 GB .* "
+                                         r"--climatology-hour-step"):
+        ing.ingest(_cfg([uk_nc["02"]], out, append=True))
+    assert store.is_complete(str(out))
+    xr.testing.assert_identical(store.open_store(str(out)).load(), before)
+    fresh = tmp_path / "fresh.zarr"
+    with pytest.raises(WxemuError, match="fresh.zarr: the climatology of this ingest"):
+        ing.ingest(_cfg([uk_nc["01"]], fresh))
+    assert not fresh.exists()
+    ing.ingest(_cfg([uk_nc["01"]], fresh, climatology_hour_step=6))  # its 4 bins fit
+    assert store.open_climatology(str(fresh))["hour"].values.tolist() == [0, 6, 12, 18]
