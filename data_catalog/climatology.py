@@ -140,7 +140,7 @@ class ClimatologyAccumulator:
         return days_with_data(np.array(sorted(doys), dtype="int64"), self.window)
 
     def block(self, name: str, days: np.ndarray, dtype: str = "f8") -> np.ndarray:
-        """(len(days), n_hours, *trailing) smoothed climatology of ``name`` for ``days`` (ascending), in ``dtype``
+        """(len(days), n_hours, *trailing) smoothed climatology of ``name`` for ``days`` (ascending is cheapest), in ``dtype``
         (computed in float64; "f4" rounds once, at the end)."""
         return next(self.blocks(name, [np.asarray(days)], dtype))
 
@@ -180,7 +180,7 @@ class ClimatologyAccumulator:
 class _SlidingWindow:
     """Running float64 sum and count of the bins of one hour of day (``doys`` sorted, their ``sums`` and
     ``counts``: scalars or per point) whose day of year lies within ``half`` days (circularly) of a target day
-    that only moves forward."""
+    (cheapest when it only moves forward: a step back restarts the sums)."""
 
     def __init__(self, doys: np.ndarray, sums: list, counts: list, half: int, trailing: tuple[int, ...]) -> None:
         self.m = len(doys)
@@ -195,7 +195,7 @@ class _SlidingWindow:
     def _move(self, lo: int, hi: int) -> bool:
         if (lo, hi) == (self.lo, self.hi):
             return False
-        if lo >= self.hi:  # the new window shares no bin with the old one: start from zero
+        if lo >= self.hi or lo < self.lo or hi < self.hi:  # disjoint, or the day moved back: start from zero
             self.s[...] = 0.0
             self.c[...] = 0.0
             self.lo = self.hi = lo

@@ -137,3 +137,15 @@ def test_blocks_over_runs_with_reused_dirty_buffers_equal_the_dense_form() -> No
     for run, block in zip(runs, got):
         np.testing.assert_allclose(block, dense[run - 1], rtol=1e-12)
     assert np.isnan(np.concatenate(got)).any() and not (np.concatenate(got) == 1e30).any()
+
+
+def test_block_for_days_out_of_order_equals_the_dense_form() -> None:
+    rng = np.random.default_rng(9)
+    t = pd.date_range("2019-03-01", periods=24 * 31, freq="h")
+    x = rng.normal(size=(len(t), 2, 3))
+    acc = clim.ClimatologyAccumulator(np.arange(24), 61)
+    acc.add("x", x, t.day_of_year, t.hour)
+    s, c = clim.doy_hour_sums(x, np.asarray(t.day_of_year), np.asarray(t.hour), 24)
+    dense = clim.smooth_circular(s, c, 61)
+    days = np.array([100, 40, 75, 75, 60, 120])
+    np.testing.assert_allclose(acc.block("x", days), dense[days - 1], rtol=1e-12)
