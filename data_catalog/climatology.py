@@ -140,8 +140,8 @@ class ClimatologyAccumulator:
         return days_with_data(np.array(sorted(doys), dtype="int64"), self.window)
 
     def block(self, name: str, days: np.ndarray, dtype: str = "f8") -> np.ndarray:
-        """(len(days), n_hours, *trailing) smoothed climatology of ``name`` for ``days`` (ascending is cheapest), in ``dtype``
-        (computed in float64; "f4" rounds once, at the end)."""
+        """(len(days), n_hours, *trailing) smoothed climatology of ``name`` for ``days`` (any order; ascending is
+        cheapest), in ``dtype`` (computed in float64; "f4" rounds once, at the end)."""
         return next(self.blocks(name, [np.asarray(days)], dtype))
 
     def blocks(self, name: str, runs: Sequence[np.ndarray], dtype: str = "f8",
