@@ -100,6 +100,22 @@ def _spans(hours: list[int]) -> str:
     return ", ".join(f"+{a} h" if a == b else f"+{a}..+{b} h" for a, b in spans)
 
 
+def paths_note(forecasts: list[tuple[str, str]]) -> str:
+    """Which leads each emulator forecast reached by a lagged path (the forecast stores' ``wxemu_lead_paths``)."""
+    import zarr
+
+    lines = []
+    for name, path in forecasts:
+        chosen = zarr.open_group(path, mode="r").attrs.get("wxemu_lead_paths")
+        if chosen is None:
+            continue
+        lagged = sorted(int(float(k)) for k in chosen["lagged"])
+        how = (f"{_spans(lagged)} one trained step from an earlier analysis, other leads greedy from the initial "
+               "time" if lagged else "every lead greedy from the initial time")
+        lines.append(f"- {name}: {how} (chosen on the validation inits {chosen['validation']})")
+    return ("\nPaths (`wxemu forecast --lagged-paths`):\n" + "\n".join(lines) + "\n") if lines else ""
+
+
 def skill_findings(names: list[str], table: dict) -> list[str]:
     """Where each emulator falls short of a baseline, over every lead scored. (The targets: beat persistence to
     +12 h and climatology to +6 h; the better of the two at every lead to +24 h.)"""
@@ -156,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     findings = skill_findings(names, table)
     text = ("## RMSE of 2 m temperature (K) by lead, held-out week 2019-03-25..31, UK (ERA5)\n\n" + md + "\n\n"
             + ("Findings (every lead +1..+24 h):\n" + "\n".join(f"- {f}" for f in findings) if findings
-               else "Every emulator beats persistence and climatology at every lead.") + "\n")
+               else "Every emulator beats persistence and climatology at every lead.") + "\n"
+            + paths_note([(name, str(out / "forecasts" / f"{name}.zarr")) for name in args.models]))
     (out / "summary.md").write_text(text)
     print("\n" + text)
     print(f"demo finished in {time.perf_counter() - t_start:.0f} s; summary in {out / 'summary.md'}")

@@ -39,3 +39,21 @@ def test_demo_runs_every_stage_and_the_emulator_beats_persistence(tmp_path: Path
     # skill on the held-out week, even after a short training: better than persistence at +1 h and +6 h
     for lead in (1, 6):
         assert table["transformer"][lead] < table["persistence"][lead], (lead, table)
+
+
+def test_paths_note_lists_the_lagged_leads(tmp_path: Path) -> None:
+    import zarr
+
+    from pipeline.demo import paths_note
+
+    for name, lagged in (("a", {"13": 11.0, "14": 10.0, "16": 8.0}), ("b", {})):
+        zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="w").attrs["wxemu_lead_paths"] = {
+            "validation": "2019-03-22T00/2019-03-23T23", "lagged": lagged, "rmse_normalised": {}}
+    zarr.open_group(str(tmp_path / "c.zarr"), mode="w")
+    note = paths_note([(n, str(tmp_path / f"{n}.zarr")) for n in ("a", "b", "c")])
+    assert note.splitlines()[1:] == [
+        "Paths (`wxemu forecast --lagged-paths`):",
+        ("- a: +13..+14 h, +16 h one trained step from an earlier analysis, other leads greedy from the initial "
+         "time (chosen on the validation inits 2019-03-22T00/2019-03-23T23)"),
+        "- b: every lead greedy from the initial time (chosen on the validation inits 2019-03-22T00/2019-03-23T23)"]
+    assert paths_note([("c", str(tmp_path / "c.zarr"))]) == ""
