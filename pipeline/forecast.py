@@ -289,17 +289,17 @@ def select_lags(forecaster: ModelForecaster, val_idx: list[int], batch_size: int
     passes = [{}] + [{lead: ks[j] for lead, ks in cands.items() if len(ks) > j}
                      for j in range(max((len(ks) for ks in cands.values()), default=0))]
     scores: dict[float, dict[float, float]] = {lead: {} for lead in forecaster.leads}
-    for lags in passes:  # first every lead's greedy path, then one lagged candidate per lead and pass
-        leads = sorted(lags) if lags else list(forecaster.leads)
-        sq: dict[float, list[np.ndarray]] = {lead: [] for lead in leads}
-        for group in _batches(list(val_idx), batch_size):
+    sq: dict[tuple[int, float], list[np.ndarray]] = {}  # (pass, lead) -> per-init weighted MSE
+    for group in _batches(list(val_idx), batch_size):
+        truth = {lead: normalize(forecaster.reader.read(np.asarray(group) + round(lead / per_step)),
+                                 forecaster.stats.mean, forecaster.stats.std) for lead in forecaster.leads}
+        for i, lags in enumerate(passes):  # every lead's greedy path, then one lagged candidate per lead and pass
+            leads = sorted(lags) if lags else list(forecaster.leads)
             pred = forecaster(group, lags=lags, normalized=True, leads=leads)  # (B, L, C, H, W)
             for j, lead in enumerate(leads):
-                truth = forecaster.reader.read(np.asarray(group) + round(lead / per_step))
-                err = pred[:, j] - normalize(truth, forecaster.stats.mean, forecaster.stats.std)
-                sq[lead].append(((err ** 2) * w).mean(axis=(1, 2, 3)))
-        for lead in leads:
-            scores[lead][lags.get(lead, 0.0)] = float(np.sqrt(np.concatenate(sq[lead]).mean()))
+                sq.setdefault((i, lead), []).append((((pred[:, j] - truth[lead]) ** 2) * w).mean(axis=(1, 2, 3)))
+    for (i, lead), parts in sq.items():
+        scores[lead][passes[i].get(lead, 0.0)] = float(np.sqrt(np.concatenate(parts).mean()))
     return choose_lags(scores), scores
 
 
