@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from _grib import eccodes_messages
+from _grib import check_uv_forecast, eccodes_messages
 
 from data_catalog import forecast_ingest as fi
 from data_catalog.errors import InputDataError, WxemuError
@@ -109,18 +109,7 @@ def test_ecmwf_uv_store_with_the_cli(sample, tmp_path, capsys):
     assert ds.attrs["wxemu_model"] == "ecmwf" and ds.attrs["wxemu_complete"] is True
     assert ds["u_component_of_wind"].dims == ("time", "prediction_timedelta", "level", "latitude", "longitude")
     assert [pd.Timedelta(v) for v in ds["prediction_timedelta"].values] == [pd.Timedelta("6h"), pd.Timedelta("12h")]
-    names = {"u": "u_component_of_wind", "v": "v_component_of_wind"}
-    checked = 0
-    for m in eccodes_messages(path):
-        if m["level"] not in (500, 700, 1000):
-            continue
-        field = ds[names[m["shortName"]]].sel(time=m["init"], prediction_timedelta=m["lead"], level=m["level"])
-        assert m["first_lat"] == 90.0  # GRIB rows run north to south; the store's south to north
-        for (row, col) in ((0, 0), (9, 2), (18, 36), (30, 71), (36, 50)):
-            lat, lon = 90.0 - 5 * row, 5.0 * col
-            assert float(field.sel(latitude=lat, longitude=lon)) == pytest.approx(m["values"][row, col], abs=1e-5)
-        checked += 1
-    assert checked == 12
+    assert check_uv_forecast(ds, path) == 12
     # one lead, one variable, by the catalog entry; the entry name is the model name
     out2 = tmp_path / "entry.zarr"
     assert wxemu(["ingest", "--forecast", "ecmwf-uv-forecast", "--out", str(out2), "--levels", "500,700,1000",
