@@ -70,8 +70,8 @@ def parse_duration_hours(text: str, what: str) -> float:
     return float(hours)
 
 
-def parse_init_times(spec: str) -> np.ndarray:
-    """'START' or 'START/END/EVERY' (END inclusive) -> datetime64[ns] array."""
+def parse_init_times(spec: str, what: str = "--init") -> np.ndarray:
+    """'START' or 'START/END/EVERY' (END inclusive) -> datetime64[ns] array; errors name the option ``what``."""
     parts = spec.split("/")
     try:
         if len(parts) == 1:
@@ -79,11 +79,11 @@ def parse_init_times(spec: str) -> np.ndarray:
         if len(parts) == 3:
             rng = pd.date_range(pd.Timestamp(parts[0]), pd.Timestamp(parts[1]), freq=pd.Timedelta(parts[2]))
             if len(rng) == 0:
-                raise WxemuError(f"--init {spec!r}: END is before START")
+                raise WxemuError(f"{what} {spec!r}: END is before START")
             return rng.values.astype("datetime64[ns]")
     except (ValueError, TypeError) as exc:
-        raise WxemuError(f"--init {spec!r}: {exc}") from None
-    raise WxemuError(f"--init {spec!r}: expected START or START/END/EVERY")
+        raise WxemuError(f"{what} {spec!r}: {exc}") from None
+    raise WxemuError(f"{what} {spec!r}: expected START or START/END/EVERY")
 
 
 def _batches(indices: list[int], size: int) -> list[list[int]]:
@@ -377,8 +377,8 @@ def run(args: argparse.Namespace) -> int:
                 raise WxemuError("--lagged-paths is not available for ensembles (--members > 1)")
             if forecaster.history > 1:
                 raise WxemuError(f"{ckpt}: --lagged-paths needs a model with history 1")
-            val_times = parse_init_times(args.lagged_paths + ("" if args.lagged_paths.count("/") == 2
-                                                              else f"/{layout.step_hours:g}h"))
+            spec = args.lagged_paths + (f"/{layout.step_hours:g}h" if args.lagged_paths.count("/") == 1 else "")
+            val_times = parse_init_times(spec, "--lagged-paths")
             lags, scores = select_lags(forecaster, [layout.time_index(t) for t in val_times], args.batch_size)
             forecaster.lags = lags
             provenance["wxemu_lead_paths"] = {

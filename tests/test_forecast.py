@@ -199,4 +199,7 @@ def test_lagged_paths_are_chosen_on_validation_and_start_from_earlier_analyses(u
                  "--lead", "3h", "--out", str(tmp_path / "y.zarr"), "--members", "2",
                  "--lagged-paths", "2019-03-22T00/2019-03-22T05"]) == 2
     assert "not available for ensembles" in capsys.readouterr().err
-    assert not (tmp_path / "x.zarr").exists() and not (tmp_path / "y.zarr").exists()
+    assert main(["forecast", "--checkpoint", str(checkpoint), "--store", uk_store, "--init", "2019-03-25T00",
+                 "--lead", "3h", "--out", str(tmp_path / "z.zarr"), "--lagged-paths", "2019-03-23/2019-03-22"]) == 2
+    assert "--lagged-paths '2019-03-23/2019-03-22/1h': END is before START" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in ("x.zarr", "y.zarr", "z.zarr"))
