@@ -1,6 +1,6 @@
 """Ingest throughput: `wxemu ingest` vs the naive xarray path vs a raw netCDF4 -> zarr copy, on the same input.
 
-    python benchmarks/ingest.py [--mb 300] [--threads 2] [--keep DIR]
+    python benchmarks/ingest.py [--mb 300] [--threads 2] [--repeat 1] [--workers 2] [--keep DIR]
 
 Input: daily NetCDF4 files (uncompressed, as CDS-style downloads) built from the real ERA5 UK 2 m temperature
 sample (/work/shared/data/era5-2mt-2019-03-uk.grib, or ``$WXEMU_DATA_DIR``): every hourly 33 x 49 field is tiled
@@ -20,8 +20,9 @@ Measured (MB/s of decoded float32 source data written):
 * naive: ``xr.open_mfdataset(files).to_zarr(out, zarr_format=3)``, the one-liner a user would write;
 * wxemu: ``data_catalog.ingest.ingest`` (default path): its region-write phase alone (which also accumulates the
   statistics and climatology sums from the blocks it writes: one pass), and end to end (sha256 of the inputs,
-  validation, finishing the statistics, writing the climatology), with the default hourly climatology and with
-  ``--climatology-hour-step 6``.
+  validation, finishing the statistics, writing the climatology), with the default hourly climatology, with
+  ``--climatology-hour-step 6``, with ``--climatology-pass store`` (the climatology read back from the written
+  store: bounded memory) and, once, with ``--workers N`` (a LocalCluster, its start-up included).
 
 The load average (1 min) is printed before and after: on a shared machine the numbers are only comparable
 within one run.
@@ -108,11 +109,10 @@ def naive(paths: list[str], out: str) -> None:
         ds.to_zarr(out, zarr_format=3, mode="w")
 
 
-def wxemu(paths: list[str], out: str, threads: int, hour_step: int = 1) -> dict[str, float]:
+def wxemu(paths: list[str], out: str, threads: int, **options) -> dict[str, float]:
     from data_catalog.ingest import IngestConfig, ingest
 
-    result = ingest(IngestConfig(sources=tuple(paths), out=out, threads=threads, progress=False,
-                                 climatology_hour_step=hour_step))
+    result = ingest(IngestConfig(sources=tuple(paths), out=out, threads=threads, progress=False, **options))
     return result.timings
 
 
@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mb", type=float, default=300.0, help="decoded size of the input (MB)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", help="build the input here and keep it (default: a temp dir, removed)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="also time `--workers N` (a LocalCluster, started inside the timing; once; 0: skip)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds of raw and wxemu runs, alternated; the best of each is reported (naive: once)")
     args = parser.parse_args(argv)
@@ -149,24 +151,27 @@ def main(argv: list[str] | None = None) -> int:
 
         phase_runs: dict[str, list[dict[str, float]]] = {}
 
-        def timed(name: str, fn, *a) -> object:
+        def timed(name: str, fn) -> object:
             out = tmp / f"{name}.zarr"
             shutil.rmtree(out, ignore_errors=True)
             t = time.perf_counter()
-            value = fn(*a, str(out)) if not name.startswith("wxemu") else fn(*a[:1], str(out), *a[1:])
+            value = fn(str(out))
             results[name] = min(results.get(name, np.inf), time.perf_counter() - t)
             shutil.rmtree(out, ignore_errors=True)
             if isinstance(value, dict):
                 phase_runs.setdefault(name, []).append(value)
             return value
 
-        timed("naive", naive, paths)
+        timed("naive", lambda o: naive(paths, o))
         for _ in range(max(1, args.repeat)):
-            timed("raw-1thread", lambda p, o: raw_copy(p, o, 1), paths)
-            timed(f"raw-{args.threads}threads", lambda p, o: raw_copy(p, o, args.threads), paths)
-            timed("raw-zarrs", lambda p, o: raw_copy(p, o, 1, FAST_CODEC_PIPELINE), paths)
-            timed("wxemu", wxemu, paths, args.threads)
-            timed("wxemu-clim6h", wxemu, paths, args.threads, 6)
+            timed("raw-1thread", lambda o: raw_copy(paths, o, 1))
+            timed(f"raw-{args.threads}threads", lambda o: raw_copy(paths, o, args.threads))
+            timed("raw-zarrs", lambda o: raw_copy(paths, o, 1, FAST_CODEC_PIPELINE))
+            timed("wxemu", lambda o: wxemu(paths, o, args.threads))
+            timed("wxemu-clim6h", lambda o: wxemu(paths, o, args.threads, climatology_hour_step=6))
+            timed("wxemu-clim-store", lambda o: wxemu(paths, o, args.threads, climatology_pass="store"))
+        if args.workers:
+            timed(f"wxemu-{args.workers}workers", lambda o: wxemu(paths, o, args.threads, workers=args.workers))
         # the phases of each variant's fastest run
         phases = min(phase_runs["wxemu"], key=lambda p: sum(p.values()))
         phases6 = min(phase_runs["wxemu-clim6h"], key=lambda p: sum(p.values()))
@@ -184,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hourly climatology: {clim_bytes(nbytes) / 1e6:.0f} MB of float32 ({clim_bytes(nbytes) / nbytes:.1f}x "
               f"the input); its phase alone took {clim_best:.2f} s = {clim_best / raw_best:.2f}x the raw copy's time")
         print("wxemu --climatology-hour-step 6 phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in phases6.items()))
+        for name in ("wxemu-clim-store", f"wxemu-{args.workers}workers"):
+            if name in phase_runs:
+                best = min(phase_runs[name], key=lambda p: sum(p.values()))
+                print(f"{name} phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in best.items()))
         print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     finally:
         if not args.keep:

@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="day-of-year smoothing window of the climatology (odd, default 61)")
     parser.add_argument("--climatology-hour-step", type=int, default=1, metavar="H",
                         help="climatology hours of day: multiples of H (default 1: every hour present)")
+    parser.add_argument("--climatology-pass", choices=("auto", "memory", "store"), default="auto",
+                        help="how the climatology is made (same numbers): 'memory' keeps its (day of year, hour) "
+                             "bins in this process while writing (one pass), 'store' reads the written data back "
+                             "by blocks of days (bounded memory; on the cluster's workers); default 'auto': memory "
+                             "when no cluster is used and the bins fit in half the available memory")
     parser.add_argument("--time-from", action="append", metavar="DIM=TEMPLATE",
                         help="turn a date-less dimension into time, e.g. 'month=2000-{month:02d}-01'")
     parser.add_argument("--mapping", action="append", metavar="SOURCE=CANONICAL",
@@ -107,7 +112,7 @@ def config_from_args(args: argparse.Namespace):
         sources=tuple(args.sources), out=args.out, variables=_list(args.variables), levels=levels_int,
         start=args.start, end=args.end, grid=args.grid, chunk_time=args.chunk_time, region_mb=args.region_mb,
         stats_start=args.stats_start, stats_end=args.stats_end, climatology_window=args.climatology_window,
-        climatology_hour_step=args.climatology_hour_step,
+        climatology_hour_step=args.climatology_hour_step, climatology_pass=args.climatology_pass,
         time_from=_pairs(args.time_from, "--time-from"), mapping=_pairs(args.mapping, "--mapping"),
         units=_pairs(args.units, "--units"), member=args.member, fmt=args.fmt, allow_nan=args.allow_nan,
         storage_options=tuple(sorted(options.items())) if options else None, append=args.append,

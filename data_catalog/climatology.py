@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 N_DAYS = 366
@@ -147,50 +148,73 @@ class ClimatologyAccumulator:
     def blocks(self, name: str, runs: Sequence[np.ndarray], dtype: str = "f8",
                alloc: Callable[[tuple[int, ...], str], np.ndarray] | None = None) -> Iterator[np.ndarray]:
         """For each array of days in ``runs`` (days ascending, within and across runs), the (len(run), n_hours,
-        *trailing) smoothed climatology of ``name`` in ``dtype``, one run at a time (so a writer can store each
-        block while the next is computed). ``alloc(shape, dtype)`` gives the output buffers (default: new
-        arrays; a writer passes buffers it has finished with, since touching fresh memory costs as much as the
-        arithmetic).
-
-        Per hour of day, a window slides over the bins sorted by day of year: moving to the next day adds the
-        bins that enter the window and subtracts those that leave (float64 running sums), so a day costs one
-        division plus the bins that changed, and a day whose window holds the same bins as the day before (every
-        day of a record shorter than the window, for instance) is a copy.
-        """
+        *trailing) smoothed climatology of ``name`` in ``dtype``, one run at a time (see :func:`smoothed_blocks`)."""
         bins = self._bins[name]
-        trailing = np.shape(next(iter(bins.values()))[0])
-        windows = {}
-        for h in range(len(self.hours)):
-            keys = sorted(k for k in bins if k[1] == h)
-            if keys:
-                windows[h] = _SlidingWindow(np.array([k[0] for k in keys]), [bins[k][0] for k in keys],
-                                            [bins[k][1] for k in keys], self.window // 2, trailing)
-        for run in runs:
-            shape = (len(run), len(self.hours), *trailing)
-            out = alloc(shape, dtype) if alloc is not None else np.empty(shape, dtype=dtype)
-            for h in set(range(len(self.hours))) - set(windows):
-                out[:, h] = np.nan
-            for h, win in windows.items():
-                win.last = None  # copies only within this run's buffer (earlier buffers may be handed back)
-                for i, day in enumerate(np.asarray(run)):
-                    win.mean_into(int(day), out[i, h])
-            yield out
+        first = next(iter(bins.values()))
+        n_hours = len(self.hours)
+
+        def day_bins(doy: int) -> list:
+            return [bins.get((doy, h)) for h in range(n_hours)]
+
+        doys = np.array(sorted({k[0] for k in bins}), dtype="int64")
+        per_point = any(np.ndim(c) for _, c in bins.values())
+        yield from smoothed_blocks(doys, day_bins, n_hours, self.window, np.shape(first[0]), runs,
+                                   dtype=dtype, alloc=alloc, per_point=per_point)
+
+
+DayBins = Callable[[int], Sequence["tuple[np.ndarray, np.ndarray | np.float64] | None"]]
+
+
+def smoothed_blocks(doys: np.ndarray, day_bins: DayBins, n_hours: int, window: int, trailing: tuple[int, ...],
+                    runs: Sequence[np.ndarray], *, dtype: str = "f8",
+                    alloc: Callable[[tuple[int, ...], str], np.ndarray] | None = None,
+                    per_point: bool = False) -> Iterator[np.ndarray]:
+    """The smoothed climatology from (day of year, hour) bins, one block of days at a time.
+
+    ``doys``: the days of year (sorted) that have bins; ``day_bins(doy)``: for each hour index, the bin's
+    (sum, count) or None (count: a number, or per point when ``per_point``). The bins may live in memory
+    (:class:`ClimatologyAccumulator`) or be read on demand from a store (``data_catalog.store_climatology``):
+    each bin is asked for when it enters the window and again when it leaves, never held. For each array of days
+    in ``runs`` (ascending, within and across runs) yields the (len(run), n_hours, *trailing) climatology in
+    ``dtype``. ``alloc(shape, dtype)`` gives the output buffers (default: new arrays; a writer passes buffers it
+    has finished with, since touching fresh memory costs as much as the arithmetic).
+
+    A window slides over the days of year: moving to the next day adds the bins that enter it and subtracts those
+    that leave (float64 running sums, all hours at once), so a day costs one division plus the bins that changed,
+    and a day whose window holds the same bins as the day before (every day of a record shorter than the window,
+    for instance) is a copy. The same bins give the same numbers wherever they come from.
+    """
+    win = _SlidingWindow(np.asarray(doys, dtype="int64"), day_bins, n_hours, window // 2, trailing, per_point)
+    for run in runs:
+        shape = (len(run), n_hours, *trailing)
+        out = alloc(shape, dtype) if alloc is not None else np.empty(shape, dtype=dtype)
+        win.last = None  # copies only within this run's buffer (earlier buffers may be handed back)
+        for i, day in enumerate(np.asarray(run)):
+            win.mean_into(int(day), out[i])
+        yield out
 
 
 class _SlidingWindow:
-    """Running float64 sum and count of the bins of one hour of day (``doys`` sorted, their ``sums`` and
-    ``counts``: scalars or per point) whose day of year lies within ``half`` days (circularly) of a target day
-    (cheapest when it only moves forward: a step back restarts the sums)."""
+    """Running float64 sums and counts, per hour of day, of the bins whose day of year lies within ``half`` days
+    (circularly) of a target day; ``doys`` sorted (cheapest when the day only moves forward: a step back
+    restarts the sums)."""
 
-    def __init__(self, doys: np.ndarray, sums: list, counts: list, half: int, trailing: tuple[int, ...]) -> None:
+    def __init__(self, doys: np.ndarray, day_bins: DayBins, n_hours: int, half: int, trailing: tuple[int, ...],
+                 per_point: bool) -> None:
         self.m = len(doys)
-        self.ext = np.concatenate([doys - N_DAYS, doys, doys + N_DAYS])  # the bins on three turns of the circle
-        self.sums, self.counts, self.half = sums, counts, half
-        per_point = any(np.ndim(c) for c in counts)
-        self.s = np.zeros(trailing)
-        self.c = np.zeros(trailing) if per_point else np.zeros(())
+        self.doys = doys
+        self.ext = np.concatenate([doys - N_DAYS, doys, doys + N_DAYS])  # the days on three turns of the circle
+        self.day_bins, self.half = day_bins, half
+        self.s = np.zeros((n_hours, *trailing))
+        self.c = np.zeros((n_hours, *trailing)) if per_point else np.zeros(n_hours)
         self.lo = self.hi = 0
-        self.last: np.ndarray | None = None  # the last mean written (a view into the caller's output)
+        self.last: np.ndarray | None = None  # the last means written (a view into the caller's output)
+
+    def _apply(self, j: int, op: Callable) -> None:
+        for h, b in enumerate(self.day_bins(int(self.doys[j % self.m]))):
+            if b is not None:
+                op(self.s[h], b[0], out=self.s[h])
+                self.c[h] = op(self.c[h], b[1])
 
     def _move(self, lo: int, hi: int) -> bool:
         if (lo, hi) == (self.lo, self.hi):
@@ -200,33 +224,31 @@ class _SlidingWindow:
             self.c[...] = 0.0
             self.lo = self.hi = lo
         while self.hi < hi:
-            j = self.hi % self.m
-            np.add(self.s, self.sums[j], out=self.s)
-            np.add(self.c, self.counts[j], out=self.c)
+            self._apply(self.hi, np.add)
             self.hi += 1
         while self.lo < lo:
-            j = self.lo % self.m
-            np.subtract(self.s, self.sums[j], out=self.s)
-            np.subtract(self.c, self.counts[j], out=self.c)
+            self._apply(self.lo, np.subtract)
             self.lo += 1
-        if self.lo == self.hi:  # empty: exact zeros again (no rounding residue)
-            self.s[...] = 0.0
-            self.c[...] = 0.0
+        empty = self.c <= 0.5
+        if empty.any():  # an hour (or point) whose window is empty: exact zeros again (no rounding residue)
+            self.s[empty] = 0.0
+            self.c[empty] = 0.0
         return True
 
     def mean_into(self, day: int, out: np.ndarray) -> None:
-        """Write the window mean for ``day`` into ``out`` (NaN where the window holds no sample)."""
+        """Write the window means for ``day`` into ``out`` (n_hours, *trailing); NaN where no sample."""
         lo = int(np.searchsorted(self.ext, day - self.half, side="left"))
         hi = int(np.searchsorted(self.ext, day + self.half, side="right"))
         if not self._move(lo, hi) and self.last is not None:
             out[...] = self.last
             self.last = out
             return
-        if self.c.ndim == 0:
-            if self.c > 0.5:
-                np.divide(self.s, self.c, out=out, casting="same_kind")
-            else:
-                out[...] = np.nan
+        if self.c.ndim == 1:
+            for h in range(len(self.c)):
+                if self.c[h] > 0.5:
+                    np.divide(self.s[h], self.c[h], out=out[h], casting="same_kind")
+                else:
+                    out[h] = np.nan
         else:
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[...] = np.where(self.c > 0.5, self.s / np.where(self.c > 0.5, self.c, 1.0), np.nan)
@@ -253,23 +275,38 @@ def accumulate(ds: xr.Dataset, *, window: int = 61, block: int = 48) -> tuple[Cl
     return acc, {n: orders[n][1:] for n in names}
 
 
-def climatology_template(ds: xr.Dataset, acc: ClimatologyAccumulator, dims: dict, *, chunk_days: int = 1
+def climatology_template(ds: xr.Dataset, hours: np.ndarray, window: int, dims: dict, *, chunk_days: int = 1
                          ) -> xr.Dataset:
     """The climatology group's layout as a lazy all-NaN dataset (dask; chunks of ``chunk_days`` days of year:
     the ingest passes 366, one dask chunk, and sets the Zarr chunks of one day in the encoding, which is
-    much cheaper to write as metadata only)."""
+    much cheaper to write as metadata only). ``dims``: {variable: its dims after time}."""
     import dask.array as da
 
-    out = xr.Dataset(coords={"dayofyear": np.arange(1, N_DAYS + 1), "hour": acc.hours})
+    out = xr.Dataset(coords={"dayofyear": np.arange(1, N_DAYS + 1), "hour": np.asarray(hours)})
     for name in ("level", "latitude", "longitude"):
         if name in ds.coords:
             out = out.assign_coords({name: ds[name].values})
     for n, trailing in dims.items():
-        shape = (N_DAYS, len(acc.hours), *[ds.sizes[d] for d in trailing])
+        shape = (N_DAYS, len(hours), *[ds.sizes[d] for d in trailing])
         out[n] = (("dayofyear", "hour", *trailing), da.full(shape, np.nan, dtype="f4", chunks=(chunk_days, *shape[1:])),
                   {k: v for k, v in ds[n].attrs.items() if k in ("units", "long_name", "standard_name")})
-    out.attrs["window_days"] = int(acc.window)
+    out.attrs["window_days"] = int(window)
     return out
+
+
+def climatology_days(times: np.ndarray, hour_step: int, window: int) -> np.ndarray:
+    """Days of year whose window holds one of ``times`` on an hour that is a multiple of ``hour_step`` (the days
+    the climatology has values for; the others are NaN)."""
+    index = pd.DatetimeIndex(np.asarray(times, dtype="datetime64[ns]"))
+    keep = np.asarray(index.hour) % hour_step == 0
+    return days_with_data(np.unique(np.asarray(index.day_of_year)[keep]), window)
+
+
+def day_runs(days: np.ndarray, days_per_block: int) -> list[np.ndarray]:
+    """``days`` (sorted) cut into runs of consecutive days at most ``days_per_block`` long (one write each)."""
+    return [run for i in range(0, len(days), days_per_block)
+            for run in np.split(days[i:i + days_per_block], np.flatnonzero(np.diff(days[i:i + days_per_block]) != 1)
+                                + 1)]
 
 
 def compute_climatology(ds: xr.Dataset, *, window: int = 61, block: int = 48) -> xr.Dataset:
@@ -280,7 +317,7 @@ def compute_climatology(ds: xr.Dataset, *, window: int = 61, block: int = 48) ->
     grids write it block by block instead (``data_catalog.ingest`` does, with :func:`accumulate`).
     """
     acc, dims = accumulate(ds, window=window, block=block)
-    out = climatology_template(ds, acc, dims).load()
+    out = climatology_template(ds, acc.hours, acc.window, dims).load()
     days = acc.days()
     for n in dims:
         if len(days):

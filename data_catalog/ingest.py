@@ -53,6 +53,8 @@ from data_catalog.catalog import is_catalog_name
 from data_catalog.errors import ConfigError, InputDataError, WxemuError
 from data_catalog.version import wxemu_version
 
+#: How the climatology is made (IngestConfig.climatology_pass).
+CLIMATOLOGY_PASSES = ("auto", "memory", "store")
 #: Environment variable: simulate a crash after this many regions were written (for resume tests).
 CRASH_ENV = "WXEMU_INGEST_CRASH_AFTER"
 
@@ -74,6 +76,10 @@ class IngestConfig:
     stats_start/stats_end: period of the statistics and climatology (None: all times).
     climatology_window: smoothing window (days, odd). climatology_hour_step: keep the hours of day that are
     multiples of this (1: every hour present, WeatherBench2's default; 6: 0/6/12/18 UTC, 1/6 of the size).
+    climatology_pass: how the climatology is made (same numbers either way): "memory" (its bins kept in this
+    process while the data are written: one pass), "store" (after the data are written, read back from the store
+    by tasks of contiguous days: bounded memory, on the cluster's workers), "auto" (memory when no cluster is used
+    and the bins fit in half the available memory, else store).
     time_from/mapping/units/member/fmt: passed to the reader and the canonical mapping. allow_nan: accept NaN
     values (otherwise every region is checked as it is written, and the error names the file and the time).
     """
@@ -92,6 +98,7 @@ class IngestConfig:
     stats_end: str | None = None
     climatology_window: int = 61
     climatology_hour_step: int = 1
+    climatology_pass: str = "auto"
     time_from: tuple[tuple[str, str], ...] | None = None
     mapping: tuple[tuple[str, str], ...] | None = None
     units: tuple[tuple[str, str], ...] | None = None
@@ -121,6 +128,9 @@ class IngestConfig:
             raise ConfigError("ingest: give --scheduler (an existing cluster) or --workers (a local one), not both")
         if not 1 <= self.climatology_hour_step <= 24:
             raise ConfigError(f"ingest: --climatology-hour-step must be 1..24, got {self.climatology_hour_step}")
+        if self.climatology_pass not in CLIMATOLOGY_PASSES:
+            raise ConfigError(f"ingest: --climatology-pass must be one of {', '.join(CLIMATOLOGY_PASSES)}, "
+                              f"got {self.climatology_pass!r}")
         if self.climatology_window < 1 or self.climatology_window % 2 == 0:
             raise ConfigError(f"ingest: --climatology-window must be a positive odd number of days, "
                               f"got {self.climatology_window}")
@@ -470,6 +480,7 @@ class StatsPlan:
     steps this far apart count). hours: hours of day of the climatology (sorted); hour_step: only times whose
     hour is a multiple of it feed the climatology. window: climatology window (days). shifts: {variable:
     conditioning constant of the moment sums, (level,) or () float64}; keep_axes: {variable: axes not reduced}.
+    clim_in_memory: the writers accumulate the climatology's bins (else it is made from the store afterwards).
     """
 
     p0: int
@@ -480,6 +491,7 @@ class StatsPlan:
     window: int
     shifts: dict[str, np.ndarray]
     keep_axes: dict[str, tuple[int, ...]]
+    clim_in_memory: bool = True
 
 
 @dataclass
@@ -520,13 +532,13 @@ def block_partial(plan: StatsPlan, arrays: dict[str, np.ndarray], times: np.ndar
         x = values[lo - a:hi - a]
         sums[n] = block_sums(x, t, plan.step, plan.shifts[n], keep_axes=plan.keep_axes[n])
         first[n], last[n] = x[:1].copy(), x[-1:].copy()
-        if in_clim.any():
+        if plan.clim_in_memory and in_clim.any():
             acc.add(n, x if in_clim.all() else x[in_clim], doy[in_clim], hour[in_clim])
     return BlockPartial(lo, hi, sums, acc, first, last, t[0], t[-1])
 
 
 def make_stats_plan(cfg: IngestConfig, times: np.ndarray, first: Callable[[int], dict[str, np.ndarray]],
-                    dims: dict[str, tuple[str, ...]], source: str) -> StatsPlan:
+                    dims: dict[str, tuple[str, ...]], source: str, *, clim_in_memory: bool = True) -> StatsPlan:
     """The stats period of ``cfg`` on the store's full time axis ``times`` and the accumulation settings.
 
     ``first``: callable(p0) -> {variable: the values of the period's first step as stored, without time};
@@ -552,7 +564,7 @@ def make_stats_plan(cfg: IngestConfig, times: np.ndarray, first: Callable[[int],
             raise WxemuError(f"{source}: variable {n!r} has dims {d}; the canonical order puts level after time")
     shifts = {n: first_step_shift(values[n], has_level="level" in d) for n, d in dims.items()}
     return StatsPlan(p0, p1, step, np.unique(hours[in_clim]), cfg.climatology_hour_step, cfg.climatology_window,
-                     shifts, keep_axes)
+                     shifts, keep_axes, clim_in_memory)
 
 
 def _period_indices(cfg: IngestConfig, times: np.ndarray, source: str) -> tuple[int, int]:
@@ -583,16 +595,23 @@ def _available_memory() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def check_climatology_memory(cfg: IngestConfig, times: np.ndarray, bytes_per_step: int, source: str) -> None:
-    """Refuse, before anything is written, an ingest whose climatology bins would not fit in 80 % of the memory
-    available now (the bins live in this process; see docs/ingest.md)."""
+def climatology_in_memory(cfg: IngestConfig, times: np.ndarray, bytes_per_step: int, source: str, *,
+                          clustered: bool) -> bool:
+    """Whether the region writers keep the climatology's bins in memory (one pass) or the climatology is made
+    from the store afterwards (``cfg.climatology_pass``; see the module docstring). "auto" keeps them in memory
+    when no cluster is used and they fit in half the memory available now; "memory" is refused, before
+    anything is written, when they do not."""
+    if cfg.climatology_pass == "store":
+        return False
     need = climatology_bins_bytes(cfg, times, bytes_per_step, source)
     have = _available_memory()
-    if need > 0.8 * have:
-        raise WxemuError(f"{cfg.out}: the climatology of this ingest would keep {need / 1e9:.1f} GB of (day of year, "
-                         f"hour) sums in memory and {have / 1e9:.1f} GB are available; use a coarser "
-                         "--climatology-hour-step, a shorter --stats-start/--stats-end period or a coarser --grid "
-                         "(or a machine with more memory)")
+    fits = need <= 0.5 * have
+    if cfg.climatology_pass == "memory" and not fits:
+        raise WxemuError(f"{cfg.out}: --climatology-pass memory would keep {need / 1e9:.1f} GB of (day of year, "
+                         f"hour) sums in memory and {have / 1e9:.1f} GB are available (at most half is used); use "
+                         "--climatology-pass store (or auto), a coarser --climatology-hour-step or a shorter "
+                         "--stats-start/--stats-end period")
+    return fits and (cfg.climatology_pass == "memory" or not clustered)
 
 
 def _bytes_per_step(ds: xr.Dataset) -> int:
@@ -672,7 +691,7 @@ def _crash_hook_from_env() -> Callable[[int], None] | None:
     return hook
 
 
-def _progress(enabled: bool, total: int, description: str):
+def _progress(enabled: bool, total: int, description: str, unit: str = "regions"):
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -682,76 +701,111 @@ def _progress(enabled: bool, total: int, description: str):
         TimeElapsedColumn,
     )
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("regions"),
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
                         TimeElapsedColumn(), console=Console(stderr=True), disable=not enabled, transient=False)
     task = progress.add_task(description, total=total)
     return progress, task
 
 
+@contextlib.contextmanager
+def _dask_client(cfg: IngestConfig):
+    """A dask.distributed Client for ``--scheduler``/``--workers`` (a LocalCluster of single-threaded worker
+    processes), None for the default thread pool; closed (and the local cluster stopped) on exit."""
+    if not (cfg.scheduler or cfg.workers):
+        yield None
+        return
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None
+    if cfg.scheduler:
+        client = Client(cfg.scheduler)
+    else:
+        # dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers: every region- or field-sized buffer is
+        # then handed back to the OS when freed and faulted in again when the next is made, which measured 1.8x
+        # slower per climatology task here; the ingest's buffers are short-lived, so glibc's default is kept
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=cfg.cluster_processes,
+                                   dashboard_address=None)
+        client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _parallelism(cfg: IngestConfig, client: Any) -> int:
+    return max(1, sum(client.nthreads().values())) if client is not None else max(1, cfg.threads)
+
+
+def _run_tasks(cfg: IngestConfig, client: Any, calls: Sequence[tuple[Any, Callable, tuple]],
+               on_result: Callable[[Any, Any], None], description: str, unit: str) -> int:
+    """Run ``calls`` [(key, fn, args)] on the cluster (``client``) or on ``cfg.threads`` threads, at most two per
+    thread queued at once; ``on_result(key, result)`` in this process as each finishes. Returns how many ran.
+    The first failure cancels the rest and is raised."""
+    if not calls:
+        return 0
+    progress, task = _progress(cfg.progress, len(calls), description, unit)
+    done = 0
+    with progress:
+        if client is not None:
+            from dask.distributed import as_completed
+
+            futures = {client.submit(fn, *args, pure=False): key for key, fn, args in calls}
+            try:
+                for fut in as_completed(futures):
+                    on_result(futures[fut], fut.result())
+                    done += 1
+                    progress.advance(task)
+            except BaseException:
+                client.cancel(list(futures))
+                raise
+            return done
+        threads = max(1, cfg.threads)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            pending: set = set()
+            keys: dict[Any, Any] = {}
+            queue = list(calls)
+            try:
+                while queue or pending:
+                    while queue and len(pending) < 2 * threads:
+                        key, fn, args = queue.pop(0)
+                        fut = pool.submit(fn, *args)
+                        keys[fut] = key
+                        pending.add(fut)
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        on_result(keys.pop(fut), fut.result())
+                        done += 1
+                        progress.advance(task)
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+    return done
+
+
 def _run_regions(cfg: IngestConfig, cfg_json: str, todo: list[tuple[int, int, int]],
                  after_region: Callable[[int], None] | None, offset: int = 0,
-                 combiner: PartialCombiner | None = None) -> int:
+                 combiner: PartialCombiner | None = None, client: Any = None) -> int:
     """Write the regions ``todo`` [(index, a, b)]; return how many were written. ``after_region(n_done)`` is
     called after each (the crash hook of the resume tests). Each region's partial sums (computed by the writer
     from the block it holds) go to ``combiner``, keyed by the region's start."""
-    if not todo:
-        return 0
-    progress, task = _progress(cfg.progress, len(todo), f"ingest -> {cfg.out}")
+    plan = combiner.plan if combiner is not None else None
     done = 0
-    with progress:
-        plan = combiner.plan if combiner is not None else None
-        if cfg.scheduler or cfg.workers:
-            from dask.distributed import Client, LocalCluster, as_completed
 
-            cluster = None
-            if cfg.scheduler:
-                client = Client(cfg.scheduler)
-            else:
-                cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=cfg.cluster_processes,
-                                       dashboard_address=None)
-                client = Client(cluster)
-            try:
-                futures = {client.submit(write_one_region, cfg_json, i, a, b, offset, plan, pure=False): a
-                           for i, a, b in todo}
-                for fut in as_completed(futures):
-                    _, partial = fut.result()
-                    if combiner is not None:
-                        combiner.offer(futures[fut], partial)
-                    done += 1
-                    progress.advance(task)
-                    if after_region:
-                        after_region(done)
-            finally:
-                client.close()
-                if cluster is not None:
-                    cluster.close()
-        else:
-            threads = max(1, cfg.threads)
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                pending: set = set()
-                starts: dict[Any, int] = {}
-                queue = list(todo)
-                try:
-                    while queue or pending:
-                        while queue and len(pending) < 2 * threads:
-                            i, a, b = queue.pop(0)
-                            fut = pool.submit(write_one_region, cfg_json, i, a, b, offset, plan)
-                            starts[fut] = a
-                            pending.add(fut)
-                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for fut in finished:
-                            _, partial = fut.result()
-                            if combiner is not None:
-                                combiner.offer(starts.pop(fut), partial)
-                            done += 1
-                            progress.advance(task)
-                            if after_region:
-                                after_region(done)
-                except BaseException:
-                    for fut in pending:
-                        fut.cancel()
-                    raise
-    return done
+    def on_result(a: int, result: tuple[int, BlockPartial | None]) -> None:
+        nonlocal done
+        if combiner is not None:
+            combiner.offer(a, result[1])
+        done += 1
+        if after_region:
+            after_region(done)
+
+    calls = [(a, write_one_region, (cfg_json, i, a, b, offset, plan)) for i, a, b in todo]
+    return _run_tasks(cfg, client, calls, on_result, f"ingest -> {cfg.out}", "regions")
 
 
 def _fingerprint(cfg: IngestConfig) -> list[dict[str, Any]]:
@@ -760,9 +814,10 @@ def _fingerprint(cfg: IngestConfig) -> list[dict[str, Any]]:
 
 def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, Any] | None = None,
             timings: dict[str, float] | None = None, *, combiner: PartialCombiner | None = None,
-            times: np.ndarray | None = None) -> None:
+            times: np.ndarray | None = None, client: Any = None) -> None:
     """Statistics and climatology from the partial sums gathered while writing (``combiner``; None: leave the
-    stats and climatology groups as they are), provenance, complete."""
+    stats and climatology groups as they are; a plan without in-memory bins: the climatology is made from the
+    store, on ``client`` or the thread pool), provenance, complete."""
     timings = timings if timings is not None else {}
     if combiner is not None:
         if not combiner.complete:
@@ -776,7 +831,11 @@ def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, 
             values = {n: stats_from_sums(combiner.sums[n], plan.shifts[n]) for n in names}
             st.write_group(cfg.out, st.STATS_GROUP, stats_dataset(lazy, values), storage_options=cfg.options)
         with _timed(timings, "climatology"):
-            write_climatology(cfg, lazy, (combiner.clim, {n: lazy[n].dims[1:] for n in names}))
+            dims = {n: lazy[n].dims[1:] for n in names}
+            if plan.clim_in_memory:
+                write_climatology(cfg, lazy, (combiner.clim, dims))
+            else:
+                write_climatology_from_store(cfg, lazy, plan, times, client)
         period = times[plan.p0:plan.p1]
         stats_period = [str(pd.Timestamp(period[0]).isoformat()), str(pd.Timestamp(period[-1]).isoformat())]
     else:
@@ -797,19 +856,11 @@ def write_climatology(cfg: IngestConfig, ds: xr.Dataset, clim, *, days_per_block
     and read as NaN), ``days_per_block`` days per write (default: about ``cfg.region_mb`` of float32). The blocks
     are computed in order here while earlier ones are written on ``cfg.threads`` threads (the writes release
     the GIL). ``clim``: (accumulator, {name: dims after time})."""
-    from data_catalog.climatology import N_DAYS, climatology_template
+    from data_catalog.climatology import day_runs
 
     acc, dims = clim
-    if days_per_block is None:
-        day_bytes = 4 * len(acc.hours) * sum(int(np.prod([ds.sizes[d] for d in trailing])) for trailing in dims.values())
-        days_per_block = int(np.clip(cfg.region_mb * 1e6 // max(1, day_bytes), 1, 366))
-    template = climatology_template(ds, acc, dims, chunk_days=N_DAYS)
-    st.write_group(cfg.out, st.CLIMATOLOGY_GROUP, template, storage_options=cfg.options, compute=False,
-                   chunks={"dayofyear": 1})
-    days = acc.days()
-    runs = [run for i in range(0, len(days), days_per_block)  # runs of consecutive days, a few days each
-            for run in np.split(days[i:i + days_per_block], np.flatnonzero(np.diff(days[i:i + days_per_block]) != 1)
-                                + 1)]
+    _create_climatology_group(cfg, ds, acc.hours, acc.window, dims)
+    runs = day_runs(acc.days(), days_per_block or _days_per_block(cfg, ds, len(acc.hours), dims))
     free: dict[tuple, list[np.ndarray]] = {}  # output buffers whose write has finished, by shape
 
     def alloc(shape: tuple[int, ...], dtype: str) -> np.ndarray:
@@ -835,6 +886,40 @@ def write_climatology(cfg: IngestConfig, ds: xr.Dataset, clim, *, days_per_block
                 retire()
         while pending:
             retire()
+
+
+def _days_per_block(cfg: IngestConfig, ds: xr.Dataset, n_hours: int, dims: dict) -> int:
+    """Days of climatology per write: about ``cfg.region_mb`` of float32 over every variable."""
+    day_bytes = 4 * n_hours * sum(int(np.prod([ds.sizes[d] for d in trailing])) for trailing in dims.values())
+    return int(np.clip(cfg.region_mb * 1e6 // max(1, day_bytes), 1, 366))
+
+
+def _create_climatology_group(cfg: IngestConfig, ds: xr.Dataset, hours: np.ndarray, window: int, dims: dict
+                              ) -> None:
+    """(Re)create the climatology group, all NaN (metadata only: chunks of one day of year, every hour)."""
+    from data_catalog.climatology import N_DAYS, climatology_template
+
+    template = climatology_template(ds, hours, window, dims, chunk_days=N_DAYS)
+    st.write_group(cfg.out, st.CLIMATOLOGY_GROUP, template, storage_options=cfg.options, compute=False,
+                   chunks={"dayofyear": 1})
+
+
+def write_climatology_from_store(cfg: IngestConfig, ds: xr.Dataset, plan: StatsPlan, times: np.ndarray,
+                                 client: Any = None) -> None:
+    """Write the climatology group from the data already in the store (``data_catalog.store_climatology``):
+    tasks of contiguous days per variable, on ``client``'s workers or on ``cfg.threads`` threads."""
+    from data_catalog import store_climatology as sc
+    from data_catalog.climatology import climatology_days, day_runs
+
+    names = st.time_variables(ds)
+    dims = {n: ds[n].dims[1:] for n in names}
+    _create_climatology_group(cfg, ds, plan.hours, plan.window, dims)
+    days = climatology_days(times[plan.p0:plan.p1], plan.hour_step, plan.window)
+    runs = day_runs(days, _days_per_block(cfg, ds, len(plan.hours), dims))
+    tasks = sc.plan_tasks(cfg.out, cfg.options, names, times, plan.p0, plan.p1, plan.hours, plan.hour_step,
+                          plan.window, runs, _parallelism(cfg, client), per_point=cfg.allow_nan)
+    _run_tasks(cfg, client, [(i, sc.run_task, (t,)) for i, t in enumerate(tasks)], lambda key, days: None,
+               f"climatology -> {cfg.out}", "tasks")
 
 
 @contextlib.contextmanager
@@ -914,9 +999,11 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
         times = ds["time"].values
         # before anything is written: an empty stats period writes nothing
         with _timed(timings, "create"):
+            in_memory = climatology_in_memory(cfg, times, _bytes_per_step(ds), ", ".join(cfg.sources),
+                                              clustered=bool(cfg.scheduler or cfg.workers))
             stats_plan = make_stats_plan(cfg, times, lambda p0: _first_step(ds, names, p0),
-                                         {v: ds[v].dims for v in names}, ", ".join(cfg.sources))
-            check_climatology_memory(cfg, times, _bytes_per_step(ds), ", ".join(cfg.sources))
+                                         {v: ds[v].dims for v in names}, ", ".join(cfg.sources),
+                                         clim_in_memory=in_memory)
             if not resuming:
                 if exists:
                     st.remove_store(cfg.out, storage_options=cfg.options)
@@ -935,9 +1022,10 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
         if done:  # resumed: the partial sums of the regions written before the interruption are read back
             with _timed(timings, "read back"):
                 read_back(cfg, combiner, [r for i, r in enumerate(regions) if i in done], times, names)
-        with _timed(timings, "write"):
-            written = _run_regions(cfg, cfg_json, todo, after_region, combiner=combiner)
-        _finish(cfg, sources, timings=timings, combiner=combiner, times=times)
+        with _dask_client(cfg) as client:
+            with _timed(timings, "write"):
+                written = _run_regions(cfg, cfg_json, todo, after_region, combiner=combiner, client=client)
+            _finish(cfg, sources, timings=timings, combiner=combiner, times=times, client=client)
     except WxemuError:
         if created:  # bad data found while writing a store this run created: leave nothing behind
             st.remove_store(cfg.out, storage_options=cfg.options)
@@ -996,8 +1084,10 @@ def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None) -> In
                                     climatology_window=int(base.get("climatology_window", 61)),
                                     climatology_hour_step=int(base.get("climatology_hour_step", 1)))
     times = np.concatenate([existing["time"].values[:offset], new["time"].values])
-    if _period_indices(stats_cfg, times, cfg.out)[1] > offset:  # the sums are redone: they must fit in memory
-        check_climatology_memory(stats_cfg, times, _bytes_per_step(new), cfg.out)
+    in_memory = False
+    if _period_indices(stats_cfg, times, cfg.out)[1] > offset:  # the sums are redone
+        in_memory = climatology_in_memory(stats_cfg, times, _bytes_per_step(new), cfg.out,
+                                          clustered=bool(cfg.scheduler or cfg.workers))
     if not resuming:
         st.mark_incomplete(cfg.out, storage_options=cfg.options)
         st.write_plan(cfg.out, {"mode": "append", "sources": sources, "recipe": new_recipe, "regions": regions,
@@ -1014,24 +1104,27 @@ def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None) -> In
                                                        storage_options=cfg.options).items()}
         return _first_step(new, names, p0 - offset)
 
-    plan = make_stats_plan(stats_cfg, times, first, {v: new[v].dims for v in names}, cfg.out)
+    plan = make_stats_plan(stats_cfg, times, first, {v: new[v].dims for v in names}, cfg.out,
+                           clim_in_memory=in_memory)
     combiner = None
     if plan.p1 > offset:  # the period reaches into the new times: the existing part is read back once
         old_blocks = plan_regions(plan.p0, offset, cfg.chunk_time,
                                   _steps_per_region(new, cfg.region_mb, cfg.chunk_time)) if plan.p0 < offset else []
         combiner = PartialCombiner(plan, [a for a, _ in old_blocks] + [a for a, _ in regions])
         read_back(cfg, combiner, old_blocks + [r for i, r in enumerate(regions) if i in done], times, names)
-    try:
-        written = _run_regions(cfg, cfg_json, todo, after_region, offset, combiner=combiner)
-    except WxemuError:
-        # bad new data: roll the store back to its old extent and mark it complete again
-        st.truncate_time(cfg.out, offset, storage_options=cfg.options)
-        st.mark_complete(cfg.out, storage_options=cfg.options)
-        raise
     merged_sources = old_sources + [s for s in sources if s not in old_sources]
     appended = list(old_recipe.get("appended", [])) + [new_recipe]
-    # a period that ends before the new times (bounded --stats-end) keeps its statistics and climatology
-    _finish(stats_cfg, merged_sources, {**base, "appended": appended}, combiner=combiner, times=times)
+    with _dask_client(cfg) as client:
+        try:
+            written = _run_regions(cfg, cfg_json, todo, after_region, offset, combiner=combiner, client=client)
+        except WxemuError:
+            # bad new data: roll the store back to its old extent and mark it complete again
+            st.truncate_time(cfg.out, offset, storage_options=cfg.options)
+            st.mark_complete(cfg.out, storage_options=cfg.options)
+            raise
+        # a period that ends before the new times (bounded --stats-end) keeps its statistics and climatology
+        _finish(stats_cfg, merged_sources, {**base, "appended": appended}, combiner=combiner, times=times,
+                client=client)
     return IngestResult(cfg.out, offset + n_new, written, len(regions) - len(todo), sources,
                         status="appended (resumed)" if resuming else "appended")
 

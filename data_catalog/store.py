@@ -277,6 +277,17 @@ def _writable_arrays(path_or_url: str, storage_options: Mapping[str, Any] | None
         return open_arrays()
 
 
+def open_array(path_or_url: str, name: str, *, storage_options: Mapping[str, Any] | None = None,
+               fast: bool = False) -> zarr.Array:
+    """The root group's array ``name``, read-only (works on incomplete stores); ``fast``: decoded through the
+    zarrs codec pipeline when installed (as the ingest's writes; not in a process that forks afterwards)."""
+    with _Quiet():
+        if not (fast and _fast_pipeline_available()):
+            return _open_group(path_or_url, storage_options, mode="r")[name]
+        with _PIPELINE_LOCK, zarr.config.set({"codec_pipeline.path": FAST_CODEC_PIPELINE}):
+            return _open_group(path_or_url, storage_options, mode="r")[name]
+
+
 def read_region(path_or_url: str, names: Iterable[str], start: int, stop: int, *,
                 storage_options: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Time steps ``start``..``stop`` (exclusive) of the root group's arrays ``names`` as stored (float32, canonical

@@ -162,22 +162,26 @@ def _assert_matches_reference(path: str, **kw) -> None:
         np.testing.assert_allclose(clim[n].values, want, rtol=1e-6)
 
 
-def test_one_pass_stats_and_climatology_equal_the_two_pass_reference(tmp_path, uk_nc) -> None:
+@pytest.mark.parametrize("how", ["memory", "store"])
+def test_one_pass_stats_and_climatology_equal_the_two_pass_reference(tmp_path, uk_nc, how) -> None:
     """Statistics and climatology accumulated while writing (6 regions of 12 h on 2 threads, a stats period
-    that cuts regions in the middle, 2-hourly climatology) equal a second pass over the written store."""
+    that cuts regions in the middle, 2-hourly climatology), or the climatology made from the store afterwards,
+    equal a second pass over the written store."""
     out = tmp_path / "uk.zarr"
     period = {"stats_start": "2019-03-01T05", "stats_end": "2019-03-03T17"}
     result = ing.ingest(_cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, region_mb=0.08,
-                             climatology_hour_step=2, **period))
+                             climatology_hour_step=2, climatology_pass=how, **period))
     assert result.regions_written == 6 and "stats" in result.timings and "climatology" in result.timings
     _assert_matches_reference(str(out), hour_step=2, **period)
     assert store.root_attrs(str(out))["wxemu_stats_period"] == ["2019-03-01T05:00:00", "2019-03-03T17:00:00"]
 
 
-def test_one_pass_with_nan_values_equals_reference(tmp_path, uk_raw) -> None:
+@pytest.mark.parametrize("how", ["memory", "store"])
+def test_one_pass_with_nan_values_equals_reference(tmp_path, uk_raw, how) -> None:
     """--allow-nan: the NaN is skipped by the statistics and counted per point by the climatology."""
     out = tmp_path / "nan.zarr"
-    ing.ingest(_cfg([_bad_netcdf(tmp_path, uk_raw, "nan")], out, allow_nan=True, region_mb=0.01))
+    ing.ingest(_cfg([_bad_netcdf(tmp_path, uk_raw, "nan")], out, allow_nan=True, region_mb=0.01,
+                    climatology_pass=how))
     assert np.isnan(store.open_store(str(out))["2m_temperature"].values).sum() == 1
     _assert_matches_reference(str(out))
 
@@ -202,14 +206,20 @@ def test_resume_refuses_changed_inputs(tmp_path, uk_nc) -> None:
         ing.ingest(cfg)
 
 
-def test_local_cluster_matches_default_path(tmp_path, uk_nc, uk_store) -> None:
+def test_local_cluster_matches_default_path(tmp_path, uk_nc, uk_store, monkeypatch) -> None:
     out = tmp_path / "uk.zarr"
     cfg = _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, region_mb=0.08, workers=1, cluster_processes=False)
+    clients = []
+    from_store = ing.write_climatology_from_store
+    monkeypatch.setattr(ing, "write_climatology_from_store",
+                        lambda *a, **k: clients.append(type(a[-1]).__name__) or from_store(*a, **k))
     result = ing.ingest(cfg)
     assert result.regions_written == 6
     xr.testing.assert_identical(store.open_store(str(out)).load().drop_attrs(),
                                 store.open_store(uk_store).load().drop_attrs())
-    # the tasks return their partial sums to the client, which combines them as the default path does
+    # the tasks return their moment sums to the client, which combines them as the default path does; the
+    # climatology is made from the store by tasks on the cluster (no bins shipped back), with the same numbers
+    assert clients == ["Client"]
     xr.testing.assert_identical(store.open_stats(str(out)), store.open_stats(uk_store))
     xr.testing.assert_identical(store.open_climatology(str(out)).load(), store.open_climatology(uk_store).load())
 
@@ -419,9 +429,10 @@ def test_ingest_into_fsspec_memory_store(uk_nc) -> None:
         store.remove_store(url)
 
 
-def test_climatology_that_would_not_fit_in_memory_is_refused_before_writing(tmp_path, uk_nc, monkeypatch) -> None:
-    """The climatology's bins live in memory: an ingest (or an append that redoes the sums) whose bins exceed 80 %
-    of the available memory is refused before anything is written, naming the store and the sizes."""
+def test_climatology_bins_that_would_not_fit_in_memory_are_made_from_the_store(tmp_path, uk_nc, monkeypatch) -> None:
+    """The one-pass climatology keeps its (day of year, hour) bins in memory. When they would take more than half
+    the available memory, "auto" makes the climatology from the store after the data are written (same numbers,
+    bit for bit); an explicit --climatology-pass memory is refused before anything is written."""
     field = 33 * 49 * 4  # one float32 UK field
     times = pd.date_range("2019-03-01", periods=48, freq="h").values
     cfg = _cfg([uk_nc["01"]], tmp_path / "x.zarr")
@@ -431,18 +442,29 @@ def test_climatology_that_would_not_fit_in_memory_is_refused_before_writing(tmp_
     six_hourly = ing.IngestConfig(sources=("x",), out="y", climatology_hour_step=6)
     assert ing.climatology_bins_bytes(six_hourly, times, field, "x") == 8 * field
 
+    reference = tmp_path / "reference.zarr"
+    ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], reference, climatology_pass="memory"))
     out = tmp_path / "uk.zarr"
     ing.ingest(_cfg([uk_nc["01"]], out))
     before = store.open_store(str(out)).load()
-    monkeypatch.setattr(ing, "_available_memory", lambda: 24 * field)  # 80 %: room for 19 of the 48 bins
-    with pytest.raises(WxemuError, match=r"uk\.zarr: the climatology of this ingest would keep 0\.0 GB .* "
-                                         r"--climatology-hour-step"):
-        ing.ingest(_cfg([uk_nc["02"]], out, append=True))
+    monkeypatch.setattr(ing, "_available_memory", lambda: 80 * field)  # half: room for 40 of the 48 bins
+    with pytest.raises(WxemuError, match=r"uk\.zarr: --climatology-pass memory would keep 0\.0 GB .* "
+                                         r"--climatology-pass store"):
+        ing.ingest(_cfg([uk_nc["02"]], out, append=True, climatology_pass="memory"))
     assert store.is_complete(str(out))
     xr.testing.assert_identical(store.open_store(str(out)).load(), before)
     fresh = tmp_path / "fresh.zarr"
-    with pytest.raises(WxemuError, match="fresh.zarr: the climatology of this ingest"):
-        ing.ingest(_cfg([uk_nc["01"]], fresh))
+    with pytest.raises(WxemuError, match="fresh.zarr: --climatology-pass memory would keep"):
+        ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], fresh, climatology_pass="memory"))
     assert not fresh.exists()
-    ing.ingest(_cfg([uk_nc["01"]], fresh, climatology_hour_step=6))  # its 4 bins fit
-    assert store.open_climatology(str(fresh))["hour"].values.tolist() == [0, 6, 12, 18]
+
+    calls = []
+    from_store = ing.write_climatology_from_store
+    monkeypatch.setattr(ing, "write_climatology_from_store", lambda *a, **k: calls.append(1) or from_store(*a, **k))
+    ing.ingest(_cfg([uk_nc["02"]], out, append=True))  # auto: the 48 bins do not fit, made from the store
+    ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], fresh))
+    assert calls == [1, 1]
+    for path in (out, fresh):
+        xr.testing.assert_identical(store.open_climatology(str(path)).load(),
+                                    store.open_climatology(str(reference)).load())
+        xr.testing.assert_identical(store.open_stats(str(path)), store.open_stats(str(reference)))
