@@ -446,6 +446,7 @@ def test_climatology_bins_that_would_not_fit_in_memory_are_made_from_the_store(t
     ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], reference, climatology_pass="memory"))
     out = tmp_path / "uk.zarr"
     ing.ingest(_cfg([uk_nc["01"]], out))
+    store.set_attrs(str(out), {ing.KEPT_SUMS_ATTR: None})  # as written before the sums were kept: redone on append
     before = store.open_store(str(out)).load()
     monkeypatch.setattr(ing, "_available_memory", lambda: 80 * field)  # half: room for 40 of the 48 bins
     with pytest.raises(WxemuError, match=r"uk\.zarr: --climatology-pass memory would keep 0\.0 GB .* "
@@ -468,3 +469,26 @@ def test_climatology_bins_that_would_not_fit_in_memory_are_made_from_the_store(t
         xr.testing.assert_identical(store.open_climatology(str(path)).load(),
                                     store.open_climatology(str(reference)).load())
         xr.testing.assert_identical(store.open_stats(str(path)), store.open_stats(str(reference)))
+
+
+def test_append_adds_to_the_kept_sums_without_reading_the_old_data(tmp_path, uk_nc, uk_store, monkeypatch) -> None:
+    """An ingest keeps its stats period's moment sums; an append adds the new regions' sums to them (reading
+    only the old part's first and last steps) and redoes the climatology, from the store, only for the days whose
+    window holds a new day. Same statistics (to float64 round-off) and climatology (bit for bit) as one ingest."""
+    out = tmp_path / "uk.zarr"
+    ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], out))
+    kept = store.root_attrs(str(out))[ing.KEPT_SUMS_ATTR]
+    assert (kept["start"], kept["end"]) == ("2019-03-01T00:00:00", "2019-03-02T23:00:00")
+    assert kept["variables"]["2m_temperature"]["n"] == 48 * 33 * 49
+    reads, redone = [], []
+    read_region, from_store = store.read_region, ing.write_climatology_from_store
+    monkeypatch.setattr(store, "read_region", lambda path, names, a, b, **k: reads.append((a, b))
+                        or read_region(path, names, a, b, **k))
+    monkeypatch.setattr(ing, "write_climatology_from_store", lambda *a, days=None, **k: redone.append(days)
+                        or from_store(*a, days=days, **k))
+    ing.ingest(_cfg([uk_nc["03"]], out, append=True))
+    assert reads == [(0, 1), (47, 48)]  # the old part's first and last steps, nothing else
+    assert redone[0].tolist() == list(range(32, 93))  # within 30 days of 2019-03-03 (day of year 62)
+    xr.testing.assert_allclose(store.open_stats(str(out)), store.open_stats(uk_store), rtol=1e-12)
+    xr.testing.assert_identical(store.open_climatology(str(out)).load(), store.open_climatology(uk_store).load())
+    assert store.root_attrs(str(out))[ing.KEPT_SUMS_ATTR]["end"] == "2019-03-03T23:00:00"
