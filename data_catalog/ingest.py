@@ -452,8 +452,8 @@ def _steps_per_region(ds: xr.Dataset, region_mb: float, chunk_time: int) -> int:
 def write_one_region(cfg_json: str, index: int, a: int, b: int, offset: int = 0,
                      plan: StatsPlan | None = None) -> tuple[int, BlockPartial | None]:
     """Load store time steps a..b (dataset steps a-offset..b-offset) of the canonical dataset and write them;
-    then record the region. Runs in a thread or on a dask worker (the lazy dataset is rebuilt from the config,
-    cached per process). Returns the decoded bytes written and, with a ``plan``, the region's partial statistics
+    then record the region (with its moment sums, for a resume). Runs in a thread or on a dask worker (the lazy
+    dataset is rebuilt from the config, cached per process). Returns the decoded bytes written and, with a ``plan``, the region's partial statistics
     and climatology sums (from the float32 values as written; None when the region is outside the stats period).
     """
     cfg = config_from_json(cfg_json)
@@ -468,8 +468,8 @@ def write_one_region(cfg_json: str, index: int, a: int, b: int, offset: int = 0,
             if values.size and np.isnan(values.min()):  # min is NaN if any value is (one pass, no mask)
                 raise _nan_error(cfg_json, part, n, values)
     st.write_region(cfg.out, arrays, a, storage_options=cfg.options)
-    st.mark_region_done(cfg.out, index, storage_options=cfg.options)
     partial = block_partial(plan, arrays, part["time"].values, a) if plan is not None else None
+    st.mark_region_done(cfg.out, index, _region_record(plan, partial), storage_options=cfg.options)
     return int(sum(v.nbytes for v in arrays.values())), partial
 
 
@@ -677,6 +677,44 @@ def read_back(cfg: IngestConfig, combiner: PartialCombiner, units: Sequence[tupl
             continue
         arrays = st.read_region(cfg.out, names, lo, hi, storage_options=cfg.options)
         combiner.offer(a, block_partial(combiner.plan, arrays, times[lo:hi], lo))
+
+
+def _region_record(plan: StatsPlan | None, partial: BlockPartial | None) -> dict[str, Any]:
+    """What a region's done-marker keeps: its partial's moment sums and extent (a resume needs nothing else of it
+    when the climatology is made from the store), or that it lies outside the stats period."""
+    if plan is None:
+        return {}
+    if partial is None:
+        return {"partial": None}
+    return {"partial": {"start": partial.start, "stop": partial.stop,
+                        "sums": {n: m.to_json() for n, m in partial.sums.items()}}}
+
+
+def recorded_partials(cfg: IngestConfig, plan: StatsPlan, units: Sequence[tuple[int, int, int]],
+                      times: np.ndarray, names: Sequence[str]) -> list[tuple[int, BlockPartial | None]] | None:
+    """[(a, partial)] of the regions ``units`` [(index, a, b)] already written, from their done-markers' moment sums
+    and their first and last steps (two steps read per region, not the region); None when a marker lacks the sums
+    (written by an older wxemu): then the regions are read back. Their climatology bins are not kept: a run that
+    uses these makes the climatology from the store."""
+    from data_catalog.climatology import ClimatologyAccumulator
+    from data_catalog.stats import MomentSums
+
+    records = [(a, st.region_record(cfg.out, i, storage_options=cfg.options)) for i, a, _ in units]
+    if any(rec is None or "partial" not in rec for _, rec in records):
+        return None
+    out = []
+    for a, rec in records:
+        p = rec["partial"]
+        if p is None:
+            out.append((a, None))
+            continue
+        lo, hi = int(p["start"]), int(p["stop"])
+        first = st.read_region(cfg.out, names, lo, lo + 1, storage_options=cfg.options)
+        last = first if hi - lo == 1 else st.read_region(cfg.out, names, hi - 1, hi, storage_options=cfg.options)
+        out.append((a, BlockPartial(lo, hi, {n: MomentSums.from_json(v) for n, v in p["sums"].items()},
+                                    ClimatologyAccumulator(plan.hours, plan.window), first, last,
+                                    np.datetime64(times[lo], "ns"), np.datetime64(times[hi - 1], "ns"))))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- running
@@ -1025,10 +1063,16 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
                     raise WxemuError(f"{cfg.out}: cannot resume: the planned regions differ; use --overwrite")
         done = st.regions_done(cfg.out, storage_options=cfg.options)
         todo = [(i, a, b) for i, (a, b) in enumerate(regions) if i not in done]
+        units_done = [(i, a, b) for i, (a, b) in enumerate(regions) if i in done]
+        recorded = recorded_partials(cfg, stats_plan, units_done, times, names) if done else None
+        if recorded is not None:  # resumed: the done regions' kept sums; the climatology from the store
+            stats_plan = dataclasses.replace(stats_plan, clim_in_memory=False)
         combiner = PartialCombiner(stats_plan, [a for a, _ in regions])
-        if done:  # resumed: the partial sums of the regions written before the interruption are read back
+        for a, partial in recorded or ():
+            combiner.offer(a, partial)
+        if done and recorded is None:  # resumed from markers without sums: those regions are read back
             with _timed(timings, "read back"):
-                read_back(cfg, combiner, [r for i, r in enumerate(regions) if i in done], times, names)
+                read_back(cfg, combiner, [(a, b) for _, a, b in units_done], times, names)
         with _dask_client(cfg) as client:
             with _timed(timings, "write"):
                 written = _run_regions(cfg, cfg_json, todo, after_region, combiner=combiner, client=client)
@@ -1120,7 +1164,12 @@ def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None) -> In
         # back, and the climatology is redone from the store for the days whose window holds a new day only
         combiner = PartialCombiner(plan, [plan.p0] + [a for a, _ in regions])
         combiner.offer(plan.p0, kept)
-        read_back(cfg, combiner, [r for i, r in enumerate(regions) if i in done], times, names)
+        units_done = [(i, a, b) for i, (a, b) in enumerate(regions) if i in done]
+        recorded = recorded_partials(cfg, plan, units_done, times, names)
+        if recorded is None:
+            read_back(cfg, combiner, [(a, b) for _, a, b in units_done], times, names)
+        for a, partial in recorded or ():
+            combiner.offer(a, partial)
         clim_days = _climatology_days_to_redo(stats_cfg, plan, times, offset)
     elif plan.p1 > offset:  # the period reaches into the new times: the existing part is read back once
         old_blocks = plan_regions(plan.p0, offset, cfg.chunk_time,
@@ -1150,11 +1199,8 @@ KEPT_SUMS_ATTR = "wxemu_stats_sums"
 
 def _kept_sums_attr(plan: StatsPlan, sums: dict[str, Any], times: np.ndarray) -> dict[str, Any]:
     """The stats period's combined moment sums and conditioning shifts as JSON (float64 round-trips exactly)."""
-    fields = ("n", "s", "ss", "dn", "ds", "dss")
     return {"start": _iso(times[plan.p0]), "end": _iso(times[plan.p1 - 1]),
-            "variables": {n: {"shift": np.asarray(plan.shifts[n]).tolist(),
-                              **{f: np.asarray(getattr(m, f), dtype="f8").tolist() for f in fields}}
-                          for n, m in sums.items()}}
+            "variables": {n: {"shift": np.asarray(plan.shifts[n]).tolist(), **m.to_json()} for n, m in sums.items()}}
 
 
 def _iso(t: np.datetime64) -> str:
@@ -1178,7 +1224,7 @@ def _kept_partial(cfg: IngestConfig, attrs: dict[str, Any], plan: StatsPlan, tim
         v = (kept.get("variables") or {}).get(n)
         if v is None or not np.array_equal(np.asarray(v["shift"], dtype="f8"), np.asarray(plan.shifts[n])):
             return None
-        sums[n] = MomentSums(*(np.asarray(v[f], dtype="f8") for f in ("n", "s", "ss", "dn", "ds", "dss")))
+        sums[n] = MomentSums.from_json(v)
     last = st.read_region(cfg.out, list(first), offset - 1, offset, storage_options=cfg.options)
     return BlockPartial(plan.p0, offset, sums, ClimatologyAccumulator(plan.hours, plan.window),
                         {n: v[None] for n, v in first.items()}, last,

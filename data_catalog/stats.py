@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import dask
 import numpy as np
@@ -51,8 +52,18 @@ class MomentSums:
     ds: np.ndarray
     dss: np.ndarray
 
+    FIELDS: ClassVar[tuple[str, ...]] = ("n", "s", "ss", "dn", "ds", "dss")
+
     def __add__(self, other: MomentSums) -> MomentSums:
-        return MomentSums(*(getattr(self, f) + getattr(other, f) for f in ("n", "s", "ss", "dn", "ds", "dss")))
+        return MomentSums(*(getattr(self, f) + getattr(other, f) for f in self.FIELDS))
+
+    def to_json(self) -> dict[str, Any]:
+        """The sums as JSON-able lists/numbers (float64 round-trips exactly through JSON)."""
+        return {f: np.asarray(getattr(self, f), dtype="f8").tolist() for f in self.FIELDS}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MomentSums:
+        return cls(*(np.asarray(d[f], dtype="f8") for f in cls.FIELDS))
 
     def diffs_only(self) -> MomentSums:
         """The same sums with the value part zeroed (only the difference sums kept)."""

@@ -395,9 +395,20 @@ def read_plan(path_or_url: str, *, storage_options: Mapping[str, Any] | None = N
         return None
 
 
-def mark_region_done(path_or_url: str, index: int, *, storage_options: Mapping[str, Any] | None = None) -> None:
-    """Record that time region ``index`` is fully written (call after its chunks are on disk)."""
-    _mapper(path_or_url, storage_options)[_region_key(index)] = b"{}"
+def mark_region_done(path_or_url: str, index: int, record: Mapping[str, Any] | None = None, *,
+                     storage_options: Mapping[str, Any] | None = None) -> None:
+    """Record that time region ``index`` is fully written (call after its chunks are on disk), with an optional
+    JSON ``record`` about it (the ingest keeps the region's moment sums there)."""
+    _mapper(path_or_url, storage_options)[_region_key(index)] = json.dumps(dict(record or {})).encode()
+
+
+def region_record(path_or_url: str, index: int, *, storage_options: Mapping[str, Any] | None = None
+                  ) -> dict[str, Any] | None:
+    """The record of a region marked done (None when it is not)."""
+    try:
+        return json.loads(_mapper(path_or_url, storage_options)[_region_key(index)])
+    except KeyError:
+        return None
 
 
 def regions_done(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> set[int]:
