@@ -153,13 +153,12 @@ class ClimatologyAccumulator:
         first = next(iter(bins.values()))
         n_hours = len(self.hours)
 
-        def day_bins(doy: int) -> list:
-            return [bins.get((doy, h)) for h in range(n_hours)]
-
         doys = np.array(sorted({k[0] for k in bins}), dtype="int64")
+        by_day = {int(d): [bins.get((int(d), h)) for h in range(n_hours)] for d in doys}
+        day_bins = by_day.__getitem__
         per_point = any(np.ndim(c) for _, c in bins.values())
         yield from smoothed_blocks(doys, day_bins, n_hours, self.window, np.shape(first[0]), runs,
-                                   dtype=dtype, alloc=alloc, per_point=per_point)
+                                   dtype=dtype, alloc=alloc, per_point=per_point, hour_major=True)
 
 
 DayBins = Callable[[int], Sequence["tuple[np.ndarray, np.ndarray | np.float64] | None"]]
@@ -168,7 +167,7 @@ DayBins = Callable[[int], Sequence["tuple[np.ndarray, np.ndarray | np.float64] |
 def smoothed_blocks(doys: np.ndarray, day_bins: DayBins, n_hours: int, window: int, trailing: tuple[int, ...],
                     runs: Sequence[np.ndarray], *, dtype: str = "f8",
                     alloc: Callable[[tuple[int, ...], str], np.ndarray] | None = None,
-                    per_point: bool = False) -> Iterator[np.ndarray]:
+                    per_point: bool = False, hour_major: bool = False) -> Iterator[np.ndarray]:
     """The smoothed climatology from (day of year, hour) bins, one block of days at a time.
 
     ``doys``: the days of year (sorted) that have bins; ``day_bins(doy)``: for each hour index, the bin's
@@ -182,39 +181,47 @@ def smoothed_blocks(doys: np.ndarray, day_bins: DayBins, n_hours: int, window: i
     A window slides over the days of year: moving to the next day adds the bins that enter it and subtracts those
     that leave (float64 running sums, all hours at once), so a day costs one division plus the bins that changed,
     and a day whose window holds the same bins as the day before (every day of a record shorter than the window,
-    for instance) is a copy. The same bins give the same numbers wherever they come from.
+    for instance) is a copy. The same bins give the same numbers wherever they come from, in either order:
+    ``hour_major`` slides one window per hour through each run (its running sums stay in cache from day to day:
+    10-25 % faster when the bins are in memory, but each day's bins are asked for once per hour); the default
+    slides one window for all hours (each day's bins asked for once: for bins read from a store).
     """
-    win = _SlidingWindow(np.asarray(doys, dtype="int64"), day_bins, n_hours, window // 2, trailing, per_point)
+    doys = np.asarray(doys, dtype="int64")
+    groups = [[h] for h in range(n_hours)] if hour_major else [list(range(n_hours))]
+    windows = [_SlidingWindow(doys, day_bins, hours, window // 2, trailing, per_point) for hours in groups]
     for run in runs:
         shape = (len(run), n_hours, *trailing)
         out = alloc(shape, dtype) if alloc is not None else np.empty(shape, dtype=dtype)
-        win.last = None  # copies only within this run's buffer (earlier buffers may be handed back)
-        for i, day in enumerate(np.asarray(run)):
-            win.mean_into(int(day), out[i])
+        for win, hours in zip(windows, groups):
+            win.last = None  # copies only within this run's buffer (earlier buffers may be handed back)
+            for i, day in enumerate(np.asarray(run)):
+                win.mean_into(int(day), out[i, hours[0]:hours[-1] + 1])
         yield out
 
 
 class _SlidingWindow:
-    """Running float64 sums and counts, per hour of day, of the bins whose day of year lies within ``half`` days
-    (circularly) of a target day; ``doys`` sorted (cheapest when the day only moves forward: a step back
-    restarts the sums)."""
+    """Running float64 sums and counts, for the hour indices ``hours`` (consecutive), of the bins whose day of year
+    lies within ``half`` days (circularly) of a target day; ``doys`` sorted (cheapest when the day only moves
+    forward: a step back restarts the sums)."""
 
-    def __init__(self, doys: np.ndarray, day_bins: DayBins, n_hours: int, half: int, trailing: tuple[int, ...],
+    def __init__(self, doys: np.ndarray, day_bins: DayBins, hours: list[int], half: int, trailing: tuple[int, ...],
                  per_point: bool) -> None:
         self.m = len(doys)
         self.doys = doys
         self.ext = np.concatenate([doys - N_DAYS, doys, doys + N_DAYS])  # the days on three turns of the circle
-        self.day_bins, self.half = day_bins, half
-        self.s = np.zeros((n_hours, *trailing))
-        self.c = np.zeros((n_hours, *trailing)) if per_point else np.zeros(n_hours)
+        self.day_bins, self.half, self.hours = day_bins, half, hours
+        self.s = np.zeros((len(hours), *trailing))
+        self.c = np.zeros((len(hours), *trailing)) if per_point else np.zeros(len(hours))
         self.lo = self.hi = 0
         self.last: np.ndarray | None = None  # the last means written (a view into the caller's output)
 
     def _apply(self, j: int, op: Callable) -> None:
-        for h, b in enumerate(self.day_bins(int(self.doys[j % self.m]))):
+        bins = self.day_bins(int(self.doys[j % self.m]))
+        for k, h in enumerate(self.hours):
+            b = bins[h]
             if b is not None:
-                op(self.s[h], b[0], out=self.s[h])
-                self.c[h] = op(self.c[h], b[1])
+                op(self.s[k], b[0], out=self.s[k])
+                self.c[k] = op(self.c[k], b[1])
 
     def _move(self, lo: int, hi: int) -> bool:
         if (lo, hi) == (self.lo, self.hi):
@@ -236,7 +243,7 @@ class _SlidingWindow:
         return True
 
     def mean_into(self, day: int, out: np.ndarray) -> None:
-        """Write the window means for ``day`` into ``out`` (n_hours, *trailing); NaN where no sample."""
+        """Write the window means for ``day`` into ``out`` (len(hours), *trailing); NaN where no sample."""
         lo = int(np.searchsorted(self.ext, day - self.half, side="left"))
         hi = int(np.searchsorted(self.ext, day + self.half, side="right"))
         if not self._move(lo, hi) and self.last is not None:
