@@ -501,3 +501,27 @@ def test_append_adds_to_the_kept_sums_without_reading_the_old_data(tmp_path, uk_
     xr.testing.assert_allclose(store.open_stats(str(out)), store.open_stats(uk_store), rtol=1e-12)
     xr.testing.assert_identical(store.open_climatology(str(out)).load(), store.open_climatology(uk_store).load())
     assert store.root_attrs(str(out))[ing.KEPT_SUMS_ATTR]["end"] == "2019-03-03T23:00:00"
+
+
+def test_cluster_regions_name_only_their_files(uk_nc) -> None:
+    """On a cluster each region's task names only the files whose times meet it (a worker opens those, not every
+    source), and the narrowed sources give the same values."""
+    cfg = _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], "unused.zarr", region_mb=0.08)
+    cfg_json = ing.config_to_json(cfg)
+    ing._build_dataset_cached.cache_clear()
+    ds = ing._build_dataset_cached(cfg_json)
+    regions = ing.plan_regions(0, 72, 1, ing._steps_per_region(ds, cfg.region_mb, 1), ing._source_bounds(ds, 0))
+    assert regions == [(0, 12), (12, 24), (24, 36), (36, 48), (48, 60), (60, 72)]
+    for a, b in regions:
+        job, first_time = ing.region_config(cfg_json, a, b)
+        assert ing.config_from_json(job).sources == (uk_nc[f"0{a // 24 + 1}"],)
+        assert first_time == ds["time"].values[a]
+    # the narrowed config gives the same values as the full one
+    job, first_time = ing.region_config(cfg_json, 36, 48)
+    narrowed = ing._build_dataset_cached(job)
+    start = int(np.searchsorted(narrowed["time"].values, first_time))
+    np.testing.assert_array_equal(narrowed["2m_temperature"].values[start:start + 12],
+                                  ds["2m_temperature"].values[36:48])
+    # a region across a file boundary names both files
+    job, _ = ing.region_config(cfg_json, 20, 30)
+    assert ing.config_from_json(job).sources == (uk_nc["01"], uk_nc["02"])
