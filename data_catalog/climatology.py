@@ -152,7 +152,6 @@ class ClimatologyAccumulator:
         bins = self._bins[name]
         first = next(iter(bins.values()))
         n_hours = len(self.hours)
-
         doys = np.array(sorted({k[0] for k in bins}), dtype="int64")
         by_day = {int(d): [bins.get((int(d), h)) for h in range(n_hours)] for d in doys}
         day_bins = by_day.__getitem__

@@ -15,13 +15,15 @@ Steps (docs/ingest.md):
    (the fastest single-machine path measured), or as tasks on dask.distributed (``--workers`` starts a
    LocalCluster, ``--scheduler`` uses an existing one, e.g. a dask-jobqueue SLURMCluster). A region is recorded
    as written only after its chunks are on disk. Each region writer also returns the partial sums of the
-   statistics and the climatology over its block (:func:`block_partial`); :class:`PartialCombiner` adds them in
-   time order, with the differences across block edges (one pass: the store is not read back).
-4. Finish the statistics and the climatology from the combined sums, write provenance, mark the store complete.
-   A resumed run reads back only the regions written before the interruption; an append reads back the existing
-   part of the stats period only when the period reaches into the new times.
+   statistics and (in the one-pass way) the climatology's bins over its block (:func:`block_partial`);
+   :class:`PartialCombiner` adds them in time order, with the differences across block edges. The region's
+   done-marker keeps its moment sums, so a resumed run reads two steps of each done region, not the region.
+4. Finish the statistics from the combined sums and the climatology from the combined bins or, when they would
+   not fit in memory or on a cluster, from the store (``store_climatology``: tasks of contiguous days; the same
+   numbers); keep the period's moment sums (``wxemu_stats_sums``), write provenance, mark the store complete.
 
-``--append`` extends a complete store with the times that follow its last one, writing only new chunks.
+``--append`` extends a complete store with the times that follow its last one, writing only new chunks; it adds
+the new regions' sums to the kept ones and redoes the climatology only for the days whose window holds a new day.
 """
 
 from __future__ import annotations
@@ -479,20 +481,21 @@ def write_one_region(cfg_json: str, index: int, a: int, b: int, offset: int = 0,
                      ) -> tuple[int, BlockPartial | None]:
     """Load store time steps a..b (dataset steps a-offset..b-offset) of the canonical dataset and write them;
     then record the region (with its moment sums, for a resume). Runs in a thread or on a dask worker (the lazy
-    dataset is rebuilt from the config, cached per process). Returns the decoded bytes written and, with a ``plan``, the region's partial statistics
-    and climatology sums (from the float32 values as written; None when the region is outside the stats period).
+    dataset is rebuilt from the config, cached per process). Returns the decoded bytes written and, with a
+    ``plan``, the region's partial statistics and climatology sums (from the float32 values as written; None when
+    the region is outside the stats period).
     ``first_time``: the time of step ``a`` when ``cfg_json`` holds only the region's files (:func:`region_config`).
     """
     cfg = config_from_json(cfg_json)
     ds = _build_dataset_cached(cfg_json)
     names = st.time_variables(ds)
-    # no graph optimisation: a region's graph is a slice of one source chunk or two; fusing it cost more than it
-    # saved (0.27 vs 0.30-0.42 s for the benchmark's 35 regions)
     start = a - offset
     if first_time is not None:  # a config narrowed to the region's files: find step a in its own time axis
         start = int(np.searchsorted(ds["time"].values, first_time))
         if start >= ds.sizes["time"] or ds["time"].values[start] != first_time:
             raise WxemuError(f"internal error: {first_time} not found in the sources narrowed to region {index}")
+    # no graph optimisation: a region's graph is a slice of one source chunk or two; fusing it cost more than it
+    # saved (0.27 vs 0.30-0.42 s for the benchmark's 35 regions)
     part = ds[names].isel(time=slice(start, start + b - a)).compute(scheduler=get_sync, optimize_graph=False)
     arrays = {n: np.asarray(part[n].values, dtype="f4") for n in names}  # what the store holds
     if not cfg.allow_nan:
