@@ -53,10 +53,11 @@ class StoreDayBins:
     """``day_bins(doy)`` for :func:`smoothed_blocks`, read from the store's array ``name``: per hour index, the
     (sum, count) of the samples of the period on that day of year and hour (None where there are none). A bin of
     one sample is that float32 field; of several, their float64 sum in time order. Counts are numbers, or per
-    point when ``per_point`` (stores that may hold NaN)."""
+    point when ``per_point`` (stores that may hold NaN). A day's samples (one per year and hour) are read
+    ``batch_bytes`` at a time, so a long record does not make a task hold all its years of a day at once."""
 
     def __init__(self, array: Any, times: np.ndarray, p0: int, p1: int, hours: np.ndarray, hour_step: int,
-                 per_point: bool) -> None:
+                 per_point: bool, batch_bytes: float = 64e6) -> None:
         index = pd.DatetimeIndex(np.asarray(times[p0:p1], dtype="datetime64[ns]"))
         hour = np.asarray(index.hour)
         keep = hour % hour_step == 0
@@ -68,20 +69,26 @@ class StoreDayBins:
         self._groups = {int(d): (store_index[order[i:i + m]], hour_index[order[i:i + m]])
                         for d, i, m in zip(self.doys, first, counts)}
         self.array, self.n_hours, self.per_point = array, len(hours), per_point
+        sample = int(np.prod(array.shape[1:])) * array.dtype.itemsize
+        self.batch = max(1, int(batch_bytes // max(1, sample)))
 
     def __call__(self, doy: int) -> list[tuple[np.ndarray, Any] | None]:
         idx, hidx = self._groups[doy]
-        values = self.array.get_orthogonal_selection((idx,))  # the day's samples, read concurrently
         out: list[tuple[np.ndarray, Any] | None] = [None] * self.n_hours
-        for h in np.unique(hidx):
-            part = values[hidx == h]
-            if self.per_point:
-                valid = ~np.isnan(part)
-                out[h] = (np.where(valid, part, 0.0).sum(axis=0, dtype="f8"), valid.sum(axis=0, dtype="f8"))
-            elif len(part) == 1:
-                out[h] = (part[0], np.float64(1.0))
-            else:
-                out[h] = (part.sum(axis=0, dtype="f8"), np.float64(len(part)))
+        for i in range(0, len(idx), self.batch):  # in time order: the sums are the in-memory path's
+            values = self.array.get_orthogonal_selection((idx[i:i + self.batch],))  # read concurrently
+            hb = hidx[i:i + self.batch]
+            for h in np.unique(hb):
+                part = values[hb == h]
+                if self.per_point:
+                    valid = ~np.isnan(part)
+                    s, c = np.where(valid, part, 0.0).sum(axis=0, dtype="f8"), valid.sum(axis=0, dtype="f8")
+                elif len(part) == 1:
+                    s, c = part[0], np.float64(1.0)
+                else:
+                    s, c = part.sum(axis=0, dtype="f8"), np.float64(len(part))
+                prev = out[h]
+                out[h] = (s, c) if prev is None else (np.add(prev[0], s, dtype="f8"), prev[1] + c)
         return out
 
 

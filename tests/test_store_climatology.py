@@ -47,12 +47,13 @@ def test_store_bins_give_the_in_memory_climatology_bit_for_bit(nan: bool) -> Non
     assert len(days) == 366
     runs = day_runs(days, 9)
     want = _in_memory(times, values, p0, p1, hours, hour_step, window, runs)
-    bins = sc.StoreDayBins(array, times, p0, p1, hours, hour_step, per_point=nan)
-    got = list(smoothed_blocks(bins.doys, bins, len(hours), window, values.shape[1:], runs, dtype="f4",
-                               per_point=nan))
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
-        assert g.shape == w.shape and np.array_equal(g, w, equal_nan=True)
+    for batch_bytes in (64e6, 5 * 24):  # a day's samples (16-24) read at once, or 5 at a time (bounded memory)
+        bins = sc.StoreDayBins(array, times, p0, p1, hours, hour_step, per_point=nan, batch_bytes=batch_bytes)
+        got = list(smoothed_blocks(bins.doys, bins, len(hours), window, values.shape[1:], runs, dtype="f4",
+                                   per_point=nan))
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.shape == w.shape and np.array_equal(g, w, equal_nan=True)
     assert np.isfinite(np.concatenate(got)).all()  # every day has samples in its window; NaNs are skipped
     # a task split in the middle of the year starts its window afresh and gives the same days
     tail = list(smoothed_blocks(bins.doys, bins, len(hours), window, values.shape[1:], runs[20:], dtype="f4",
@@ -66,6 +67,8 @@ def test_store_bins_are_read_twice_and_never_held() -> None:
     reads: list[int] = []
 
     class Counting:
+        shape, dtype = values.shape, values.dtype
+
         def get_orthogonal_selection(self, sel):
             reads.append(len(sel[0]))
             return values[sel[0]]
