@@ -24,6 +24,10 @@ Measured (MB/s of decoded float32 source data written):
   ``--climatology-hour-step 6``, with ``--climatology-pass store`` (the climatology read back from the written
   store: bounded memory) and, once, with ``--workers N`` (a LocalCluster, its start-up included).
 
+With ``--repeat N`` the raw copies and wxemu runs are alternated N times; the table gives the best of each, and
+the ratios paired within each round (runs made back to back, so less exposed to a shared machine's drifting
+load) are printed beside it as median [min .. max].
+
 The load average (1 min) is printed before and after: on a shared machine the numbers are only comparable
 within one run.
 """
@@ -148,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{time.perf_counter() - t0:.1f} s); cpu cores: {os.cpu_count()}; load average "
               f"{os.getloadavg()[0]:.2f}")
         results: dict[str, float] = {}
+        rounds: list[dict[str, float]] = []  # each round's times, for ratios paired within a round
 
         phase_runs: dict[str, list[dict[str, float]]] = {}
 
@@ -156,7 +161,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(out, ignore_errors=True)
             t = time.perf_counter()
             value = fn(str(out))
-            results[name] = min(results.get(name, np.inf), time.perf_counter() - t)
+            seconds = time.perf_counter() - t
+            results[name] = min(results.get(name, np.inf), seconds)
+            if rounds:
+                rounds[-1][name] = seconds
+                if isinstance(value, dict):
+                    rounds[-1][name + " (region writes)"] = value["write"]
             shutil.rmtree(out, ignore_errors=True)
             if isinstance(value, dict):
                 phase_runs.setdefault(name, []).append(value)
@@ -164,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
         timed("naive", lambda o: naive(paths, o))
         for _ in range(max(1, args.repeat)):
+            rounds.append({})
             timed("raw-1thread", lambda o: raw_copy(paths, o, 1))
             timed(f"raw-{args.threads}threads", lambda o: raw_copy(paths, o, args.threads))
             timed("raw-zarrs", lambda o: raw_copy(paths, o, 1, FAST_CODEC_PIPELINE))
@@ -185,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, sec in rows:
             print(f"{name:28s} {sec:8.2f} {mb / sec:8.1f} {raw_best / sec:7.2f}")
         print("vs raw: best raw copy with zarr-python (1 or 2 threads) / time")
+        # the load on a shared machine drifts between rounds: ratios of runs made back to back are steadier
+        print(f"paired within each of the {len(rounds)} rounds (that round's best raw copy / the run): median "
+              "[min .. max]")
+        for name in ("wxemu", "wxemu (region writes)", "wxemu-clim6h", "wxemu-clim-store"):
+            ratios = [min(r["raw-1thread"], r[f"raw-{args.threads}threads"]) / r[name] for r in rounds if name in r]
+            if ratios:
+                print(f"  {name:26s} {np.median(ratios):5.2f} [{min(ratios):.2f} .. {max(ratios):.2f}]")
         print("wxemu phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()))
         print(f"hourly climatology: {clim_bytes(nbytes) / 1e6:.0f} MB of float32 ({clim_bytes(nbytes) / nbytes:.1f}x "
               f"the input); its phase alone took {clim_best:.2f} s = {clim_best / raw_best:.2f}x the raw copy's time")
