@@ -29,6 +29,7 @@ the new regions' sums to the kept ones and redoes the climatology only for the d
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import itertools
@@ -363,6 +364,11 @@ _SPANS: dict[str, list[tuple[str, np.datetime64, np.datetime64]]] = {}
 _PARTS: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {}
 
 
+#: Called with each source's name as :func:`build_dataset` opens it (the ingest's progress display), in this context
+_ON_OPEN: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar("wxemu_on_open",
+                                                                                         default=None)
+
+
 @lru_cache(maxsize=4)
 def _build_dataset_cached(cfg_json: str) -> xr.Dataset:
     return build_dataset(config_from_json(cfg_json))
@@ -371,14 +377,17 @@ def _build_dataset_cached(cfg_json: str) -> xr.Dataset:
 def build_dataset(cfg: IngestConfig) -> xr.Dataset:
     """The lazy canonical dataset the store will hold (validated; regridded when ``cfg.grid``)."""
     parts: list[tuple[str, xr.Dataset]] = []
+    on_open = _ON_OPEN.get() or (lambda name: None)
     for source in cfg.sources:
         if is_catalog_name(source):
             parts.append((f"catalog entry {source!r}", _open_entry(cfg, source)))
+            on_open(source)
         else:
             from data_catalog.readers import expand_paths
 
             for path in expand_paths([source], storage_options=cfg.options):
                 parts.append((path, _open_one(cfg, path)))
+                on_open(path)
     ds = combine_sources(parts, cfg)
     names = ", ".join(n for n, _ in parts)
     _SPANS[config_to_json(cfg)] = [(n, p["time"].values[0], p["time"].values[-1]) for n, p in parts
@@ -883,19 +892,44 @@ def _run_regions(cfg: IngestConfig, cfg_json: str, todo: list[tuple[int, int, in
     for i, a, b in todo:  # on a cluster each task names only its region's files (each worker opens its own)
         job, first_time = region_config(cfg_json, a, b, offset) if client is not None else (cfg_json, None)
         calls.append((a, write_one_region, (job, i, a, b, offset, plan, first_time)))
-    return _run_tasks(cfg, client, calls, on_result, f"ingest -> {cfg.out}", "regions")
+    return _run_tasks(cfg, client, calls, on_result, "write", "regions")
 
 
-def _fingerprint(cfg: IngestConfig) -> list[dict[str, Any]]:
-    """The sources' fingerprints, in order, hashed on ``cfg.threads - 1`` threads (sha256 releases the GIL; one
-    core is left to the opening and validation that run meanwhile: on 2 cores a second hashing thread only slowed
-    the opening; a node with more cores and a parallel file system hashes a large archive that many times faster)."""
-    paths = resolve_sources(cfg)
+def _fingerprint(cfg: IngestConfig, paths: Sequence[str] | None = None,
+                 on_done: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """The fingerprints of ``paths`` (default: the sources), in order, hashed on ``cfg.threads - 1`` threads
+    (sha256 releases the GIL; one core is left to the opening and validation that run meanwhile: on 2 cores a
+    second hashing thread only slowed the opening; a node with more cores and a parallel file system hashes a
+    large archive that many times faster). ``on_done()`` after each file (progress)."""
+    paths = resolve_sources(cfg) if paths is None else paths
+
+    def one(path: str) -> dict[str, Any]:
+        fp = file_fingerprint(path, cfg.options)
+        if on_done is not None:
+            on_done()
+        return fp
+
     threads = min(len(paths), cfg.threads - 1)
     if threads <= 1:
-        return [file_fingerprint(p, cfg.options) for p in paths]
+        return [one(p) for p in paths]
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(lambda p: file_fingerprint(p, cfg.options), paths))
+        return list(pool.map(one, paths))
+
+
+@contextlib.contextmanager
+def _source_progress(cfg: IngestConfig, n_files: int):
+    """Progress of the two steps before anything is written, which take minutes for a large archive: the
+    checksums (yields the callable the hashing threads call per file) and opening + validating the sources
+    (:func:`build_dataset` reports each through :data:`_ON_OPEN`)."""
+    progress, hashed = _progress(cfg.progress, n_files, "checksums", "files")
+    opened = progress.add_task("open + validate",
+                               total=None if any(is_catalog_name(s) for s in cfg.sources) else n_files)
+    with progress:
+        token = _ON_OPEN.set(lambda name: progress.advance(opened))
+        try:
+            yield lambda: progress.advance(hashed)
+        finally:
+            _ON_OPEN.reset(token)
 
 
 def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, Any] | None = None,
@@ -1010,7 +1044,7 @@ def write_climatology_from_store(cfg: IngestConfig, ds: xr.Dataset, plan: StatsP
     tasks = sc.plan_tasks(cfg.out, cfg.options, names, times, plan.p0, plan.p1, plan.hours, plan.hour_step,
                           plan.window, runs, _parallelism(cfg, client), per_point=cfg.allow_nan)
     _run_tasks(cfg, client, [(i, sc.run_task, (t,)) for i, t in enumerate(tasks)], lambda key, days: None,
-               f"climatology -> {cfg.out}", "tasks")
+               "climatology", "tasks")
 
 
 @contextlib.contextmanager
@@ -1037,50 +1071,54 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
     timings: dict[str, float] = {}
     exists = st.store_exists(cfg.out, storage_options=cfg.options)
 
-    def fingerprint() -> list[dict[str, Any]]:
-        with _timed(timings, "fingerprint"):
-            return _fingerprint(cfg)
+    paths = resolve_sources(cfg)
+    with _source_progress(cfg, len(paths)) as hashed:
 
-    # the checksums (sha256 releases the GIL) are computed while the sources are opened and validated
-    pool = ThreadPoolExecutor(max_workers=1)
-    pending_sources = pool.submit(fingerprint)
-    pool.shutdown(wait=False)
-    recipe = cfg.recipe()
-    if exists and not cfg.overwrite:
+        def fingerprint() -> list[dict[str, Any]]:
+            with _timed(timings, "fingerprint"):
+                return _fingerprint(cfg, paths, hashed)
+
+        # the checksums (sha256 releases the GIL) are computed while the sources are opened and validated
+        pool = ThreadPoolExecutor(max_workers=1)
+        pending_sources = pool.submit(fingerprint)
+        pool.shutdown(wait=False)
+        recipe = cfg.recipe()
+        if exists and not cfg.overwrite:
+            sources = pending_sources.result()
+            attrs = st.root_attrs(cfg.out, storage_options=cfg.options)
+            plan = st.read_plan(cfg.out, storage_options=cfg.options)
+            if attrs.get(st.COMPLETE_ATTR):
+                if _same_recipe(attrs.get("wxemu_recipe") or {}, recipe) and attrs.get("wxemu_sources") == sources:
+                    n = int(st.open_store(cfg.out, storage_options=cfg.options).sizes["time"])
+                    return IngestResult(cfg.out, n, 0, 0, sources, status="already complete")
+                made_by = (attrs.get("wxemu_recipe") or {}).get("command")
+                raise WxemuError(f"{cfg.out}: a complete store exists (made by {made_by!r}); use --overwrite to "
+                                 "replace it or --append to add later times")
+            if plan is not None and plan.get("mode") == "append":
+                raise WxemuError(f"{cfg.out}: an --append into this store was interrupted; complete it by "
+                                 f"re-running {(plan.get('recipe') or {}).get('command')!r}")
+            if plan is None or plan.get("mode") != "create":
+                raise WxemuError(f"{cfg.out}: an incomplete store without an ingest plan (not resumable); "
+                                 "use --overwrite to replace it")
+            if plan.get("sources") != sources:
+                changed = _changed(plan.get("sources") or [], sources)
+                raise WxemuError(f"{cfg.out}: cannot resume: the inputs changed since the interrupted ingest "
+                                 f"({changed}); use --overwrite to start again")
+            if not _same_recipe(plan.get("recipe") or {}, recipe):
+                raise WxemuError(f"{cfg.out}: cannot resume: this command differs from the interrupted one "
+                                 f"({(plan.get('recipe') or {}).get('command')!r}); re-run that, or use --overwrite")
+            resuming = True
+        else:
+            resuming = False
+        cfg_json = config_to_json(cfg)
+        _build_dataset_cached.cache_clear()
+        with _timed(timings, "open"):
+            try:
+                ds = _build_dataset_cached(cfg_json)  # validates all sources' metadata: nothing written before this
+            except Exception:
+                pending_sources.result()  # a missing or unreadable file: report the checksum's error first
+                raise
         sources = pending_sources.result()
-        attrs = st.root_attrs(cfg.out, storage_options=cfg.options)
-        plan = st.read_plan(cfg.out, storage_options=cfg.options)
-        if attrs.get(st.COMPLETE_ATTR):
-            if _same_recipe(attrs.get("wxemu_recipe") or {}, recipe) and attrs.get("wxemu_sources") == sources:
-                n = int(st.open_store(cfg.out, storage_options=cfg.options).sizes["time"])
-                return IngestResult(cfg.out, n, 0, 0, sources, status="already complete")
-            raise WxemuError(f"{cfg.out}: a complete store exists (made by {attrs.get('wxemu_recipe', {}).get('command')!r}); "
-                             "use --overwrite to replace it or --append to add later times")
-        if plan is not None and plan.get("mode") == "append":
-            raise WxemuError(f"{cfg.out}: an --append into this store was interrupted; complete it by re-running "
-                             f"{(plan.get('recipe') or {}).get('command')!r}")
-        if plan is None or plan.get("mode") != "create":
-            raise WxemuError(f"{cfg.out}: an incomplete store without an ingest plan (not resumable); "
-                             "use --overwrite to replace it")
-        if plan.get("sources") != sources:
-            changed = _changed(plan.get("sources") or [], sources)
-            raise WxemuError(f"{cfg.out}: cannot resume: the inputs changed since the interrupted ingest "
-                             f"({changed}); use --overwrite to start again")
-        if not _same_recipe(plan.get("recipe") or {}, recipe):
-            raise WxemuError(f"{cfg.out}: cannot resume: this command differs from the interrupted one "
-                             f"({(plan.get('recipe') or {}).get('command')!r}); re-run that, or use --overwrite")
-        resuming = True
-    else:
-        resuming = False
-    cfg_json = config_to_json(cfg)
-    _build_dataset_cached.cache_clear()
-    with _timed(timings, "open"):
-        try:
-            ds = _build_dataset_cached(cfg_json)  # validates all sources' metadata: nothing written before this
-        except Exception:
-            pending_sources.result()  # a missing or unreadable file: report the checksum's error first
-            raise
-    sources = pending_sources.result()
     created = False
     try:
         n = ds.sizes["time"]

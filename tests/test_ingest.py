@@ -527,3 +527,15 @@ def test_cluster_regions_name_only_their_files(uk_nc) -> None:
     # a region across a file boundary names both files
     job, _ = ing.region_config(cfg_json, 20, 30)
     assert ing.config_from_json(job).sources == (uk_nc["01"], uk_nc["02"])
+
+
+def test_progress_covers_checksums_opening_and_regions(tmp_path, uk_nc, capsys) -> None:
+    """Long work shows progress: the checksums and the opening of the sources (minutes for a large archive, before
+    anything is written) as well as the regions and the climatology tasks."""
+    out = tmp_path / "uk.zarr"
+    ing.ingest(_cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, progress=True, region_mb=0.08,
+                    climatology_pass="store"))
+    err = capsys.readouterr().err
+    lines = {line.split()[0]: line for line in err.splitlines() if line.strip()}
+    assert "3/3 files" in lines["checksums"] and "3/3 files" in lines["open"], err
+    assert "6/6 regions" in lines["write"] and "2/2 tasks" in lines["climatology"], err
