@@ -44,11 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add the times after the end of an existing complete store (old chunks untouched)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
     parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="run the region writes on an existing dask.distributed scheduler (e.g. a SLURMCluster)")
+                        help="run the region writes and the climatology on an existing dask.distributed scheduler "
+                             "(e.g. a SLURMCluster)")
     parser.add_argument("--workers", type=int, metavar="N",
-                        help="run the region writes on a local dask cluster of N worker processes")
+                        help="run the region writes and the climatology on a local dask cluster of N worker "
+                             "processes")
     parser.add_argument("--threads", type=int, default=2,
-                        help="region-writing threads of the default (no cluster) path (default 2)")
+                        help="threads of the default (no cluster) path: region writes, climatology tasks, and "
+                             "(one fewer) checksums (default 2)")
     parser.add_argument("--stats-start", help="first time of the statistics/climatology period (default: all)")
     parser.add_argument("--stats-end", help="last time of the statistics/climatology period (default: all)")
     parser.add_argument("--chunk-time", type=int, default=1, metavar="N", help="time steps per chunk (default 1)")
