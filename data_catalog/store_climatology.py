@@ -6,7 +6,7 @@ record's length), or when the regions are written on a dask cluster (shipping ev
 client costs more than the write), the climatology is made here instead, after the data are on disk: for each
 variable, a window slides over the days of year (:func:`data_catalog.climatology.smoothed_blocks`), and each
 day's bins are read from the store when the day enters the window and again when it leaves (the data are read
-about twice; nothing of size "bins" is held). The work is split into tasks of contiguous days per variable, run on
+about twice, 64 MB at a time; nothing of size "bins" is held). The work is split into tasks of contiguous days per variable, run on
 the ingest's thread pool or on the cluster's workers, each writing its own climatology chunks.
 
 The bins summed here are the bins the in-memory path sums (float32 samples, float64 sums in time order), so both
@@ -50,7 +50,8 @@ class ClimatologyTask:
 
 
 class StoreDayBins:
-    """``day_bins(doy)`` for :func:`smoothed_blocks`, read from the store's array ``name``: per hour index, the
+    """``day_bins(doy)`` for :func:`smoothed_blocks`, read from ``array`` (a store's time-dependent variable, time
+    first; anything with ``get_orthogonal_selection``, ``shape`` and ``dtype``): per hour index, the
     (sum, count) of the samples of the period on that day of year and hour (None where there are none). A bin of
     one sample is that float32 field; of several, their float64 sum in time order. Counts are numbers, or per
     point when ``per_point`` (stores that may hold NaN). A day's samples (one per year and hour) are read
