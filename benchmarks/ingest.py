@@ -17,7 +17,8 @@ Measured (MB/s of decoded float32 source data written):
   reference, "raw": the copy a user would write);
 * raw-zarrs: the same copy with zarr's Rust codec pipeline (zarrs-python, which wxemu's region writes use): the
   fastest plain copy of these bytes this machine makes, printed beside the reference;
-* naive: ``xr.open_mfdataset(files).to_zarr(out, zarr_format=3)``, the one-liner a user would write;
+* naive: ``xr.open_mfdataset(files).chunk({"time": 24}).to_zarr(out, zarr_format=3)``, the one-liner a user would
+  write (the rechunk to a day, a no-op for daily files, because Zarr refuses the uneven chunks of monthly files);
 * wxemu: ``data_catalog.ingest.ingest`` (default path): its region-write phase alone (which also accumulates the
   statistics and climatology sums from the blocks it writes: one pass), and end to end (sha256 of the inputs,
   validation, finishing the statistics, writing the climatology), with the default hourly climatology, with
@@ -51,8 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data_catalog.store import FAST_CODEC_PIPELINE
 
 
-def build_input(directory: Path, target_mb: float) -> tuple[list[str], int]:
-    """Write 31 daily NetCDF files tiled from the real sample; return (paths, decoded bytes)."""
+def build_input(directory: Path, target_mb: float, record: str = "month") -> tuple[list[str], int]:
+    """Write NetCDF files tiled from the real sample; return (paths, decoded bytes). ``record``: "month" (March
+    2019 in 31 daily files) or "year" (2019 in 12 monthly files, hour t taking the sample's hour t mod 744 plus
+    0.01 K per month, so no two months are equal)."""
     import pandas as pd
     import xarray as xr
 
@@ -61,6 +64,11 @@ def build_input(directory: Path, target_mb: float) -> tuple[list[str], int]:
     raw = xr.open_dataset(sample_path("era5-2mt-2019-03-uk.grib"), engine="cfgrib",
                           backend_kwargs={"indexpath": ""})["t2m"].load()
     x = raw.values[:, ::-1, :].astype("f4")  # latitude ascending
+    times = pd.DatetimeIndex(raw["time"].values)
+    if record == "year":
+        times = pd.date_range("2019-01-01", "2019-12-31T23", freq="h")
+        month = np.asarray(times.month, dtype="f4")[:, None, None]
+        x = x[np.arange(len(times)) % len(x)] + np.float32(0.01) * month
     _, ny, nx = x.shape
     k = max(1, round(np.sqrt(target_mb * 1e6 / x.nbytes)))
     k = min(k, int(120 // (ny * 0.25)))  # keep latitude within -30 .. 90
@@ -68,11 +76,12 @@ def build_input(directory: Path, target_mb: float) -> tuple[list[str], int]:
     big = np.tile(x, (1, k, k)) + np.repeat(np.repeat(tiles, ny, axis=0), nx, axis=1)[None]
     lat = -30.0 + 0.25 * np.arange(big.shape[1])
     lon = 0.25 * np.arange(big.shape[2])
-    times = pd.DatetimeIndex(raw["time"].values)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for day in range(31):
-        sl = slice(day * 24, (day + 1) * 24)
+    period = times.to_period("D" if record == "month" else "M")
+    for key in period.unique():
+        sl = np.flatnonzero(period == key)
+        sl = slice(sl[0], sl[-1] + 1)
         ds = xr.Dataset({"t2m": (("time", "latitude", "longitude"), big[sl], {"units": "K"})},
                         coords={"time": times[sl], "latitude": lat, "longitude": lon})
         path = directory / f"t2m-{times[sl][0]:%Y%m%d}.nc"
@@ -87,11 +96,14 @@ def raw_copy(paths: list[str], out: str, threads: int, pipeline: str | None = No
 
     from data_catalog.store import default_compressor
 
-    with netCDF4.Dataset(paths[0]) as f:
-        _, ny, nx = f["t2m"].shape
-        per_file = f["t2m"].shape[0]
+    lengths = []
+    for path in paths:  # where each file goes (the files may differ in length: months)
+        with netCDF4.Dataset(path) as f:
+            nt, ny, nx = f["t2m"].shape
+            lengths.append(nt)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
     with zarr.config.set({"codec_pipeline.path": pipeline} if pipeline else {}):
-        arr = zarr.create_array(out, shape=(per_file * len(paths), ny, nx), chunks=(1, ny, nx), dtype="f4",
+        arr = zarr.create_array(out, shape=(int(starts[-1]), ny, nx), chunks=(1, ny, nx), dtype="f4",
                                 compressors=[default_compressor()], zarr_format=3, fill_value=np.nan)
 
     lock = threading.Lock()  # HDF5 is not thread-safe: reads are serialised, compression/writes overlap
@@ -100,7 +112,7 @@ def raw_copy(paths: list[str], out: str, threads: int, pipeline: str | None = No
         i, path = i_path
         with lock, netCDF4.Dataset(path) as f:
             values = np.asarray(f["t2m"][:], dtype="f4")
-        arr[i * per_file:(i + 1) * per_file] = values
+        arr[starts[i]:starts[i + 1]] = values
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(copy, enumerate(paths)))
@@ -109,8 +121,8 @@ def raw_copy(paths: list[str], out: str, threads: int, pipeline: str | None = No
 def naive(paths: list[str], out: str) -> None:
     import xarray as xr
 
-    with xr.open_mfdataset(paths) as ds:
-        ds.to_zarr(out, zarr_format=3, mode="w")
+    with xr.open_mfdataset(paths) as ds:  # monthly files: Zarr needs uniform chunks, so a user rechunks (a day)
+        ds.chunk({"time": 24}).to_zarr(out, zarr_format=3, mode="w")
 
 
 def wxemu(paths: list[str], out: str, threads: int, **options) -> dict[str, float]:
@@ -120,10 +132,12 @@ def wxemu(paths: list[str], out: str, threads: int, **options) -> dict[str, floa
     return result.timings
 
 
-def clim_bytes(nbytes: int) -> int:
-    """Float32 bytes of the hourly climatology of the input (31 days of March, hourly): 24 hours x the 91 days
-    whose 61-day window holds a day of March, each the size of one hourly field."""
-    return nbytes * (31 + 2 * 30) // 31
+def clim_bytes(times: np.ndarray, nbytes: int) -> int:
+    """Float32 bytes of the hourly climatology of the input: 24 hours x the days of year whose 61-day window holds
+    a time of the input (91 for March alone, 366 for a year), each the size of one hourly field."""
+    from data_catalog.climatology import climatology_days
+
+    return nbytes // len(times) * 24 * len(climatology_days(times, 1, 61))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mb", type=float, default=300.0, help="decoded size of the input (MB)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", help="build the input here and keep it (default: a temp dir, removed)")
+    parser.add_argument("--record", choices=("month", "year"), default="month",
+                        help="the input: March 2019 in 31 daily files (default), or 2019 in 12 monthly files")
     parser.add_argument("--workers", type=int, default=2,
                         help="also time `--workers N` (a LocalCluster, started inside the timing; once; 0: skip)")
     parser.add_argument("--repeat", type=int, default=1,
@@ -140,15 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
-        paths, nbytes = build_input(tmp / "input", args.mb) if not (tmp / "input").exists() else (
-            sorted(map(str, (tmp / "input").glob("*.nc"))), None)
-        if nbytes is None:
-            import xarray as xr
+        where = tmp / ("input" if args.record == "month" else f"input-{args.record}")
+        paths, _ = build_input(where, args.mb, args.record) if not where.exists() else (
+            sorted(map(str, where.glob("*.nc"))), None)
+        import xarray as xr
 
-            with xr.open_mfdataset(paths) as ds:
-                nbytes = int(ds["t2m"].size * 4)
+        with xr.open_mfdataset(paths) as ds:
+            nbytes, times = int(ds["t2m"].size * 4), ds["time"].values
         mb = nbytes / 1e6
-        print(f"input: {len(paths)} daily NetCDF files, {mb:.0f} MB decoded float32 (built in "
+        print(f"input: {len(paths)} {'daily' if args.record == 'month' else 'monthly'} NetCDF files, {mb:.0f} MB decoded float32 (built in "
               f"{time.perf_counter() - t0:.1f} s); cpu cores: {os.cpu_count()}; load average "
               f"{os.getloadavg()[0]:.2f}")
         results: dict[str, float] = {}
@@ -204,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             if ratios:
                 print(f"  {name:26s} {np.median(ratios):5.2f} [{min(ratios):.2f} .. {max(ratios):.2f}]")
         print("wxemu phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()))
-        print(f"hourly climatology: {clim_bytes(nbytes) / 1e6:.0f} MB of float32 ({clim_bytes(nbytes) / nbytes:.1f}x "
+        clim = clim_bytes(times, nbytes)
+        print(f"hourly climatology: {clim / 1e6:.0f} MB of float32 ({clim / nbytes:.1f}x "
               f"the input); its phase alone took {clim_best:.2f} s = {clim_best / raw_best:.2f}x the raw copy's time")
         print("wxemu --climatology-hour-step 6 phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in phases6.items()))
         for name in ("wxemu-clim-store", f"wxemu-{args.workers}workers"):
