@@ -217,10 +217,11 @@ def create_store(path_or_url: str, template: xr.Dataset, *, attrs: Mapping[str, 
     import dask.array as da
 
     lazy = template.copy()
-    for name in time_variables(template):  # placeholders chunked like the store: no dask/zarr chunk conflicts
+    for name in time_variables(template):
+        # a placeholder of one dask chunk (aligned with any Zarr chunking; never computed): chunked like the store,
+        # xarray built a write graph of one task per chunk even with compute=False (4 s for a year of hourly steps)
         var = template[name]
-        chunks = tuple(min(chunk_time, n) if d == "time" else n for d, n in zip(var.dims, var.shape))
-        lazy[name] = (var.dims, da.zeros(var.shape, dtype="float32", chunks=chunks), var.attrs)
+        lazy[name] = (var.dims, da.zeros(var.shape, dtype="float32", chunks=var.shape), var.attrs)
     lazy.attrs = {**dict(attrs), COMPLETE_ATTR: False}
     enc = data_encoding(lazy, chunk_time, compressor)
     with _Quiet():
@@ -430,7 +431,8 @@ def regions_done(path_or_url: str, *, storage_options: Mapping[str, Any] | None 
 def clear_progress(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None,
                    mapper: fsspec.FSMap | None = None) -> None:
     """Remove the ``wxemu_progress/`` records."""
-    m = mapper or _mapper(path_or_url, storage_options)
+    # not ``mapper or ...``: an FSMap's truth value is its length, which lists every key of the store
+    m = mapper if mapper is not None else _mapper(path_or_url, storage_options)
     path = f"{m.root}/{PROGRESS_PREFIX}"
     if m.fs.exists(path):
         m.fs.rm(path, recursive=True)

@@ -69,6 +69,37 @@ def test_create_write_complete_roundtrip(tmp_path) -> None:
     assert list(stats["stat"].values) == list(store.STAT_NAMES)
 
 
+def test_create_and_complete_do_not_scale_with_the_number_of_chunks(tmp_path, monkeypatch) -> None:
+    """Creating a store builds no per-chunk work (its placeholders are one dask chunk each, whatever the Zarr
+    chunking), and completing one never lists its keys (an FSMap's truth value is its length: every chunk of
+    the store, on an object store too). Both once grew with the record: 4 s and 2.7 s for a year of hourly steps."""
+    import fsspec
+
+    ds = _canonical(nt=48)
+    path = str(tmp_path / "s.zarr")
+    seen = {}
+    to_zarr = xr.Dataset.to_zarr
+
+    def spy(self, *a, **k):
+        seen.update({n: self[n].data.numblocks for n in store.time_variables(self) if self[n].chunks})
+        return to_zarr(self, *a, **k)
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", spy)
+    store.create_store(path, _lazy(ds), attrs={})
+    assert seen == {"temperature": (1, 1, 1, 1), "2m_temperature": (1, 1, 1)}
+    meta = json.loads((tmp_path / "s.zarr" / "temperature" / "zarr.json").read_text())
+    assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [1, 2, 3, 4]  # the store is still one step a chunk
+    store.write_region(path, {v: ds[v].values for v in store.time_variables(ds)}, 0)
+    store.mark_region_done(path, 0)
+
+    def no_listing(self):
+        raise AssertionError("the store's keys were listed")
+
+    monkeypatch.setattr(fsspec.FSMap, "__len__", no_listing)
+    store.mark_complete(path)
+    assert store.is_complete(path) and store.regions_done(path) == set()
+
+
 def test_extend_time_keeps_old_chunks(tmp_path) -> None:
     ds = _canonical(8)
     path = str(tmp_path / "s.zarr")
