@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from data_catalog.ingest import ingest
 
     result = ingest(config_from_args(args))
-    mb = sum(s["bytes"] for s in result.sources) / 1e6
+    mb = sum(s["bytes"] or 0 for s in result.sources) / 1e6  # None: a remote Zarr store (not listed)
     print(f"{result.out}: {result.status}: {result.n_times} times, {result.regions_written} regions written, "
           f"{result.regions_skipped} already there; sources {len(result.sources)} files ({mb:.1f} MB)")
     return 0

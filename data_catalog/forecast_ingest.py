@@ -21,7 +21,6 @@ marked complete, so a failure leaves nothing that looks complete.
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import uuid
 from collections.abc import Mapping, Sequence
@@ -51,23 +50,11 @@ class ForecastIngestError(InputDataError):
 
 
 # ------------------------------------------------------------------------------------------------- sources
-def _is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
 def fingerprint(path: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``{path, sha256, bytes}`` of a source file (a local Zarr directory: hash over its listing, see
-    ``ingest.file_fingerprint``). A remote Zarr store is not listed (millions of chunks): its sha256 is that of its
-    consolidated metadata (``.zmetadata``, else ``zarr.json``; named under ``hashed``) and ``bytes`` is None."""
+    """``{path, sha256, bytes}`` of a source (``ingest.file_fingerprint``: a remote Zarr store by its consolidated
+    metadata, never listed)."""
     from data_catalog.ingest import file_fingerprint
 
-    if _is_remote(path):
-        fs, root = fsspec.core.url_to_fs(path, **dict(storage_options or {}))
-        for meta in (".zmetadata", "zarr.json"):  # v2 consolidated metadata, else the v3 root (consolidated)
-            key = f"{root.rstrip('/')}/{meta}"
-            if fs.exists(key):
-                digest = hashlib.sha256(fs.cat_file(key)).hexdigest()
-                return {"path": path, "sha256": digest, "bytes": None, "hashed": meta}
     return file_fingerprint(path, dict(storage_options) if storage_options else None)
 
 

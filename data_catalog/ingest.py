@@ -200,9 +200,18 @@ class IngestResult:
 
 # ------------------------------------------------------------------------------------------------- sources
 def file_fingerprint(path: str, storage_options: dict | None = None) -> dict[str, Any]:
-    """{path, sha256, bytes} of a file; of a directory (a Zarr store): sha256 over its sorted
-    (relative path, size, sha256 of metadata files) listing, and the total bytes."""
+    """{path, sha256, bytes} of a file; of a local directory (a Zarr store): sha256 over its sorted
+    (relative path, size, sha256 of metadata files) listing, and the total bytes. A remote Zarr store is not
+    listed (ARCO-ERA5 holds millions of chunks: a listing, and a size request per key, would take hours): its
+    sha256 is that of its consolidated metadata (``.zmetadata``, else the v3 root ``zarr.json``; named under
+    ``hashed``) and ``bytes`` is None."""
     fs, fpath = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    if "://" in path and not path.startswith("file://"):
+        for meta in (".zmetadata", "zarr.json"):  # v2 consolidated metadata, else the v3 root (consolidated)
+            key = f"{fpath.rstrip('/')}/{meta}"
+            if fs.exists(key):
+                return {"path": path, "sha256": hashlib.sha256(fs.cat_file(key)).hexdigest(), "bytes": None,
+                        "hashed": meta}
     try:
         if fs.isdir(fpath):
             h = hashlib.sha256()

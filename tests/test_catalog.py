@@ -249,3 +249,41 @@ def test_cli_list_and_show(capsys, tmp_path):
                                     "location": "/data/lsm.nc", "licence": "l"}))
     assert main(["catalog", "--catalog", str(user), "list"]) == 0
     assert "mine" in capsys.readouterr().out
+
+
+def test_ingest_of_a_cloud_zarr_entry_never_lists_the_store(cloud_mirror, monkeypatch, tmp_path):
+    """`wxemu ingest arco-era5 ...` through the stand-in: the provenance fingerprint of a remote Zarr store is the
+    sha256 of its consolidated metadata; the store is never listed (the real one holds millions of chunks)."""
+    import hashlib
+
+    import fsspec.implementations.http as fhttp
+
+    from data_catalog import store
+    from data_catalog.ingest import IngestConfig, ingest
+
+    user_catalog, arco_map, standins = cloud_mirror
+    monkeypatch.setenv("WXEMU_URL_MAP", arco_map)
+
+    def no_listing(self, *a, **k):
+        raise AssertionError("a remote store was listed")
+
+    monkeypatch.setattr(fhttp.HTTPFileSystem, "find", no_listing)
+    monkeypatch.setattr(fhttp.HTTPFileSystem, "_find", no_listing)
+    out = tmp_path / "arco.zarr"
+    result = ingest(IngestConfig(sources=("arco-era5",), out=str(out), variables=("2m_temperature", "temperature"),
+                                 levels=(850,), progress=False))
+    (fp,) = result.sources
+    assert fp["path"].startswith("http://127.0.0.1:") and fp["hashed"] == "zarr.json" and fp["bytes"] is None
+    root = _mirror_dir(fp["path"], user_catalog)
+    assert fp["sha256"] == hashlib.sha256((root / "zarr.json").read_bytes()).hexdigest()
+    got = store.open_store(str(out))["2m_temperature"]
+    src = standins["arco-era5"]["2m_temperature"]
+    assert got.sizes["time"] == 4
+    np.testing.assert_array_equal(got.values, src.values[:, ::-1, :])  # latitude ascending in the store
+
+
+def _mirror_dir(url: str, user_catalog: str):
+    """The stand-in directory that serves ``url`` (the mirror root is beside the user catalog)."""
+    from pathlib import Path
+
+    return Path(user_catalog).parent / url.split("/", 3)[3]
