@@ -433,17 +433,23 @@ def plan_regions(start: int, stop: int, chunk_time: int, steps_per_region: int,
                  source_bounds: Sequence[int] | None = None) -> list[tuple[int, int]]:
     """[(a, b), ...] store time-index regions covering start..stop.
 
-    Boundaries fall on multiples of ``chunk_time`` (so concurrent regions never share a chunk), at most
-    ``steps_per_region`` apart, and at the ``source_bounds`` (store indices where a source chunk/file begins,
-    rounded down to a chunk boundary) so a lazily read source chunk is read by one region only.
+    Boundaries fall on multiples of ``chunk_time`` (so concurrent regions never share a chunk). With
+    ``source_bounds`` (store indices where a source chunk or file begins, rounded down to a chunk boundary),
+    consecutive source chunks are grouped into regions of at most ``steps_per_region`` steps, cut only where a
+    source chunk begins, so each lazily read source chunk is read by one region (daily files of 24 steps and
+    150-step regions: six files a region, not one); a source chunk longer than that is cut every
+    ``steps_per_region`` steps. Without them, regions are ``steps_per_region`` steps long.
     """
     per = max(chunk_time, steps_per_region - steps_per_region % chunk_time)
-    cuts = set(range((start // per + 1) * per, stop, per))
-    for b in source_bounds or ():
-        b = b - b % chunk_time
-        if start < b < stop:
-            cuts.add(b)
-    edges = [start, *sorted(cuts), stop]
+    seams = sorted({b - b % chunk_time for b in source_bounds or () if start < b - b % chunk_time < stop})
+    edges = [start]
+    for seg_start, seg_stop in itertools.pairwise([start, *seams, stop]):
+        if seg_stop - edges[-1] > per and edges[-1] < seg_start:  # this source chunk does not fit: cut before it
+            edges.append(seg_start)
+        while seg_stop - edges[-1] > per:  # a source chunk longer than a region: cut it (on the chunk grid)
+            cut = edges[-1] + per
+            edges.append(cut - cut % chunk_time)
+    edges.append(stop)
     return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 

@@ -539,3 +539,22 @@ def test_progress_covers_checksums_opening_and_regions(tmp_path, uk_nc, capsys) 
     lines = {line.split()[0]: line for line in err.splitlines() if line.strip()}
     assert "3/3 files" in lines["checksums"] and "3/3 files" in lines["open"], err
     assert "6/6 regions" in lines["write"] and "2/2 tasks" in lines["climatology"], err
+
+
+def test_plan_regions_group_whole_source_chunks() -> None:
+    """Regions hold whole source chunks (each read by one region) up to the region size, cut on chunk multiples."""
+    files = [24 * i for i in range(1, 31)]  # 31 daily files of 24 hourly steps
+    regions = ing.plan_regions(0, 744, 1, 150, files)
+    assert regions[0] == (0, 144) and all(b - a <= 150 for a, b in regions)  # six files a region
+    assert all(a % 24 == 0 for a, _ in regions) and regions[-1][1] == 744 and len(regions) == 6
+    assert ing.plan_regions(0, 72, 1, 12, [24, 48]) == [(0, 12), (12, 24), (24, 36), (36, 48), (48, 60), (60, 72)]
+    assert ing.plan_regions(0, 100, 1, 30, None) == [(0, 30), (30, 60), (60, 90), (90, 100)]
+    # a long source chunk (a monthly file of 744 steps) is cut every region size
+    assert ing.plan_regions(0, 1416, 1, 300, [744]) == [(0, 300), (300, 600), (600, 744), (744, 1044), (1044, 1344),
+                                                         (1344, 1416)]
+    # chunk_time 6: source bounds round down to chunk boundaries; regions are whole chunks
+    regions = ing.plan_regions(0, 96, 6, 40, [25, 49, 73])
+    assert regions == [(0, 24), (24, 48), (48, 72), (72, 96)]  # 36-step regions cannot hold two 24-step chunks
+    assert ing.plan_regions(3, 100, 6, 40, None) == [(3, 36), (36, 72), (72, 100)]  # mid-chunk start: then on the grid
+    # an append's regions start at the old end
+    assert ing.plan_regions(744, 792, 1, 150, [768]) == [(744, 792)]
