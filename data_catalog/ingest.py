@@ -911,12 +911,21 @@ def _run_regions(cfg: IngestConfig, cfg_json: str, todo: list[tuple[int, int, in
 
 
 def _fingerprint(cfg: IngestConfig, paths: Sequence[str] | None = None,
-                 on_done: Callable[[], None] | None = None) -> list[dict[str, Any]]:
-    """The fingerprints of ``paths`` (default: the sources), in order, hashed on ``cfg.threads - 1`` threads
-    (sha256 releases the GIL; one core is left to the opening and validation that run meanwhile: on 2 cores a
-    second hashing thread only slowed the opening; a node with more cores and a parallel file system hashes a
-    large archive that many times faster). ``on_done()`` after each file (progress)."""
+                 on_done: Callable[[], None] | None = None, client: Any = None) -> list[dict[str, Any]]:
+    """The fingerprints of ``paths`` (default: the sources), in order: on the cluster's workers when there is a
+    ``client`` (a TB-scale archive is hashed by every node at once), else on ``cfg.threads - 1`` threads (sha256
+    releases the GIL; one core is left to the opening and validation that run meanwhile: on 2 cores a second
+    hashing thread only slowed the opening; a node with more cores and a parallel file system hashes a large
+    archive that many times faster). ``on_done()`` after each file (progress)."""
     paths = resolve_sources(cfg) if paths is None else paths
+    if client is not None and paths:
+        from dask.distributed import as_completed
+
+        futures = client.map(file_fingerprint, list(paths), storage_options=cfg.options, pure=False)
+        for _ in as_completed(futures):
+            if on_done is not None:
+                on_done()
+        return client.gather(futures)
 
     def one(path: str) -> dict[str, Any]:
         fp = file_fingerprint(path, cfg.options)
@@ -1081,8 +1090,14 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
     errors. ``after_region(n)`` is called after each region written (tests inject crashes through it; the
     environment variable ``WXEMU_INGEST_CRASH_AFTER`` does the same from the command line)."""
     after_region = after_region or _crash_hook_from_env()
-    if cfg.append:
-        return _append(cfg, after_region)
+    with _dask_client(cfg) as client:  # one cluster (or none) for the checksums, the regions and the climatology
+        if cfg.append:
+            return _append(cfg, after_region, client)
+        return _create(cfg, after_region, client)
+
+
+def _create(cfg: IngestConfig, after_region: Callable[[int], None] | None, client: Any) -> IngestResult:
+    """A new store, or the resumption of an interrupted ingest into one."""
     timings: dict[str, float] = {}
     exists = st.store_exists(cfg.out, storage_options=cfg.options)
 
@@ -1091,7 +1106,7 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
 
         def fingerprint() -> list[dict[str, Any]]:
             with _timed(timings, "fingerprint"):
-                return _fingerprint(cfg, paths, hashed)
+                return _fingerprint(cfg, paths, hashed, client)
 
         # the checksums (sha256 releases the GIL) are computed while the sources are opened and validated
         pool = ThreadPoolExecutor(max_workers=1)
@@ -1172,10 +1187,9 @@ def ingest(cfg: IngestConfig, *, after_region: Callable[[int], None] | None = No
         if done and recorded is None:  # resumed from markers without sums: those regions are read back
             with _timed(timings, "read back"):
                 read_back(cfg, combiner, [(a, b) for _, a, b in units_done], times, names)
-        with _dask_client(cfg) as client:
-            with _timed(timings, "write"):
-                written = _run_regions(cfg, cfg_json, todo, after_region, combiner=combiner, client=client)
-            _finish(cfg, sources, timings=timings, combiner=combiner, times=times, client=client)
+        with _timed(timings, "write"):
+            written = _run_regions(cfg, cfg_json, todo, after_region, combiner=combiner, client=client)
+        _finish(cfg, sources, timings=timings, combiner=combiner, times=times, client=client)
     except WxemuError:
         if created:  # bad data found while writing a store this run created: leave nothing behind
             st.remove_store(cfg.out, storage_options=cfg.options)
@@ -1199,12 +1213,12 @@ def _changed(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> str:
     return "; ".join(parts) or "source list changed"
 
 
-def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None) -> IngestResult:
+def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None, client: Any = None) -> IngestResult:
     if not st.store_exists(cfg.out, storage_options=cfg.options):
         raise WxemuError(f"{cfg.out}: --append needs an existing store; run without --append to create it")
     attrs = st.root_attrs(cfg.out, storage_options=cfg.options)
     plan = st.read_plan(cfg.out, storage_options=cfg.options)
-    sources = _fingerprint(cfg)
+    sources = _fingerprint(cfg, client=client)
     new_recipe = cfg.recipe()
     resuming = not attrs.get(st.COMPLETE_ATTR)
     if resuming:
@@ -1277,17 +1291,16 @@ def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None) -> In
         read_back(cfg, combiner, old_blocks + [r for i, r in enumerate(regions) if i in done], times, names)
     merged_sources = old_sources + [s for s in sources if s not in old_sources]
     appended = list(old_recipe.get("appended", [])) + [new_recipe]
-    with _dask_client(cfg) as client:
-        try:
-            written = _run_regions(cfg, cfg_json, todo, after_region, offset, combiner=combiner, client=client)
-        except WxemuError:
-            # bad new data: roll the store back to its old extent and mark it complete again
-            st.truncate_time(cfg.out, offset, storage_options=cfg.options)
-            st.mark_complete(cfg.out, storage_options=cfg.options)
-            raise
-        # a period that ends before the new times (bounded --stats-end) keeps its statistics and climatology
-        _finish(stats_cfg, merged_sources, {**base, "appended": appended}, combiner=combiner, times=times,
-                client=client, clim_days=clim_days)
+    try:
+        written = _run_regions(cfg, cfg_json, todo, after_region, offset, combiner=combiner, client=client)
+    except WxemuError:
+        # bad new data: roll the store back to its old extent and mark it complete again
+        st.truncate_time(cfg.out, offset, storage_options=cfg.options)
+        st.mark_complete(cfg.out, storage_options=cfg.options)
+        raise
+    # a period that ends before the new times (bounded --stats-end) keeps its statistics and climatology
+    _finish(stats_cfg, merged_sources, {**base, "appended": appended}, combiner=combiner, times=times,
+            client=client, clim_days=clim_days)
     return IngestResult(cfg.out, offset + n_new, written, len(regions) - len(todo), sources,
                         status="appended (resumed)" if resuming else "appended")
 

@@ -218,6 +218,11 @@ def test_resume_refuses_changed_inputs(tmp_path, uk_nc) -> None:
 def test_local_cluster_matches_default_path(tmp_path, uk_nc, uk_store, monkeypatch) -> None:
     out = tmp_path / "uk.zarr"
     cfg = _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, region_mb=0.08, workers=1, cluster_processes=False)
+    import distributed
+
+    mapped, client_map = [], distributed.Client.map
+    monkeypatch.setattr(distributed.Client, "map", lambda self, fn, *a, **k: mapped.append(fn.__name__)
+                        or client_map(self, fn, *a, **k))
     clients = []
     from_store = ing.write_climatology_from_store
     monkeypatch.setattr(ing, "write_climatology_from_store",
@@ -229,6 +234,9 @@ def test_local_cluster_matches_default_path(tmp_path, uk_nc, uk_store, monkeypat
     # the tasks return their moment sums to the client, which combines them as the default path does; the
     # climatology is made from the store by tasks on the cluster (no bins shipped back), with the same numbers
     assert clients == ["Client"]
+    # the checksums were computed by the cluster's tasks: the same provenance as the default path
+    assert mapped == ["file_fingerprint"]
+    assert store.root_attrs(str(out))["wxemu_sources"] == store.root_attrs(uk_store)["wxemu_sources"]
     xr.testing.assert_identical(store.open_stats(str(out)), store.open_stats(uk_store))
     xr.testing.assert_identical(store.open_climatology(str(out)).load(), store.open_climatology(uk_store).load())
 
