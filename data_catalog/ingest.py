@@ -484,20 +484,30 @@ def region_config(cfg_json: str, a: int, b: int, offset: int = 0) -> tuple[str, 
     of its regions rather than every source (each worker rebuilds its dataset: with thousands of files that was
     every worker opening all of them). The full config (and None) when that is not safe: catalog entries, or
     sources of different variables (their files need not share boundaries), or when every file is needed."""
-    cfg = config_from_json(cfg_json)
-    parts = _PARTS.get(cfg_json)
-    if not parts or any(is_catalog_name(s) for s in cfg.sources):
+    narrowable = _narrowable_sources(cfg_json)
+    if narrowable is None:
         return cfg_json, None
-    if len({variables for _, variables, timed in parts if timed}) != 1:
-        return cfg_json, None
-    times = _build_dataset_cached(cfg_json)["time"].values
+    cfg, parts, spans, times = narrowable
     t_a, t_b = times[a - offset], times[b - 1 - offset]
-    spans = {name: (t0, t1) for name, t0, t1 in _SPANS.get(cfg_json, [])}
     keep = [name for name, _, timed in parts
             if not timed or (name in spans and spans[name][0] <= t_b and spans[name][1] >= t_a)]
     if len(keep) == len(parts):
         return cfg_json, None
     return config_to_json(dataclasses.replace(cfg, sources=tuple(keep))), t_a
+
+
+@lru_cache(maxsize=4)
+def _narrowable_sources(cfg_json: str) -> tuple[IngestConfig, list, dict, np.ndarray] | None:
+    """(config, parts, {source: (first, last time)}, times) for :func:`region_config`, once per config (not per
+    region); None when its sources cannot be narrowed (catalog entries, several variable groups)."""
+    cfg = config_from_json(cfg_json)
+    parts = _PARTS.get(cfg_json)
+    if not parts or any(is_catalog_name(s) for s in cfg.sources):
+        return None
+    if len({variables for _, variables, timed in parts if timed}) != 1:
+        return None
+    spans = {name: (t0, t1) for name, t0, t1 in _SPANS.get(cfg_json, [])}
+    return cfg, parts, spans, _build_dataset_cached(cfg_json)["time"].values
 
 
 def write_one_region(cfg_json: str, index: int, a: int, b: int, offset: int = 0,
@@ -1142,6 +1152,7 @@ def _create(cfg: IngestConfig, after_region: Callable[[int], None] | None, clien
             resuming = False
         cfg_json = config_to_json(cfg)
         _build_dataset_cached.cache_clear()
+        _narrowable_sources.cache_clear()
         with _timed(timings, "open"):
             try:
                 ds = _build_dataset_cached(cfg_json)  # validates all sources' metadata: nothing written before this
@@ -1232,6 +1243,7 @@ def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None, clien
     existing = st.open_store(cfg.out, storage_options=cfg.options, check_complete=False)
     cfg_json = config_to_json(cfg)
     _build_dataset_cached.cache_clear()
+    _narrowable_sources.cache_clear()
     new = _build_dataset_cached(cfg_json)
     _check_append_compatible(existing, new, cfg, old_recipe, plan if resuming else None)
     if resuming:

@@ -18,10 +18,11 @@ On-disk encoding (measured, see docs/ingest.md): float32, Blosc LZ4 with byte sh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import fsspec
@@ -261,32 +262,35 @@ def write_region(path_or_url: str, arrays: Mapping[str, np.ndarray], start: int,
         arr[start:start + values.shape[0]] = np.asarray(values, dtype=arr.dtype)
 
 
+@contextlib.contextmanager
+def _fast_pipeline(fast: bool = True) -> Iterator[None]:
+    """Arrays opened inside get the zarrs codec pipeline (when ``fast`` and installed). zarr picks an array's
+    pipeline from its global config when the array object is made, so the config is switched only around that,
+    under a lock (the switch is process-wide for that moment: an array another thread opens meanwhile may get the
+    fast pipeline too, which changes only its speed)."""
+    if not (fast and _fast_pipeline_available()):
+        yield
+        return
+    with _PIPELINE_LOCK, zarr.config.set({"codec_pipeline.path": FAST_CODEC_PIPELINE}):
+        yield
+
+
 def _writable_arrays(path_or_url: str, storage_options: Mapping[str, Any] | None, group: str | None,
                      names: tuple[str, ...]) -> dict[str, zarr.Array]:
     """The arrays ``names`` of the root group (or child ``group``), opened for writing with the fast codec
-    pipeline when it is installed. zarr picks an array's pipeline from its global config when the array object is
-    made, so the config is switched only around that, under a lock (the switch is process-wide for that moment:
-    an array another thread opens meanwhile may get the fast pipeline too, which changes only its speed)."""
-    def open_arrays() -> dict[str, zarr.Array]:
+    pipeline when it is installed."""
+    with _fast_pipeline():
         root = _open_group(path_or_url, storage_options)
         node = root[group] if group else root
         return {name: node[name] for name in names}
-
-    if not _fast_pipeline_available():
-        return open_arrays()
-    with _PIPELINE_LOCK, zarr.config.set({"codec_pipeline.path": FAST_CODEC_PIPELINE}):
-        return open_arrays()
 
 
 def open_array(path_or_url: str, name: str, *, storage_options: Mapping[str, Any] | None = None,
                fast: bool = False) -> zarr.Array:
     """The root group's array ``name``, read-only (works on incomplete stores); ``fast``: decoded through the
     zarrs codec pipeline when installed (as the ingest's writes; not in a process that forks afterwards)."""
-    with _Quiet():
-        if not (fast and _fast_pipeline_available()):
-            return _open_group(path_or_url, storage_options, mode="r")[name]
-        with _PIPELINE_LOCK, zarr.config.set({"codec_pipeline.path": FAST_CODEC_PIPELINE}):
-            return _open_group(path_or_url, storage_options, mode="r")[name]
+    with _Quiet(), _fast_pipeline(fast):
+        return _open_group(path_or_url, storage_options, mode="r")[name]
 
 
 def read_region(path_or_url: str, names: Iterable[str], start: int, stop: int, *,
