@@ -5,12 +5,15 @@ mapping in ``readers``/``canonical``/``catalog``, the store layout in ``store``.
 
 Steps (docs/ingest.md):
 
-1. Resolve and fingerprint the sources (sha256 and size of every file), open them lazily and map them onto the
-   canonical convention; combine files along time; validate everything (names, units, grid, time axis) before
-   anything is written. A validation failure writes nothing.
+1. Resolve the sources, open them lazily and map them onto the canonical convention; combine files along time;
+   validate everything (names, units, grid, time axis) before anything is written. A validation failure writes
+   nothing. The sources are hashed (sha256 and size of every file) in the background meanwhile, and on while the
+   regions are written (:class:`SourceChecksums`); the ingest waits for the checksums only to finish.
 2. Create the store (metadata + coordinates + static fields) marked ``wxemu_complete=False`` with a plan
-   (``wxemu_progress/plan.json``: fingerprint and time regions). A re-run of the same command on an incomplete
-   store checks the fingerprint and skips the regions already recorded as written; changed inputs are refused.
+   (``wxemu_progress/plan.json``: fingerprints and time regions; a local file not hashed yet is named by its size
+   and modification time, and the plan takes the checksums once they are known). A re-run of the same command on
+   an incomplete store checks the fingerprints and skips the regions already recorded as written; changed inputs
+   are refused.
 3. Write the time regions (each a whole number of chunks): by default with a small thread pool in this process
    (the fastest single-machine path measured), or as tasks on dask.distributed (``--workers`` starts a
    LocalCluster, ``--scheduler`` uses an existing one, e.g. a dask-jobqueue SLURMCluster). A region is recorded
@@ -36,6 +39,8 @@ import itertools
 import json
 import os
 import shlex
+import stat
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -235,6 +240,99 @@ def file_fingerprint(path: str, storage_options: dict | None = None) -> dict[str
         return {"path": path, "sha256": h.hexdigest(), "bytes": total}
     except FileNotFoundError:
         raise InputDataError(f"{path}: no such file") from None
+
+
+def stat_fingerprint(path: str) -> dict[str, Any] | None:
+    """{path, bytes, mtime_ns} of a local regular file (one stat, nothing read); None for anything else (a
+    directory such as a Zarr store, a remote object, a missing file)."""
+    local = path[len("file://"):] if path.startswith("file://") else path
+    if "://" in local:
+        return None
+    try:
+        info = os.stat(local)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return {"path": path, "bytes": info.st_size, "mtime_ns": info.st_mtime_ns}
+
+
+class _Cancelled(Exception):
+    """The background checksums were stopped (the ingest failed before needing them)."""
+
+
+class SourceChecksums:
+    """The sources' fingerprints (provenance, resume checks), computed beside the ingest instead of before it.
+
+    Every source is hashed (sha256) in the background from the start, on ``cfg.threads - 1`` threads or as tasks
+    on the cluster (:func:`_fingerprint`), while the sources are opened and validated and then while the regions
+    are written: an archive that takes hours to hash no longer delays the first write by hours. Until its sha256
+    is known, a local file is identified in the plan by its size and modification time (:meth:`for_plan`, what
+    make and rsync go by); the plan is rewritten with the checksums as soon as they are known
+    (:meth:`update_plan`), so a resume after that compares checksums. Other sources (directories, remote objects;
+    their fingerprints read metadata only) are waited for before the plan is written. :meth:`result` waits for
+    every checksum and refuses a local file whose size or modification time changed meanwhile (rewritten while it
+    was being read: the store could hold parts of both versions)."""
+
+    def __init__(self, cfg: IngestConfig, paths: Sequence[str], on_done: Callable[[], None],
+                 client: Any = None) -> None:
+        self.cfg, self.paths = cfg, list(paths)
+        self.stats = [stat_fingerprint(p) for p in self.paths]
+        self._stop = False
+        self._planned = False  # the plan holds the checksums
+
+        def done_one() -> None:
+            if self._stop:
+                raise _Cancelled()
+            on_done()
+
+        def run() -> list[dict[str, Any]]:
+            t0 = time.perf_counter()
+            try:
+                return _fingerprint(cfg, self.paths, done_one, client)
+            finally:
+                self.seconds = time.perf_counter() - t0
+
+        self.seconds: float | None = None  # how long the hashing took, once done
+        pool = ThreadPoolExecutor(max_workers=1)
+        self._future = pool.submit(run)
+        pool.shutdown(wait=False)
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def stop(self) -> None:
+        """Stop hashing after the current file (nothing will need the checksums: the ingest failed)."""
+        self._stop = True
+
+    def for_plan(self) -> list[dict[str, Any]]:
+        """What the plan records before the first write: the checksums if they are known (or a source is not a
+        local file), else each file's size and modification time."""
+        if self.done() or any(s is None for s in self.stats):
+            self._planned = True
+            return self.result()
+        return [dict(s) for s in self.stats]
+
+    def update_plan(self, plan: dict[str, Any]) -> None:
+        """Rewrite the plan (of the store being written) with the checksums once they are known; once."""
+        if not self._planned and self.done() and self._future.exception() is None:
+            st.write_plan(self.cfg.out, {**plan, "sources": self.result()}, storage_options=self.cfg.options)
+            self._planned = True
+
+    def matching(self, planned: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """This run's fingerprints in the form of ``planned`` (an interrupted run's plan): checksums when it holds
+        them (waited for), else sizes and modification times."""
+        if planned and all("sha256" in s for s in planned):
+            return self.result()
+        return [dict(s) if s is not None else {"path": p} for p, s in zip(self.paths, self.stats)]
+
+    def result(self) -> list[dict[str, Any]]:
+        sources = self._future.result()
+        for before in self.stats:
+            if before is not None and stat_fingerprint(before["path"]) != before:
+                raise InputDataError(f"{before['path']}: changed while it was being ingested (its size or "
+                                     "modification time differs); run the command again")
+        return sources
 
 
 def resolve_sources(cfg: IngestConfig) -> list[str]:
@@ -924,9 +1022,9 @@ def _fingerprint(cfg: IngestConfig, paths: Sequence[str] | None = None,
                  on_done: Callable[[], None] | None = None, client: Any = None) -> list[dict[str, Any]]:
     """The fingerprints of ``paths`` (default: the sources), in order: on the cluster's workers when there is a
     ``client`` (a TB-scale archive is hashed by every node at once), else on ``cfg.threads - 1`` threads (sha256
-    releases the GIL; one core is left to the opening and validation that run meanwhile: on 2 cores a second
-    hashing thread only slowed the opening; a node with more cores and a parallel file system hashes a large
-    archive that many times faster). ``on_done()`` after each file (progress)."""
+    releases the GIL; one core is left to the opening, validation and writes that run meanwhile: on 2 cores a
+    second hashing thread only slowed the opening; a node with more cores and a parallel file system hashes a
+    large archive that many times faster). ``on_done()`` after each file (progress)."""
     paths = resolve_sources(cfg) if paths is None else paths
     if client is not None and paths:
         from dask.distributed import as_completed
@@ -947,23 +1045,68 @@ def _fingerprint(cfg: IngestConfig, paths: Sequence[str] | None = None,
     if threads <= 1:
         return [one(p) for p in paths]
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(one, paths))
+        futures = [pool.submit(one, p) for p in paths]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:  # a failure (or a stop: SourceChecksums) leaves the files not started unhashed
+            for f in futures:
+                f.cancel()
+            raise
+
+
+class _HashProgress:
+    """Counts the files hashed (called by the hashing thread) and advances the progress display attached at the
+    time: the opening's, then, if the hashing outlasts it, one of its own (:func:`_await_checksums`)."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.shown = 0  # files the last display had shown when it was detached
+        self._show: Callable[[], None] | None = None
+        self._lock = threading.Lock()  # counting and showing move together
+
+    def __call__(self) -> None:
+        with self._lock:
+            self.done += 1
+            if self._show is not None:
+                self._show()
+
+    @contextlib.contextmanager
+    def attached(self, progress: Any, task: Any):
+        with self._lock:
+            progress.update(task, completed=self.done)
+            self._show = lambda: progress.advance(task)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._show, self.shown = None, self.done
 
 
 @contextlib.contextmanager
-def _source_progress(cfg: IngestConfig, n_files: int):
-    """Progress of the two steps before anything is written, which take minutes for a large archive: the
-    checksums (yields the callable the hashing threads call per file) and opening + validating the sources
+def _source_progress(cfg: IngestConfig, n_files: int, hashed: _HashProgress):
+    """Progress of the two steps that begin before anything is written, which take minutes for a large archive:
+    the checksums (``hashed``, called by the hashing threads per file) and opening + validating the sources
     (:func:`build_dataset` reports each through :data:`_ON_OPEN`)."""
-    progress, hashed = _progress(cfg.progress, n_files, "checksums", "files")
+    progress, task = _progress(cfg.progress, n_files, "checksums", "files")
     opened = progress.add_task("open + validate",
                                total=None if any(is_catalog_name(s) for s in cfg.sources) else n_files)
-    with progress:
+    with progress, hashed.attached(progress, task):
         token = _ON_OPEN.set(lambda name: progress.advance(opened))
         try:
-            yield lambda: progress.advance(hashed)
+            yield
         finally:
             _ON_OPEN.reset(token)
+
+
+def _await_checksums(cfg: IngestConfig, checksums: SourceChecksums, hashed: _HashProgress
+                     ) -> list[dict[str, Any]]:
+    """The sources' fingerprints, showing the progress of the hashing that went on after the opening's display
+    closed (and may outlast the writes)."""
+    if checksums.done() and hashed.shown == len(checksums.paths):
+        return checksums.result()
+    progress, task = _progress(cfg.progress, len(checksums.paths), "checksums", "files")
+    with progress, hashed.attached(progress, task):
+        return checksums.result()
 
 
 def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, Any] | None = None,
@@ -1112,54 +1255,51 @@ def _create(cfg: IngestConfig, after_region: Callable[[int], None] | None, clien
     exists = st.store_exists(cfg.out, storage_options=cfg.options)
 
     paths = resolve_sources(cfg)
-    with _source_progress(cfg, len(paths)) as hashed:
-
-        def fingerprint() -> list[dict[str, Any]]:
-            with _timed(timings, "fingerprint"):
-                return _fingerprint(cfg, paths, hashed, client)
-
-        # the checksums (sha256 releases the GIL) are computed while the sources are opened and validated
-        pool = ThreadPoolExecutor(max_workers=1)
-        pending_sources = pool.submit(fingerprint)
-        pool.shutdown(wait=False)
-        recipe = cfg.recipe()
-        if exists and not cfg.overwrite:
-            sources = pending_sources.result()
-            attrs = st.root_attrs(cfg.out, storage_options=cfg.options)
-            plan = st.read_plan(cfg.out, storage_options=cfg.options)
-            if attrs.get(st.COMPLETE_ATTR):
-                if _same_recipe(attrs.get("wxemu_recipe") or {}, recipe) and attrs.get("wxemu_sources") == sources:
-                    n = int(st.open_store(cfg.out, storage_options=cfg.options).sizes["time"])
-                    return IngestResult(cfg.out, n, 0, 0, sources, status="already complete")
-                made_by = (attrs.get("wxemu_recipe") or {}).get("command")
-                raise WxemuError(f"{cfg.out}: a complete store exists (made by {made_by!r}); use --overwrite to "
-                                 "replace it or --append to add later times")
-            if plan is not None and plan.get("mode") == "append":
-                raise WxemuError(f"{cfg.out}: an --append into this store was interrupted; complete it by "
-                                 f"re-running {(plan.get('recipe') or {}).get('command')!r}")
-            if plan is None or plan.get("mode") != "create":
-                raise WxemuError(f"{cfg.out}: an incomplete store without an ingest plan (not resumable); "
-                                 "use --overwrite to replace it")
-            if plan.get("sources") != sources:
-                changed = _changed(plan.get("sources") or [], sources)
-                raise WxemuError(f"{cfg.out}: cannot resume: the inputs changed since the interrupted ingest "
-                                 f"({changed}); use --overwrite to start again")
-            if not _same_recipe(plan.get("recipe") or {}, recipe):
-                raise WxemuError(f"{cfg.out}: cannot resume: this command differs from the interrupted one "
-                                 f"({(plan.get('recipe') or {}).get('command')!r}); re-run that, or use --overwrite")
-            resuming = True
-        else:
-            resuming = False
-        cfg_json = config_to_json(cfg)
-        _build_dataset_cached.cache_clear()
-        _narrowable_sources.cache_clear()
-        with _timed(timings, "open"):
-            try:
+    hashed = _HashProgress()
+    # the checksums (sha256 releases the GIL) are computed while the sources are opened and validated, and on
+    # while the regions are written (SourceChecksums)
+    checksums = SourceChecksums(cfg, paths, hashed, client)
+    try:
+        with _source_progress(cfg, len(paths), hashed):
+            recipe = cfg.recipe()
+            if exists and not cfg.overwrite:
+                attrs = st.root_attrs(cfg.out, storage_options=cfg.options)
+                plan = st.read_plan(cfg.out, storage_options=cfg.options)
+                if attrs.get(st.COMPLETE_ATTR):
+                    sources = checksums.result()
+                    if (_same_recipe(attrs.get("wxemu_recipe") or {}, recipe)
+                            and attrs.get("wxemu_sources") == sources):
+                        n = int(st.open_store(cfg.out, storage_options=cfg.options).sizes["time"])
+                        return IngestResult(cfg.out, n, 0, 0, sources, status="already complete")
+                    made_by = (attrs.get("wxemu_recipe") or {}).get("command")
+                    raise WxemuError(f"{cfg.out}: a complete store exists (made by {made_by!r}); use --overwrite "
+                                     "to replace it or --append to add later times")
+                if plan is not None and plan.get("mode") == "append":
+                    raise WxemuError(f"{cfg.out}: an --append into this store was interrupted; complete it by "
+                                     f"re-running {(plan.get('recipe') or {}).get('command')!r}")
+                if plan is None or plan.get("mode") != "create":
+                    raise WxemuError(f"{cfg.out}: an incomplete store without an ingest plan (not resumable); "
+                                     "use --overwrite to replace it")
+                current = checksums.matching(plan.get("sources") or [])
+                if plan.get("sources") != current:
+                    changed = _changed(plan.get("sources") or [], current)
+                    raise WxemuError(f"{cfg.out}: cannot resume: the inputs changed since the interrupted ingest "
+                                     f"({changed}); use --overwrite to start again")
+                if not _same_recipe(plan.get("recipe") or {}, recipe):
+                    raise WxemuError(f"{cfg.out}: cannot resume: this command differs from the interrupted one "
+                                     f"({(plan.get('recipe') or {}).get('command')!r}); re-run that, or use "
+                                     "--overwrite")
+                resuming = True
+            else:
+                resuming = False
+            cfg_json = config_to_json(cfg)
+            _build_dataset_cached.cache_clear()
+            _narrowable_sources.cache_clear()
+            with _timed(timings, "open"):
                 ds = _build_dataset_cached(cfg_json)  # validates all sources' metadata: nothing written before this
-            except Exception:
-                pending_sources.result()  # a missing or unreadable file: report the checksum's error first
-                raise
-        sources = pending_sources.result()
+    except BaseException:
+        checksums.stop()  # a bad source fails at once, the hashing of the rest stopped
+        raise
     created = False
     try:
         n = ds.sizes["time"]
@@ -1180,7 +1320,7 @@ def _create(cfg: IngestConfig, after_region: Callable[[int], None] | None, clien
                 st.create_store(cfg.out, ds, attrs={"wxemu_recipe": recipe, "wxemu_version": wxemu_version()},
                                 chunk_time=cfg.chunk_time, storage_options=cfg.options)
                 created = True
-                st.write_plan(cfg.out, {"mode": "create", "sources": sources, "recipe": recipe,
+                st.write_plan(cfg.out, {"mode": "create", "sources": checksums.for_plan(), "recipe": recipe,
                                         "regions": regions}, storage_options=cfg.options)
             else:
                 plan = st.read_plan(cfg.out, storage_options=cfg.options) or {}
@@ -1198,12 +1338,23 @@ def _create(cfg: IngestConfig, after_region: Callable[[int], None] | None, clien
         if done and recorded is None:  # resumed from markers without sums: those regions are read back
             with _timed(timings, "read back"):
                 read_back(cfg, combiner, [(a, b) for _, a, b in units_done], times, names)
+        plan_record = {"mode": "create", "recipe": recipe, "regions": regions}
+
+        def after_each(n_done: int) -> None:  # in this process, after each region
+            checksums.update_plan(plan_record)
+            if after_region:
+                after_region(n_done)
+
         with _timed(timings, "write"):
-            written = _run_regions(cfg, cfg_json, todo, after_region, combiner=combiner, client=client)
+            written = _run_regions(cfg, cfg_json, todo, after_each, combiner=combiner, client=client)
+        with _timed(timings, "checksums wait"):  # only what the hashing outlasted the writes by
+            sources = _await_checksums(cfg, checksums, hashed)
+        timings["fingerprint"] = checksums.seconds  # beside the opening and the writes
         _finish(cfg, sources, timings=timings, combiner=combiner, times=times, client=client)
-    except WxemuError:
-        if created:  # bad data found while writing a store this run created: leave nothing behind
-            st.remove_store(cfg.out, storage_options=cfg.options)
+    except BaseException as exc:
+        checksums.stop()
+        if created and isinstance(exc, WxemuError):  # bad data found while writing a store this run created:
+            st.remove_store(cfg.out, storage_options=cfg.options)  # leave nothing behind
         raise
     return IngestResult(cfg.out, n, written, len(regions) - len(todo), sources,
                         status="resumed" if resuming else "written", timings=timings)
@@ -1219,25 +1370,40 @@ def _changed(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> str:
     old_by = {s["path"]: s for s in old}
     new_by = {s["path"]: s for s in new}
     parts = [f"{p} removed" for p in old_by if p not in new_by] + [f"{p} added" for p in new_by if p not in old_by]
-    parts += [f"{p} checksum {old_by[p]['sha256'][:12]} -> {new_by[p]['sha256'][:12]}" for p in new_by
-              if p in old_by and old_by[p]["sha256"] != new_by[p]["sha256"]]
+    for p in (p for p in new_by if p in old_by and old_by[p] != new_by[p]):
+        a, b = old_by[p], new_by[p]
+        if "sha256" in a and "sha256" in b:
+            parts.append(f"{p} checksum {a['sha256'][:12]} -> {b['sha256'][:12]}")
+        else:
+            parts.append(f"{p} modified (size {a.get('bytes')} -> {b.get('bytes')}, modification time "
+                         f"{'changed' if a.get('mtime_ns') != b.get('mtime_ns') else 'the same'})")
     return "; ".join(parts) or "source list changed"
 
 
 def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None, client: Any = None) -> IngestResult:
     if not st.store_exists(cfg.out, storage_options=cfg.options):
         raise WxemuError(f"{cfg.out}: --append needs an existing store; run without --append to create it")
+    checksums = SourceChecksums(cfg, resolve_sources(cfg), lambda: None, client)  # hashed beside the writes
+    try:
+        return _append_to(cfg, after_region, client, checksums)
+    except BaseException:
+        checksums.stop()
+        raise
+
+
+def _append_to(cfg: IngestConfig, after_region: Callable[[int], None] | None, client: Any,
+               checksums: SourceChecksums) -> IngestResult:
     attrs = st.root_attrs(cfg.out, storage_options=cfg.options)
     plan = st.read_plan(cfg.out, storage_options=cfg.options)
-    sources = _fingerprint(cfg, client=client)
     new_recipe = cfg.recipe()
     resuming = not attrs.get(st.COMPLETE_ATTR)
     if resuming:
         if plan is None or plan.get("mode") != "append":
             raise IncompleteAppend(cfg.out)
-        if plan.get("sources") != sources or not _same_recipe(plan.get("recipe") or {}, new_recipe):
+        current = checksums.matching(plan.get("sources") or [])
+        if plan.get("sources") != current or not _same_recipe(plan.get("recipe") or {}, new_recipe):
             raise WxemuError(f"{cfg.out}: cannot resume the interrupted append: the inputs or the command differ "
-                             f"({_changed(plan.get('sources') or [], sources)}); re-run "
+                             f"({_changed(plan.get('sources') or [], current)}); re-run "
                              f"{(plan.get('recipe') or {}).get('command')!r}")
     old_recipe = attrs.get("wxemu_recipe") or {}
     existing = st.open_store(cfg.out, storage_options=cfg.options, check_complete=False)
@@ -1275,10 +1441,10 @@ def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None, clien
     if plan.p1 > offset and kept is None:
         plan = dataclasses.replace(plan, clim_in_memory=climatology_in_memory(
             stats_cfg, times, _bytes_per_step(new), cfg.out, clustered=bool(cfg.scheduler or cfg.workers)))
+    plan_record = {"mode": "append", "recipe": new_recipe, "regions": regions, "time_offset": offset}
     if not resuming:
         st.mark_incomplete(cfg.out, storage_options=cfg.options)
-        st.write_plan(cfg.out, {"mode": "append", "sources": sources, "recipe": new_recipe, "regions": regions,
-                                "time_offset": offset}, storage_options=cfg.options)
+        st.write_plan(cfg.out, {**plan_record, "sources": checksums.for_plan()}, storage_options=cfg.options)
         st.extend_time(cfg.out, new["time"].values, storage_options=cfg.options)
         st.consolidate(cfg.out, storage_options=cfg.options)
     done = st.regions_done(cfg.out, storage_options=cfg.options)
@@ -1301,15 +1467,22 @@ def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None, clien
                                   _steps_per_region(new, cfg.region_mb, cfg.chunk_time)) if plan.p0 < offset else []
         combiner = PartialCombiner(plan, [a for a, _ in old_blocks] + [a for a, _ in regions])
         read_back(cfg, combiner, old_blocks + [r for i, r in enumerate(regions) if i in done], times, names)
-    merged_sources = old_sources + [s for s in sources if s not in old_sources]
     appended = list(old_recipe.get("appended", [])) + [new_recipe]
+
+    def after_each(n_done: int) -> None:  # in this process, after each region
+        checksums.update_plan(plan_record)
+        if after_region:
+            after_region(n_done)
+
     try:
-        written = _run_regions(cfg, cfg_json, todo, after_region, offset, combiner=combiner, client=client)
+        written = _run_regions(cfg, cfg_json, todo, after_each, offset, combiner=combiner, client=client)
+        sources = checksums.result()
     except WxemuError:
-        # bad new data: roll the store back to its old extent and mark it complete again
+        # bad new data (or a source rewritten meanwhile): roll the store back to its old extent, complete again
         st.truncate_time(cfg.out, offset, storage_options=cfg.options)
         st.mark_complete(cfg.out, storage_options=cfg.options)
         raise
+    merged_sources = old_sources + [s for s in sources if s not in old_sources]
     # a period that ends before the new times (bounded --stats-end) keeps its statistics and climatology
     _finish(stats_cfg, merged_sources, {**base, "appended": appended}, combiner=combiner, times=times,
             client=client, clim_days=clim_days)

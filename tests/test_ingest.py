@@ -8,7 +8,9 @@ directly where the format matters.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -202,17 +204,107 @@ def test_empty_stats_period_writes_nothing(tmp_path, uk_nc) -> None:
     assert not out.exists()
 
 
-def test_resume_refuses_changed_inputs(tmp_path, uk_nc) -> None:
+def _held_checksums(monkeypatch) -> tuple[threading.Event, list]:
+    """Make the ingest's background hashing wait until the returned event is set (or 30 s pass: then it fails);
+    the list receives each ingest's SourceChecksums."""
+    release, made = threading.Event(), []
+    fingerprint, init = ing._fingerprint, ing.SourceChecksums.__init__
+
+    def held(*args, **kwargs):
+        if not release.wait(30):
+            raise AssertionError("the hashing was never released: the ingest waited for it before writing")
+        return fingerprint(*args, **kwargs)
+
+    def record(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(ing, "_fingerprint", held)
+    monkeypatch.setattr(ing.SourceChecksums, "__init__", record)
+    return release, made
+
+
+def test_first_write_does_not_wait_for_the_checksums(tmp_path, uk_nc, uk_store, monkeypatch) -> None:
+    """The sources are hashed beside the writes: regions are written (the plan naming each file by size and
+    modification time) while no checksum is known yet; the provenance then holds every sha256, as before."""
+    release, _ = _held_checksums(monkeypatch)
+    out = tmp_path / "uk.zarr"
+    planned = []
+
+    def after(n: int) -> None:
+        if n == 1:
+            planned.append(store.read_plan(str(out))["sources"])
+            release.set()
+
+    paths = [uk_nc["01"], uk_nc["02"], uk_nc["03"]]
+    ing.ingest(_cfg(paths, out, region_mb=0.08, threads=1), after_region=after)
+    assert [set(s) for s in planned[0]] == [{"path", "bytes", "mtime_ns"}] * 3
+    assert planned[0][0]["bytes"] == Path(paths[0]).stat().st_size
+    assert store.root_attrs(str(out))["wxemu_sources"] == store.root_attrs(uk_store)["wxemu_sources"]
+    assert store.read_plan(str(out)) is None  # complete: the progress records are gone
+
+
+def _interrupted_ingest(tmp_path, uk_nc, monkeypatch, *, hashed: bool) -> tuple[Path, ing.IngestConfig]:
+    """Day 1 copied to day.nc, its ingest killed after a region: with the checksums known by then (the plan is
+    rewritten with them after the next region) or not yet (the hashing held until the crash)."""
+    src = tmp_path / "day.nc"
+    shutil.copy(uk_nc["01"], src)
+    cfg = _cfg([src], tmp_path / "uk.zarr", region_mb=0.08, threads=1)
+    release, made = _held_checksums(monkeypatch)
+
+    def crash(n: int) -> None:
+        release.set()
+        if hashed and n == 1:
+            made[0].result()
+        else:
+            raise ing.SimulatedCrash("x")
+
+    with pytest.raises(ing.SimulatedCrash):
+        ing.ingest(cfg, after_region=crash)
+    return src, cfg
+
+
+def test_resume_before_the_checksums_are_known_compares_size_and_time(tmp_path, uk_nc, monkeypatch) -> None:
+    src, cfg = _interrupted_ingest(tmp_path, uk_nc, monkeypatch, hashed=False)
+    assert "sha256" not in store.read_plan(cfg.out)["sources"][0]
+    with xr.open_dataset(uk_nc["01"]) as ds:
+        (ds + 1.0).to_netcdf(src)
+    with pytest.raises(WxemuError, match=r"cannot resume: the inputs changed.*day\.nc modified"):
+        ing.ingest(cfg)
+
+
+def test_resume_after_the_checksums_are_known_compares_them(tmp_path, uk_nc, monkeypatch) -> None:
+    """Once hashed, the plan holds the checksums: a file rewritten with the same size and modification time
+    but other values is still refused."""
+    src, cfg = _interrupted_ingest(tmp_path, uk_nc, monkeypatch, hashed=True)
+    assert store.read_plan(cfg.out)["sources"][0]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    before = src.stat()
+    with xr.open_dataset(uk_nc["01"]) as ds:
+        values = ds.load()
+    values["t2m"] += 1.0
+    values.to_netcdf(src)
+    assert src.stat().st_size == before.st_size
+    os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(WxemuError, match=r"cannot resume: the inputs changed.*day\.nc checksum"):
+        ing.ingest(cfg)
+
+
+def test_source_rewritten_while_ingested_is_refused(tmp_path, uk_nc, monkeypatch) -> None:
+    """A file whose size or modification time changes during the ingest (rewritten while read: the store could
+    mix its versions) fails naming it, and the store this run created is removed."""
     src = tmp_path / "day.nc"
     shutil.copy(uk_nc["01"], src)
     out = tmp_path / "uk.zarr"
-    cfg = _cfg([src], out, region_mb=0.08, threads=1)
-    with pytest.raises(ing.SimulatedCrash):
-        ing.ingest(cfg, after_region=lambda n: (_ for _ in ()).throw(ing.SimulatedCrash("x")))
-    with xr.open_dataset(uk_nc["01"]) as ds:
-        (ds + 1.0).to_netcdf(src)
-    with pytest.raises(WxemuError, match=r"cannot resume: the inputs changed.*day\.nc checksum"):
-        ing.ingest(cfg)
+    release, _ = _held_checksums(monkeypatch)
+
+    def touch(n: int) -> None:
+        if n == 1:
+            os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
+            release.set()
+
+    with pytest.raises(InputDataError, match=r"day\.nc: changed while it was being ingested"):
+        ing.ingest(_cfg([src], out, region_mb=0.08, threads=1), after_region=touch)
+    assert not out.exists()
 
 
 def test_local_cluster_matches_default_path(tmp_path, uk_nc, uk_store, monkeypatch) -> None:
@@ -266,6 +358,53 @@ def test_append_writes_only_new_chunks(tmp_path, uk_nc, uk_store) -> None:
     with pytest.raises(InputDataError, match="latitude axis differs"):
         ing.ingest(_cfg([uk_nc["04"]], out, append=True, grid=0.5))
     assert store.is_complete(str(out)) and store.open_store(str(out)).sizes["time"] == 72
+
+
+def test_bad_source_fails_without_waiting_for_the_checksums(tmp_path, uk_nc, monkeypatch) -> None:
+    """A source that fails validation fails the ingest at once, while the hashing is still on its first file (a
+    wait would have been hours for a large archive): the hashing of the rest is stopped, and nothing is written."""
+    gate, hashed = threading.Event(), []
+    fingerprint = ing.file_fingerprint
+
+    def slow(path, *args):
+        hashed.append(path)
+        assert gate.wait(30), "the ingest waited for the checksums"
+        return fingerprint(path, *args)
+
+    monkeypatch.setattr(ing, "file_fingerprint", slow)
+    paths = [tmp_path / f"d{i}.nc" for i in range(5)]
+    for p in paths:
+        shutil.copy(uk_nc["01"], p)
+    bad = tmp_path / "d2.nc"
+    bad.write_bytes(b"not a netcdf file")
+    out = tmp_path / "uk.zarr"
+    with pytest.raises(InputDataError, match=r"d2\.nc: cannot read NetCDF"):
+        ing.ingest(_cfg(paths, out, threads=2))
+    assert not out.exists()
+    gate.set()
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and t.name.startswith("ThreadPoolExecutor"):
+            t.join(10)
+    assert hashed == [str(paths[0])]  # stopped after the file it was hashing
+
+
+def test_append_of_a_source_rewritten_meanwhile_is_rolled_back(tmp_path, uk_nc, monkeypatch) -> None:
+    """An append whose new file changes while it is read (hashed beside the writes) fails naming the file and
+    leaves the store as it was: its old extent, complete."""
+    out = tmp_path / "uk.zarr"
+    ing.ingest(_cfg([uk_nc["01"]], out))
+    src = tmp_path / "day2.nc"
+    shutil.copy(uk_nc["02"], src)
+    release, _ = _held_checksums(monkeypatch)
+
+    def touch(n: int) -> None:
+        os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
+        release.set()
+
+    with pytest.raises(InputDataError, match=r"day2\.nc: changed while it was being ingested"):
+        ing.ingest(_cfg([src], out, append=True, region_mb=0.08), after_region=touch)
+    assert store.is_complete(str(out)) and store.open_store(str(out)).sizes["time"] == 24
+    assert [s["path"] for s in store.root_attrs(str(out))["wxemu_sources"]] == [uk_nc["01"]]
 
 
 def test_append_with_bounded_stats_period(tmp_path, uk_nc) -> None:
