@@ -1374,6 +1374,8 @@ def _changed(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> str:
         a, b = old_by[p], new_by[p]
         if "sha256" in a and "sha256" in b:
             parts.append(f"{p} checksum {a['sha256'][:12]} -> {b['sha256'][:12]}")
+        elif set(b) == {"path"}:
+            parts.append(f"{p} missing (or no longer a file)")
         else:
             parts.append(f"{p} modified (size {a.get('bytes')} -> {b.get('bytes')}, modification time "
                          f"{'changed' if a.get('mtime_ns') != b.get('mtime_ns') else 'the same'})")

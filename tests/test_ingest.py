@@ -271,6 +271,9 @@ def test_resume_before_the_checksums_are_known_compares_size_and_time(tmp_path, 
         (ds + 1.0).to_netcdf(src)
     with pytest.raises(WxemuError, match=r"cannot resume: the inputs changed.*day\.nc modified"):
         ing.ingest(cfg)
+    src.unlink()
+    with pytest.raises(WxemuError, match=r"cannot resume: the inputs changed.*day\.nc missing"):
+        ing.ingest(cfg)
 
 
 def test_resume_after_the_checksums_are_known_compares_them(tmp_path, uk_nc, monkeypatch) -> None:
