@@ -319,6 +319,17 @@ class SourceChecksums:
             st.write_plan(self.cfg.out, {**plan, "sources": self.result()}, storage_options=self.cfg.options)
             self._planned = True
 
+    def region_hook(self, plan: dict[str, Any], after_region: Callable[[int], None] | None
+                    ) -> Callable[[int], None]:
+        """The callback after each region written (in this process): :meth:`update_plan` with ``plan``, then
+        ``after_region(n_done)`` (the resume tests' crash hook)."""
+        def hook(n_done: int) -> None:
+            self.update_plan(plan)
+            if after_region:
+                after_region(n_done)
+
+        return hook
+
     def matching(self, planned: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """This run's fingerprints in the form of ``planned`` (an interrupted run's plan): checksums when it holds
         them (waited for), else sizes and modification times."""
@@ -1338,13 +1349,7 @@ def _create(cfg: IngestConfig, after_region: Callable[[int], None] | None, clien
         if done and recorded is None:  # resumed from markers without sums: those regions are read back
             with _timed(timings, "read back"):
                 read_back(cfg, combiner, [(a, b) for _, a, b in units_done], times, names)
-        plan_record = {"mode": "create", "recipe": recipe, "regions": regions}
-
-        def after_each(n_done: int) -> None:  # in this process, after each region
-            checksums.update_plan(plan_record)
-            if after_region:
-                after_region(n_done)
-
+        after_each = checksums.region_hook({"mode": "create", "recipe": recipe, "regions": regions}, after_region)
         with _timed(timings, "write"):
             written = _run_regions(cfg, cfg_json, todo, after_each, combiner=combiner, client=client)
         with _timed(timings, "checksums wait"):  # only what the hashing outlasted the writes by
@@ -1470,12 +1475,7 @@ def _append_to(cfg: IngestConfig, after_region: Callable[[int], None] | None, cl
         combiner = PartialCombiner(plan, [a for a, _ in old_blocks] + [a for a, _ in regions])
         read_back(cfg, combiner, old_blocks + [r for i, r in enumerate(regions) if i in done], times, names)
     appended = list(old_recipe.get("appended", [])) + [new_recipe]
-
-    def after_each(n_done: int) -> None:  # in this process, after each region
-        checksums.update_plan(plan_record)
-        if after_region:
-            after_region(n_done)
-
+    after_each = checksums.region_hook(plan_record, after_region)
     try:
         written = _run_regions(cfg, cfg_json, todo, after_each, offset, combiner=combiner, client=client)
         sources = checksums.result()
