@@ -269,8 +269,8 @@ class SourceChecksums:
     are written: an archive that takes hours to hash no longer delays the first write by hours. Until its sha256
     is known, a local file is identified in the plan by its size and modification time (:meth:`for_plan`, what
     make and rsync go by); the plan is rewritten with the checksums as soon as they are known
-    (:meth:`update_plan`), so a resume after that compares checksums. Other sources (directories, remote objects;
-    their fingerprints read metadata only) are waited for before the plan is written. :meth:`result` waits for
+    (:meth:`update_plan`), so a resume after that compares checksums. When a source is not a local file (a
+    directory, a remote object), every fingerprint is waited for before the plan is written. :meth:`result` waits for
     every checksum and refuses a local file whose size or modification time changed meanwhile (rewritten while it
     was being read: the store could hold parts of both versions)."""
 
