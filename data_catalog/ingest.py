@@ -1056,13 +1056,7 @@ def _fingerprint(cfg: IngestConfig, paths: Sequence[str] | None = None,
     if threads <= 1:
         return [one(p) for p in paths]
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        futures = [pool.submit(one, p) for p in paths]
-        try:
-            return [f.result() for f in futures]
-        except BaseException:  # a failure (or a stop: SourceChecksums) leaves the files not started unhashed
-            for f in futures:
-                f.cancel()
-            raise
+        return list(pool.map(one, paths))  # a failure (or a stop) cancels the files not started
 
 
 class _HashProgress:

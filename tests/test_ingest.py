@@ -726,6 +726,26 @@ def test_checksums_on_threads_match_one_thread_in_order(uk_nc) -> None:
     assert one[0]["sha256"] == hashlib.sha256(Path(paths[0]).read_bytes()).hexdigest()
 
 
+def test_checksums_on_threads_stop_at_the_first_failure(tmp_path, uk_nc, monkeypatch) -> None:
+    """A missing file fails the hashing at once; the files no thread has started are not hashed."""
+    import time
+
+    hashed = []
+    fingerprint = ing.file_fingerprint
+
+    def slow(path, *args):
+        if Path(path).exists():
+            hashed.append(path)
+            time.sleep(0.05)
+        return fingerprint(path, *args)
+
+    monkeypatch.setattr(ing, "file_fingerprint", slow)
+    paths = [str(tmp_path / "gone.nc")] + [uk_nc["01"]] * 20
+    with pytest.raises(InputDataError, match=r"gone\.nc: no such file"):
+        ing._fingerprint(_cfg(paths, "x.zarr", threads=3), paths)
+    assert len(hashed) <= 3
+
+
 def test_local_cluster_workers_keep_the_default_malloc_trim() -> None:
     """dask's nanny gives its workers MALLOC_TRIM_THRESHOLD_=65536 (a climatology task 1.8x slower, measured); the
     LocalCluster the ingest starts (real worker processes) does not."""
