@@ -22,6 +22,8 @@ demo: install
 	$(VENV)/bin/wxemu demo --out $(DEMO_DIR)
 
 test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest tests
 
 bench: install

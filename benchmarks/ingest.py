@@ -63,8 +63,9 @@ def build_input(directory: Path, target_mb: float, record: str = "month") -> tup
 
     from data_catalog.samples import sample_path
 
-    raw = xr.open_dataset(sample_path("era5-2mt-2019-03-uk.grib"), engine="cfgrib",
-                          backend_kwargs={"indexpath": ""})["t2m"].load()
+    raw = xr.open_dataset(sample_path("era5-2mt-2019-03-uk.grib"), engine="cfgrib", backend_kwargs={"indexpath": ""})[
+        "t2m"
+    ].load()
     x = raw.values[:, ::-1, :].astype("f4")  # latitude ascending
     times = pd.DatetimeIndex(raw["time"].values)
     if record == "year":
@@ -84,8 +85,10 @@ def build_input(directory: Path, target_mb: float, record: str = "month") -> tup
     for key in period.unique():
         sl = np.flatnonzero(period == key)
         sl = slice(sl[0], sl[-1] + 1)
-        ds = xr.Dataset({"t2m": (("time", "latitude", "longitude"), big[sl], {"units": "K"})},
-                        coords={"time": times[sl], "latitude": lat, "longitude": lon})
+        ds = xr.Dataset(
+            {"t2m": (("time", "latitude", "longitude"), big[sl], {"units": "K"})},
+            coords={"time": times[sl], "latitude": lat, "longitude": lon},
+        )
         path = directory / f"t2m-{times[sl][0]:%Y%m%d}.nc"
         ds.to_netcdf(path, format="NETCDF4", engine="netcdf4")
         paths.append(str(path))
@@ -105,8 +108,15 @@ def raw_copy(paths: list[str], out: str, threads: int, pipeline: str | None = No
             lengths.append(nt)
     starts = np.concatenate([[0], np.cumsum(lengths)])
     with zarr.config.set({"codec_pipeline.path": pipeline} if pipeline else {}):
-        arr = zarr.create_array(out, shape=(int(starts[-1]), ny, nx), chunks=(1, ny, nx), dtype="f4",
-                                compressors=[default_compressor()], zarr_format=3, fill_value=np.nan)
+        arr = zarr.create_array(
+            out,
+            shape=(int(starts[-1]), ny, nx),
+            chunks=(1, ny, nx),
+            dtype="f4",
+            compressors=[default_compressor()],
+            zarr_format=3,
+            fill_value=np.nan,
+        )
 
     lock = threading.Lock()  # HDF5 is not thread-safe: reads are serialised, compression/writes overlap
 
@@ -114,7 +124,7 @@ def raw_copy(paths: list[str], out: str, threads: int, pipeline: str | None = No
         i, path = i_path
         with lock, netCDF4.Dataset(path) as f:
             values = np.asarray(f["t2m"][:], dtype="f4")
-        arr[starts[i]:starts[i + 1]] = values
+        arr[starts[i] : starts[i + 1]] = values
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(copy, enumerate(paths)))
@@ -147,28 +157,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mb", type=float, default=300.0, help="decoded size of the input (MB)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", help="build the input here and keep it (default: a temp dir, removed)")
-    parser.add_argument("--record", choices=("month", "year"), default="month",
-                        help="the input: March 2019 in 31 daily files (default), or 2019 in 12 monthly files")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="also time `--workers N` (a LocalCluster, started inside the timing; once; 0: skip)")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="rounds of raw and wxemu runs, alternated; the best of each is reported (naive: once)")
+    parser.add_argument(
+        "--record",
+        choices=("month", "year"),
+        default="month",
+        help="the input: March 2019 in 31 daily files (default), or 2019 in 12 monthly files",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="also time `--workers N` (a LocalCluster, started inside the timing; once; 0: skip)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of raw and wxemu runs, alternated; the best of each is reported (naive: once)",
+    )
     args = parser.parse_args(argv)
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="wxemu-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
         where = tmp / ("input" if args.record == "month" else f"input-{args.record}")
-        paths, _ = build_input(where, args.mb, args.record) if not where.exists() else (
-            sorted(map(str, where.glob("*.nc"))), None)
+        paths, _ = (
+            build_input(where, args.mb, args.record)
+            if not where.exists()
+            else (sorted(map(str, where.glob("*.nc"))), None)
+        )
         import xarray as xr
 
         with xr.open_mfdataset(paths) as ds:
             nbytes, times = int(ds["t2m"].size * 4), ds["time"].values
         mb = nbytes / 1e6
-        print(f"input: {len(paths)} {'daily' if args.record == 'month' else 'monthly'} NetCDF files, {mb:.0f} MB decoded float32 (built in "
-              f"{time.perf_counter() - t0:.1f} s); cpu cores: {os.cpu_count()}; load average "
-              f"{os.getloadavg()[0]:.2f}")
+        print(
+            f"input: {len(paths)} {'daily' if args.record == 'month' else 'monthly'} NetCDF files, {mb:.0f} "
+            f"MB decoded float32 (built in "
+            f"{time.perf_counter() - t0:.1f} s); cpu cores: {os.cpu_count()}; load average "
+            f"{os.getloadavg()[0]:.2f}"
+        )
         results: dict[str, float] = {}
         rounds: list[dict[str, float]] = []  # each round's times, for ratios paired within a round
 
@@ -216,16 +244,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:28s} {sec:8.2f} {mb / sec:8.1f} {raw_best / sec:7.2f}")
         print("vs raw: best raw copy with zarr-python (1 or 2 threads) / time")
         # the load on a shared machine drifts between rounds: ratios of runs made back to back are steadier
-        print(f"paired within each of the {len(rounds)} rounds (that round's best raw copy / the run): median "
-              "[min .. max]")
+        print(
+            f"paired within each of the {len(rounds)} rounds (that round's best raw copy / the run): median "
+            "[min .. max]"
+        )
         for name in ("wxemu", "wxemu (region writes)", "wxemu-clim6h", "wxemu-clim24h", "wxemu-clim-store"):
             ratios = [min(r["raw-1thread"], r[f"raw-{args.threads}threads"]) / r[name] for r in rounds if name in r]
             if ratios:
                 print(f"  {name:26s} {np.median(ratios):5.2f} [{min(ratios):.2f} .. {max(ratios):.2f}]")
         print("wxemu phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()))
         clim = clim_bytes(times, nbytes)
-        print(f"hourly climatology: {clim / 1e6:.0f} MB of float32 ({clim / nbytes:.1f}x "
-              f"the input); its phase alone took {clim_best:.2f} s = {clim_best / raw_best:.2f}x the raw copy's time")
+        print(
+            f"hourly climatology: {clim / 1e6:.0f} MB of float32 ({clim / nbytes:.1f}x "
+            f"the input); its phase alone took {clim_best:.2f} s = {clim_best / raw_best:.2f}x the raw copy's time"
+        )
         print("wxemu --climatology-hour-step 6 phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in phases6.items()))
         for name in ("wxemu-clim-store", f"wxemu-{args.workers}workers"):
             if name in phase_runs:

@@ -79,7 +79,7 @@ def bench_raw_zarr(store: Path, anchors: np.ndarray) -> float:
     arrays = [group[v] for v in (*LEVEL_VARS, *SURFACE_VARS)]
     t0 = time.perf_counter()
     for a in anchors:
-        _ = [arr[int(a):int(a) + 2] for arr in arrays]
+        _ = [arr[int(a) : int(a) + 2] for arr in arrays]
     return len(anchors) / (time.perf_counter() - t0)
 
 
@@ -89,9 +89,17 @@ def bench_datamodule(store: Path, n_samples: int, batch_size: int, workers: int,
     from pipeline.datamodule import WindowDataModule, assemble_windows
 
     t_all = pd.DatetimeIndex(xr.open_zarr(store).time.values)
-    dm = WindowDataModule(str(store), train=(str(t_all[0]), str(t_all[-1])), val=(str(t_all[0]), str(t_all[-1])),
-                          test=(str(t_all[0]), str(t_all[-1])), rollout_steps=1, step_hours=[1],
-                          batch_size=batch_size, num_workers=workers, diff_stats_samples=2)
+    dm = WindowDataModule(
+        str(store),
+        train=(str(t_all[0]), str(t_all[-1])),
+        val=(str(t_all[0]), str(t_all[-1])),
+        test=(str(t_all[0]), str(t_all[-1])),
+        rollout_steps=1,
+        step_hours=[1],
+        batch_size=batch_size,
+        num_workers=workers,
+        diff_stats_samples=2,
+    )
     dm.setup()
     loader = dm.train_dataloader()
     it = iter(loader)

@@ -4,7 +4,8 @@
 
 Not a speed benchmark: the analysis behind the README's findings on the emulators' mid-range leads. On the
 store ``make demo`` ingests (ERA5 2 m temperature, UK, March 2019; statistics and climatology from the training
-period 03-01..03-21; when ``--store`` does not exist, it is ingested into a temp dir the same way) it scores, for the demo's test inits (2019-03-25T00 .. 03-30T23, hourly) and leads 1..24 h,
+period 03-01..03-21; when ``--store`` does not exist, it is ingested into a temp dir the same way) it scores, for the
+demo's test inits (2019-03-25T00 .. 03-30T23, hourly) and leads 1..24 h,
 with the area weights and the RMSE of docs/verification.md (per-init MSE averaged over inits, then the root):
 
 * persistence x(t) and climatology c(t+L), the demo's baselines;
@@ -62,8 +63,15 @@ def main(argv: list[str] | None = None) -> int:
             from data_catalog.ingest import IngestConfig, ingest
 
             args.store = str(Path(tmp) / "era5_uk_t2m.zarr")
-            ingest(IngestConfig(sources=(SAMPLE_ENTRY,), out=args.store, stats_start=STATS_PERIOD[0],
-                                stats_end=STATS_PERIOD[1], progress=False))
+            ingest(
+                IngestConfig(
+                    sources=(SAMPLE_ENTRY,),
+                    out=args.store,
+                    stats_start=STATS_PERIOD[0],
+                    stats_end=STATS_PERIOD[1],
+                    progress=False,
+                )
+            )
         report(args.store, [int(v) for v in args.leads.split(",")], STATS_PERIOD[1], (first_init, last_init))
     return 0
 
@@ -94,12 +102,18 @@ def report(store: str, leads: list[int], train_end: str, test_inits: tuple[str, 
 
         coef = lstsq_fit(features(c, x, train, lead).reshape(-1, 4), x[train + lead].ravel())
         truth = x[test + lead]
-        row = [weighted_rmse(x[test], truth, w), weighted_rmse(c[test + lead], truth, w),
-               weighted_rmse(x[test + lead - 24], truth, w),
-               weighted_rmse(c[test + lead] + rho * anomaly[test], truth, w),
-               weighted_rmse(features(c, x, test, lead) @ coef, truth, w)]
-        print(f"{f'+{lead} h':>18s} " + " ".join(f"{v:18.3f}" for v in row)
-              + f"   rho {rho:.2f}, combination {np.round(coef, 2).tolist()}")
+        row = [
+            weighted_rmse(x[test], truth, w),
+            weighted_rmse(c[test + lead], truth, w),
+            weighted_rmse(x[test + lead - 24], truth, w),
+            weighted_rmse(c[test + lead] + rho * anomaly[test], truth, w),
+            weighted_rmse(features(c, x, test, lead) @ coef, truth, w),
+        ]
+        print(
+            f"{f'+{lead} h':>18s} "
+            + " ".join(f"{v:18.3f}" for v in row)
+            + f"   rho {rho:.2f}, combination {np.round(coef, 2).tolist()}"
+        )
 
 
 if __name__ == "__main__":

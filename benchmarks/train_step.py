@@ -53,15 +53,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_train_step(kind: str, size: str, grid: str, device: torch.device, *, budget_s: float,
-                    config_extra: dict | None = None) -> dict:
+def time_train_step(
+    kind: str, size: str, grid: str, device: torch.device, *, budget_s: float, config_extra: dict | None = None
+) -> dict:
     """Time forward + backward + AdamW step; returns a result row."""
     lat, lon, n_state, n_forcing, b_cpu, b_gpu = GRIDS[grid]
     batch = b_gpu if device.type == "cuda" else b_cpu
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    model = build_model(kind, latitude=lat, longitude=lon, n_state=n_state, n_forcing=n_forcing,
-                        config={**SIZES[kind][size], **(config_extra or {})}).to(device)
+    model = build_model(
+        kind,
+        latitude=lat,
+        longitude=lon,
+        n_state=n_state,
+        n_forcing=n_forcing,
+        config={**SIZES[kind][size], **(config_extra or {})},
+    ).to(device)
     build_s = time.perf_counter() - t0
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     state = torch.randn(batch, n_state, len(lat), len(lon), device=device)
@@ -89,9 +96,20 @@ def time_train_step(kind: str, size: str, grid: str, device: torch.device, *, bu
         _sync(device)
         times.append(time.perf_counter() - t)
     sec = float(np.median(times))
-    row = {"model": kind, "size": size, "grid": grid, "device": str(device), "batch": batch,
-           "params": count_parameters(model), "build_s": build_s, "step_s": sec, "samples_per_s": batch / sec,
-           "gflop_per_step": flops / 1e9, "tflops": flops / sec / 1e12, "repeats": len(times)}
+    row = {
+        "model": kind,
+        "size": size,
+        "grid": grid,
+        "device": str(device),
+        "batch": batch,
+        "params": count_parameters(model),
+        "build_s": build_s,
+        "step_s": sec,
+        "samples_per_s": batch / sec,
+        "gflop_per_step": flops / 1e9,
+        "tflops": flops / sec / 1e12,
+        "repeats": len(times),
+    }
     peak = peak_tflops(device)
     if peak:
         row["peak_fraction"] = row["tflops"] / peak
@@ -100,8 +118,16 @@ def time_train_step(kind: str, size: str, grid: str, device: torch.device, *, bu
     return row
 
 
-def time_aggregation(device: torch.device, *, n_edges: int = 40_000, n_nodes: int = 13_000, d: int = 48,
-                     batch: int = 8, repeats: int = 10, rounds: int = 5) -> dict[str, float]:
+def time_aggregation(
+    device: torch.device,
+    *,
+    n_edges: int = 40_000,
+    n_nodes: int = 13_000,
+    d: int = 48,
+    batch: int = 8,
+    repeats: int = 10,
+    rounds: int = 5,
+) -> dict[str, float]:
     """Seconds per forward + backward of sum aggregation (B, E, D) -> (B, N, D), per method: the best of
     ``rounds`` alternating rounds of ``repeats`` calls (alternating, so load changes hit both methods)."""
     g = torch.Generator().manual_seed(0)
@@ -143,19 +169,26 @@ def main(argv: list[str] | None = None) -> int:
                 for size in sizes:
                     rows.append(time_train_step(kind, size, grid, device, budget_s=args.budget))
                     r = rows[-1]
-                    print(f"  {r['device']:5s} {r['grid']:14s} {r['model']:11s} {r['size']:5s} "
-                          f"{r['samples_per_s']:8.2f} samples/s", flush=True)
+                    print(
+                        f"  {r['device']:5s} {r['grid']:14s} {r['model']:11s} {r['size']:5s} "
+                        f"{r['samples_per_s']:8.2f} samples/s",
+                        flush=True,
+                    )
 
-    header = (f"{'device':6s} {'grid':14s} {'model':11s} {'size':5s} {'batch':>5s} {'params':>10s} "
-              f"{'step s':>8s} {'samples/s':>9s} {'GFLOP/step':>10s} {'TFLOP/s':>8s} {'of peak':>7s}")
+    header = (
+        f"{'device':6s} {'grid':14s} {'model':11s} {'size':5s} {'batch':>5s} {'params':>10s} "
+        f"{'step s':>8s} {'samples/s':>9s} {'GFLOP/step':>10s} {'TFLOP/s':>8s} {'of peak':>7s}"
+    )
     print("\nforward + backward + AdamW step (median)")
     print(header)
     print("-" * len(header))
     for r in rows:
         frac = f"{100 * r['peak_fraction']:6.1f}%" if "peak_fraction" in r else "      -"
-        print(f"{r['device']:6s} {r['grid']:14s} {r['model']:11s} {r['size']:5s} {r['batch']:5d} "
-              f"{r['params']:10,d} {r['step_s']:8.3f} {r['samples_per_s']:9.2f} {r['gflop_per_step']:10.1f} "
-              f"{r['tflops']:8.3f} {frac}")
+        print(
+            f"{r['device']:6s} {r['grid']:14s} {r['model']:11s} {r['size']:5s} {r['batch']:5d} "
+            f"{r['params']:10,d} {r['step_s']:8.3f} {r['samples_per_s']:9.2f} {r['gflop_per_step']:10.1f} "
+            f"{r['tflops']:8.3f} {frac}"
+        )
 
     print("\ngraph aggregation, forward + backward of a (8, 40000, 48) -> (8, 13000, 48) sum")
     agg_rows = []
@@ -166,13 +199,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {device}: " + ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in agg.items()) + f"  -> {best}")
     uk_rows = []
     for method in ("index_add", "scatter_reduce"):
-        r = time_train_step("graph", "small", "uk-0.25deg", devices[0], budget_s=args.budget,
-                            config_extra={"aggregation": method})
+        r = time_train_step(
+            "graph", "small", "uk-0.25deg", devices[0], budget_s=args.budget, config_extra={"aggregation": method}
+        )
         uk_rows.append({"aggregation": method, **r})
         print(f"  graph small UK train step, {method}: {1e3 * r['step_s']:.1f} ms")
     if args.json:
-        args.json.write_text(json.dumps({"train_step": rows, "aggregation": agg_rows,
-                                         "aggregation_train_step": uk_rows}, indent=1))
+        args.json.write_text(
+            json.dumps({"train_step": rows, "aggregation": agg_rows, "aggregation_train_step": uk_rows}, indent=1)
+        )
     return 0
 
 

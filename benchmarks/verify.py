@@ -62,11 +62,17 @@ def build_stores(root: Path, n_init: int, n_lead: int) -> dict[str, str]:
     times = t0 + np.arange(n_truth) * np.timedelta64(12, "h")
     hours = np.arange(n_truth) * 12.0
     truth = xr.Dataset(
-        {"temperature": (("time", "level", "latitude", "longitude"), _field(hours, lat, lon, LEVELS, 1),
-                         {"units": "K"}),
-         "2m_temperature": (("time", "latitude", "longitude"), _field(hours, lat, lon, None, 2), {"units": "K"})},
+        {
+            "temperature": (
+                ("time", "level", "latitude", "longitude"),
+                _field(hours, lat, lon, LEVELS, 1),
+                {"units": "K"},
+            ),
+            "2m_temperature": (("time", "latitude", "longitude"), _field(hours, lat, lon, None, 2), {"units": "K"}),
+        },
         coords={"time": times, "level": LEVELS, "latitude": lat, "longitude": lon},
-        attrs={"wxemu_complete": True})
+        attrs={"wxemu_complete": True},
+    )
     paths = {"truth": str(root / "truth.zarr"), "forecast": str(root / "forecast.zarr")}
     truth.chunk({"time": 1}).to_zarr(paths["truth"], mode="w", zarr_format=3, consolidated=True)
     # climatology on the days covered (dims dayofyear, hour, [level], lat, lon), WB2 layout
@@ -76,12 +82,21 @@ def build_stores(root: Path, n_init: int, n_lead: int) -> dict[str, str]:
     clim.to_zarr(paths["truth"], group="climatology", mode="w", zarr_format=3, consolidated=True)
     # forecast: truth at the valid time + error growing with lead (smooth, init-dependent) + small bias
     leads = np.arange(1, n_lead + 1) * np.timedelta64(12, "h")
-    fc = xr.Dataset(coords={"time": times[:n_init], "prediction_timedelta": leads.astype("timedelta64[ns]"),
-                            "level": LEVELS, "latitude": lat, "longitude": lon},
-                    attrs={"wxemu_model": "synthetic", "wxemu_complete": True})
+    fc = xr.Dataset(
+        coords={
+            "time": times[:n_init],
+            "prediction_timedelta": leads.astype("timedelta64[ns]"),
+            "level": LEVELS,
+            "latitude": lat,
+            "longitude": lon,
+        },
+        attrs={"wxemu_model": "synthetic", "wxemu_complete": True},
+    )
     shapes = {"temperature": (n_init, n_lead, len(LEVELS), 121, 240), "2m_temperature": (n_init, n_lead, 121, 240)}
-    dims = {"temperature": ("time", "prediction_timedelta", "level", "latitude", "longitude"),
-            "2m_temperature": ("time", "prediction_timedelta", "latitude", "longitude")}
+    dims = {
+        "temperature": ("time", "prediction_timedelta", "level", "latitude", "longitude"),
+        "2m_temperature": ("time", "prediction_timedelta", "latitude", "longitude"),
+    }
     import dask.array as da
 
     for v, shape in shapes.items():
@@ -92,14 +107,30 @@ def build_stores(root: Path, n_init: int, n_lead: int) -> dict[str, str]:
     scale = np.sqrt(np.arange(1, n_lead + 1) / n_lead).astype(np.float32)
     for i in range(n_init):
         idx = i + np.arange(1, n_lead + 1)
-        block = xr.Dataset({
-            "temperature": (dims["temperature"], truth["temperature"].values[idx][None]
-                            + 0.3 + scale[None, :, None, None, None] * err_t[i][None, None]),
-            "2m_temperature": (dims["2m_temperature"], truth["2m_temperature"].values[idx][None]
-                               - 0.2 + scale[None, :, None, None] * err_s[i][None, None])})
-        block.to_zarr(paths["forecast"], region={"time": slice(i, i + 1), "prediction_timedelta": slice(None),
-                                                 "level": slice(None), "latitude": slice(None),
-                                                 "longitude": slice(None)})
+        block = xr.Dataset(
+            {
+                "temperature": (
+                    dims["temperature"],
+                    truth["temperature"].values[idx][None]
+                    + 0.3
+                    + scale[None, :, None, None, None] * err_t[i][None, None],
+                ),
+                "2m_temperature": (
+                    dims["2m_temperature"],
+                    truth["2m_temperature"].values[idx][None] - 0.2 + scale[None, :, None, None] * err_s[i][None, None],
+                ),
+            }
+        )
+        block.to_zarr(
+            paths["forecast"],
+            region={
+                "time": slice(i, i + 1),
+                "prediction_timedelta": slice(None),
+                "level": slice(None),
+                "latitude": slice(None),
+                "longitude": slice(None),
+            },
+        )
     return paths
 
 
@@ -107,11 +138,14 @@ def build_stores(root: Path, n_init: int, n_lead: int) -> dict[str, str]:
 def run_wxemu(paths: dict[str, str]) -> dict:
     from pipeline.verify import VerifyConfig, verify
 
-    scores, _ = verify(VerifyConfig(forecasts=[paths["forecast"]], truth=paths["truth"], metrics=METRICS,
-                                    regions=list(REGIONS)))
+    scores, _ = verify(
+        VerifyConfig(forecasts=[paths["forecast"]], truth=paths["truth"], metrics=METRICS, regions=list(REGIONS))
+    )
     rmse = scores.sel(metric="rmse").isel(forecast=0)
-    return {"rmse_T850": rmse["temperature"].sel(level=850).transpose("region", ...).values.tolist(),
-            "rmse_T2m": rmse["2m_temperature"].transpose("region", ...).values.tolist()}
+    return {
+        "rmse_T850": rmse["temperature"].sel(level=850).transpose("region", ...).values.tolist(),
+        "rmse_T2m": rmse["2m_temperature"].transpose("region", ...).values.tolist(),
+    }
 
 
 def _naive_inputs(paths: dict[str, str]):
@@ -121,8 +155,15 @@ def _naive_inputs(paths: dict[str, str]):
     truth = xr.open_zarr(paths["truth"])
     clim = xr.open_zarr(paths["truth"], group="climatology")
     lat = fc.latitude.values
-    bounds = np.deg2rad(np.clip(np.concatenate([[lat[0] - (lat[1] - lat[0]) / 2], (lat[:-1] + lat[1:]) / 2,
-                                                [lat[-1] + (lat[-1] - lat[-2]) / 2]]), -90, 90))
+    bounds = np.deg2rad(
+        np.clip(
+            np.concatenate(
+                [[lat[0] - (lat[1] - lat[0]) / 2], (lat[:-1] + lat[1:]) / 2, [lat[-1] + (lat[-1] - lat[-2]) / 2]]
+            ),
+            -90,
+            90,
+        )
+    )
     w = fc.latitude.copy(data=np.sin(bounds[1:]) - np.sin(bounds[:-1]))
     return fc, truth, clim, w
 
@@ -137,15 +178,20 @@ def _per_lead(paths: dict[str, str], score_lead) -> dict:
         f = fc.sel(prediction_timedelta=lead)
         valid = f.time + lead
         t = truth.sel(time=valid.values).assign_coords(time=f.time.values)
-        c = clim.sel(dayofyear=xr.DataArray(valid.dt.dayofyear.values, dims="time"),
-                     hour=xr.DataArray(valid.dt.hour.values, dims="time")).drop_vars(["dayofyear", "hour"])
+        c = clim.sel(
+            dayofyear=xr.DataArray(valid.dt.dayofyear.values, dims="time"),
+            hour=xr.DataArray(valid.dt.hour.values, dims="time"),
+        ).drop_vars(["dayofyear", "hour"])
         c = c.assign_coords(time=f.time.values)
-        per_region = [score_lead(f, t, c, w.where((w.latitude >= lo) & (w.latitude <= hi), 0))
-                      for lo, hi in REGIONS.values()]
+        per_region = [
+            score_lead(f, t, c, w.where((w.latitude >= lo) & (w.latitude <= hi), 0)) for lo, hi in REGIONS.values()
+        ]
         per_lead.append(xr.concat(per_region, dim="region").compute())
     res = xr.concat(per_lead, dim="prediction_timedelta")
-    return {"rmse_T850": res["temperature"].isel(metric=0).sel(level=850).transpose("region", ...).values.tolist(),
-            "rmse_T2m": res["2m_temperature"].isel(metric=0).transpose("region", ...).values.tolist()}
+    return {
+        "rmse_T850": res["temperature"].isel(metric=0).sel(level=850).transpose("region", ...).values.tolist(),
+        "rmse_T2m": res["2m_temperature"].isel(metric=0).transpose("region", ...).values.tolist(),
+    }
 
 
 def run_naive(paths: dict[str, str]) -> dict:
@@ -153,10 +199,19 @@ def run_naive(paths: dict[str, str]) -> dict:
     import xarray as xr
 
     def score(f, t, c, wr):
-        mean = lambda x: x.weighted(wr).mean(["latitude", "longitude"])
+        def mean(x):
+            return x.weighted(wr).mean(["latitude", "longitude"])
+
         err, fa, ta = f - t, f - c, t - c
-        return xr.concat([np.sqrt(mean(err**2).mean("time")), mean(abs(err)).mean("time"), mean(err).mean("time"),
-                          (mean(fa * ta) / np.sqrt(mean(fa**2) * mean(ta**2))).mean("time")], dim="metric")
+        return xr.concat(
+            [
+                np.sqrt(mean(err**2).mean("time")),
+                mean(abs(err)).mean("time"),
+                mean(err).mean("time"),
+                (mean(fa * ta) / np.sqrt(mean(fa**2) * mean(ta**2))).mean("time"),
+            ],
+            dim="metric",
+        )
 
     return _per_lead(paths, score)
 
@@ -169,11 +224,22 @@ def run_xskillscore(paths: dict[str, str]) -> dict:
         wr = (wr * xr.ones_like(f.longitude)).astype("f4")
         dims = ["latitude", "longitude"]
         fa, ta = f - c, t - c
-        acc = (fa * ta).weighted(wr).mean(dims) / np.sqrt((fa**2).weighted(wr).mean(dims)
-                                                          * (ta**2).weighted(wr).mean(dims))
-        per_var = lambda fn: xr.Dataset({v: fn(f[v], t[v], dim=dims, weights=wr) for v in f.data_vars})
-        return xr.concat([np.sqrt(per_var(xs.mse).mean("time")), per_var(xs.mae).mean("time"),
-                          per_var(xs.me).mean("time"), acc.mean("time")], dim="metric")
+        acc = (fa * ta).weighted(wr).mean(dims) / np.sqrt(
+            (fa**2).weighted(wr).mean(dims) * (ta**2).weighted(wr).mean(dims)
+        )
+
+        def per_var(fn):
+            return xr.Dataset({v: fn(f[v], t[v], dim=dims, weights=wr) for v in f.data_vars})
+
+        return xr.concat(
+            [
+                np.sqrt(per_var(xs.mse).mean("time")),
+                per_var(xs.mae).mean("time"),
+                per_var(xs.me).mean("time"),
+                acc.mean("time"),
+            ],
+            dim="metric",
+        )
 
     return _per_lead(paths, score)
 
@@ -233,8 +299,13 @@ def main() -> int:
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         results = {}
         for name in args.only:
-            proc = subprocess.run([sys.executable, __file__, "--child", name, json.dumps(paths)], env=env, check=False,
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", name, json.dumps(paths)],
+                env=env,
+                check=False,
+                capture_output=True,
+                text=True,
+            )
             line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode or not line:
                 print(f"{name} failed:\n{proc.stderr[-3000:]}")
@@ -244,8 +315,11 @@ def main() -> int:
         print(f"{'implementation':<14} {'seconds':>8} {'peak RSS MiB':>12} {'x wxemu time':>12} {'max rel diff':>12}")
         for name, r in results.items():
             ratio = r["seconds"] / ref["seconds"] if ref else float("nan")
-            diff = max(np.max(np.abs(np.array(r[k]) / np.array(ref[k]) - 1)) for k in ("rmse_T850", "rmse_T2m")) \
-                if ref else float("nan")
+            diff = (
+                max(np.max(np.abs(np.array(r[k]) / np.array(ref[k]) - 1)) for k in ("rmse_T850", "rmse_T2m"))
+                if ref
+                else float("nan")
+            )
             print(f"{name:<14} {r['seconds']:8.1f} {r['peak_rss_mb']:12.0f} {ratio:12.2f} {diff:12.1e}")
     finally:
         if not args.keep:

@@ -51,10 +51,12 @@ def apply_time_from(ds: xr.Dataset, time_from: Mapping[str, str] | None, source:
         return ds
     if len(time_from) != 1:
         raise InputDataError(f"{source}: time_from maps one dimension onto time; got {sorted(time_from)}")
-    (dim, template), = time_from.items()
+    ((dim, template),) = time_from.items()
     if dim not in ds.dims:
-        raise InputDataError(f"{source}: time_from names dimension {dim!r}, which the source lacks "
-                             f"(dimensions: {sorted(map(str, ds.dims))})")
+        raise InputDataError(
+            f"{source}: time_from names dimension {dim!r}, which the source lacks "
+            f"(dimensions: {sorted(map(str, ds.dims))})"
+        )
     values = ds[dim].values if dim in ds.coords else np.arange(ds.sizes[dim])
     try:
         times = pd.DatetimeIndex([pd.Timestamp(template.format(**{dim: _plain(v)})) for v in values])
@@ -80,7 +82,8 @@ def refuse_dateless_dims(ds: xr.Dataset, source: str) -> None:
             raise InputDataError(
                 f"{source}: dimension {dim!r} (values {vals}) holds no dates, so it cannot become the time axis "
                 f"by itself; map it explicitly, e.g. time_from={{'{dim}': '2000-{{{dim}:02d}}-01'}} "
-                f"(catalog entry field `time_from`), or select one {dim} first")
+                f"(catalog entry field `time_from`), or select one {dim} first"
+            )
 
 
 def check_time_axis(times: pd.DatetimeIndex, source: str, *, regular: bool) -> None:
@@ -108,7 +111,8 @@ def check_time_axis(times: pd.DatetimeIndex, source: str, *, regular: bool) -> N
         kind = "missing times" if diffs[i] % step == np.timedelta64(0) else "uneven time steps"
         raise InputDataError(
             f"{source}: {kind}: the axis steps by {pd.Timedelta(step)} but jumps from {times[i]} to "
-            f"{times[i + 1]} (first gap after {times[i]}; {len(bad)} irregular step(s))")
+            f"{times[i + 1]} (first gap after {times[i]}; {len(bad)} irregular step(s))"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- coordinates
@@ -123,13 +127,14 @@ def rename_coordinates(ds: xr.Dataset, source: str, mapping: Mapping[str, str] |
             ds = ds.drop_vars([c for c in ("time", "step") if c in ds.coords and c not in ds.dims])
         elif "valid_time" in ds.coords and "valid_time" not in ds.dims:
             if "step" in ds.dims and ds.sizes["step"] > 1:
-                raise InputDataError(f"{source}: has {ds.sizes['step']} forecast steps; read it as a forecast "
-                                     "(to_canonical_forecast / a catalog entry of kind forecast)")
+                raise InputDataError(
+                    f"{source}: has {ds.sizes['step']} forecast steps; read it as a forecast "
+                    "(to_canonical_forecast / a catalog entry of kind forecast)"
+                )
             if "time" in ds.dims and ds["valid_time"].dims == ("time",):
                 ds = ds.assign_coords(time=ds["valid_time"].values)
             ds = ds.drop_vars("valid_time")
-        if "time" not in ds.dims and "valid_time" not in ds.dims and ("time" in ds.coords
-                                                                      or "valid_time" in ds.coords):
+        if "time" not in ds.dims and "valid_time" not in ds.dims and ("time" in ds.coords or "valid_time" in ds.coords):
             # one analysis time as a scalar coordinate (GRIB fields of a single date): a length-1 time axis
             when = ds["valid_time"] if "valid_time" in ds.coords else ds["time"]
             ds = ds.drop_vars([c for c in ("time", "valid_time") if c in ds.coords])
@@ -152,8 +157,9 @@ def rename_coordinates(ds: xr.Dataset, source: str, mapping: Mapping[str, str] |
             if name not in ds.dims:  # a second, scalar alias of an existing axis: drop it
                 ds = ds.drop_vars(name)
                 continue
-            raise InputDataError(f"{source}: both {name!r} and {target!r} would become {target!r}; "
-                                 "give a coordinate mapping")
+            raise InputDataError(
+                f"{source}: both {name!r} and {target!r} would become {target!r}; give a coordinate mapping"
+            )
         renames[str(name)] = target
     return ds.rename(renames) if renames else ds
 
@@ -173,9 +179,11 @@ def handle_members(ds: xr.Dataset, source: str, ensemble: bool) -> xr.Dataset:
     if ds.sizes["number"] == 1:
         return ds.isel(number=0, drop=True)
     if not ensemble:
-        raise InputDataError(f"{source}: is an ensemble of {ds.sizes['number']} members (dimension `number`) "
-                             "but a deterministic dataset was asked for; select one member first "
-                             "(e.g. ds.sel(number=0)) or allow ensembles")
+        raise InputDataError(
+            f"{source}: is an ensemble of {ds.sizes['number']} members (dimension `number`) "
+            "but a deterministic dataset was asked for; select one member first "
+            "(e.g. ds.sel(number=0)) or allow ensembles"
+        )
     return ds.assign_coords(number=ds["number"].values.astype("int64"))
 
 
@@ -186,9 +194,11 @@ def _check_regular(values: np.ndarray, name: str, source: str) -> float:
     step = float(np.median(diffs))
     if step <= 0 or not np.allclose(diffs, step, rtol=1e-3, atol=1e-6):
         i = int(np.flatnonzero(~np.isclose(diffs, step, rtol=1e-3, atol=1e-6))[0]) if step > 0 else 0
-        raise InputDataError(f"{source}: {name} grid is not regular: spacing {diffs[i]:.6g} between "
-                             f"{values[i]:.6g} and {values[i + 1]:.6g} differs from {step:.6g} (a Gaussian or "
-                             "irregular grid must be regridded before ingestion)")
+        raise InputDataError(
+            f"{source}: {name} grid is not regular: spacing {diffs[i]:.6g} between "
+            f"{values[i]:.6g} and {values[i + 1]:.6g} differs from {step:.6g} (a Gaussian or "
+            "irregular grid must be regridded before ingestion)"
+        )
     return step
 
 
@@ -197,8 +207,10 @@ def normalise_grid(ds: xr.Dataset, source: str) -> xr.Dataset:
     regional one (western edge in [0, 360), values may exceed 360); both regular. Raises otherwise."""
     missing = [c for c in _SPATIAL if c not in ds.dims]
     if missing:
-        raise InputDataError(f"{source}: no {' or '.join(missing)} dimension (dimensions: "
-                             f"{sorted(map(str, ds.dims))}); give a coordinate mapping")
+        raise InputDataError(
+            f"{source}: no {' or '.join(missing)} dimension (dimensions: "
+            f"{sorted(map(str, ds.dims))}); give a coordinate mapping"
+        )
     lat = ds["latitude"].values.astype("float64")
     if np.any(np.abs(lat) > 90.0 + 1e-6):
         raise InputDataError(f"{source}: latitude values outside [-90, 90] ({lat.min()} .. {lat.max()})")
@@ -234,8 +246,12 @@ def normalise_grid(ds: xr.Dataset, source: str) -> xr.Dataset:
     # long archive that was a third of the canonical mapping's time)
     return ds.assign_coords(
         latitude=("latitude", lat, {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude"}),
-        longitude=("longitude", sorted_lon,
-                   {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"}))
+        longitude=(
+            "longitude",
+            sorted_lon,
+            {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"},
+        ),
+    )
 
 
 def normalise_levels(ds: xr.Dataset, source: str, levels: list[int] | None) -> xr.Dataset:
@@ -250,8 +266,9 @@ def normalise_levels(ds: xr.Dataset, source: str, levels: list[int] | None) -> x
     if units in conv.LEVEL_UNITS_TO_HPA:
         factor = conv.LEVEL_UNITS_TO_HPA[units]
     elif units:
-        raise InputDataError(f"{source}: pressure level units {ds['level'].attrs['units']!r} not understood "
-                             "(expected Pa or hPa)")
+        raise InputDataError(
+            f"{source}: pressure level units {ds['level'].attrs['units']!r} not understood (expected Pa or hPa)"
+        )
     else:
         factor = 0.01 if raw.max() > 1100.0 else 1.0
     hpa = raw * factor
@@ -277,19 +294,25 @@ def select_time(ds: xr.Dataset, source: str, start, end, *, regular: bool) -> xr
     if "time" not in ds.dims:
         return ds
     if not np.issubdtype(ds["time"].dtype, np.datetime64):
-        raise InputDataError(f"{source}: time axis of dtype {ds['time'].dtype} holds no dates; decode it or "
-                             "map it with time_from")
+        raise InputDataError(
+            f"{source}: time axis of dtype {ds['time'].dtype} holds no dates; decode it or map it with time_from"
+        )
     times = pd.DatetimeIndex(ds["time"].values)
     check_time_axis(times, source, regular=False)
     if not times.is_monotonic_increasing:
         ds = ds.sortby("time")
     if start is not None or end is not None:
         first, last = ds["time"].values[0], ds["time"].values[-1]
-        ds = ds.sel(time=slice(pd.Timestamp(start) if start is not None else None,
-                               pd.Timestamp(end) if end is not None else None))
+        ds = ds.sel(
+            time=slice(
+                pd.Timestamp(start) if start is not None else None, pd.Timestamp(end) if end is not None else None
+            )
+        )
         if ds.sizes["time"] == 0:
-            raise InputDataError(f"{source}: no times between {start} and {end}; the source covers "
-                                 f"{pd.Timestamp(first)} .. {pd.Timestamp(last)}")
+            raise InputDataError(
+                f"{source}: no times between {start} and {end}; the source covers "
+                f"{pd.Timestamp(first)} .. {pd.Timestamp(last)}"
+            )
     check_time_axis(pd.DatetimeIndex(ds["time"].values), source, regular=regular)
     return ds
 
@@ -300,8 +323,9 @@ def _is_bounds(ds: xr.Dataset, name: str) -> bool:
     return name in referenced or name.endswith(_BOUNDS_SUFFIXES)
 
 
-def resolve_variables(ds: xr.Dataset, source: str, mapping: Mapping[str, str] | None,
-                      variables: list[str] | None) -> dict[str, str]:
+def resolve_variables(
+    ds: xr.Dataset, source: str, mapping: Mapping[str, str] | None, variables: list[str] | None
+) -> dict[str, str]:
     """{source name: canonical name} for the variables to keep.
 
     ``mapping`` (source -> canonical) wins over the alias table; ``variables`` may name canonical or source
@@ -319,8 +343,10 @@ def resolve_variables(ds: xr.Dataset, source: str, mapping: Mapping[str, str] | 
         if target is None:
             unmapped.append(name)
         elif target not in conv.VARIABLES:
-            raise InputDataError(f"{source}: mapping sends {name!r} to {target!r}, which is not a canonical "
-                                 f"variable (known: {', '.join(sorted(conv.VARIABLES))})")
+            raise InputDataError(
+                f"{source}: mapping sends {name!r} to {target!r}, which is not a canonical "
+                f"variable (known: {', '.join(sorted(conv.VARIABLES))})"
+            )
         else:
             resolved[name] = target
     if variables:
@@ -334,28 +360,37 @@ def resolve_variables(ds: xr.Dataset, source: str, mapping: Mapping[str, str] | 
                 chosen[s] = resolved[s]
         if missing:
             have = ", ".join(f"{s} ({c})" if s != c else s for s, c in resolved.items())
-            raise InputDataError(f"{source}: variables {missing} not found; the source has {have or 'none'}"
-                                 + (f" and unmapped {unmapped}" if unmapped else ""))
+            raise InputDataError(
+                f"{source}: variables {missing} not found; the source has {have or 'none'}"
+                + (f" and unmapped {unmapped}" if unmapped else "")
+            )
         resolved = chosen
     elif unmapped:
-        raise InputDataError(f"{source}: cannot map variables {unmapped} onto canonical names; give a mapping "
-                             f"(source -> one of {', '.join(sorted(conv.VARIABLES))}) or select variables")
+        raise InputDataError(
+            f"{source}: cannot map variables {unmapped} onto canonical names; give a mapping "
+            f"(source -> one of {', '.join(sorted(conv.VARIABLES))}) or select variables"
+        )
     targets = list(resolved.values())
     clash = sorted({t for t in targets if targets.count(t) > 1})
     if clash:
-        raise InputDataError(f"{source}: several source variables map onto {clash}: "
-                             f"{[s for s, c in resolved.items() if c in clash]}; select variables")
+        raise InputDataError(
+            f"{source}: several source variables map onto {clash}: "
+            f"{[s for s, c in resolved.items() if c in clash]}; select variables"
+        )
     return resolved
 
 
 def _declared_height(da: xr.DataArray, source_name: str) -> bool:
-    return (source_name in conv.GEOPOTENTIAL_HEIGHT_ALIASES
-            or da.attrs.get("standard_name") == "geopotential_height"
-            or conv.normalise_units(str(da.attrs.get("units", ""))) == "gpm")
+    return (
+        source_name in conv.GEOPOTENTIAL_HEIGHT_ALIASES
+        or da.attrs.get("standard_name") == "geopotential_height"
+        or conv.normalise_units(str(da.attrs.get("units", ""))) == "gpm"
+    )
 
 
-def convert_units(da: xr.DataArray, canonical: str, source_name: str, source: str,
-                  units: str | None = None) -> xr.DataArray:
+def convert_units(
+    da: xr.DataArray, canonical: str, source_name: str, source: str, units: str | None = None
+) -> xr.DataArray:
     """Convert ``da`` onto the canonical units of ``canonical`` using its ``units`` attribute (or ``units``).
 
     Geopotential height (m) becomes geopotential (m2 s-2) only when declared as such (``gh``/``hgt``/``zg``
@@ -364,8 +399,10 @@ def convert_units(da: xr.DataArray, canonical: str, source_name: str, source: st
     spec = conv.VARIABLES[canonical]
     given = units if units is not None else da.attrs.get("units")
     if given is None:
-        raise InputDataError(f"{source}: variable {source_name!r} has no units attribute; declare its units "
-                             f"(expected {spec.units!r} for {canonical})")
+        raise InputDataError(
+            f"{source}: variable {source_name!r} has no units attribute; declare its units "
+            f"(expected {spec.units!r} for {canonical})"
+        )
     if canonical == "geopotential" and _declared_height(da, source_name):
         factor = conv.GEOPOTENTIAL_HEIGHT_UNITS.get(conv.normalise_units(str(given)))
     else:
@@ -373,8 +410,9 @@ def convert_units(da: xr.DataArray, canonical: str, source_name: str, source: st
     if factor is None:
         known = {u for table in conv.UNIT_CONVERSIONS.values() for u in table}
         problem = "disagree with" if conv.normalise_units(str(given)) in known else "are unknown; expected"
-        raise InputDataError(f"{source}: units {given!r} of variable {source_name!r} {problem} {canonical} "
-                             f"({spec.units})")
+        raise InputDataError(
+            f"{source}: units {given!r} of variable {source_name!r} {problem} {canonical} ({spec.units})"
+        )
     scale, offset = factor
     if scale != 1.0 or offset != 0.0:
         da = da * np.float32(scale) + np.float32(offset) if da.dtype == np.float32 else da * scale + offset
@@ -403,8 +441,10 @@ def guard_nan(da: xr.DataArray, name: str, source: str) -> xr.DataArray:
 
     def problem(block: np.ndarray, offsets: list[int]) -> str:
         nan_count = int(np.isnan(block).sum())
-        return (f"{source}: {name} has NaN values ({nan_count} in the block read; first at "
-                f"{_nan_where(block, offsets, dims, coords)}); {hint}")
+        return (
+            f"{source}: {name} has NaN values ({nan_count} in the block read; first at "
+            f"{_nan_where(block, offsets, dims, coords)}); {hint}"
+        )
 
     if not isinstance(da.data, dask.array.Array) or da.nbytes <= EAGER_NAN_CHECK_BYTES:
         isnan = np.isnan(da.data)
@@ -420,13 +460,17 @@ def guard_nan(da: xr.DataArray, name: str, source: str) -> xr.DataArray:
                 axes = tuple(i for i, d in enumerate(dims) if d in _SPATIAL)
                 absent = isnan_np.all(axis=axes)
                 if absent.any() and absent.sum() * np.prod([da.sizes[d] for d in _SPATIAL]) == isnan_np.sum():
-                    hint = (f"{int(absent.sum())} of {absent.size} fields are absent from the source (a sparse "
-                            "hypercube, e.g. leads or members that differ per initial time); " + hint)
+                    hint = (
+                        f"{int(absent.sum())} of {absent.size} fields are absent from the source (a sparse "
+                        "hypercube, e.g. leads or members that differ per initial time); " + hint
+                    )
             first = np.argwhere(isnan_np)[0]
-            where = ", ".join(f"{d}={_fmt(coords[d][k]) if d in coords else k}"
-                              for d, k in zip(dims, first, strict=True))
-            raise InputDataError(f"{source}: {name} has NaN values ({int(isnan_np.sum())} of {isnan_np.size}; "
-                                 f"first at {where}); {hint}")
+            where = ", ".join(
+                f"{d}={_fmt(coords[d][k]) if d in coords else k}" for d, k in zip(dims, first, strict=True)
+            )
+            raise InputDataError(
+                f"{source}: {name} has NaN values ({int(isnan_np.sum())} of {isnan_np.size}; first at {where}); {hint}"
+            )
         return da
 
     def check(block: np.ndarray, block_info=None) -> np.ndarray:
@@ -447,11 +491,22 @@ def _fmt(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ pipeline
-def canonicalise(ds: xr.Dataset, *, source: str, layout: str = "analysis", mapping: Mapping[str, str] | None = None,
-                 variables: list[str] | None = None, levels: list[int] | None = None, start=None, end=None,
-                 allow_nan: bool = False, time_from: Mapping[str, str] | None = None,
-                 units: Mapping[str, str] | None = None, ensemble: bool = True,
-                 extra_steps: list[Callable[[xr.Dataset], xr.Dataset]] | None = None) -> xr.Dataset:
+def canonicalise(
+    ds: xr.Dataset,
+    *,
+    source: str,
+    layout: str = "analysis",
+    mapping: Mapping[str, str] | None = None,
+    variables: list[str] | None = None,
+    levels: list[int] | None = None,
+    start=None,
+    end=None,
+    allow_nan: bool = False,
+    time_from: Mapping[str, str] | None = None,
+    units: Mapping[str, str] | None = None,
+    ensemble: bool = True,
+    extra_steps: list[Callable[[xr.Dataset], xr.Dataset]] | None = None,
+) -> xr.Dataset:
     """The shared chain behind ``to_canonical`` (layout ``"analysis"``) and ``to_canonical_forecast``
     (layout ``"forecast"``; ``extra_steps`` run after the coordinates are renamed, before validation)."""
     if layout not in ("analysis", "forecast"):
@@ -480,20 +535,28 @@ def canonicalise(ds: xr.Dataset, *, source: str, layout: str = "analysis", mappi
         da = ds[src_name]
         extra = [d for d in da.dims if d not in allowed]
         if extra:
-            raise InputDataError(f"{source}: variable {src_name!r} has dimensions {extra} that the canonical "
-                                 f"{layout} layout lacks ({', '.join(d for d in conv.DIM_ORDER if d in allowed)}); "
-                                 "select or map them first")
+            raise InputDataError(
+                f"{source}: variable {src_name!r} has dimensions {extra} that the canonical "
+                f"{layout} layout lacks ({', '.join(d for d in conv.DIM_ORDER if d in allowed)}); "
+                "select or map them first"
+            )
         if spec.levels and "level" not in da.dims:
-            raise InputDataError(f"{source}: {src_name!r} ({name}) is a pressure-level variable but has no level "
-                                 "dimension; give a coordinate mapping for its level")
+            raise InputDataError(
+                f"{source}: {src_name!r} ({name}) is a pressure-level variable but has no level "
+                "dimension; give a coordinate mapping for its level"
+            )
         if spec.static:
             for dim in ("time", "prediction_timedelta", "number"):
                 if dim in da.dims:
                     da = da.isel({dim: 0}, drop=True)
         da = convert_units(da, name, src_name, source, units.get(src_name, units.get(name)))
         da = da.astype("float32").transpose(*[d for d in conv.DIM_ORDER if d in da.dims])
-        da.attrs = {"units": spec.units, "standard_name": spec.standard_name, "long_name": spec.long_name,
-                    "source_name": src_name}
+        da.attrs = {
+            "units": spec.units,
+            "standard_name": spec.standard_name,
+            "long_name": spec.long_name,
+            "source_name": src_name,
+        }
         da.encoding = {}
         if not allow_nan:
             da = guard_nan(da, name, source)
@@ -507,8 +570,10 @@ def canonicalise(ds: xr.Dataset, *, source: str, layout: str = "analysis", mappi
     for c in result.coords:
         result[c].encoding = {}
     if "time" in result.coords:
-        result["time"].attrs = {"standard_name": "time", "long_name": "initialisation time" if layout == "forecast"
-                                else "time"}
+        result["time"].attrs = {
+            "standard_name": "time",
+            "long_name": "initialisation time" if layout == "forecast" else "time",
+        }
     if "number" in result.coords:
         result["number"].attrs = {"long_name": "ensemble member", "standard_name": "realization"}
     keep_attrs = {k: v for k, v in ds.attrs.items() if not k.startswith(("GRIB_", "wxemu_"))}
@@ -516,10 +581,20 @@ def canonicalise(ds: xr.Dataset, *, source: str, layout: str = "analysis", mappi
     return result
 
 
-def to_canonical(ds: xr.Dataset, *, source: str, mapping: dict[str, str] | None = None,
-                 variables: list[str] | None = None, levels: list[int] | None = None,
-                 start=None, end=None, allow_nan: bool = False, time_from: dict[str, str] | None = None,
-                 units: dict[str, str] | None = None, ensemble: bool = True) -> xr.Dataset:
+def to_canonical(
+    ds: xr.Dataset,
+    *,
+    source: str,
+    mapping: dict[str, str] | None = None,
+    variables: list[str] | None = None,
+    levels: list[int] | None = None,
+    start=None,
+    end=None,
+    allow_nan: bool = False,
+    time_from: dict[str, str] | None = None,
+    units: dict[str, str] | None = None,
+    ensemble: bool = True,
+) -> xr.Dataset:
     """Map a source dataset onto the canonical analysis convention (DESIGN.md); lazy where the input is.
 
     ds: as opened by ``readers.open_source`` (source names). source: a name for messages (entry or path).
@@ -534,6 +609,17 @@ def to_canonical(ds: xr.Dataset, *, source: str, mapping: dict[str, str] | None 
     Returns dims (``time``, [``number``], [``level``], ``latitude``, ``longitude``); static fields without
     ``time``; float32 data with CF attributes. Raises InputDataError naming ``source`` and the problem.
     """
-    return canonicalise(ds, source=source, layout="analysis", mapping=mapping, variables=variables, levels=levels,
-                        start=start, end=end, allow_nan=allow_nan, time_from=time_from, units=units,
-                        ensemble=ensemble)
+    return canonicalise(
+        ds,
+        source=source,
+        layout="analysis",
+        mapping=mapping,
+        variables=variables,
+        levels=levels,
+        start=start,
+        end=end,
+        allow_nan=allow_nan,
+        time_from=time_from,
+        units=units,
+        ensemble=ensemble,
+    )

@@ -152,8 +152,9 @@ def _read_file(path: str) -> tuple[list[dict], dict[str, str]]:
     if isinstance(doc, dict) and ("entries" in doc or "mirrors" in doc) and "name" not in doc:
         unknown = set(doc) - {"entries", "mirrors"}
         if unknown:
-            raise ConfigError(f"catalog file {path}: unknown top-level keys {sorted(unknown)} "
-                              "(expected entries, mirrors)")
+            raise ConfigError(
+                f"catalog file {path}: unknown top-level keys {sorted(unknown)} (expected entries, mirrors)"
+            )
         mirrors = {str(k): str(v) for k, v in (doc.get("mirrors") or {}).items()}
         doc = doc.get("entries") or []
     items = doc if isinstance(doc, list) else [doc]
@@ -196,9 +197,17 @@ def get_entry(name: str, catalog: Catalog | None = None) -> Entry:
     return (catalog or load_catalog()).get(name)
 
 
-def open_dataset(name: str, *, variables: list[str] | None = None, levels: list[int] | None = None, start=None,
-                 end=None, storage_options: dict | None = None, catalog: Catalog | None = None,
-                 allow_nan: bool | None = None) -> xr.Dataset:
+def open_dataset(
+    name: str,
+    *,
+    variables: list[str] | None = None,
+    levels: list[int] | None = None,
+    start=None,
+    end=None,
+    storage_options: dict | None = None,
+    catalog: Catalog | None = None,
+    allow_nan: bool | None = None,
+) -> xr.Dataset:
     """Open catalog entry ``name`` lazily, already canonical (forecast entries in the forecast layout).
 
     variables/levels default to the entry's; start/end select times (initial times for forecasts) and pick the
@@ -225,30 +234,57 @@ def open_dataset(name: str, *, variables: list[str] | None = None, levels: list[
         t0 = start if start is not None else (entry.time.start if entry.time else None)
         t1 = end if end is not None else (entry.time.end if entry.time else None)
         if t0 is None or t1 is None:
-            raise ConfigError(f"catalog entry {name!r}: a date-templated location needs start and end "
-                              "(arguments or the entry's time range)")
+            raise ConfigError(
+                f"catalog entry {name!r}: a date-templated location needs start and end "
+                "(arguments or the entry's time range)"
+            )
         freq = entry.time.file_frequency if entry.time and entry.time.file_frequency else "D"
         paths = expand_paths([location], start=t0, end=t1, freq=freq, storage_options=options)
     else:
         paths = [location]
-    common = dict(mapping=entry.mapping, variables=variables, levels=levels, allow_nan=allow_nan,
-                  units=entry.units, ensemble=entry.ensemble)
+    common = dict(
+        mapping=entry.mapping,
+        variables=variables,
+        levels=levels,
+        allow_nan=allow_nan,
+        units=entry.units,
+        ensemble=entry.ensemble,
+    )
     parts = []
     for path in paths:
         raw = open_source(path, entry.format, storage_options=options or None, grib_filter=entry.grib_filter)
         one_file = len(paths) == 1
         if entry.kind == "forecast":
-            parts.append(to_canonical_forecast(raw, source=source, start=start if one_file else None,
-                                               end=end if one_file else None, **common))
+            parts.append(
+                to_canonical_forecast(
+                    raw, source=source, start=start if one_file else None, end=end if one_file else None, **common
+                )
+            )
         else:
-            parts.append(canonicalise(raw, source=source, layout="analysis", time_from=entry.time_from,
-                                      start=start if one_file else None, end=end if one_file else None, **common))
+            parts.append(
+                canonicalise(
+                    raw,
+                    source=source,
+                    layout="analysis",
+                    time_from=entry.time_from,
+                    start=start if one_file else None,
+                    end=end if one_file else None,
+                    **common,
+                )
+            )
     if len(parts) == 1:
         ds = parts[0]
     else:
         try:
-            ds = xr.concat(parts, dim="time", data_vars="all", coords="minimal", compat="override",
-                           join="exact", combine_attrs="override")
+            ds = xr.concat(
+                parts,
+                dim="time",
+                data_vars="all",
+                coords="minimal",
+                compat="override",
+                join="exact",
+                combine_attrs="override",
+            )
         except ValueError as exc:
             raise InputDataError(f"{source}: the files do not line up on one grid ({exc})") from None
         ds = select_time(ds, source, start, end, regular=entry.kind != "forecast")

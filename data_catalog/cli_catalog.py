@@ -8,9 +8,14 @@ HELP = "list and show the named datasets of the catalog"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--catalog", action="append", default=[], metavar="YAML",
-                        help="extra catalog file(s) that extend/override the built-in entries "
-                             "(also $WXEMU_CATALOG, os.pathsep-separated)")
+    parser.add_argument(
+        "--catalog",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="extra catalog file(s) that extend/override the built-in entries "
+        "(also $WXEMU_CATALOG, os.pathsep-separated)",
+    )
     sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
     sub.add_parser("list", help="a table of the entries: name, kind, format, location")
     show = sub.add_parser("show", help="all fields of one entry, as YAML")
@@ -47,8 +52,7 @@ def _show(catalog, name: str) -> int:
     if resolved != entry.location:
         doc["resolved_location"] = resolved
     doc["defined_in"] = catalog.origins.get(name)
-    print(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110,
-                         default_flow_style=None), end="")
+    print(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110, default_flow_style=None), end="")
     return 0
 
 

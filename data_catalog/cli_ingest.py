@@ -31,63 +31,124 @@ def _pairs(values: list[str] | None, option: str) -> tuple[tuple[str, str], ...]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sources", nargs="+", metavar="SOURCE",
-                        help="catalog entry name(s) or NetCDF/GRIB/Zarr paths, globs or URLs")
+    parser.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="catalog entry name(s) or NetCDF/GRIB/Zarr paths, globs or URLs"
+    )
     parser.add_argument("--out", required=True, metavar="STORE.zarr", help="output store (path or fsspec URL)")
     parser.add_argument("--variables", help="comma-separated canonical (or source) variable names; default all")
     parser.add_argument("--levels", help="comma-separated pressure levels in hPa; default all")
     parser.add_argument("--start", help="first time to ingest (inclusive, e.g. 2019-03-01T00)")
     parser.add_argument("--end", help="last time to ingest (inclusive)")
-    parser.add_argument("--grid", type=float, metavar="DEG",
-                        help="conservatively regrid to this resolution in degrees (coarser than the source)")
-    parser.add_argument("--append", action="store_true",
-                        help="add the times after the end of an existing complete store (old chunks untouched)")
+    parser.add_argument(
+        "--grid",
+        type=float,
+        metavar="DEG",
+        help="conservatively regrid to this resolution in degrees (coarser than the source)",
+    )
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add the times after the end of an existing complete store (old chunks untouched)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="run the region writes and the climatology on an existing dask.distributed scheduler "
-                             "(e.g. a SLURMCluster)")
-    parser.add_argument("--workers", type=int, metavar="N",
-                        help="run the region writes and the climatology on a local dask cluster of N worker "
-                             "processes")
-    parser.add_argument("--threads", type=int, default=2,
-                        help="threads of the default (no cluster) path: region writes, climatology tasks, and "
-                             "(one fewer) checksums (default 2)")
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the region writes and the climatology on an existing dask.distributed scheduler "
+        "(e.g. a SLURMCluster)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run the region writes and the climatology on a local dask cluster of N worker processes",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="threads of the default (no cluster) path: region writes, climatology tasks, and "
+        "(one fewer) checksums (default 2)",
+    )
     parser.add_argument("--stats-start", help="first time of the statistics/climatology period (default: all)")
     parser.add_argument("--stats-end", help="last time of the statistics/climatology period (default: all)")
     parser.add_argument("--chunk-time", type=int, default=1, metavar="N", help="time steps per chunk (default 1)")
-    parser.add_argument("--region-mb", type=float, default=64.0,
-                        help="decoded MB per written region, the unit of progress and resume (default 64)")
-    parser.add_argument("--climatology-window", type=int, default=61, metavar="DAYS",
-                        help="day-of-year smoothing window of the climatology (odd, default 61)")
-    parser.add_argument("--climatology-hour-step", type=int, default=1, metavar="H",
-                        help="climatology hours of day: multiples of H (default 1: every hour present)")
-    parser.add_argument("--climatology-pass", choices=("auto", "memory", "store"), default="auto",
-                        help="how the climatology is made (same numbers): 'memory' keeps its (day of year, hour) "
-                             "bins in this process while writing (one pass), 'store' reads the written data back "
-                             "by blocks of days (bounded memory; on the cluster's workers); default 'auto': memory "
-                             "when no cluster is used and the bins fit in half the available memory")
-    parser.add_argument("--time-from", action="append", metavar="DIM=TEMPLATE",
-                        help="turn a date-less dimension into time, e.g. 'month=2000-{month:02d}-01'")
-    parser.add_argument("--mapping", action="append", metavar="SOURCE=CANONICAL",
-                        help="map a source variable/coordinate name onto a canonical one (repeatable)")
-    parser.add_argument("--units", action="append", metavar="NAME=UNITS",
-                        help="declare the units of a variable that lacks (or misstates) them (repeatable)")
+    parser.add_argument(
+        "--region-mb",
+        type=float,
+        default=64.0,
+        help="decoded MB per written region, the unit of progress and resume (default 64)",
+    )
+    parser.add_argument(
+        "--climatology-window",
+        type=int,
+        default=61,
+        metavar="DAYS",
+        help="day-of-year smoothing window of the climatology (odd, default 61)",
+    )
+    parser.add_argument(
+        "--climatology-hour-step",
+        type=int,
+        default=1,
+        metavar="H",
+        help="climatology hours of day: multiples of H (default 1: every hour present)",
+    )
+    parser.add_argument(
+        "--climatology-pass",
+        choices=("auto", "memory", "store"),
+        default="auto",
+        help="how the climatology is made (same numbers): 'memory' keeps its (day of year, hour) "
+        "bins in this process while writing (one pass), 'store' reads the written data back "
+        "by blocks of days (bounded memory; on the cluster's workers); default 'auto': memory "
+        "when no cluster is used and the bins fit in half the available memory",
+    )
+    parser.add_argument(
+        "--time-from",
+        action="append",
+        metavar="DIM=TEMPLATE",
+        help="turn a date-less dimension into time, e.g. 'month=2000-{month:02d}-01'",
+    )
+    parser.add_argument(
+        "--mapping",
+        action="append",
+        metavar="SOURCE=CANONICAL",
+        help="map a source variable/coordinate name onto a canonical one (repeatable)",
+    )
+    parser.add_argument(
+        "--units",
+        action="append",
+        metavar="NAME=UNITS",
+        help="declare the units of a variable that lacks (or misstates) them (repeatable)",
+    )
     parser.add_argument("--member", type=int, help="ensemble member to ingest from an ensemble source")
-    parser.add_argument("--format", dest="fmt", choices=("netcdf", "grib", "zarr"),
-                        help="source format (default: from the suffix or the file's first bytes)")
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        choices=("netcdf", "grib", "zarr"),
+        help="source format (default: from the suffix or the file's first bytes)",
+    )
     parser.add_argument("--allow-nan", action="store_true", help="accept NaN values in the sources")
     parser.add_argument("--storage-options", metavar="JSON", help="fsspec options (JSON) for the sources and STORE")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     group = parser.add_argument_group("forecast stores (--forecast)")
-    group.add_argument("--forecast", action="store_true",
-                       help="the SOURCEs are physics-model forecasts (GRIB/NetCDF/Zarr or catalog forecast entries): "
-                            "write a forecast store in the WeatherBench2 layout for `wxemu verify`")
-    group.add_argument("--model-name", metavar="NAME",
-                       help="forecast name recorded in the store (default: GRIB centre, e.g. ecmwf, ukmo, or the "
-                            "catalog entry name)")
+    group.add_argument(
+        "--forecast",
+        action="store_true",
+        help="the SOURCEs are physics-model forecasts (GRIB/NetCDF/Zarr or catalog forecast entries): "
+        "write a forecast store in the WeatherBench2 layout for `wxemu verify`",
+    )
+    group.add_argument(
+        "--model-name",
+        metavar="NAME",
+        help="forecast name recorded in the store (default: GRIB centre, e.g. ecmwf, ukmo, or the catalog entry name)",
+    )
     group.add_argument("--lead-times", metavar="LEADS", help="comma-separated leads to keep, e.g. 6h,12h (default all)")
-    group.add_argument("--grib-filter", action="append", metavar="KEY=VALUE",
-                       help="cfgrib filter_by_keys for every GRIB source, e.g. dataType=fc (repeatable)")
+    group.add_argument(
+        "--grib-filter",
+        action="append",
+        metavar="KEY=VALUE",
+        help="cfgrib filter_by_keys for every GRIB source, e.g. dataType=fc (repeatable)",
+    )
 
 
 def _storage_options(args: argparse.Namespace) -> dict | None:
@@ -112,14 +173,32 @@ def config_from_args(args: argparse.Namespace):
     options, levels = _storage_options(args), _levels(args)
     levels_int = tuple(levels) if levels else None
     return IngestConfig(
-        sources=tuple(args.sources), out=args.out, variables=_list(args.variables), levels=levels_int,
-        start=args.start, end=args.end, grid=args.grid, chunk_time=args.chunk_time, region_mb=args.region_mb,
-        stats_start=args.stats_start, stats_end=args.stats_end, climatology_window=args.climatology_window,
-        climatology_hour_step=args.climatology_hour_step, climatology_pass=args.climatology_pass,
-        time_from=_pairs(args.time_from, "--time-from"), mapping=_pairs(args.mapping, "--mapping"),
-        units=_pairs(args.units, "--units"), member=args.member, fmt=args.fmt, allow_nan=args.allow_nan,
-        storage_options=tuple(sorted(options.items())) if options else None, append=args.append,
-        overwrite=args.overwrite, scheduler=args.scheduler, workers=args.workers, threads=args.threads,
+        sources=tuple(args.sources),
+        out=args.out,
+        variables=_list(args.variables),
+        levels=levels_int,
+        start=args.start,
+        end=args.end,
+        grid=args.grid,
+        chunk_time=args.chunk_time,
+        region_mb=args.region_mb,
+        stats_start=args.stats_start,
+        stats_end=args.stats_end,
+        climatology_window=args.climatology_window,
+        climatology_hour_step=args.climatology_hour_step,
+        climatology_pass=args.climatology_pass,
+        time_from=_pairs(args.time_from, "--time-from"),
+        mapping=_pairs(args.mapping, "--mapping"),
+        units=_pairs(args.units, "--units"),
+        member=args.member,
+        fmt=args.fmt,
+        allow_nan=args.allow_nan,
+        storage_options=tuple(sorted(options.items())) if options else None,
+        append=args.append,
+        overwrite=args.overwrite,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        threads=args.threads,
         progress=not args.quiet and sys.stderr.isatty(),
     )
 
@@ -132,24 +211,46 @@ def run_forecast(args: argparse.Namespace) -> int:
     """``wxemu ingest --forecast``: :func:`data_catalog.forecast_ingest.ingest_forecast` with the shared options."""
     from data_catalog.forecast_ingest import ingest_forecast
 
-    unsupported = [opt for opt, given in (("--grid", args.grid is not None), ("--append", args.append),
-                                          ("--member", args.member is not None), ("--time-from", args.time_from),
-                                          ("--scheduler", args.scheduler), ("--workers", args.workers),
-                                          ("--stats-start", args.stats_start), ("--stats-end", args.stats_end))
-                   if given]
+    unsupported = [
+        opt
+        for opt, given in (
+            ("--grid", args.grid is not None),
+            ("--append", args.append),
+            ("--member", args.member is not None),
+            ("--time-from", args.time_from),
+            ("--scheduler", args.scheduler),
+            ("--workers", args.workers),
+            ("--stats-start", args.stats_start),
+            ("--stats-end", args.stats_end),
+        )
+        if given
+    ]
     if unsupported:
         raise ConfigError(f"ingest --forecast: {', '.join(unsupported)} apply to analysis stores only")
     options, levels_int = _storage_options(args), _levels(args)
     grib_filter = {k: _filter_value(v) for k, v in _pairs(args.grib_filter, "--grib-filter") or ()} or None
     variables, leads = _list(args.variables), _list(args.lead_times)
-    ds = ingest_forecast(list(args.sources), args.out, variables=list(variables) if variables else None,
-                         levels=levels_int, start=args.start, end=args.end, lead_times=list(leads) if leads else None,
-                         model_name=args.model_name, allow_nan=args.allow_nan, overwrite=args.overwrite,
-                         storage_options=options, grib_filter=grib_filter, fmt=args.fmt,
-                         mapping=dict(_pairs(args.mapping, "--mapping") or ()) or None,
-                         units=dict(_pairs(args.units, "--units") or ()) or None)
-    print(f"{args.out}: forecast store of {ds.attrs['wxemu_model']!r}: {ds.sizes['time']} initial times x "
-          f"{ds.sizes['prediction_timedelta']} leads, variables {', '.join(map(str, ds.data_vars))}")
+    ds = ingest_forecast(
+        list(args.sources),
+        args.out,
+        variables=list(variables) if variables else None,
+        levels=levels_int,
+        start=args.start,
+        end=args.end,
+        lead_times=list(leads) if leads else None,
+        model_name=args.model_name,
+        allow_nan=args.allow_nan,
+        overwrite=args.overwrite,
+        storage_options=options,
+        grib_filter=grib_filter,
+        fmt=args.fmt,
+        mapping=dict(_pairs(args.mapping, "--mapping") or ()) or None,
+        units=dict(_pairs(args.units, "--units") or ()) or None,
+    )
+    print(
+        f"{args.out}: forecast store of {ds.attrs['wxemu_model']!r}: {ds.sizes['time']} initial times x "
+        f"{ds.sizes['prediction_timedelta']} leads, variables {', '.join(map(str, ds.data_vars))}"
+    )
     return 0
 
 
@@ -160,6 +261,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = ingest(config_from_args(args))
     mb = sum(s["bytes"] or 0 for s in result.sources) / 1e6  # None: a remote Zarr store (not listed)
-    print(f"{result.out}: {result.status}: {result.n_times} times, {result.regions_written} regions written, "
-          f"{result.regions_skipped} already there; sources {len(result.sources)} files ({mb:.1f} MB)")
+    print(
+        f"{result.out}: {result.status}: {result.n_times} times, {result.regions_written} regions written, "
+        f"{result.regions_skipped} already there; sources {len(result.sources)} files ({mb:.1f} MB)"
+    )
     return 0

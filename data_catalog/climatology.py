@@ -31,8 +31,9 @@ def window_matrix(window: int = 61, n_days: int = N_DAYS) -> np.ndarray:
     return (dist <= window // 2).astype("f8")
 
 
-def doy_hour_sums(values: np.ndarray, dayofyear: np.ndarray, hour_index: np.ndarray, n_hours: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def doy_hour_sums(
+    values: np.ndarray, dayofyear: np.ndarray, hour_index: np.ndarray, n_hours: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Sums and counts of ``values`` (time first, any trailing shape) per (day of year, hour) bin.
 
     ``dayofyear``: int (time,) in 1..366; ``hour_index``: int (time,) in 0..n_hours-1. Returns
@@ -59,10 +60,10 @@ def smooth_circular(sums: np.ndarray, counts: np.ndarray, window: int = 61) -> n
     half = window // 2
 
     def window_sums(a: np.ndarray) -> np.ndarray:
-        ext = np.concatenate([a[n_days - half:], a, a[:half]], axis=0) if half else a
+        ext = np.concatenate([a[n_days - half :], a, a[:half]], axis=0) if half else a
         c = np.cumsum(ext, axis=0)
         c = np.concatenate([np.zeros((1, *a.shape[1:])), c], axis=0)
-        return c[window:window + n_days] - c[:n_days]
+        return c[window : window + n_days] - c[:n_days]
 
     s, n = window_sums(sums), window_sums(counts)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -107,7 +108,7 @@ class ClimatologyAccumulator:
         order = np.argsort(flat, kind="stable")
         keys, first, counts = np.unique(flat[order], return_index=True, return_counts=True)
         for key, i0, m in zip(keys, first, counts):
-            sel = order[i0:i0 + m]
+            sel = order[i0 : i0 + m]
             part = v[sel[0]] if m == 1 else v[sel]
             if not np.isnan(part.min()):
                 s, c = (part if m == 1 else part.sum(axis=0, dtype="f8")), np.float64(m)
@@ -145,8 +146,13 @@ class ClimatologyAccumulator:
         cheapest), in ``dtype`` (computed in float64; "f4" rounds once, at the end)."""
         return next(self.blocks(name, [np.asarray(days)], dtype))
 
-    def blocks(self, name: str, runs: Sequence[np.ndarray], dtype: str = "f8",
-               alloc: Callable[[tuple[int, ...], str], np.ndarray] | None = None) -> Iterator[np.ndarray]:
+    def blocks(
+        self,
+        name: str,
+        runs: Sequence[np.ndarray],
+        dtype: str = "f8",
+        alloc: Callable[[tuple[int, ...], str], np.ndarray] | None = None,
+    ) -> Iterator[np.ndarray]:
         """For each array of days in ``runs`` (days ascending, within and across runs), the (len(run), n_hours,
         *trailing) smoothed climatology of ``name`` in ``dtype``, one run at a time (see :func:`smoothed_blocks`)."""
         bins = self._bins[name]
@@ -156,17 +162,36 @@ class ClimatologyAccumulator:
         by_day = {int(d): [bins.get((int(d), h)) for h in range(n_hours)] for d in doys}
         day_bins = by_day.__getitem__
         per_point = any(np.ndim(c) for _, c in bins.values())
-        yield from smoothed_blocks(doys, day_bins, n_hours, self.window, np.shape(first[0]), runs,
-                                   dtype=dtype, alloc=alloc, per_point=per_point, hour_major=True)
+        yield from smoothed_blocks(
+            doys,
+            day_bins,
+            n_hours,
+            self.window,
+            np.shape(first[0]),
+            runs,
+            dtype=dtype,
+            alloc=alloc,
+            per_point=per_point,
+            hour_major=True,
+        )
 
 
 DayBins = Callable[[int], Sequence["tuple[np.ndarray, np.ndarray | np.float64] | None"]]
 
 
-def smoothed_blocks(doys: np.ndarray, day_bins: DayBins, n_hours: int, window: int, trailing: tuple[int, ...],
-                    runs: Sequence[np.ndarray], *, dtype: str = "f8",
-                    alloc: Callable[[tuple[int, ...], str], np.ndarray] | None = None,
-                    per_point: bool = False, hour_major: bool = False) -> Iterator[np.ndarray]:
+def smoothed_blocks(
+    doys: np.ndarray,
+    day_bins: DayBins,
+    n_hours: int,
+    window: int,
+    trailing: tuple[int, ...],
+    runs: Sequence[np.ndarray],
+    *,
+    dtype: str = "f8",
+    alloc: Callable[[tuple[int, ...], str], np.ndarray] | None = None,
+    per_point: bool = False,
+    hour_major: bool = False,
+) -> Iterator[np.ndarray]:
     """The smoothed climatology from (day of year, hour) bins, one block of days at a time.
 
     ``doys``: the days of year (sorted) that have bins; ``day_bins(doy)``: for each hour index, the bin's
@@ -194,7 +219,7 @@ def smoothed_blocks(doys: np.ndarray, day_bins: DayBins, n_hours: int, window: i
         for win, hours in zip(windows, groups):
             win.last = None  # copies only within this run's buffer (earlier buffers may be handed back)
             for i, day in enumerate(np.asarray(run)):
-                win.mean_into(int(day), out[i, hours[0]:hours[-1] + 1])
+                win.mean_into(int(day), out[i, hours[0] : hours[-1] + 1])
         yield out
 
 
@@ -203,8 +228,15 @@ class _SlidingWindow:
     lies within ``half`` days (circularly) of a target day; ``doys`` sorted (cheapest when the day only moves
     forward: a step back restarts the sums)."""
 
-    def __init__(self, doys: np.ndarray, day_bins: DayBins, hours: list[int], half: int, trailing: tuple[int, ...],
-                 per_point: bool) -> None:
+    def __init__(
+        self,
+        doys: np.ndarray,
+        day_bins: DayBins,
+        hours: list[int],
+        half: int,
+        trailing: tuple[int, ...],
+        per_point: bool,
+    ) -> None:
         self.m = len(doys)
         self.doys = doys
         self.ext = np.concatenate([doys - N_DAYS, doys, doys + N_DAYS])  # the days on three turns of the circle
@@ -281,8 +313,9 @@ def accumulate(ds: xr.Dataset, *, window: int = 61, block: int = 48) -> tuple[Cl
     return acc, {n: orders[n][1:] for n in names}
 
 
-def climatology_template(ds: xr.Dataset, hours: np.ndarray, window: int, dims: dict, *, chunk_days: int = 1
-                         ) -> xr.Dataset:
+def climatology_template(
+    ds: xr.Dataset, hours: np.ndarray, window: int, dims: dict, *, chunk_days: int = 1
+) -> xr.Dataset:
     """The climatology group's layout as a lazy all-NaN dataset (dask; chunks of ``chunk_days`` days of year:
     the ingest passes 366, one dask chunk, and sets the Zarr chunks of one day in the encoding, which is
     much cheaper to write as metadata only). ``dims``: {variable: its dims after time}."""
@@ -294,8 +327,11 @@ def climatology_template(ds: xr.Dataset, hours: np.ndarray, window: int, dims: d
             out = out.assign_coords({name: ds[name].values})
     for n, trailing in dims.items():
         shape = (N_DAYS, len(hours), *[ds.sizes[d] for d in trailing])
-        out[n] = (("dayofyear", "hour", *trailing), da.full(shape, np.nan, dtype="f4", chunks=(chunk_days, *shape[1:])),
-                  {k: v for k, v in ds[n].attrs.items() if k in ("units", "long_name", "standard_name")})
+        out[n] = (
+            ("dayofyear", "hour", *trailing),
+            da.full(shape, np.nan, dtype="f4", chunks=(chunk_days, *shape[1:])),
+            {k: v for k, v in ds[n].attrs.items() if k in ("units", "long_name", "standard_name")},
+        )
     out.attrs["window_days"] = int(window)
     return out
 
@@ -310,9 +346,13 @@ def climatology_days(times: np.ndarray, hour_step: int, window: int) -> np.ndarr
 
 def day_runs(days: np.ndarray, days_per_block: int) -> list[np.ndarray]:
     """``days`` (sorted) cut into runs of consecutive days at most ``days_per_block`` long (one write each)."""
-    return [run for i in range(0, len(days), days_per_block)
-            for run in np.split(days[i:i + days_per_block], np.flatnonzero(np.diff(days[i:i + days_per_block]) != 1)
-                                + 1)]
+    return [
+        run
+        for i in range(0, len(days), days_per_block)
+        for run in np.split(
+            days[i : i + days_per_block], np.flatnonzero(np.diff(days[i : i + days_per_block]) != 1) + 1
+        )
+    ]
 
 
 def compute_climatology(ds: xr.Dataset, *, window: int = 61, block: int = 48) -> xr.Dataset:

@@ -37,38 +37,86 @@ VARIABLES: dict[str, VariableSpec] = {
         VariableSpec("geopotential", "m2 s-2", "geopotential", "Geopotential", ("z", "geopotential"), True),
         VariableSpec("temperature", "K", "air_temperature", "Temperature", ("t", "air", "ta", "temp"), True),
         VariableSpec("u_component_of_wind", "m s-1", "eastward_wind", "U component of wind", ("u", "ua", "uwnd"), True),
-        VariableSpec("v_component_of_wind", "m s-1", "northward_wind", "V component of wind", ("v", "va", "vwnd"),
-                     True),
-        VariableSpec("vertical_velocity", "Pa s-1", "lagrangian_tendency_of_air_pressure", "Vertical velocity",
-                     ("w", "omega", "wap"), True),
-        VariableSpec("specific_humidity", "kg kg-1", "specific_humidity", "Specific humidity", ("q", "hus", "shum"),
-                     True),
+        VariableSpec(
+            "v_component_of_wind", "m s-1", "northward_wind", "V component of wind", ("v", "va", "vwnd"), True
+        ),
+        VariableSpec(
+            "vertical_velocity",
+            "Pa s-1",
+            "lagrangian_tendency_of_air_pressure",
+            "Vertical velocity",
+            ("w", "omega", "wap"),
+            True,
+        ),
+        VariableSpec(
+            "specific_humidity", "kg kg-1", "specific_humidity", "Specific humidity", ("q", "hus", "shum"), True
+        ),
         VariableSpec("relative_humidity", "%", "relative_humidity", "Relative humidity", ("r", "hur", "rhum"), True),
         VariableSpec("2m_temperature", "K", "air_temperature", "2 metre temperature", ("t2m", "2t", "tas")),
-        VariableSpec("2m_dewpoint_temperature", "K", "dew_point_temperature", "2 metre dewpoint temperature",
-                     ("d2m", "2d")),
-        VariableSpec("10m_u_component_of_wind", "m s-1", "eastward_wind", "10 metre U wind component",
-                     ("u10", "10u", "uas")),
-        VariableSpec("10m_v_component_of_wind", "m s-1", "northward_wind", "10 metre V wind component",
-                     ("v10", "10v", "vas")),
-        VariableSpec("mean_sea_level_pressure", "Pa", "air_pressure_at_mean_sea_level", "Mean sea level pressure",
-                     ("msl", "mslp", "psl", "prmsl")),
+        VariableSpec(
+            "2m_dewpoint_temperature", "K", "dew_point_temperature", "2 metre dewpoint temperature", ("d2m", "2d")
+        ),
+        VariableSpec(
+            "10m_u_component_of_wind", "m s-1", "eastward_wind", "10 metre U wind component", ("u10", "10u", "uas")
+        ),
+        VariableSpec(
+            "10m_v_component_of_wind", "m s-1", "northward_wind", "10 metre V wind component", ("v10", "10v", "vas")
+        ),
+        VariableSpec(
+            "mean_sea_level_pressure",
+            "Pa",
+            "air_pressure_at_mean_sea_level",
+            "Mean sea level pressure",
+            ("msl", "mslp", "psl", "prmsl"),
+        ),
         VariableSpec("surface_pressure", "Pa", "surface_air_pressure", "Surface pressure", ("sp", "ps", "pres")),
-        VariableSpec("total_precipitation", "m", "lwe_thickness_of_precipitation_amount",
-                     "Total precipitation (accumulated over the source's own period)", ("tp",)),
-        VariableSpec("total_precipitation_6hr", "m", "lwe_thickness_of_precipitation_amount",
-                     "Total precipitation accumulated over 6 hours", ("tp6", "tp_6hr")),
-        VariableSpec("total_precipitation_24hr", "m", "lwe_thickness_of_precipitation_amount",
-                     "Total precipitation accumulated over 24 hours", ("tp24", "tp_24hr")),
-        VariableSpec("total_column_water_vapour", "kg m-2", "atmosphere_mass_content_of_water_vapor",
-                     "Total column water vapour", ("tcwv", "prw")),
-        VariableSpec("sea_surface_temperature", "K", "sea_surface_temperature", "Sea surface temperature",
-                     ("sst", "tos")),
-        VariableSpec("toa_incident_solar_radiation", "J m-2", "toa_incoming_shortwave_flux",
-                     "TOA incident solar radiation (accumulated)", ("tisr",)),
+        VariableSpec(
+            "total_precipitation",
+            "m",
+            "lwe_thickness_of_precipitation_amount",
+            "Total precipitation (accumulated over the source's own period)",
+            ("tp",),
+        ),
+        VariableSpec(
+            "total_precipitation_6hr",
+            "m",
+            "lwe_thickness_of_precipitation_amount",
+            "Total precipitation accumulated over 6 hours",
+            ("tp6", "tp_6hr"),
+        ),
+        VariableSpec(
+            "total_precipitation_24hr",
+            "m",
+            "lwe_thickness_of_precipitation_amount",
+            "Total precipitation accumulated over 24 hours",
+            ("tp24", "tp_24hr"),
+        ),
+        VariableSpec(
+            "total_column_water_vapour",
+            "kg m-2",
+            "atmosphere_mass_content_of_water_vapor",
+            "Total column water vapour",
+            ("tcwv", "prw"),
+        ),
+        VariableSpec(
+            "sea_surface_temperature", "K", "sea_surface_temperature", "Sea surface temperature", ("sst", "tos")
+        ),
+        VariableSpec(
+            "toa_incident_solar_radiation",
+            "J m-2",
+            "toa_incoming_shortwave_flux",
+            "TOA incident solar radiation (accumulated)",
+            ("tisr",),
+        ),
         VariableSpec("land_sea_mask", "1", "land_binary_mask", "Land-sea mask", ("lsm", "sftlf"), static=True),
-        VariableSpec("geopotential_at_surface", "m2 s-2", "surface_geopotential", "Geopotential at surface",
-                     ("orography", "zs"), static=True),
+        VariableSpec(
+            "geopotential_at_surface",
+            "m2 s-2",
+            "surface_geopotential",
+            "Geopotential at surface",
+            ("orography", "zs"),
+            static=True,
+        ),
     ]
 }
 
@@ -118,33 +166,60 @@ DIM_ORDER: tuple[str, ...] = ("time", "prediction_timedelta", "number", "level",
 #: Unit conversions onto the canonical units: canonical -> {normalised source unit: (scale, offset)},
 #: canonical = source * scale + offset. Source units are normalised with ``normalise_units`` first.
 UNIT_CONVERSIONS: dict[str, dict[str, tuple[float, float]]] = {
-    "K": {"k": (1.0, 0.0), "kelvin": (1.0, 0.0), "degk": (1.0, 0.0),
-          "degc": (1.0, 273.15), "c": (1.0, 273.15), "celsius": (1.0, 273.15), "degreesc": (1.0, 273.15)},
+    "K": {
+        "k": (1.0, 0.0),
+        "kelvin": (1.0, 0.0),
+        "degk": (1.0, 0.0),
+        "degc": (1.0, 273.15),
+        "c": (1.0, 273.15),
+        "celsius": (1.0, 273.15),
+        "degreesc": (1.0, 273.15),
+    },
     "m2 s-2": {"m2s-2": (1.0, 0.0), "m2/s2": (1.0, 0.0)},
-    "Pa": {"pa": (1.0, 0.0), "hpa": (100.0, 0.0), "mb": (100.0, 0.0), "mbar": (100.0, 0.0),
-           "millibars": (100.0, 0.0), "millibar": (100.0, 0.0), "kpa": (1000.0, 0.0)},
+    "Pa": {
+        "pa": (1.0, 0.0),
+        "hpa": (100.0, 0.0),
+        "mb": (100.0, 0.0),
+        "mbar": (100.0, 0.0),
+        "millibars": (100.0, 0.0),
+        "millibar": (100.0, 0.0),
+        "kpa": (1000.0, 0.0),
+    },
     "Pa s-1": {"pas-1": (1.0, 0.0), "pa/s": (1.0, 0.0), "hpas-1": (100.0, 0.0)},
     "m s-1": {"ms-1": (1.0, 0.0), "m/s": (1.0, 0.0), "kmh-1": (1 / 3.6, 0.0), "km/h": (1 / 3.6, 0.0)},
-    "kg kg-1": {"kgkg-1": (1.0, 0.0), "kg/kg": (1.0, 0.0), "1": (1.0, 0.0), "gkg-1": (1e-3, 0.0),
-                "g/kg": (1e-3, 0.0)},
+    "kg kg-1": {"kgkg-1": (1.0, 0.0), "kg/kg": (1.0, 0.0), "1": (1.0, 0.0), "gkg-1": (1e-3, 0.0), "g/kg": (1e-3, 0.0)},
     "%": {"%": (1.0, 0.0), "percent": (1.0, 0.0)},
     "m": {"m": (1.0, 0.0), "mm": (1e-3, 0.0), "kgm-2": (1e-3, 0.0), "kg/m2": (1e-3, 0.0)},
     "kg m-2": {"kgm-2": (1.0, 0.0), "kg/m2": (1.0, 0.0), "mm": (1.0, 0.0)},
     "J m-2": {"jm-2": (1.0, 0.0), "j/m2": (1.0, 0.0)},
-    "1": {"1": (1.0, 0.0), "(0-1)": (1.0, 0.0), "0-1": (1.0, 0.0), "fraction": (1.0, 0.0), "": (1.0, 0.0),
-          "%": (0.01, 0.0)},
+    "1": {
+        "1": (1.0, 0.0),
+        "(0-1)": (1.0, 0.0),
+        "0-1": (1.0, 0.0),
+        "fraction": (1.0, 0.0),
+        "": (1.0, 0.0),
+        "%": (0.01, 0.0),
+    },
 }
 
 #: Geopotential height units accepted when a variable is declared as geopotential height (``gh``/``hgt``/``zg``
 #: or standard_name ``geopotential_height``): metres (or gpm) times g give m2 s-2.
 GEOPOTENTIAL_HEIGHT_UNITS: dict[str, tuple[float, float]] = {
-    "m": (STANDARD_GRAVITY, 0.0), "gpm": (STANDARD_GRAVITY, 0.0), "dam": (10 * STANDARD_GRAVITY, 0.0),
+    "m": (STANDARD_GRAVITY, 0.0),
+    "gpm": (STANDARD_GRAVITY, 0.0),
+    "dam": (10 * STANDARD_GRAVITY, 0.0),
 }
 
 #: Units of a pressure coordinate, normalised -> factor to hPa.
-LEVEL_UNITS_TO_HPA: dict[str, float] = {"hpa": 1.0, "mb": 1.0, "mbar": 1.0, "millibars": 1.0, "millibar": 1.0,
-                                        "pa": 0.01,
-                                        "kpa": 10.0}
+LEVEL_UNITS_TO_HPA: dict[str, float] = {
+    "hpa": 1.0,
+    "mb": 1.0,
+    "mbar": 1.0,
+    "millibars": 1.0,
+    "millibar": 1.0,
+    "pa": 0.01,
+    "kpa": 10.0,
+}
 
 
 def normalise_units(units: str) -> str:

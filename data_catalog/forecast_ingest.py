@@ -41,8 +41,18 @@ KIND = "forecast"
 CHUNK_MB = 64.0
 FORECAST_DIMS = ("time", "prediction_timedelta")
 # GRIB centre abbreviations (eccodes ``centre``) -> model names used in scores
-CENTRE_NAMES = {"ecmf": "ecmwf", "egrr": "ukmo", "kwbc": "ncep", "lfpw": "meteo-france", "cwao": "cmc",
-                "rjtd": "jma", "babj": "cma", "edzw": "dwd", "ammc": "bom", "sbsj": "cptec"}
+CENTRE_NAMES = {
+    "ecmf": "ecmwf",
+    "egrr": "ukmo",
+    "kwbc": "ncep",
+    "lfpw": "meteo-france",
+    "cwao": "cmc",
+    "rjtd": "jma",
+    "babj": "cma",
+    "edzw": "dwd",
+    "ammc": "bom",
+    "sbsj": "cptec",
+}
 
 
 class ForecastIngestError(InputDataError):
@@ -67,20 +77,36 @@ def model_from_attrs(attrs: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _open_part(source: str, *, variables, levels, start, end, lead_times, allow_nan, storage_options,
-               grib_filter, fmt, mapping, units) -> list[tuple[str, xr.Dataset, str | None]]:
+def _open_part(
+    source: str,
+    *,
+    variables,
+    levels,
+    start,
+    end,
+    lead_times,
+    allow_nan,
+    storage_options,
+    grib_filter,
+    fmt,
+    mapping,
+    units,
+) -> list[tuple[str, xr.Dataset, str | None]]:
     """[(path or entry label, canonical forecast, implied model name)] for one SOURCE argument."""
-    common = {"variables": list(variables) if variables else None,
-              "levels": list(levels) if levels else None, "allow_nan": allow_nan}
+    common = {
+        "variables": list(variables) if variables else None,
+        "levels": list(levels) if levels else None,
+        "allow_nan": allow_nan,
+    }
     if is_catalog_name(source):
         from data_catalog.catalog import get_entry, open_dataset
 
         entry = get_entry(source)
         if entry.kind != KIND:
-            raise ForecastIngestError(f"catalog entry {source!r} is an analysis ({entry.kind}), not a forecast; "
-                                      "ingest it without --forecast")
-        ds = open_dataset(source, start=start, end=end, storage_options=dict(storage_options or {}) or None,
-                          **common)
+            raise ForecastIngestError(
+                f"catalog entry {source!r} is an analysis ({entry.kind}), not a forecast; ingest it without --forecast"
+            )
+        ds = open_dataset(source, start=start, end=end, storage_options=dict(storage_options or {}) or None, **common)
         if lead_times is not None:
             ds = _select_leads(ds, lead_times, f"catalog entry {source!r}")
         return [(f"catalog entry {source!r}", ds, source)]
@@ -89,11 +115,23 @@ def _open_part(source: str, *, variables, levels, start, end, lead_times, allow_
 
     out = []
     for path in expand_paths([source], storage_options=dict(storage_options or {}) or None):
-        raw = open_source(path, fmt, storage_options=dict(storage_options or {}) or None,
-                          grib_filter=dict(grib_filter) if grib_filter else None)
+        raw = open_source(
+            path,
+            fmt,
+            storage_options=dict(storage_options or {}) or None,
+            grib_filter=dict(grib_filter) if grib_filter else None,
+        )
         model = model_from_attrs(raw.attrs)
-        ds = to_canonical_forecast(raw, source=path, mapping=dict(mapping) if mapping else None, start=start,
-                                   end=end, lead_times=lead_times, units=dict(units) if units else None, **common)
+        ds = to_canonical_forecast(
+            raw,
+            source=path,
+            mapping=dict(mapping) if mapping else None,
+            start=start,
+            end=end,
+            lead_times=lead_times,
+            units=dict(units) if units else None,
+            **common,
+        )
         out.append((path, ds, model))
     return out
 
@@ -129,23 +167,36 @@ def combine_forecasts(parts: Sequence[tuple[str, xr.Dataset]]) -> xr.Dataset:
     seen: dict[np.datetime64, str] = {}
     for name, ds in parts:
         if set(ds.data_vars) != set(first.data_vars):
-            raise ForecastIngestError(f"{name}: variables {sorted(ds.data_vars)} differ from those of {first_name} "
-                                      f"{sorted(first.data_vars)}; select common ones with --variables")
+            raise ForecastIngestError(
+                f"{name}: variables {sorted(ds.data_vars)} differ from those of {first_name} "
+                f"{sorted(first.data_vars)}; select common ones with --variables"
+            )
         for coord in ("latitude", "longitude", "level", "number", "prediction_timedelta"):
             if _axis_differs(first, ds, coord):
                 what = "lead times" if coord == "prediction_timedelta" else f"{coord} axis"
-                raise ForecastIngestError(f"{name}: its {what} differs from that of {first_name}; all sources "
-                                          "must share one grid, level set, members and leads (use --levels, "
-                                          "--lead-times)")
+                raise ForecastIngestError(
+                    f"{name}: its {what} differs from that of {first_name}; all sources "
+                    "must share one grid, level set, members and leads (use --levels, "
+                    "--lead-times)"
+                )
         for t in ds["time"].values:
             if t in seen:
-                raise ForecastIngestError(f"{name}: initial time {pd.Timestamp(t)} is also in {seen[t]}; "
-                                          "each initial time must come from one source")
+                raise ForecastIngestError(
+                    f"{name}: initial time {pd.Timestamp(t)} is also in {seen[t]}; "
+                    "each initial time must come from one source"
+                )
             seen[t] = name
     if len(parts) == 1:
         return first
-    combined = xr.concat([ds for _, ds in parts], dim="time", data_vars="all", coords="minimal",
-                         compat="override", join="override", combine_attrs="drop_conflicts")
+    combined = xr.concat(
+        [ds for _, ds in parts],
+        dim="time",
+        data_vars="all",
+        coords="minimal",
+        compat="override",
+        join="override",
+        combine_attrs="drop_conflicts",
+    )
     return combined.sortby("time")
 
 
@@ -174,8 +225,10 @@ def forecast_encoding(ds: xr.Dataset, leads_per_chunk: int) -> dict[str, dict[st
     enc = st.data_encoding(ds, chunk_time=1)
     for name in ds.data_vars:
         var = ds[name]
-        enc[str(name)]["chunks"] = tuple(1 if d == "time" else min(leads_per_chunk, n) if d == "prediction_timedelta"
-                                         else n for d, n in zip(var.dims, var.shape))
+        enc[str(name)]["chunks"] = tuple(
+            1 if d == "time" else min(leads_per_chunk, n) if d == "prediction_timedelta" else n
+            for d, n in zip(var.dims, var.shape)
+        )
     return enc
 
 
@@ -208,16 +261,35 @@ def _command(sources: Sequence[str], out: str, recipe: Mapping[str, Any]) -> str
 def _write_tmp(ds: xr.Dataset, tmp: str, leads_per_chunk: int, options: Mapping[str, Any] | None) -> None:
     """Write ``ds`` (marked incomplete) as a consolidated Zarr v3 store at ``tmp``, chunk by chunk (dask)."""
     with st._Quiet():
-        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=forecast_encoding(ds, leads_per_chunk),
-                   storage_options=dict(options) if options else None)
+        ds.to_zarr(
+            tmp,
+            mode="w",
+            zarr_format=3,
+            consolidated=True,
+            encoding=forecast_encoding(ds, leads_per_chunk),
+            storage_options=dict(options) if options else None,
+        )
 
 
-def ingest_forecast(sources: list[str], out: str, *, variables: Sequence[str] | None = None,
-                    levels: Sequence[int] | None = None, start=None, end=None, lead_times: Sequence | None = None,
-                    model_name: str | None = None, allow_nan: bool = False, overwrite: bool = False,
-                    storage_options: Mapping[str, Any] | None = None, grib_filter: Mapping[str, Any] | None = None,
-                    fmt: str | None = None, mapping: Mapping[str, str] | None = None,
-                    units: Mapping[str, str] | None = None, chunk_mb: float = CHUNK_MB) -> xr.Dataset:
+def ingest_forecast(
+    sources: list[str],
+    out: str,
+    *,
+    variables: Sequence[str] | None = None,
+    levels: Sequence[int] | None = None,
+    start=None,
+    end=None,
+    lead_times: Sequence | None = None,
+    model_name: str | None = None,
+    allow_nan: bool = False,
+    overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    grib_filter: Mapping[str, Any] | None = None,
+    fmt: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    units: Mapping[str, str] | None = None,
+    chunk_mb: float = CHUNK_MB,
+) -> xr.Dataset:
     """Ingest forecast ``sources`` (catalog entry names, or paths / globs / URLs of GRIB, NetCDF, Zarr) into the
     forecast store ``out`` (path or fsspec URL); returns the store opened lazily.
 
@@ -239,9 +311,20 @@ def ingest_forecast(sources: list[str], out: str, *, variables: Sequence[str] | 
     lead_list = [str(pd.Timedelta(v)) if not isinstance(v, str) else v for v in lead_times] if lead_times else None
     found: list[tuple[str, xr.Dataset, str | None]] = []
     for source in sources:
-        found += _open_part(source, variables=variables, levels=levels, start=start, end=end,
-                            lead_times=lead_list, allow_nan=allow_nan, storage_options=options,
-                            grib_filter=grib_filter, fmt=fmt, mapping=mapping, units=units)
+        found += _open_part(
+            source,
+            variables=variables,
+            levels=levels,
+            start=start,
+            end=end,
+            lead_times=lead_list,
+            allow_nan=allow_nan,
+            storage_options=options,
+            grib_filter=grib_filter,
+            fmt=fmt,
+            mapping=mapping,
+            units=units,
+        )
     ds = combine_forecasts([(name, d) for name, d, _ in found])
     implied = [m for _, _, m in found if m]
     name = model_name or (implied[0] if implied and len(set(implied)) == 1 else None)
@@ -258,24 +341,39 @@ def ingest_forecast(sources: list[str], out: str, *, variables: Sequence[str] | 
         else:
             fingerprints.append(fingerprint(label, options))
     recipe: dict[str, Any] = {
-        "sources": list(sources), "variables": list(variables) if variables else None,
+        "sources": list(sources),
+        "variables": list(variables) if variables else None,
         "levels": [int(v) for v in levels] if levels else None,
         "start": str(pd.Timestamp(start).isoformat()) if start is not None else None,
         "end": str(pd.Timestamp(end).isoformat()) if end is not None else None,
-        "lead_times": lead_list, "model_name": model_name, "allow_nan": bool(allow_nan),
-        "grib_filter": {str(k): v for k, v in grib_filter.items()} if grib_filter else None, "fmt": fmt,
-        "mapping": dict(mapping) if mapping else None, "units": dict(units) if units else None,
+        "lead_times": lead_list,
+        "model_name": model_name,
+        "allow_nan": bool(allow_nan),
+        "grib_filter": {str(k): v for k, v in grib_filter.items()} if grib_filter else None,
+        "fmt": fmt,
+        "mapping": dict(mapping) if mapping else None,
+        "units": dict(units) if units else None,
     }
     recipe["command"] = _command(sources, out, recipe)
-    attrs = {k: ds.attrs[k] for k in ("licence", "attribution", "wxemu_catalog_entry", "institution")
-             if isinstance(ds.attrs.get(k), str)}
-    attrs.update({"wxemu_model": name, "wxemu_kind": KIND, "wxemu_version": wxemu_version(),
-                  "wxemu_sources": fingerprints, "wxemu_recipe": recipe, st.COMPLETE_ATTR: False})
+    attrs = {
+        k: ds.attrs[k]
+        for k in ("licence", "attribution", "wxemu_catalog_entry", "institution")
+        if isinstance(ds.attrs.get(k), str)
+    }
+    attrs.update(
+        {
+            "wxemu_model": name,
+            "wxemu_kind": KIND,
+            "wxemu_version": wxemu_version(),
+            "wxemu_sources": fingerprints,
+            "wxemu_recipe": recipe,
+            st.COMPLETE_ATTR: False,
+        }
+    )
     ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims])  # e.g. valid_time: time + lead
     ds.attrs = attrs
     leads_per_chunk = lead_chunk(ds, chunk_mb)
-    ds = ds.chunk({d: (1 if d == "time" else leads_per_chunk if d == "prediction_timedelta" else -1)
-                   for d in ds.dims})
+    ds = ds.chunk({d: (1 if d == "time" else leads_per_chunk if d == "prediction_timedelta" else -1) for d in ds.dims})
     tmp = _tmp_sibling(out)
     try:
         _write_tmp(ds, tmp, leads_per_chunk, options)  # NaNs (unless allowed) raise from inside this compute

@@ -17,8 +17,20 @@ import xarray as xr
 from data_catalog.canonical import canonicalise
 from data_catalog.errors import InputDataError
 
-_LEAD_UNITS = {"h": "h", "hour": "h", "hours": "h", "hr": "h", "d": "D", "day": "D", "days": "D",
-               "m": "min", "min": "min", "minutes": "min", "s": "s", "seconds": "s"}
+_LEAD_UNITS = {
+    "h": "h",
+    "hour": "h",
+    "hours": "h",
+    "hr": "h",
+    "d": "D",
+    "day": "D",
+    "days": "D",
+    "m": "min",
+    "min": "min",
+    "minutes": "min",
+    "s": "s",
+    "seconds": "s",
+}
 
 
 def forecast_axes(ds: xr.Dataset, *, source: str) -> xr.Dataset:
@@ -27,15 +39,18 @@ def forecast_axes(ds: xr.Dataset, *, source: str) -> xr.Dataset:
     for dim, what in (("time", "initialisation time (time)"), ("prediction_timedelta", "lead time (step)")):
         if dim not in ds.dims:
             if dim not in ds.coords:
-                raise InputDataError(f"{source}: no {what} coordinate, so it is no forecast; dimensions "
-                                     f"{sorted(map(str, ds.dims))}")
+                raise InputDataError(
+                    f"{source}: no {what} coordinate, so it is no forecast; dimensions {sorted(map(str, ds.dims))}"
+                )
             ds = ds.expand_dims(dim)
     lead = ds["prediction_timedelta"]
     if not np.issubdtype(lead.dtype, np.timedelta64):
         unit = _LEAD_UNITS.get(str(lead.attrs.get("units", "")).strip().lower())
         if unit is None:
-            raise InputDataError(f"{source}: lead times of dtype {lead.dtype} with units "
-                                 f"{lead.attrs.get('units')!r}; expected timedelta64 or hours/days")
+            raise InputDataError(
+                f"{source}: lead times of dtype {lead.dtype} with units "
+                f"{lead.attrs.get('units')!r}; expected timedelta64 or hours/days"
+            )
         ds = ds.assign_coords(prediction_timedelta=pd.to_timedelta(lead.values, unit=unit).values)
     leads = pd.TimedeltaIndex(ds["prediction_timedelta"].values)
     if leads.duplicated().any():
@@ -46,10 +61,20 @@ def forecast_axes(ds: xr.Dataset, *, source: str) -> xr.Dataset:
     return ds
 
 
-def to_canonical_forecast(ds: xr.Dataset, *, source: str, mapping: dict[str, str] | None = None,
-                          variables: list[str] | None = None, levels: list[int] | None = None, start=None,
-                          end=None, lead_times: list | None = None, allow_nan: bool = False,
-                          units: dict[str, str] | None = None, ensemble: bool = True) -> xr.Dataset:
+def to_canonical_forecast(
+    ds: xr.Dataset,
+    *,
+    source: str,
+    mapping: dict[str, str] | None = None,
+    variables: list[str] | None = None,
+    levels: list[int] | None = None,
+    start=None,
+    end=None,
+    lead_times: list | None = None,
+    allow_nan: bool = False,
+    units: dict[str, str] | None = None,
+    ensemble: bool = True,
+) -> xr.Dataset:
     """Map a physics-model forecast onto the WeatherBench2 forecast layout (see module docstring).
 
     ds: as opened by ``readers.open_source``: cfgrib's ``time`` (init), ``step`` (lead), ``number`` (member),
@@ -58,15 +83,25 @@ def to_canonical_forecast(ds: xr.Dataset, *, source: str, mapping: dict[str, str
     ``pandas.to_timedelta`` reads: ``"6h"``, ``np.timedelta64``); each must exist. Other arguments as
     ``canonical.to_canonical``. Raises InputDataError naming ``source`` and the problem.
     """
-    out = canonicalise(ds, source=source, layout="forecast", mapping=mapping, variables=variables, levels=levels,
-                       start=start, end=end, allow_nan=allow_nan, units=units, ensemble=ensemble,
-                       extra_steps=[partial(forecast_axes, source=source)])
+    out = canonicalise(
+        ds,
+        source=source,
+        layout="forecast",
+        mapping=mapping,
+        variables=variables,
+        levels=levels,
+        start=start,
+        end=end,
+        allow_nan=allow_nan,
+        units=units,
+        ensemble=ensemble,
+        extra_steps=[partial(forecast_axes, source=source)],
+    )
     if lead_times is not None:
         wanted = pd.to_timedelta(list(lead_times))
         have = pd.TimedeltaIndex(out["prediction_timedelta"].values)
         missing = [str(w) for w in wanted if w not in have]
         if missing:
-            raise InputDataError(f"{source}: lead times {missing} not found; the forecast has "
-                                 f"{[str(h) for h in have]}")
+            raise InputDataError(f"{source}: lead times {missing} not found; the forecast has {[str(h) for h in have]}")
         out = out.sel(prediction_timedelta=wanted.values)
     return out

@@ -137,16 +137,36 @@ class IngestConfig:
         if not 1 <= self.climatology_hour_step <= 24:
             raise ConfigError(f"ingest: --climatology-hour-step must be 1..24, got {self.climatology_hour_step}")
         if self.climatology_pass not in CLIMATOLOGY_PASSES:
-            raise ConfigError(f"ingest: --climatology-pass must be one of {', '.join(CLIMATOLOGY_PASSES)}, "
-                              f"got {self.climatology_pass!r}")
+            raise ConfigError(
+                f"ingest: --climatology-pass must be one of {', '.join(CLIMATOLOGY_PASSES)}, "
+                f"got {self.climatology_pass!r}"
+            )
         if self.climatology_window < 1 or self.climatology_window % 2 == 0:
-            raise ConfigError(f"ingest: --climatology-window must be a positive odd number of days, "
-                              f"got {self.climatology_window}")
+            raise ConfigError(
+                f"ingest: --climatology-window must be a positive odd number of days, got {self.climatology_window}"
+            )
 
     def recipe(self) -> dict[str, Any]:
         """The fields that determine the data (JSON-able), with the equivalent command line."""
-        keys = ("sources", "variables", "levels", "start", "end", "grid", "chunk_time", "stats_start", "stats_end",
-                "climatology_window", "climatology_hour_step", "time_from", "mapping", "units", "member", "fmt", "allow_nan")
+        keys = (
+            "sources",
+            "variables",
+            "levels",
+            "start",
+            "end",
+            "grid",
+            "chunk_time",
+            "stats_start",
+            "stats_end",
+            "climatology_window",
+            "climatology_hour_step",
+            "time_from",
+            "mapping",
+            "units",
+            "member",
+            "fmt",
+            "allow_nan",
+        )
         out = {k: _jsonable(getattr(self, k)) for k in keys}
         out["command"] = self.command()
         return out
@@ -154,9 +174,17 @@ class IngestConfig:
     def command(self) -> str:
         """An equivalent ``wxemu ingest`` command line."""
         argv = ["wxemu", "ingest", *self.sources, "--out", self.out]
-        flag = {"variables": "--variables", "levels": "--levels", "start": "--start", "end": "--end",
-                "grid": "--grid", "stats_start": "--stats-start", "stats_end": "--stats-end", "member": "--member",
-                "fmt": "--format"}
+        flag = {
+            "variables": "--variables",
+            "levels": "--levels",
+            "start": "--start",
+            "end": "--end",
+            "grid": "--grid",
+            "stats_start": "--stats-start",
+            "stats_end": "--stats-end",
+            "member": "--member",
+            "fmt": "--format",
+        }
         for key, opt in flag.items():
             value = getattr(self, key)
             if value is None:
@@ -215,15 +243,19 @@ def file_fingerprint(path: str, storage_options: dict | None = None) -> dict[str
         for meta in (".zmetadata", "zarr.json"):  # v2 consolidated metadata, else the v3 root (consolidated)
             key = f"{fpath.rstrip('/')}/{meta}"
             if fs.exists(key):
-                return {"path": path, "sha256": hashlib.sha256(fs.cat_file(key)).hexdigest(), "bytes": None,
-                        "hashed": meta}
+                return {
+                    "path": path,
+                    "sha256": hashlib.sha256(fs.cat_file(key)).hexdigest(),
+                    "bytes": None,
+                    "hashed": meta,
+                }
     try:
         if fs.isdir(fpath):
             h = hashlib.sha256()
             total = 0
             for key in sorted(fs.find(fpath)):
                 size = int(fs.size(key))
-                rel = key[len(fpath):].lstrip("/")
+                rel = key[len(fpath) :].lstrip("/")
                 h.update(f"{rel}\0{size}\0".encode())
                 if rel.rsplit("/", 1)[-1] in ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"):
                     h.update(fs.cat_file(key))
@@ -245,7 +277,7 @@ def file_fingerprint(path: str, storage_options: dict | None = None) -> dict[str
 def stat_fingerprint(path: str) -> dict[str, Any] | None:
     """{path, bytes, mtime_ns} of a local regular file (one stat, nothing read); None for anything else (a
     directory such as a Zarr store, a remote object, a missing file)."""
-    local = path[len("file://"):] if path.startswith("file://") else path
+    local = path[len("file://") :] if path.startswith("file://") else path
     if "://" in local:
         return None
     try:
@@ -274,8 +306,9 @@ class SourceChecksums:
     every checksum and refuses a local file whose size or modification time changed meanwhile (rewritten while it
     was being read: the store could hold parts of both versions)."""
 
-    def __init__(self, cfg: IngestConfig, paths: Sequence[str], on_done: Callable[[], None],
-                 client: Any = None) -> None:
+    def __init__(
+        self, cfg: IngestConfig, paths: Sequence[str], on_done: Callable[[], None], client: Any = None
+    ) -> None:
         self.cfg, self.paths = cfg, list(paths)
         self.stats = [stat_fingerprint(p) for p in self.paths]
         self._stop = False
@@ -319,10 +352,10 @@ class SourceChecksums:
             st.write_plan(self.cfg.out, {**plan, "sources": self.result()}, storage_options=self.cfg.options)
             self._planned = True
 
-    def region_hook(self, plan: dict[str, Any], after_region: Callable[[int], None] | None
-                    ) -> Callable[[int], None]:
+    def region_hook(self, plan: dict[str, Any], after_region: Callable[[int], None] | None) -> Callable[[int], None]:
         """The callback after each region written (in this process): :meth:`update_plan` with ``plan``, then
         ``after_region(n_done)`` (the resume tests' crash hook)."""
+
         def hook(n_done: int) -> None:
             self.update_plan(plan)
             if after_region:
@@ -341,8 +374,10 @@ class SourceChecksums:
         sources = self._future.result()
         for before in self.stats:
             if before is not None and stat_fingerprint(before["path"]) != before:
-                raise InputDataError(f"{before['path']}: changed while it was being ingested (its size or "
-                                     "modification time differs); run the command again")
+                raise InputDataError(
+                    f"{before['path']}: changed while it was being ingested (its size or "
+                    "modification time differs); run the command again"
+                )
         return sources
 
 
@@ -362,8 +397,13 @@ def resolve_sources(cfg: IngestConfig) -> list[str]:
                 t0 = cfg.start or (entry.time.start if entry.time else None)
                 t1 = cfg.end or (entry.time.end if entry.time else None)
                 freq = entry.time.file_frequency if entry.time and entry.time.file_frequency else "D"
-                paths += expand_paths([location], start=t0, end=t1, freq=freq,
-                                      storage_options={**entry.storage_options, **(cfg.options or {})} or None)
+                paths += expand_paths(
+                    [location],
+                    start=t0,
+                    end=t1,
+                    freq=freq,
+                    storage_options={**entry.storage_options, **(cfg.options or {})} or None,
+                )
             else:
                 paths.append(apply_url_map(location))
         else:
@@ -376,12 +416,19 @@ def _open_one(cfg: IngestConfig, path: str) -> xr.Dataset:
     from data_catalog.readers import open_source
 
     raw = open_source(path, cfg.fmt, storage_options=cfg.options)
-    ds = to_canonical(raw, source=path, mapping=dict(cfg.mapping) if cfg.mapping else None,
-                      variables=list(cfg.variables) if cfg.variables else None,
-                      levels=list(cfg.levels) if cfg.levels else None, start=None, end=None,
-                      allow_nan=True,  # NaNs are checked on the values as they are written (one read)
-                      time_from=dict(cfg.time_from) if cfg.time_from else None,
-                      units=dict(cfg.units) if cfg.units else None, ensemble=cfg.member is not None)
+    ds = to_canonical(
+        raw,
+        source=path,
+        mapping=dict(cfg.mapping) if cfg.mapping else None,
+        variables=list(cfg.variables) if cfg.variables else None,
+        levels=list(cfg.levels) if cfg.levels else None,
+        start=None,
+        end=None,
+        allow_nan=True,  # NaNs are checked on the values as they are written (one read)
+        time_from=dict(cfg.time_from) if cfg.time_from else None,
+        units=dict(cfg.units) if cfg.units else None,
+        ensemble=cfg.member is not None,
+    )
     return _select_member(ds, cfg.member, path)
 
 
@@ -402,22 +449,33 @@ def _open_entry(cfg: IngestConfig, name: str) -> xr.Dataset:
     entry = get_entry(name)
     if entry.kind == "forecast":
         raise InputDataError(f"catalog entry {name!r} is a forecast; `wxemu ingest` writes analysis stores")
-    ds = open_dataset(name, variables=list(cfg.variables) if cfg.variables else None,
-                      levels=list(cfg.levels) if cfg.levels else None, start=cfg.start, end=cfg.end,
-                      storage_options=cfg.options, allow_nan=True)  # NaNs checked while writing
+    ds = open_dataset(
+        name,
+        variables=list(cfg.variables) if cfg.variables else None,
+        levels=list(cfg.levels) if cfg.levels else None,
+        start=cfg.start,
+        end=cfg.end,
+        storage_options=cfg.options,
+        allow_nan=True,
+    )  # NaNs checked while writing
     if "number" in ds.dims and cfg.member is None:
-        raise InputDataError(f"catalog entry {name!r}: an ensemble of {ds.sizes['number']} members; "
-                             "choose one with --member N (the canonical analysis store holds one member)")
+        raise InputDataError(
+            f"catalog entry {name!r}: an ensemble of {ds.sizes['number']} members; "
+            "choose one with --member N (the canonical analysis store holds one member)"
+        )
     return _select_member(ds, cfg.member, f"catalog entry {name!r}")
 
 
 def _check_same_grid(a: xr.Dataset, b: xr.Dataset, name_a: str, name_b: str) -> None:
     for coord in ("latitude", "longitude", "level"):
         in_a, in_b = coord in a.coords, coord in b.coords
-        if in_a != in_b or (in_a and (a[coord].size != b[coord].size
-                                      or not np.allclose(a[coord].values, b[coord].values))):
-            raise InputDataError(f"{name_b}: its {coord} axis differs from that of {name_a}; all sources must "
-                                 "share one grid and level set (use --grid/--levels)")
+        if in_a != in_b or (
+            in_a and (a[coord].size != b[coord].size or not np.allclose(a[coord].values, b[coord].values))
+        ):
+            raise InputDataError(
+                f"{name_b}: its {coord} axis differs from that of {name_a}; all sources must "
+                "share one grid and level set (use --grid/--levels)"
+            )
 
 
 def combine_sources(parts: Sequence[tuple[str, xr.Dataset]], cfg: IngestConfig) -> xr.Dataset:
@@ -444,22 +502,33 @@ def combine_sources(parts: Sequence[tuple[str, xr.Dataset]], cfg: IngestConfig) 
                 t = uniq[counts > 1][0]
                 who = sorted({timed[o][0] for o in owners[all_times == t]})
                 raise InputDataError(f"{', '.join(who)}: duplicated time {pd.Timestamp(t)} in more than one file")
-            ds = xr.concat([m[1] for m in timed], dim="time", data_vars="minimal", coords="minimal",
-                           compat="override", join="override", combine_attrs="override")
+            ds = xr.concat(
+                [m[1] for m in timed],
+                dim="time",
+                data_vars="minimal",
+                coords="minimal",
+                compat="override",
+                join="override",
+                combine_attrs="override",
+            )
         else:
             ds = members[0][1]
         merged.append(ds)
     try:
-        ds = xr.merge(merged, join="outer", compat="override", combine_attrs="override") if len(merged) > 1 \
+        ds = (
+            xr.merge(merged, join="outer", compat="override", combine_attrs="override")
+            if len(merged) > 1
             else merged[0]
+        )
     except ValueError as exc:
         raise InputDataError(f"{', '.join(n for n, _ in parts)}: the sources cannot be merged ({exc})") from None
     names = ", ".join(n for n, _ in parts)
     if "time" not in ds.dims:
         raise InputDataError(f"{names}: no time axis; an analysis store needs times")
     if cfg.start is not None or cfg.end is not None:
-        ds = ds.sel(time=slice(pd.Timestamp(cfg.start) if cfg.start else None,
-                               pd.Timestamp(cfg.end) if cfg.end else None))
+        ds = ds.sel(
+            time=slice(pd.Timestamp(cfg.start) if cfg.start else None, pd.Timestamp(cfg.end) if cfg.end else None)
+        )
         if ds.sizes["time"] == 0:
             raise InputDataError(f"{names}: no times between {cfg.start} and {cfg.end}")
     if len(merged) > 1 and any(ds[v].isnull().any() for v in st.time_variables(ds) if ds[v].size < 2**24):
@@ -472,8 +541,10 @@ def _dims_ok(ds: xr.Dataset, names: str) -> None:
     for v in ds.data_vars:
         extra = [d for d in ds[v].dims if d not in ("time", "level", "latitude", "longitude")]
         if extra:
-            raise InputDataError(f"{names}: variable {v!r} has dimensions {extra} that the canonical analysis store "
-                                 "lacks (an ensemble: choose --member N)")
+            raise InputDataError(
+                f"{names}: variable {v!r} has dimensions {extra} that the canonical analysis store "
+                "lacks (an ensemble: choose --member N)"
+            )
 
 
 #: {config JSON: [(source name, first time, last time)]}: which file a time came from, for error messages
@@ -483,8 +554,7 @@ _PARTS: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {}
 
 
 #: Called with each source's name as :func:`build_dataset` opens it (the ingest's progress display), in this context
-_ON_OPEN: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar("wxemu_on_open",
-                                                                                         default=None)
+_ON_OPEN: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar("wxemu_on_open", default=None)
 
 
 @lru_cache(maxsize=4)
@@ -508,8 +578,7 @@ def build_dataset(cfg: IngestConfig) -> xr.Dataset:
                 on_open(path)
     ds = combine_sources(parts, cfg)
     names = ", ".join(n for n, _ in parts)
-    _SPANS[config_to_json(cfg)] = [(n, p["time"].values[0], p["time"].values[-1]) for n, p in parts
-                                   if "time" in p.dims]
+    _SPANS[config_to_json(cfg)] = [(n, p["time"].values[0], p["time"].values[-1]) for n, p in parts if "time" in p.dims]
     _PARTS[config_to_json(cfg)] = [(n, tuple(sorted(map(str, p.data_vars))), "time" in p.dims) for n, p in parts]
     _dims_ok(ds, names)
     if cfg.grid is not None:
@@ -538,8 +607,9 @@ def config_from_json(text: str) -> IngestConfig:
 
 
 # ------------------------------------------------------------------------------------------------- regions
-def plan_regions(start: int, stop: int, chunk_time: int, steps_per_region: int,
-                 source_bounds: Sequence[int] | None = None) -> list[tuple[int, int]]:
+def plan_regions(
+    start: int, stop: int, chunk_time: int, steps_per_region: int, source_bounds: Sequence[int] | None = None
+) -> list[tuple[int, int]]:
     """[(a, b), ...] store time-index regions covering start..stop.
 
     Boundaries fall on multiples of ``chunk_time`` (so concurrent regions never share a chunk). With
@@ -573,12 +643,14 @@ def _source_bounds(ds: xr.Dataset, offset: int) -> list[int] | None:
 def _nan_error(cfg_json: str, part: xr.Dataset, name: str, values: np.ndarray) -> InputDataError:
     idx = np.argwhere(np.isnan(values))[0]
     dims = part[name].dims
-    where = ", ".join(f"{d}={part[d].values[i] if d != 'time' else pd.Timestamp(part[d].values[i])}"
-                      for d, i in zip(dims, idx))
+    where = ", ".join(
+        f"{d}={part[d].values[i] if d != 'time' else pd.Timestamp(part[d].values[i])}" for d, i in zip(dims, idx)
+    )
     t = part["time"].values[idx[0]]
     files = [n for n, a, b in _SPANS.get(cfg_json, []) if a <= t <= b] or ["the sources"]
-    return InputDataError(f"{', '.join(files)}: NaN values in {name} (first at {where}); "
-                          "fix the data or pass --allow-nan")
+    return InputDataError(
+        f"{', '.join(files)}: NaN values in {name} (first at {where}); fix the data or pass --allow-nan"
+    )
 
 
 def _steps_per_region(ds: xr.Dataset, region_mb: float, chunk_time: int) -> int:
@@ -598,8 +670,11 @@ def region_config(cfg_json: str, a: int, b: int, offset: int = 0) -> tuple[str, 
         return cfg_json, None
     cfg, parts, spans, times = narrowable
     t_a, t_b = times[a - offset], times[b - 1 - offset]
-    keep = [name for name, _, timed in parts
-            if not timed or (name in spans and spans[name][0] <= t_b and spans[name][1] >= t_a)]
+    keep = [
+        name
+        for name, _, timed in parts
+        if not timed or (name in spans and spans[name][0] <= t_b and spans[name][1] >= t_a)
+    ]
     if len(keep) == len(parts):
         return cfg_json, None
     return config_to_json(dataclasses.replace(cfg, sources=tuple(keep))), t_a
@@ -619,9 +694,15 @@ def _narrowable_sources(cfg_json: str) -> tuple[IngestConfig, list, dict, np.nda
     return cfg, parts, spans, _build_dataset_cached(cfg_json)["time"].values
 
 
-def write_one_region(cfg_json: str, index: int, a: int, b: int, offset: int = 0,
-                     plan: StatsPlan | None = None, first_time: np.datetime64 | None = None
-                     ) -> tuple[int, BlockPartial | None]:
+def write_one_region(
+    cfg_json: str,
+    index: int,
+    a: int,
+    b: int,
+    offset: int = 0,
+    plan: StatsPlan | None = None,
+    first_time: np.datetime64 | None = None,
+) -> tuple[int, BlockPartial | None]:
     """Load store time steps a..b (dataset steps a-offset..b-offset) of the canonical dataset and write them;
     then record the region (with its moment sums, for a resume). Runs in a thread or on a dask worker (the lazy
     dataset is rebuilt from the config, cached per process). Returns the decoded bytes written and, with a
@@ -691,8 +772,7 @@ class BlockPartial:
     t_last: np.datetime64
 
 
-def block_partial(plan: StatsPlan, arrays: dict[str, np.ndarray], times: np.ndarray, a: int
-                  ) -> BlockPartial | None:
+def block_partial(plan: StatsPlan, arrays: dict[str, np.ndarray], times: np.ndarray, a: int) -> BlockPartial | None:
     """Partial sums of the block ``arrays`` {name: (time, ...) float32} at store times a..a+len(times), restricted
     to the stats period; None when the block lies outside it. Pure: the same block gives the same sums whether it
     comes from the write pass or is read back from the store (resume, append)."""
@@ -702,14 +782,14 @@ def block_partial(plan: StatsPlan, arrays: dict[str, np.ndarray], times: np.ndar
     lo, hi = max(a, plan.p0), min(a + len(times), plan.p1)
     if lo >= hi:
         return None
-    t = np.asarray(times[lo - a:hi - a], dtype="datetime64[ns]")
+    t = np.asarray(times[lo - a : hi - a], dtype="datetime64[ns]")
     index = pd.DatetimeIndex(t)
     hour, doy = np.asarray(index.hour), np.asarray(index.day_of_year)
     in_clim = hour % plan.hour_step == 0
     acc = ClimatologyAccumulator(plan.hours, plan.window)
     sums, first, last = {}, {}, {}
     for n, values in arrays.items():
-        x = values[lo - a:hi - a]
+        x = values[lo - a : hi - a]
         sums[n] = block_sums(x, t, plan.step, plan.shifts[n], keep_axes=plan.keep_axes[n])
         first[n], last[n] = x[:1].copy(), x[-1:].copy()
         if plan.clim_in_memory and in_clim.any():
@@ -717,8 +797,15 @@ def block_partial(plan: StatsPlan, arrays: dict[str, np.ndarray], times: np.ndar
     return BlockPartial(lo, hi, sums, acc, first, last, t[0], t[-1])
 
 
-def make_stats_plan(cfg: IngestConfig, times: np.ndarray, first: Callable[[int], dict[str, np.ndarray]],
-                    dims: dict[str, tuple[str, ...]], source: str, *, clim_in_memory: bool = True) -> StatsPlan:
+def make_stats_plan(
+    cfg: IngestConfig,
+    times: np.ndarray,
+    first: Callable[[int], dict[str, np.ndarray]],
+    dims: dict[str, tuple[str, ...]],
+    source: str,
+    *,
+    clim_in_memory: bool = True,
+) -> StatsPlan:
     """The stats period of ``cfg`` on the store's full time axis ``times`` and the accumulation settings.
 
     ``first``: callable(p0) -> {variable: the values of the period's first step as stored, without time};
@@ -732,8 +819,10 @@ def make_stats_plan(cfg: IngestConfig, times: np.ndarray, first: Callable[[int],
     hours = np.asarray(index.hour)
     in_clim = hours % cfg.climatology_hour_step == 0
     if not in_clim.any():
-        raise InputDataError(f"{source}: no time of the stats period falls on an hour that is a multiple of "
-                             f"--climatology-hour-step {cfg.climatology_hour_step}")
+        raise InputDataError(
+            f"{source}: no time of the stats period falls on an hour that is a multiple of "
+            f"--climatology-hour-step {cfg.climatology_hour_step}"
+        )
     t = np.asarray(times, dtype="datetime64[ns]")
     diffs = np.diff(t)
     step = diffs.min() if diffs.size else np.timedelta64(0, "ns")
@@ -743,8 +832,17 @@ def make_stats_plan(cfg: IngestConfig, times: np.ndarray, first: Callable[[int],
         if "level" in d and d.index("level") != 1:
             raise WxemuError(f"{source}: variable {n!r} has dims {d}; the canonical order puts level after time")
     shifts = {n: first_step_shift(values[n], has_level="level" in d) for n, d in dims.items()}
-    return StatsPlan(p0, p1, step, np.unique(hours[in_clim]), cfg.climatology_hour_step, cfg.climatology_window,
-                     shifts, keep_axes, clim_in_memory)
+    return StatsPlan(
+        p0,
+        p1,
+        step,
+        np.unique(hours[in_clim]),
+        cfg.climatology_hour_step,
+        cfg.climatology_window,
+        shifts,
+        keep_axes,
+        clim_in_memory,
+    )
 
 
 def _period_indices(cfg: IngestConfig, times: np.ndarray, source: str) -> tuple[int, int]:
@@ -752,8 +850,10 @@ def _period_indices(cfg: IngestConfig, times: np.ndarray, source: str) -> tuple[
     p0 = int(t.searchsorted(pd.Timestamp(cfg.stats_start), side="left")) if cfg.stats_start else 0
     p1 = int(t.searchsorted(pd.Timestamp(cfg.stats_end), side="right")) if cfg.stats_end else len(t)
     if p1 <= p0:
-        raise InputDataError(f"{source}: no times in the stats period {cfg.stats_start} .. {cfg.stats_end} "
-                             f"(the data cover {t[0]} .. {t[-1]})")
+        raise InputDataError(
+            f"{source}: no times in the stats period {cfg.stats_start} .. {cfg.stats_end} "
+            f"(the data cover {t[0]} .. {t[-1]})"
+        )
     return p0, p1
 
 
@@ -775,8 +875,9 @@ def _available_memory() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def climatology_in_memory(cfg: IngestConfig, times: np.ndarray, bytes_per_step: int, source: str, *,
-                          clustered: bool) -> bool:
+def climatology_in_memory(
+    cfg: IngestConfig, times: np.ndarray, bytes_per_step: int, source: str, *, clustered: bool
+) -> bool:
     """Whether the region writers keep the climatology's bins in memory (one pass) or the climatology is made
     from the store afterwards (``cfg.climatology_pass``; see the module docstring). "auto" keeps them in memory
     when no cluster is used and they fit in half the memory available now; "memory" is refused, before
@@ -787,10 +888,12 @@ def climatology_in_memory(cfg: IngestConfig, times: np.ndarray, bytes_per_step: 
     have = _available_memory()
     fits = need <= 0.5 * have
     if cfg.climatology_pass == "memory" and not fits:
-        raise WxemuError(f"{cfg.out}: --climatology-pass memory would keep {need / 1e9:.1f} GB of (day of year, "
-                         f"hour) sums in memory and {have / 1e9:.1f} GB are available (at most half is used); use "
-                         "--climatology-pass store (or auto), a coarser --climatology-hour-step or a shorter "
-                         "--stats-start/--stats-end period")
+        raise WxemuError(
+            f"{cfg.out}: --climatology-pass memory would keep {need / 1e9:.1f} GB of (day of year, "
+            f"hour) sums in memory and {have / 1e9:.1f} GB are available (at most half is used); use "
+            "--climatology-pass store (or auto), a coarser --climatology-hour-step or a shorter "
+            "--stats-start/--stats-end period"
+        )
     return fits and (cfg.climatology_pass == "memory" or not clustered)
 
 
@@ -831,8 +934,12 @@ class PartialCombiner:
                 raise WxemuError(f"internal error: stats blocks do not tile the period ({prev.stop} != {p.start})")
             for n, s in p.sums.items():
                 if prev is not None:  # the one difference across the edge between the two blocks
-                    s = s + boundary_sums(prev.last[n], p.first[n], p.t_first - prev.t_last == self.plan.step,
-                                          keep_axes=self.plan.keep_axes[n])
+                    s = s + boundary_sums(
+                        prev.last[n],
+                        p.first[n],
+                        p.t_first - prev.t_last == self.plan.step,
+                        keep_axes=self.plan.keep_axes[n],
+                    )
                 self.sums[n] = self.sums[n] + s if n in self.sums else s
             self.clim.merge(p.clim)
             self.blocks.append((p.start, p.stop))
@@ -844,8 +951,13 @@ class PartialCombiner:
         return self._next == len(self.order)
 
 
-def read_back(cfg: IngestConfig, combiner: PartialCombiner, units: Sequence[tuple[int, int]],
-              times: np.ndarray, names: Sequence[str]) -> None:
+def read_back(
+    cfg: IngestConfig,
+    combiner: PartialCombiner,
+    units: Sequence[tuple[int, int]],
+    times: np.ndarray,
+    names: Sequence[str],
+) -> None:
     """Feed the combiner the partials of store blocks already on disk (regions written by an interrupted run,
     the existing part of an appended store's stats period): read back once with zarr, never re-written."""
     for a, b in units:
@@ -864,12 +976,18 @@ def _region_record(plan: StatsPlan | None, partial: BlockPartial | None) -> dict
         return {}
     if partial is None:
         return {"partial": None}
-    return {"partial": {"start": partial.start, "stop": partial.stop,
-                        "sums": {n: m.to_json() for n, m in partial.sums.items()}}}
+    return {
+        "partial": {
+            "start": partial.start,
+            "stop": partial.stop,
+            "sums": {n: m.to_json() for n, m in partial.sums.items()},
+        }
+    }
 
 
-def recorded_partials(cfg: IngestConfig, plan: StatsPlan, units: Sequence[tuple[int, int, int]],
-                      times: np.ndarray, names: Sequence[str]) -> list[tuple[int, BlockPartial | None]] | None:
+def recorded_partials(
+    cfg: IngestConfig, plan: StatsPlan, units: Sequence[tuple[int, int, int]], times: np.ndarray, names: Sequence[str]
+) -> list[tuple[int, BlockPartial | None]] | None:
     """[(a, partial)] of the regions ``units`` [(index, a, b)] already written, from their done-markers' moment sums
     and their first and last steps (two steps read per region, not the region); None when a marker lacks the sums
     (written by an older wxemu): then the regions are read back. Their climatology bins are not kept: a run that
@@ -889,9 +1007,21 @@ def recorded_partials(cfg: IngestConfig, plan: StatsPlan, units: Sequence[tuple[
         lo, hi = int(p["start"]), int(p["stop"])
         first = st.read_region(cfg.out, names, lo, lo + 1, storage_options=cfg.options)
         last = first if hi - lo == 1 else st.read_region(cfg.out, names, hi - 1, hi, storage_options=cfg.options)
-        out.append((a, BlockPartial(lo, hi, {n: MomentSums.from_json(v) for n, v in p["sums"].items()},
-                                    ClimatologyAccumulator(plan.hours, plan.window), first, last,
-                                    np.datetime64(times[lo], "ns"), np.datetime64(times[hi - 1], "ns"))))
+        out.append(
+            (
+                a,
+                BlockPartial(
+                    lo,
+                    hi,
+                    {n: MomentSums.from_json(v) for n, v in p["sums"].items()},
+                    ClimatologyAccumulator(plan.hours, plan.window),
+                    first,
+                    last,
+                    np.datetime64(times[lo], "ns"),
+                    np.datetime64(times[hi - 1], "ns"),
+                ),
+            )
+        )
     return out
 
 
@@ -919,8 +1049,16 @@ def _progress(enabled: bool, total: int, description: str, unit: str = "regions"
         TimeElapsedColumn,
     )
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-                        TimeElapsedColumn(), console=Console(stderr=True), disable=not enabled, transient=False)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=False,
+    )
     task = progress.add_task(description, total=total)
     return progress, task
 
@@ -943,8 +1081,9 @@ def _dask_client(cfg: IngestConfig):
         # then handed back to the OS when freed and faulted in again when the next is made, which measured 1.8x
         # slower per climatology task here; the ingest's buffers are short-lived, so glibc's default is kept
         with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-            cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=cfg.cluster_processes,
-                                   dashboard_address=None)
+            cluster = LocalCluster(
+                n_workers=cfg.workers, threads_per_worker=1, processes=cfg.cluster_processes, dashboard_address=None
+            )
         client = Client(cluster)
     try:
         yield client
@@ -958,8 +1097,14 @@ def _parallelism(cfg: IngestConfig, client: Any) -> int:
     return max(1, sum(client.nthreads().values())) if client is not None else max(1, cfg.threads)
 
 
-def _run_tasks(cfg: IngestConfig, client: Any, calls: Sequence[tuple[Any, Callable, tuple]],
-               on_result: Callable[[Any, Any], None], description: str, unit: str) -> int:
+def _run_tasks(
+    cfg: IngestConfig,
+    client: Any,
+    calls: Sequence[tuple[Any, Callable, tuple]],
+    on_result: Callable[[Any, Any], None],
+    description: str,
+    unit: str,
+) -> int:
     """Run ``calls`` [(key, fn, args)] on the cluster (``client``) or on ``cfg.threads`` threads, at most two per
     thread queued at once; ``on_result(key, result)`` in this process as each finishes. Returns how many ran.
     The first failure cancels the rest and is raised."""
@@ -1005,9 +1150,15 @@ def _run_tasks(cfg: IngestConfig, client: Any, calls: Sequence[tuple[Any, Callab
     return done
 
 
-def _run_regions(cfg: IngestConfig, cfg_json: str, todo: list[tuple[int, int, int]],
-                 after_region: Callable[[int], None] | None, offset: int = 0,
-                 combiner: PartialCombiner | None = None, client: Any = None) -> int:
+def _run_regions(
+    cfg: IngestConfig,
+    cfg_json: str,
+    todo: list[tuple[int, int, int]],
+    after_region: Callable[[int], None] | None,
+    offset: int = 0,
+    combiner: PartialCombiner | None = None,
+    client: Any = None,
+) -> int:
     """Write the regions ``todo`` [(index, a, b)]; return how many were written. ``after_region(n_done)`` is
     called after each (the crash hook of the resume tests). Each region's partial sums (computed by the writer
     from the block it holds) go to ``combiner``, keyed by the region's start."""
@@ -1029,8 +1180,9 @@ def _run_regions(cfg: IngestConfig, cfg_json: str, todo: list[tuple[int, int, in
     return _run_tasks(cfg, client, calls, on_result, "write", "regions")
 
 
-def _fingerprint(cfg: IngestConfig, paths: Sequence[str] | None = None,
-                 on_done: Callable[[], None] | None = None, client: Any = None) -> list[dict[str, Any]]:
+def _fingerprint(
+    cfg: IngestConfig, paths: Sequence[str] | None = None, on_done: Callable[[], None] | None = None, client: Any = None
+) -> list[dict[str, Any]]:
     """The fingerprints of ``paths`` (default: the sources), in order: on the cluster's workers when there is a
     ``client`` (a TB-scale archive is hashed by every node at once), else on ``cfg.threads - 1`` threads (sha256
     releases the GIL; one core is left to the opening, validation and writes that run meanwhile: on 2 cores a
@@ -1093,8 +1245,9 @@ def _source_progress(cfg: IngestConfig, n_files: int, hashed: _HashProgress):
     the checksums (``hashed``, called by the hashing threads per file) and opening + validating the sources
     (:func:`build_dataset` reports each through :data:`_ON_OPEN`)."""
     progress, task = _progress(cfg.progress, n_files, "checksums", "files")
-    opened = progress.add_task("open + validate",
-                               total=None if any(is_catalog_name(s) for s in cfg.sources) else n_files)
+    opened = progress.add_task(
+        "open + validate", total=None if any(is_catalog_name(s) for s in cfg.sources) else n_files
+    )
     with progress, hashed.attached(progress, task):
         token = _ON_OPEN.set(lambda name: progress.advance(opened))
         try:
@@ -1103,8 +1256,7 @@ def _source_progress(cfg: IngestConfig, n_files: int, hashed: _HashProgress):
             _ON_OPEN.reset(token)
 
 
-def _await_checksums(cfg: IngestConfig, checksums: SourceChecksums, hashed: _HashProgress
-                     ) -> list[dict[str, Any]]:
+def _await_checksums(cfg: IngestConfig, checksums: SourceChecksums, hashed: _HashProgress) -> list[dict[str, Any]]:
     """The sources' fingerprints, showing the progress of the hashing that went on after the opening's display
     closed (and may outlast the writes)."""
     if checksums.done() and hashed.shown == len(checksums.paths):
@@ -1114,9 +1266,17 @@ def _await_checksums(cfg: IngestConfig, checksums: SourceChecksums, hashed: _Has
         return checksums.result()
 
 
-def _finish(cfg: IngestConfig, sources: list[dict[str, Any]], recipe: dict[str, Any] | None = None,
-            timings: dict[str, float] | None = None, *, combiner: PartialCombiner | None = None,
-            times: np.ndarray | None = None, client: Any = None, clim_days: np.ndarray | None = None) -> None:
+def _finish(
+    cfg: IngestConfig,
+    sources: list[dict[str, Any]],
+    recipe: dict[str, Any] | None = None,
+    timings: dict[str, float] | None = None,
+    *,
+    combiner: PartialCombiner | None = None,
+    times: np.ndarray | None = None,
+    client: Any = None,
+    clim_days: np.ndarray | None = None,
+) -> None:
     """Statistics and climatology from the partial sums gathered while writing (``combiner``; None: leave the
     stats and climatology groups as they are; a plan without in-memory bins: the climatology is made from the
     store, on ``client`` or the thread pool: every day, or only ``clim_days`` into the existing group), the
@@ -1185,8 +1345,19 @@ def write_climatology(cfg: IngestConfig, ds: xr.Dataset, clim, *, days_per_block
 
         for run in runs:
             arrays = {n: next(blocks[n]) for n in dims}
-            pending.append((pool.submit(st.write_region, cfg.out, arrays, int(run[0]) - 1,
-                                        storage_options=cfg.options, group=st.CLIMATOLOGY_GROUP), arrays))
+            pending.append(
+                (
+                    pool.submit(
+                        st.write_region,
+                        cfg.out,
+                        arrays,
+                        int(run[0]) - 1,
+                        storage_options=cfg.options,
+                        group=st.CLIMATOLOGY_GROUP,
+                    ),
+                    arrays,
+                )
+            )
             while len(pending) > threads:  # bounded memory: at most a few blocks in flight
                 retire()
         while pending:
@@ -1199,18 +1370,25 @@ def _days_per_block(cfg: IngestConfig, ds: xr.Dataset, n_hours: int, dims: dict)
     return int(np.clip(cfg.region_mb * 1e6 // max(1, day_bytes), 1, 366))
 
 
-def _create_climatology_group(cfg: IngestConfig, ds: xr.Dataset, hours: np.ndarray, window: int, dims: dict
-                              ) -> None:
+def _create_climatology_group(cfg: IngestConfig, ds: xr.Dataset, hours: np.ndarray, window: int, dims: dict) -> None:
     """(Re)create the climatology group, all NaN (metadata only: chunks of one day of year, every hour)."""
     from data_catalog.climatology import N_DAYS, climatology_template
 
     template = climatology_template(ds, hours, window, dims, chunk_days=N_DAYS)
-    st.write_group(cfg.out, st.CLIMATOLOGY_GROUP, template, storage_options=cfg.options, compute=False,
-                   chunks={"dayofyear": 1})
+    st.write_group(
+        cfg.out, st.CLIMATOLOGY_GROUP, template, storage_options=cfg.options, compute=False, chunks={"dayofyear": 1}
+    )
 
 
-def write_climatology_from_store(cfg: IngestConfig, ds: xr.Dataset, plan: StatsPlan, times: np.ndarray,
-                                 client: Any = None, *, days: np.ndarray | None = None) -> None:
+def write_climatology_from_store(
+    cfg: IngestConfig,
+    ds: xr.Dataset,
+    plan: StatsPlan,
+    times: np.ndarray,
+    client: Any = None,
+    *,
+    days: np.ndarray | None = None,
+) -> None:
     """Write the climatology group from the data already in the store (``data_catalog.store_climatology``):
     tasks of contiguous days per variable, on ``client``'s workers or on ``cfg.threads`` threads. ``days``:
     only these days of year, into the existing group (an append's); default: the group is made anew."""
@@ -1221,12 +1399,30 @@ def write_climatology_from_store(cfg: IngestConfig, ds: xr.Dataset, plan: StatsP
     dims = {n: ds[n].dims[1:] for n in names}
     if days is None:
         _create_climatology_group(cfg, ds, plan.hours, plan.window, dims)
-        days = climatology_days(times[plan.p0:plan.p1], plan.hour_step, plan.window)
+        days = climatology_days(times[plan.p0 : plan.p1], plan.hour_step, plan.window)
     runs = day_runs(days, _days_per_block(cfg, ds, len(plan.hours), dims))
-    tasks = sc.plan_tasks(cfg.out, cfg.options, names, times, plan.p0, plan.p1, plan.hours, plan.hour_step,
-                          plan.window, runs, _parallelism(cfg, client), per_point=cfg.allow_nan)
-    _run_tasks(cfg, client, [(i, sc.run_task, (t,)) for i, t in enumerate(tasks)], lambda key, days: None,
-               "climatology", "tasks")
+    tasks = sc.plan_tasks(
+        cfg.out,
+        cfg.options,
+        names,
+        times,
+        plan.p0,
+        plan.p1,
+        plan.hours,
+        plan.hour_step,
+        plan.window,
+        runs,
+        _parallelism(cfg, client),
+        per_point=cfg.allow_nan,
+    )
+    _run_tasks(
+        cfg,
+        client,
+        [(i, sc.run_task, (t,)) for i, t in enumerate(tasks)],
+        lambda key, days: None,
+        "climatology",
+        "tasks",
+    )
 
 
 @contextlib.contextmanager
@@ -1272,28 +1468,37 @@ def _create(cfg: IngestConfig, after_region: Callable[[int], None] | None, clien
                 plan = st.read_plan(cfg.out, storage_options=cfg.options)
                 if attrs.get(st.COMPLETE_ATTR):
                     sources = checksums.result()
-                    if (_same_recipe(attrs.get("wxemu_recipe") or {}, recipe)
-                            and attrs.get("wxemu_sources") == sources):
+                    if _same_recipe(attrs.get("wxemu_recipe") or {}, recipe) and attrs.get("wxemu_sources") == sources:
                         n = int(st.open_store(cfg.out, storage_options=cfg.options).sizes["time"])
                         return IngestResult(cfg.out, n, 0, 0, sources, status="already complete")
                     made_by = (attrs.get("wxemu_recipe") or {}).get("command")
-                    raise WxemuError(f"{cfg.out}: a complete store exists (made by {made_by!r}); use --overwrite "
-                                     "to replace it or --append to add later times")
+                    raise WxemuError(
+                        f"{cfg.out}: a complete store exists (made by {made_by!r}); use --overwrite "
+                        "to replace it or --append to add later times"
+                    )
                 if plan is not None and plan.get("mode") == "append":
-                    raise WxemuError(f"{cfg.out}: an --append into this store was interrupted; complete it by "
-                                     f"re-running {(plan.get('recipe') or {}).get('command')!r}")
+                    raise WxemuError(
+                        f"{cfg.out}: an --append into this store was interrupted; complete it by "
+                        f"re-running {(plan.get('recipe') or {}).get('command')!r}"
+                    )
                 if plan is None or plan.get("mode") != "create":
-                    raise WxemuError(f"{cfg.out}: an incomplete store without an ingest plan (not resumable); "
-                                     "use --overwrite to replace it")
+                    raise WxemuError(
+                        f"{cfg.out}: an incomplete store without an ingest plan (not resumable); "
+                        "use --overwrite to replace it"
+                    )
                 current = checksums.matching(plan.get("sources") or [])
                 if plan.get("sources") != current:
                     changed = _changed(plan.get("sources") or [], current)
-                    raise WxemuError(f"{cfg.out}: cannot resume: the inputs changed since the interrupted ingest "
-                                     f"({changed}); use --overwrite to start again")
+                    raise WxemuError(
+                        f"{cfg.out}: cannot resume: the inputs changed since the interrupted ingest "
+                        f"({changed}); use --overwrite to start again"
+                    )
                 if not _same_recipe(plan.get("recipe") or {}, recipe):
-                    raise WxemuError(f"{cfg.out}: cannot resume: this command differs from the interrupted one "
-                                     f"({(plan.get('recipe') or {}).get('command')!r}); re-run that, or use "
-                                     "--overwrite")
+                    raise WxemuError(
+                        f"{cfg.out}: cannot resume: this command differs from the interrupted one "
+                        f"({(plan.get('recipe') or {}).get('command')!r}); re-run that, or use "
+                        "--overwrite"
+                    )
                 resuming = True
             else:
                 resuming = False
@@ -1308,25 +1513,40 @@ def _create(cfg: IngestConfig, after_region: Callable[[int], None] | None, clien
     created = False
     try:
         n = ds.sizes["time"]
-        regions = plan_regions(0, n, cfg.chunk_time, _steps_per_region(ds, cfg.region_mb, cfg.chunk_time),
-                               _source_bounds(ds, 0))
+        regions = plan_regions(
+            0, n, cfg.chunk_time, _steps_per_region(ds, cfg.region_mb, cfg.chunk_time), _source_bounds(ds, 0)
+        )
         names = st.time_variables(ds)
         times = ds["time"].values
         # before anything is written: an empty stats period writes nothing
         with _timed(timings, "create"):
-            in_memory = climatology_in_memory(cfg, times, _bytes_per_step(ds), ", ".join(cfg.sources),
-                                              clustered=bool(cfg.scheduler or cfg.workers))
-            stats_plan = make_stats_plan(cfg, times, lambda p0: _first_step(ds, names, p0),
-                                         {v: ds[v].dims for v in names}, ", ".join(cfg.sources),
-                                         clim_in_memory=in_memory)
+            in_memory = climatology_in_memory(
+                cfg, times, _bytes_per_step(ds), ", ".join(cfg.sources), clustered=bool(cfg.scheduler or cfg.workers)
+            )
+            stats_plan = make_stats_plan(
+                cfg,
+                times,
+                lambda p0: _first_step(ds, names, p0),
+                {v: ds[v].dims for v in names},
+                ", ".join(cfg.sources),
+                clim_in_memory=in_memory,
+            )
             if not resuming:
                 if exists:
                     st.remove_store(cfg.out, storage_options=cfg.options)
-                st.create_store(cfg.out, ds, attrs={"wxemu_recipe": recipe, "wxemu_version": wxemu_version()},
-                                chunk_time=cfg.chunk_time, storage_options=cfg.options)
+                st.create_store(
+                    cfg.out,
+                    ds,
+                    attrs={"wxemu_recipe": recipe, "wxemu_version": wxemu_version()},
+                    chunk_time=cfg.chunk_time,
+                    storage_options=cfg.options,
+                )
                 created = True
-                st.write_plan(cfg.out, {"mode": "create", "sources": checksums.for_plan(), "recipe": recipe,
-                                        "regions": regions}, storage_options=cfg.options)
+                st.write_plan(
+                    cfg.out,
+                    {"mode": "create", "sources": checksums.for_plan(), "recipe": recipe, "regions": regions},
+                    storage_options=cfg.options,
+                )
             else:
                 plan = st.read_plan(cfg.out, storage_options=cfg.options) or {}
                 if [tuple(r) for r in plan.get("regions", [])] != regions:
@@ -1355,8 +1575,15 @@ def _create(cfg: IngestConfig, after_region: Callable[[int], None] | None, clien
         if created and isinstance(exc, WxemuError):  # bad data found while writing a store this run created:
             st.remove_store(cfg.out, storage_options=cfg.options)  # leave nothing behind
         raise
-    return IngestResult(cfg.out, n, written, len(regions) - len(todo), sources,
-                        status="resumed" if resuming else "written", timings=timings)
+    return IngestResult(
+        cfg.out,
+        n,
+        written,
+        len(regions) - len(todo),
+        sources,
+        status="resumed" if resuming else "written",
+        timings=timings,
+    )
 
 
 def _first_step(ds: xr.Dataset, names: Sequence[str], index: int) -> dict[str, np.ndarray]:
@@ -1376,8 +1603,10 @@ def _changed(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> str:
         elif set(b) == {"path"}:
             parts.append(f"{p} missing (or no longer a file)")
         else:
-            parts.append(f"{p} modified (size {a.get('bytes')} -> {b.get('bytes')}, modification time "
-                         f"{'changed' if a.get('mtime_ns') != b.get('mtime_ns') else 'the same'})")
+            parts.append(
+                f"{p} modified (size {a.get('bytes')} -> {b.get('bytes')}, modification time "
+                f"{'changed' if a.get('mtime_ns') != b.get('mtime_ns') else 'the same'})"
+            )
     return "; ".join(parts) or "source list changed"
 
 
@@ -1392,8 +1621,9 @@ def _append(cfg: IngestConfig, after_region: Callable[[int], None] | None, clien
         raise
 
 
-def _append_to(cfg: IngestConfig, after_region: Callable[[int], None] | None, client: Any,
-               checksums: SourceChecksums) -> IngestResult:
+def _append_to(
+    cfg: IngestConfig, after_region: Callable[[int], None] | None, client: Any, checksums: SourceChecksums
+) -> IngestResult:
     attrs = st.root_attrs(cfg.out, storage_options=cfg.options)
     plan = st.read_plan(cfg.out, storage_options=cfg.options)
     new_recipe = cfg.recipe()
@@ -1403,9 +1633,11 @@ def _append_to(cfg: IngestConfig, after_region: Callable[[int], None] | None, cl
             raise IncompleteAppend(cfg.out)
         current = checksums.matching(plan.get("sources") or [])
         if plan.get("sources") != current or not _same_recipe(plan.get("recipe") or {}, new_recipe):
-            raise WxemuError(f"{cfg.out}: cannot resume the interrupted append: the inputs or the command differ "
-                             f"({_changed(plan.get('sources') or [], current)}); re-run "
-                             f"{(plan.get('recipe') or {}).get('command')!r}")
+            raise WxemuError(
+                f"{cfg.out}: cannot resume the interrupted append: the inputs or the command differ "
+                f"({_changed(plan.get('sources') or [], current)}); re-run "
+                f"{(plan.get('recipe') or {}).get('command')!r}"
+            )
     old_recipe = attrs.get("wxemu_recipe") or {}
     existing = st.open_store(cfg.out, storage_options=cfg.options, check_complete=False)
     cfg_json = config_to_json(cfg)
@@ -1418,30 +1650,42 @@ def _append_to(cfg: IngestConfig, after_region: Callable[[int], None] | None, cl
     else:
         offset = existing.sizes["time"]
     n_new = new.sizes["time"]
-    regions = plan_regions(offset, offset + n_new, cfg.chunk_time,
-                           _steps_per_region(new, cfg.region_mb, cfg.chunk_time), _source_bounds(new, offset))
+    regions = plan_regions(
+        offset,
+        offset + n_new,
+        cfg.chunk_time,
+        _steps_per_region(new, cfg.region_mb, cfg.chunk_time),
+        _source_bounds(new, offset),
+    )
     old_sources = list(attrs.get("wxemu_sources") or [])
     # the stats period of the original recipe applies (default: every time, including the appended ones)
     base = {k: v for k, v in old_recipe.items() if k != "appended"}
-    stats_cfg = dataclasses.replace(cfg, stats_start=base.get("stats_start"), stats_end=base.get("stats_end"),
-                                    climatology_window=int(base.get("climatology_window", 61)),
-                                    climatology_hour_step=int(base.get("climatology_hour_step", 1)))
+    stats_cfg = dataclasses.replace(
+        cfg,
+        stats_start=base.get("stats_start"),
+        stats_end=base.get("stats_end"),
+        climatology_window=int(base.get("climatology_window", 61)),
+        climatology_hour_step=int(base.get("climatology_hour_step", 1)),
+    )
     times = np.concatenate([existing["time"].values[:offset], new["time"].values])
     names = st.time_variables(new)
 
     @lru_cache(maxsize=1)
     def first(p0: int) -> dict[str, np.ndarray]:
         if p0 < offset:
-            return {k: v[0] for k, v in st.read_region(cfg.out, names, p0, p0 + 1,
-                                                       storage_options=cfg.options).items()}
+            return {k: v[0] for k, v in st.read_region(cfg.out, names, p0, p0 + 1, storage_options=cfg.options).items()}
         return _first_step(new, names, p0 - offset)
 
     # before anything is written: the stats plan, and how the sums are redone when the period reaches the new times
     plan = make_stats_plan(stats_cfg, times, first, {v: new[v].dims for v in names}, cfg.out, clim_in_memory=False)
     kept = _kept_partial(cfg, attrs, plan, times, offset, first(plan.p0)) if plan.p0 < offset < plan.p1 else None
     if plan.p1 > offset and kept is None:
-        plan = dataclasses.replace(plan, clim_in_memory=climatology_in_memory(
-            stats_cfg, times, _bytes_per_step(new), cfg.out, clustered=bool(cfg.scheduler or cfg.workers)))
+        plan = dataclasses.replace(
+            plan,
+            clim_in_memory=climatology_in_memory(
+                stats_cfg, times, _bytes_per_step(new), cfg.out, clustered=bool(cfg.scheduler or cfg.workers)
+            ),
+        )
     plan_record = {"mode": "append", "recipe": new_recipe, "regions": regions, "time_offset": offset}
     if not resuming:
         st.mark_incomplete(cfg.out, storage_options=cfg.options)
@@ -1464,8 +1708,11 @@ def _append_to(cfg: IngestConfig, after_region: Callable[[int], None] | None, cl
             combiner.offer(a, partial)
         clim_days = _climatology_days_to_redo(stats_cfg, plan, times, offset)
     elif plan.p1 > offset:  # the period reaches into the new times: the existing part is read back once
-        old_blocks = plan_regions(plan.p0, offset, cfg.chunk_time,
-                                  _steps_per_region(new, cfg.region_mb, cfg.chunk_time)) if plan.p0 < offset else []
+        old_blocks = (
+            plan_regions(plan.p0, offset, cfg.chunk_time, _steps_per_region(new, cfg.region_mb, cfg.chunk_time))
+            if plan.p0 < offset
+            else []
+        )
         combiner = PartialCombiner(plan, [a for a, _ in old_blocks] + [a for a, _ in regions])
         read_back(cfg, combiner, old_blocks + [r for i, r in enumerate(regions) if i in done], times, names)
     appended = list(old_recipe.get("appended", [])) + [new_recipe]
@@ -1480,10 +1727,23 @@ def _append_to(cfg: IngestConfig, after_region: Callable[[int], None] | None, cl
         raise
     merged_sources = old_sources + [s for s in sources if s not in old_sources]
     # a period that ends before the new times (bounded --stats-end) keeps its statistics and climatology
-    _finish(stats_cfg, merged_sources, {**base, "appended": appended}, combiner=combiner, times=times,
-            client=client, clim_days=clim_days)
-    return IngestResult(cfg.out, offset + n_new, written, len(regions) - len(todo), sources,
-                        status="appended (resumed)" if resuming else "appended")
+    _finish(
+        stats_cfg,
+        merged_sources,
+        {**base, "appended": appended},
+        combiner=combiner,
+        times=times,
+        client=client,
+        clim_days=clim_days,
+    )
+    return IngestResult(
+        cfg.out,
+        offset + n_new,
+        written,
+        len(regions) - len(todo),
+        sources,
+        status="appended (resumed)" if resuming else "appended",
+    )
 
 
 #: Root attribute: the moment sums of the stats period as last finished, so that an append adds to them
@@ -1492,16 +1752,25 @@ KEPT_SUMS_ATTR = "wxemu_stats_sums"
 
 def _kept_sums_attr(plan: StatsPlan, sums: dict[str, Any], times: np.ndarray) -> dict[str, Any]:
     """The stats period's combined moment sums and conditioning shifts as JSON (float64 round-trips exactly)."""
-    return {"start": _iso(times[plan.p0]), "end": _iso(times[plan.p1 - 1]),
-            "variables": {n: {"shift": np.asarray(plan.shifts[n]).tolist(), **m.to_json()} for n, m in sums.items()}}
+    return {
+        "start": _iso(times[plan.p0]),
+        "end": _iso(times[plan.p1 - 1]),
+        "variables": {n: {"shift": np.asarray(plan.shifts[n]).tolist(), **m.to_json()} for n, m in sums.items()},
+    }
 
 
 def _iso(t: np.datetime64) -> str:
     return pd.Timestamp(t).isoformat()
 
 
-def _kept_partial(cfg: IngestConfig, attrs: dict[str, Any], plan: StatsPlan, times: np.ndarray, offset: int,
-                  first: dict[str, np.ndarray]) -> BlockPartial | None:
+def _kept_partial(
+    cfg: IngestConfig,
+    attrs: dict[str, Any],
+    plan: StatsPlan,
+    times: np.ndarray,
+    offset: int,
+    first: dict[str, np.ndarray],
+) -> BlockPartial | None:
     """The existing part [p0, offset) of the stats period as one block partial, from the sums the last ingest or
     append kept (:data:`KEPT_SUMS_ATTR`), the part's ``first`` step ({variable: values without time}) and its
     last step (read); None when the sums are missing (a store written before they were kept) or describe another
@@ -1519,13 +1788,19 @@ def _kept_partial(cfg: IngestConfig, attrs: dict[str, Any], plan: StatsPlan, tim
             return None
         sums[n] = MomentSums.from_json(v)
     last = st.read_region(cfg.out, list(first), offset - 1, offset, storage_options=cfg.options)
-    return BlockPartial(plan.p0, offset, sums, ClimatologyAccumulator(plan.hours, plan.window),
-                        {n: v[None] for n, v in first.items()}, last,
-                        np.datetime64(times[plan.p0], "ns"), np.datetime64(times[offset - 1], "ns"))
+    return BlockPartial(
+        plan.p0,
+        offset,
+        sums,
+        ClimatologyAccumulator(plan.hours, plan.window),
+        {n: v[None] for n, v in first.items()},
+        last,
+        np.datetime64(times[plan.p0], "ns"),
+        np.datetime64(times[offset - 1], "ns"),
+    )
 
 
-def _climatology_days_to_redo(cfg: IngestConfig, plan: StatsPlan, times: np.ndarray, offset: int
-                              ) -> np.ndarray | None:
+def _climatology_days_to_redo(cfg: IngestConfig, plan: StatsPlan, times: np.ndarray, offset: int) -> np.ndarray | None:
     """Days of year whose climatology an append changes: those whose window holds a new time at the
     climatology's hours; None (redo every day) when the existing group has other hours or another window."""
     from data_catalog.climatology import climatology_days
@@ -1534,45 +1809,62 @@ def _climatology_days_to_redo(cfg: IngestConfig, plan: StatsPlan, times: np.ndar
         existing = st.open_climatology(cfg.out, storage_options=cfg.options, check_complete=False)
     except WxemuError:
         return None
-    if (not np.array_equal(existing["hour"].values, plan.hours)
-            or int(existing.attrs.get("window_days", -1)) != plan.window):
+    if (
+        not np.array_equal(existing["hour"].values, plan.hours)
+        or int(existing.attrs.get("window_days", -1)) != plan.window
+    ):
         return None
-    return climatology_days(times[max(plan.p0, offset):plan.p1], plan.hour_step, plan.window)
+    return climatology_days(times[max(plan.p0, offset) : plan.p1], plan.hour_step, plan.window)
 
 
 class IncompleteAppend(WxemuError):
     def __init__(self, out: str) -> None:
-        super().__init__(f"{out}: the store is incomplete (an interrupted ingest); complete it first by re-running "
-                         "the command that created it")
+        super().__init__(
+            f"{out}: the store is incomplete (an interrupted ingest); complete it first by re-running "
+            "the command that created it"
+        )
 
 
-def _check_append_compatible(existing: xr.Dataset, new: xr.Dataset, cfg: IngestConfig, old_recipe: dict,
-                             plan: dict | None) -> None:
+def _check_append_compatible(
+    existing: xr.Dataset, new: xr.Dataset, cfg: IngestConfig, old_recipe: dict, plan: dict | None
+) -> None:
     names = ", ".join(cfg.sources)
     if sorted(st.time_variables(existing)) != sorted(st.time_variables(new)):
-        raise InputDataError(f"{names}: variables {sorted(st.time_variables(new))} differ from the store's "
-                             f"{sorted(st.time_variables(existing))} ({cfg.out}); select them with --variables")
+        raise InputDataError(
+            f"{names}: variables {sorted(st.time_variables(new))} differ from the store's "
+            f"{sorted(st.time_variables(existing))} ({cfg.out}); select them with --variables"
+        )
     for coord in ("latitude", "longitude", "level"):
         a, b = coord in existing.coords, coord in new.coords
-        if a != b or (a and (existing[coord].size != new[coord].size
-                             or not np.allclose(existing[coord].values, new[coord].values))):
-            raise InputDataError(f"{names}: {coord} axis differs from the store's ({cfg.out}); the grid and levels "
-                                 "of appended data must match (see --grid/--levels)")
+        if a != b or (
+            a
+            and (existing[coord].size != new[coord].size or not np.allclose(existing[coord].values, new[coord].values))
+        ):
+            raise InputDataError(
+                f"{names}: {coord} axis differs from the store's ({cfg.out}); the grid and levels "
+                "of appended data must match (see --grid/--levels)"
+            )
     if int(old_recipe.get("chunk_time", 1)) != cfg.chunk_time:
-        raise InputDataError(f"{cfg.out}: was written with --chunk-time {old_recipe.get('chunk_time')}, "
-                             f"not {cfg.chunk_time}")
+        raise InputDataError(
+            f"{cfg.out}: was written with --chunk-time {old_recipe.get('chunk_time')}, not {cfg.chunk_time}"
+        )
     t_old = existing["time"].values
     if plan is not None:  # resuming: the store already holds the extended time axis
         t_old = t_old[: int(plan["time_offset"])]
     t_new = new["time"].values
     step = np.diff(t_old).min() if t_old.size > 1 else (np.diff(t_new).min() if t_new.size > 1 else None)
     if t_new[0] <= t_old[-1]:
-        raise InputDataError(f"{names}: times {pd.Timestamp(t_new[0])} .. {pd.Timestamp(t_new[-1])} overlap the store "
-                             f"{cfg.out} (which ends at {pd.Timestamp(t_old[-1])}); append only later times "
-                             "(use --start)")
+        raise InputDataError(
+            f"{names}: times {pd.Timestamp(t_new[0])} .. {pd.Timestamp(t_new[-1])} overlap the store "
+            f"{cfg.out} (which ends at {pd.Timestamp(t_old[-1])}); append only later times "
+            "(use --start)"
+        )
     if step is not None and t_new[0] - t_old[-1] != step:
-        raise InputDataError(f"{names}: first new time {pd.Timestamp(t_new[0])} does not follow the store's last "
-                             f"{pd.Timestamp(t_old[-1])} by its step {pd.Timedelta(step)} (non-contiguous append)")
+        raise InputDataError(
+            f"{names}: first new time {pd.Timestamp(t_new[0])} does not follow the store's last "
+            f"{pd.Timestamp(t_old[-1])} by its step {pd.Timedelta(step)} (non-contiguous append)"
+        )
     if t_new.size > 1 and step is not None and np.diff(t_new).min() != step:
-        raise InputDataError(f"{names}: time step {pd.Timedelta(np.diff(t_new).min())} differs from the store's "
-                             f"{pd.Timedelta(step)}")
+        raise InputDataError(
+            f"{names}: time step {pd.Timedelta(np.diff(t_new).min())} differs from the store's {pd.Timedelta(step)}"
+        )

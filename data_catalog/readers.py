@@ -22,13 +22,32 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("netcdf", "grib", "zarr")
 _SUFFIXES = {
-    ".nc": "netcdf", ".nc4": "netcdf", ".netcdf": "netcdf", ".cdf": "netcdf", ".h5": "netcdf",
-    ".grib": "grib", ".grb": "grib", ".grib1": "grib", ".grib2": "grib", ".grb2": "grib",
+    ".nc": "netcdf",
+    ".nc4": "netcdf",
+    ".netcdf": "netcdf",
+    ".cdf": "netcdf",
+    ".h5": "netcdf",
+    ".grib": "grib",
+    ".grb": "grib",
+    ".grib1": "grib",
+    ".grib2": "grib",
+    ".grb2": "grib",
     ".zarr": "zarr",
 }
 # GRIB scalar coordinates naming a level type; dropped before hypercubes are merged (kept in the attrs).
-_GRIB_SCALAR_LEVEL_COORDS = ("surface", "heightAboveGround", "meanSea", "depthBelowLandLayer", "entireAtmosphere",
-                             "nominalTop", "heightAboveSea", "depthBelowLand", "cloudBase", "cloudTop", "sigma")
+_GRIB_SCALAR_LEVEL_COORDS = (
+    "surface",
+    "heightAboveGround",
+    "meanSea",
+    "depthBelowLandLayer",
+    "entireAtmosphere",
+    "nominalTop",
+    "heightAboveSea",
+    "depthBelowLand",
+    "cloudBase",
+    "cloudTop",
+    "sigma",
+)
 
 
 def parse_url_map(text: str) -> dict[str, str]:
@@ -56,7 +75,7 @@ def apply_url_map(url: str, mirrors: dict[str, str] | None = None) -> str:
     table = {**(mirrors or {}), **parse_url_map(os.environ.get("WXEMU_URL_MAP", ""))}
     for prefix in sorted(table, key=len, reverse=True):
         if url.startswith(prefix):
-            return table[prefix] + url[len(prefix):]
+            return table[prefix] + url[len(prefix) :]
     return url
 
 
@@ -66,7 +85,7 @@ def _is_remote(path: str) -> bool:
 
 
 def _strip_local(path: str) -> str:
-    return path[len("file://"):] if path.startswith("file://") else path
+    return path[len("file://") :] if path.startswith("file://") else path
 
 
 def detect_format(path: str, storage_options: dict | None = None) -> str:
@@ -97,8 +116,9 @@ def detect_format(path: str, storage_options: dict | None = None) -> str:
         return "grib"
     if magic.startswith(b"\x89HDF") or magic[:3] == b"CDF":
         return "netcdf"
-    raise InputDataError(f"{path}: unknown format (not NetCDF, GRIB or Zarr; first bytes {magic!r}); "
-                         "give the format explicitly")
+    raise InputDataError(
+        f"{path}: unknown format (not NetCDF, GRIB or Zarr; first bytes {magic!r}); give the format explicitly"
+    )
 
 
 def _local_copy(path: str, storage_options: dict | None) -> str:
@@ -111,8 +131,9 @@ def _local_copy(path: str, storage_options: dict | None) -> str:
     cache_dir = os.path.join(os.environ.get("WXEMU_CACHE_DIR", os.path.expanduser("~/.cache/wxemu")), "remote")
     protocol = fsspec.utils.get_protocol(path)
     try:
-        return fsspec.open_local(f"simplecache::{path}", simplecache={"cache_storage": cache_dir},
-                                 **{protocol: storage_options or {}})
+        return fsspec.open_local(
+            f"simplecache::{path}", simplecache={"cache_storage": cache_dir}, **{protocol: storage_options or {}}
+        )
     except FileNotFoundError as exc:
         raise InputDataError(f"{path}: no such file") from exc
     except Exception as exc:
@@ -127,8 +148,9 @@ def _check_gap(path: str, begin: int, end: int, source: str, where: str) -> None
         g.seek(begin)
         gap = g.read(end - begin)
     if gap.strip(b"\0"):
-        raise InputDataError(f"{source}: corrupt or truncated GRIB: {end - begin} trailing bytes {where} "
-                             "are not a GRIB message")
+        raise InputDataError(
+            f"{source}: corrupt or truncated GRIB: {end - begin} trailing bytes {where} are not a GRIB message"
+        )
 
 
 def check_grib_messages(path: str, source: str | None = None) -> int:
@@ -149,8 +171,10 @@ def check_grib_messages(path: str, source: str | None = None) -> int:
             try:
                 handle = eccodes.codes_new_from_file(f, eccodes.CODES_PRODUCT_GRIB, headers_only=True)
             except Exception as exc:
-                raise InputDataError(f"{source}: corrupt or truncated GRIB: message {count + 1} after byte {offset} "
-                                     f"of {size} cannot be decoded ({exc})") from None
+                raise InputDataError(
+                    f"{source}: corrupt or truncated GRIB: message {count + 1} after byte {offset} "
+                    f"of {size} cannot be decoded ({exc})"
+                ) from None
             if handle is None:
                 break
             try:
@@ -193,8 +217,11 @@ def _merge_hypercubes(datasets: list[xr.Dataset], path: str) -> xr.Dataset:
         except Exception as exc:
             skipped.append(f"{sorted(ds.data_vars)} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
     if skipped:
-        warnings.warn(f"{path}: GRIB hypercubes left out because they conflict with the first ones: "
-                      f"{'; '.join(skipped)}; open them with grib_filter (cfgrib filter_by_keys)", stacklevel=3)
+        warnings.warn(
+            f"{path}: GRIB hypercubes left out because they conflict with the first ones: "
+            f"{'; '.join(skipped)}; open them with grib_filter (cfgrib filter_by_keys)",
+            stacklevel=3,
+        )
     return merged
 
 
@@ -209,8 +236,9 @@ def _open_grib(path: str, local: str, variables: list[str] | None, grib_filter: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             try:  # one hypercube (the common case): a single index pass
-                datasets = [xr.open_dataset(local, engine="cfgrib", backend_kwargs={**kwargs, "errors": "raise"},
-                                            chunks={})]
+                datasets = [
+                    xr.open_dataset(local, engine="cfgrib", backend_kwargs={**kwargs, "errors": "raise"}, chunks={})
+                ]
             except cfgrib.dataset.DatasetBuildError:  # several: one dataset per hypercube
                 datasets = cfgrib.open_datasets(local, backend_kwargs=kwargs, chunks={})
     except KeyError as exc:
@@ -240,16 +268,23 @@ def _open_netcdf(path: str, local: str) -> xr.Dataset:
 
 def _open_zarr(path: str, storage_options: dict | None) -> xr.Dataset:
     try:
-        return xr.open_zarr(path, storage_options=storage_options or None, chunks={}, consolidated=None,
-                            decode_timedelta=True)
+        return xr.open_zarr(
+            path, storage_options=storage_options or None, chunks={}, consolidated=None, decode_timedelta=True
+        )
     except FileNotFoundError as exc:
         raise InputDataError(f"{path}: no such Zarr store") from exc
     except Exception as exc:
         raise InputDataError(f"{path}: cannot open Zarr store ({type(exc).__name__}: {exc})") from None
 
 
-def open_source(path: str, fmt: str | None = None, *, variables: list[str] | None = None,
-                storage_options: dict | None = None, grib_filter: dict | None = None) -> xr.Dataset:
+def open_source(
+    path: str,
+    fmt: str | None = None,
+    *,
+    variables: list[str] | None = None,
+    storage_options: dict | None = None,
+    grib_filter: dict | None = None,
+) -> xr.Dataset:
     """Open ONE NetCDF / GRIB / Zarr file or store lazily (dask-backed), as the source names things.
 
     path: local path or fsspec URL (``gs://``, ``s3://``, ``https://``, ``memory://``, ``file://``). Remote
@@ -284,8 +319,9 @@ def open_source(path: str, fmt: str | None = None, *, variables: list[str] | Non
     return ds
 
 
-def expand_paths(paths_or_globs: Iterable[str], *, start=None, end=None, freq: str | None = None,
-                 storage_options: dict | None = None) -> list[str]:
+def expand_paths(
+    paths_or_globs: Iterable[str], *, start=None, end=None, freq: str | None = None, storage_options: dict | None = None
+) -> list[str]:
     """Expand date templates and globs into a sorted, de-duplicated list of paths/URLs.
 
     A ``{date:%Y%m%d}``-style template is expanded over the periods of ``pandas.period_range(start, end, freq)``
@@ -314,10 +350,20 @@ def expand_paths(paths_or_globs: Iterable[str], *, start=None, end=None, freq: s
     return list(dict.fromkeys(out))
 
 
-def open_sources(paths_or_globs: list[str], fmt: str | None = None, *, variables: list[str] | None = None,
-                 storage_options: dict | None = None, grib_filter: dict | None = None, start=None, end=None,
-                 freq: str | None = None) -> list[tuple[str, xr.Dataset]]:
+def open_sources(
+    paths_or_globs: list[str],
+    fmt: str | None = None,
+    *,
+    variables: list[str] | None = None,
+    storage_options: dict | None = None,
+    grib_filter: dict | None = None,
+    start=None,
+    end=None,
+    freq: str | None = None,
+) -> list[tuple[str, xr.Dataset]]:
     """Expand globs and date templates (see ``expand_paths``) and open each source: ``[(path, dataset), ...]``."""
     paths = expand_paths(paths_or_globs, start=start, end=end, freq=freq, storage_options=storage_options)
-    return [(p, open_source(p, fmt, variables=variables, storage_options=storage_options, grib_filter=grib_filter))
-            for p in paths]
+    return [
+        (p, open_source(p, fmt, variables=variables, storage_options=storage_options, grib_filter=grib_filter))
+        for p in paths
+    ]

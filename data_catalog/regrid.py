@@ -34,8 +34,9 @@ def cell_bounds(centres: np.ndarray, *, clip: tuple[float, float] | None = None)
     return np.clip(edges, *clip) if clip else edges
 
 
-def overlap_matrix(src_edges: np.ndarray, dst_edges: np.ndarray, *, period: float | None = None,
-                   transform=None) -> np.ndarray:
+def overlap_matrix(
+    src_edges: np.ndarray, dst_edges: np.ndarray, *, period: float | None = None, transform=None
+) -> np.ndarray:
     """(n_dst, n_src) overlap lengths between 1-D cells given by ascending edges.
 
     ``transform`` (e.g. ``np.sin`` of radians for latitude) is applied to the edges before measuring overlaps.
@@ -74,8 +75,9 @@ def target_axis(centres: np.ndarray, resolution: float) -> np.ndarray:
     return np.round(np.arange(k0, k1 + 1) * resolution, 10)
 
 
-def conservative_weights(src_lat: np.ndarray, src_lon: np.ndarray, dst_lat: np.ndarray, dst_lon: np.ndarray
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def conservative_weights(
+    src_lat: np.ndarray, src_lon: np.ndarray, dst_lat: np.ndarray, dst_lon: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Row-normalised 1-D weights (W_lat (n_dst_lat, n_src_lat), W_lon (n_dst_lon, n_src_lon)).
 
     dst = W_lat @ src @ W_lon.T is the area-weighted mean of the overlapped source cells. Target edges are
@@ -111,8 +113,7 @@ def regrid_dataset(ds: xr.Dataset, resolution: float) -> xr.Dataset:
         raise WxemuError(f"regrid: --grid {resolution} is not coarser than the source grid ({src_res} deg)")
     dst_lat = target_axis(lat, resolution)
     if is_global_longitude(lon):
-        dst_lon = np.round(np.arange(0.0, 360.0 - 1e-9, resolution) + np.ceil(lon[0] / resolution) * resolution,
-                           10)
+        dst_lon = np.round(np.arange(0.0, 360.0 - 1e-9, resolution) + np.ceil(lon[0] / resolution) * resolution, 10)
     else:
         dst_lon = target_axis(lon, resolution)
     if dst_lat.size < 1 or dst_lon.size < 1:
@@ -128,15 +129,19 @@ def regrid_dataset(ds: xr.Dataset, resolution: float) -> xr.Dataset:
             out[name] = var
             continue
         new = xr.apply_ufunc(
-            apply, var, input_core_dims=[["latitude", "longitude"]],
-            output_core_dims=[["latitude_out", "longitude_out"]], dask="parallelized",
+            apply,
+            var,
+            input_core_dims=[["latitude", "longitude"]],
+            output_core_dims=[["latitude_out", "longitude_out"]],
+            dask="parallelized",
             output_dtypes=[var.dtype],
             dask_gufunc_kwargs={"output_sizes": {"latitude_out": dst_lat.size, "longitude_out": dst_lon.size}},
         ).rename({"latitude_out": "latitude", "longitude_out": "longitude"})
         new.attrs = var.attrs
         out[name] = new.transpose(*var.dims)
-    out = out.assign_coords(latitude=("latitude", dst_lat, ds["latitude"].attrs),
-                            longitude=("longitude", dst_lon, ds["longitude"].attrs))
+    out = out.assign_coords(
+        latitude=("latitude", dst_lat, ds["latitude"].attrs), longitude=("longitude", dst_lon, ds["longitude"].attrs)
+    )
     for c in ds.coords:
         if c not in ("latitude", "longitude") and c not in out.coords:
             out = out.assign_coords({c: ds[c]})

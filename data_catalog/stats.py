@@ -80,8 +80,16 @@ class MomentSums:
         return np.stack([mean, np.sqrt(var), dmean, np.sqrt(dvar)])
 
 
-def moment_sums(x, pairs: np.ndarray, *, keep_axes: tuple[int, ...] = (), lat_weights: np.ndarray | None = None,
-                lat_axis: int = -2, shift: np.ndarray | float = 0.0, value_start: int = 0) -> MomentSums:
+def moment_sums(
+    x,
+    pairs: np.ndarray,
+    *,
+    keep_axes: tuple[int, ...] = (),
+    lat_weights: np.ndarray | None = None,
+    lat_axis: int = -2,
+    shift: np.ndarray | float = 0.0,
+    value_start: int = 0,
+) -> MomentSums:
     """Sums for the moments of ``x`` (numpy or dask array, time on axis 0) and of its regular one-step differences.
 
     ``pairs``: bool (nt-1,) from :func:`regular_pairs`. ``keep_axes``: axes not reduced (e.g. the level axis).
@@ -114,13 +122,13 @@ def moment_sums(x, pairs: np.ndarray, *, keep_axes: tuple[int, ...] = (), lat_we
         buf = np.empty((min(per_block, max(nt, 1)), *x.shape[1:]), dtype=x.dtype)
         s, ss, ds, dss = (np.zeros(s_shape) for _ in range(4))
         for i in range(value_start, nt, per_block):
-            b = np.subtract(x[i:i + per_block], shift_x, out=buf[:min(per_block, nt - i)])
+            b = np.subtract(x[i : i + per_block], shift_x, out=buf[: min(per_block, nt - i)])
             s += b.sum(axis=axes, dtype="f8")
             ss += np.square(b, out=b).sum(axis=axes, dtype="f8")
         n_pairs = 0
         for i in range(0, nt - 1, per_block):
             j = min(nt - 1, i + per_block)
-            b = np.subtract(x[i + 1:j + 1], x[i:j], out=buf[:j - i])
+            b = np.subtract(x[i + 1 : j + 1], x[i:j], out=buf[: j - i])
             if not pmask[i:j].all():
                 b = b[pmask[i:j]]
             n_pairs += b.shape[0]
@@ -161,8 +169,14 @@ def first_step_shift(first: np.ndarray, *, has_level: bool) -> np.ndarray:
     return np.nan_to_num(shift)
 
 
-def block_sums(x: np.ndarray, times: np.ndarray, step: np.timedelta64, shift: np.ndarray | float, *,
-               keep_axes: tuple[int, ...] = ()) -> MomentSums:
+def block_sums(
+    x: np.ndarray,
+    times: np.ndarray,
+    step: np.timedelta64,
+    shift: np.ndarray | float,
+    *,
+    keep_axes: tuple[int, ...] = (),
+) -> MomentSums:
     """:func:`moment_sums` of one time block ``x`` (time first) at ``times`` (datetime64, ascending): values and
     the differences between consecutive steps ``step`` apart inside the block. Blocks that tile a period, plus
     :func:`boundary_sums` at each inner block edge, add up to the sums of the whole period."""
@@ -170,8 +184,7 @@ def block_sums(x: np.ndarray, times: np.ndarray, step: np.timedelta64, shift: np
     return moment_sums(x, pairs, keep_axes=keep_axes, shift=shift)
 
 
-def boundary_sums(prev: np.ndarray, nxt: np.ndarray, regular: bool, *, keep_axes: tuple[int, ...] = ()
-                  ) -> MomentSums:
+def boundary_sums(prev: np.ndarray, nxt: np.ndarray, regular: bool, *, keep_axes: tuple[int, ...] = ()) -> MomentSums:
     """Sums of the one difference ``nxt - prev`` across a block edge (``prev``/``nxt``: one time step each, shape
     (1, ...) with the time axis kept, so ``keep_axes`` are those of the blocks); zero counts when the two steps are
     not ``regular`` (a gap). The value sums are zero."""
@@ -213,8 +226,13 @@ class StatsAccumulator:
             start = 1
         else:
             x, t, start = block, times, 0
-        sums = moment_sums(x, regular_pairs(t, self.step) if len(t) > 1 else np.zeros(0, bool), keep_axes=keep,
-                           shift=self._shift[name], value_start=start)
+        sums = moment_sums(
+            x,
+            regular_pairs(t, self.step) if len(t) > 1 else np.zeros(0, bool),
+            keep_axes=keep,
+            shift=self._shift[name],
+            value_start=start,
+        )
         self._sums[name] = self._sums[name] + sums if name in self._sums else sums
         self._last[name] = (np.asarray(block[-1]), times[-1])
 
@@ -236,8 +254,11 @@ def compute_stats(ds: xr.Dataset, *, lat_weights: np.ndarray | None = None) -> x
         da = ds[name]
         if "time" not in da.dims:
             continue  # static: handled below
-        order = ("time",) + tuple(d for d in ("level",) if d in da.dims) + tuple(
-            d for d in da.dims if d not in ("time", "level"))
+        order = (
+            ("time",)
+            + tuple(d for d in ("level",) if d in da.dims)
+            + tuple(d for d in da.dims if d not in ("time", "level"))
+        )
         da = da.transpose(*order)
         data = da.data
         keep = (1,) if "level" in da.dims else ()
@@ -245,12 +266,23 @@ def compute_stats(ds: xr.Dataset, *, lat_weights: np.ndarray | None = None) -> x
         first = np.asarray(da.isel(time=0).values, dtype="f8")
         shift = np.nanmean(first.reshape(first.shape[0], -1), axis=1) if keep else np.nanmean(first)
         shift = np.nan_to_num(shift)
-        lazy[str(name)] = (moment_sums(data, pairs, keep_axes=keep, lat_weights=lat_weights,
-                                       lat_axis=order.index("latitude") if lat_weights is not None else -2,
-                                       shift=shift), shift, ("level",) if keep else ())
+        lazy[str(name)] = (
+            moment_sums(
+                data,
+                pairs,
+                keep_axes=keep,
+                lat_weights=lat_weights,
+                lat_axis=order.index("latitude") if lat_weights is not None else -2,
+                shift=shift,
+            ),
+            shift,
+            ("level",) if keep else (),
+        )
     computed = dask.compute({k: v[0].__dict__ for k, v in lazy.items()})[0]
-    values = {name: stats_from_sums(MomentSums(**{k: np.asarray(v) for k, v in computed[name].items()}), shift)
-              for name, (_, shift, _) in lazy.items()}
+    values = {
+        name: stats_from_sums(MomentSums(**{k: np.asarray(v) for k, v in computed[name].items()}), shift)
+        for name, (_, shift, _) in lazy.items()
+    }
     return stats_dataset(ds, values)
 
 
@@ -268,6 +300,9 @@ def stats_dataset(ds: xr.Dataset, values: dict[str, np.ndarray]) -> xr.Dataset:
         if "time" in ds[name].dims:
             continue
         x = np.asarray(ds[name].values, dtype="f8")
-        out[str(name)] = (("stat",), np.array([np.nanmean(x), np.nanstd(x), np.nan, np.nan]),
-                          {k: a for k, a in ds[name].attrs.items() if k in keep})
+        out[str(name)] = (
+            ("stat",),
+            np.array([np.nanmean(x), np.nanstd(x), np.nan, np.nan]),
+            {k: a for k, a in ds[name].attrs.items() if k in keep},
+        )
     return out

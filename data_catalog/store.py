@@ -116,22 +116,37 @@ def _require_complete(path_or_url: str, storage_options: Mapping[str, Any] | Non
         )
 
 
-def _open(path_or_url: str, group: str | None, storage_options: Mapping[str, Any] | None,
-          check_complete: bool, chunks: Mapping[str, int] | None = None) -> xr.Dataset:
+def _open(
+    path_or_url: str,
+    group: str | None,
+    storage_options: Mapping[str, Any] | None,
+    check_complete: bool,
+    chunks: Mapping[str, int] | None = None,
+) -> xr.Dataset:
     if check_complete:
         _require_complete(path_or_url, storage_options)
     with _Quiet():
         try:
-            return xr.open_zarr(str(path_or_url), group=group, consolidated=True, zarr_format=3,
-                                chunks=dict(chunks) if chunks else {},
-                                storage_options=dict(storage_options) if storage_options else None)
+            return xr.open_zarr(
+                str(path_or_url),
+                group=group,
+                consolidated=True,
+                zarr_format=3,
+                chunks=dict(chunks) if chunks else {},
+                storage_options=dict(storage_options) if storage_options else None,
+            )
         except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as exc:
             where = f"group {group!r} of " if group else ""
             raise WxemuError(f"{path_or_url}: cannot open {where}the store: {exc}") from exc
 
 
-def open_store(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None,
-               check_complete: bool = True, chunks: Mapping[str, int] | None = None) -> xr.Dataset:
+def open_store(
+    path_or_url: str,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    check_complete: bool = True,
+    chunks: Mapping[str, int] | None = None,
+) -> xr.Dataset:
     """Open the canonical dataset (root group) lazily (dask arrays, one dask chunk per Zarr chunk unless
     ``chunks`` asks for larger ones, e.g. ``{"time": 48}``).
 
@@ -141,8 +156,9 @@ def open_store(path_or_url: str, *, storage_options: Mapping[str, Any] | None = 
     return _open(path_or_url, None, storage_options, check_complete, chunks)
 
 
-def open_stats(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None,
-               check_complete: bool = True) -> xr.Dataset:
+def open_stats(
+    path_or_url: str, *, storage_options: Mapping[str, Any] | None = None, check_complete: bool = True
+) -> xr.Dataset:
     """Open group ``stats``: one float64 variable per data variable, dims (``stat``, [``level``]).
 
     ``stat`` = mean, std, diff_mean, diff_std (units of the variable); loaded into memory (it is small).
@@ -150,8 +166,9 @@ def open_stats(path_or_url: str, *, storage_options: Mapping[str, Any] | None = 
     return _open(path_or_url, STATS_GROUP, storage_options, check_complete).load()
 
 
-def open_climatology(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None,
-                     check_complete: bool = True) -> xr.Dataset:
+def open_climatology(
+    path_or_url: str, *, storage_options: Mapping[str, Any] | None = None, check_complete: bool = True
+) -> xr.Dataset:
     """Open group ``climatology`` lazily: dims (``dayofyear`` 1..366, ``hour``, [``level``], lat, lon)."""
     return _open(path_or_url, CLIMATOLOGY_GROUP, storage_options, check_complete)
 
@@ -181,8 +198,9 @@ def channel_names(ds: xr.Dataset) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------- writing
-def data_encoding(ds: xr.Dataset, chunk_time: int = 1, compressor: BloscCodec | None = None
-                  ) -> dict[str, dict[str, Any]]:
+def data_encoding(
+    ds: xr.Dataset, chunk_time: int = 1, compressor: BloscCodec | None = None
+) -> dict[str, dict[str, Any]]:
     """xarray ``to_zarr`` encoding for every variable of the canonical dataset ``ds``.
 
     Data variables: float32, ``compressor`` (default :func:`default_compressor`), chunks of ``chunk_time`` time
@@ -193,8 +211,12 @@ def data_encoding(ds: xr.Dataset, chunk_time: int = 1, compressor: BloscCodec | 
     enc: dict[str, dict[str, Any]] = {}
     for name, var in ds.variables.items():
         if name == "time":
-            enc["time"] = {"units": TIME_UNITS, "calendar": TIME_CALENDAR, "dtype": "int64",
-                           "chunks": (max(1, var.size),)}
+            enc["time"] = {
+                "units": TIME_UNITS,
+                "calendar": TIME_CALENDAR,
+                "dtype": "int64",
+                "chunks": (max(1, var.size),),
+            }
         elif name in ds.data_vars:
             chunks = tuple(min(chunk_time, n) if d == "time" else n for d, n in zip(var.dims, var.shape))
             enc[str(name)] = {"dtype": "float32", "chunks": chunks, "compressors": [comp], "_FillValue": np.nan}
@@ -207,9 +229,15 @@ def encode_times(times: np.ndarray) -> np.ndarray:
     return ((t - np.datetime64("1970-01-01T00:00:00", "ns")) // np.timedelta64(1, "s")).astype("int64")
 
 
-def create_store(path_or_url: str, template: xr.Dataset, *, attrs: Mapping[str, Any], chunk_time: int = 1,
-                 storage_options: Mapping[str, Any] | None = None,
-                 compressor: BloscCodec | None = None) -> None:
+def create_store(
+    path_or_url: str,
+    template: xr.Dataset,
+    *,
+    attrs: Mapping[str, Any],
+    chunk_time: int = 1,
+    storage_options: Mapping[str, Any] | None = None,
+    compressor: BloscCodec | None = None,
+) -> None:
     """Create (overwrite) the store's metadata and coordinates from ``template``, marked incomplete.
 
     ``template`` is the full canonical dataset with lazy (dask) data variables: only coordinates and static
@@ -226,12 +254,24 @@ def create_store(path_or_url: str, template: xr.Dataset, *, attrs: Mapping[str, 
     lazy.attrs = {**dict(attrs), COMPLETE_ATTR: False}
     enc = data_encoding(lazy, chunk_time, compressor)
     with _Quiet():
-        lazy.to_zarr(str(path_or_url), mode="w", compute=False, zarr_format=3, consolidated=True,
-                     encoding=enc, storage_options=dict(storage_options) if storage_options else None)
+        lazy.to_zarr(
+            str(path_or_url),
+            mode="w",
+            compute=False,
+            zarr_format=3,
+            consolidated=True,
+            encoding=enc,
+            storage_options=dict(storage_options) if storage_options else None,
+        )
         static = static_variables(template)
         if static:
-            template[static].to_zarr(str(path_or_url), mode="r+", zarr_format=3, consolidated=False,
-                                     storage_options=dict(storage_options) if storage_options else None)
+            template[static].to_zarr(
+                str(path_or_url),
+                mode="r+",
+                zarr_format=3,
+                consolidated=False,
+                storage_options=dict(storage_options) if storage_options else None,
+            )
 
 
 def zarr_store(path_or_url: str, storage_options: Mapping[str, Any] | None = None) -> zarr.abc.store.Store:
@@ -244,12 +284,19 @@ def zarr_store(path_or_url: str, storage_options: Mapping[str, Any] | None = Non
 
 def _open_group(path_or_url: str, storage_options: Mapping[str, Any] | None, mode: str = "r+") -> zarr.Group:
     with _Quiet():
-        return zarr.open_group(zarr_store(path_or_url, storage_options), mode=mode, zarr_format=3,
-                               use_consolidated=False)
+        return zarr.open_group(
+            zarr_store(path_or_url, storage_options), mode=mode, zarr_format=3, use_consolidated=False
+        )
 
 
-def write_region(path_or_url: str, arrays: Mapping[str, np.ndarray], start: int, *,
-                 storage_options: Mapping[str, Any] | None = None, group: str | None = None) -> None:
+def write_region(
+    path_or_url: str,
+    arrays: Mapping[str, np.ndarray],
+    start: int,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    group: str | None = None,
+) -> None:
     """Write ``arrays`` (name -> array with time first, canonical dim order) at time index ``start`` (of the
     root group, or of child ``group`` along its first dimension).
 
@@ -259,7 +306,7 @@ def write_region(path_or_url: str, arrays: Mapping[str, np.ndarray], start: int,
     targets = _writable_arrays(path_or_url, storage_options, group, tuple(arrays))
     for name, values in arrays.items():
         arr = targets[name]
-        arr[start:start + values.shape[0]] = np.asarray(values, dtype=arr.dtype)
+        arr[start : start + values.shape[0]] = np.asarray(values, dtype=arr.dtype)
 
 
 @contextlib.contextmanager
@@ -275,8 +322,9 @@ def _fast_pipeline(fast: bool = True) -> Iterator[None]:
         yield
 
 
-def _writable_arrays(path_or_url: str, storage_options: Mapping[str, Any] | None, group: str | None,
-                     names: tuple[str, ...]) -> dict[str, zarr.Array]:
+def _writable_arrays(
+    path_or_url: str, storage_options: Mapping[str, Any] | None, group: str | None, names: tuple[str, ...]
+) -> dict[str, zarr.Array]:
     """The arrays ``names`` of the root group (or child ``group``), opened for writing with the fast codec
     pipeline when it is installed."""
     with _fast_pipeline():
@@ -285,24 +333,25 @@ def _writable_arrays(path_or_url: str, storage_options: Mapping[str, Any] | None
         return {name: node[name] for name in names}
 
 
-def open_array(path_or_url: str, name: str, *, storage_options: Mapping[str, Any] | None = None,
-               fast: bool = False) -> zarr.Array:
+def open_array(
+    path_or_url: str, name: str, *, storage_options: Mapping[str, Any] | None = None, fast: bool = False
+) -> zarr.Array:
     """The root group's array ``name``, read-only (works on incomplete stores); ``fast``: decoded through the
     zarrs codec pipeline when installed (as the ingest's writes; not in a process that forks afterwards)."""
     with _Quiet(), _fast_pipeline(fast):
         return _open_group(path_or_url, storage_options, mode="r")[name]
 
 
-def read_region(path_or_url: str, names: Iterable[str], start: int, stop: int, *,
-                storage_options: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+def read_region(
+    path_or_url: str, names: Iterable[str], start: int, stop: int, *, storage_options: Mapping[str, Any] | None = None
+) -> dict[str, np.ndarray]:
     """Time steps ``start``..``stop`` (exclusive) of the root group's arrays ``names`` as stored (float32, canonical
     dim order), with plain zarr-python reads (the mirror of :func:`write_region`; works on incomplete stores)."""
     root = _open_group(path_or_url, storage_options, mode="r")
     return {name: root[name][start:stop] for name in names}
 
 
-def extend_time(path_or_url: str, new_times: np.ndarray, *,
-                storage_options: Mapping[str, Any] | None = None) -> int:
+def extend_time(path_or_url: str, new_times: np.ndarray, *, storage_options: Mapping[str, Any] | None = None) -> int:
     """Grow every time-dependent array by ``len(new_times)`` steps (metadata only; no chunk rewritten) and write
     the new ``time`` values. Returns the old length (the time index the new data starts at)."""
     group = _open_group(path_or_url, storage_options)
@@ -329,8 +378,7 @@ def truncate_time(path_or_url: str, n: int, *, storage_options: Mapping[str, Any
             arr.resize((n, *arr.shape[1:]))
 
 
-def set_attrs(path_or_url: str, attrs: Mapping[str, Any], *,
-              storage_options: Mapping[str, Any] | None = None) -> None:
+def set_attrs(path_or_url: str, attrs: Mapping[str, Any], *, storage_options: Mapping[str, Any] | None = None) -> None:
     """Update root attributes and re-consolidate the metadata."""
     group = _open_group(path_or_url, storage_options)
     group.attrs.update(dict(attrs))
@@ -355,9 +403,16 @@ def mark_complete(path_or_url: str, *, storage_options: Mapping[str, Any] | None
     clear_progress(path_or_url, storage_options=storage_options, mapper=m)
 
 
-def write_group(path_or_url: str, group: str, ds: xr.Dataset, *,
-                storage_options: Mapping[str, Any] | None = None, chunks: Mapping[str, int] | None = None,
-                dtype: str | None = None, compute: bool = True) -> None:
+def write_group(
+    path_or_url: str,
+    group: str,
+    ds: xr.Dataset,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    chunks: Mapping[str, int] | None = None,
+    dtype: str | None = None,
+    compute: bool = True,
+) -> None:
     """(Over)write a child group (``stats``, ``climatology``) from a dataset, compressed.
 
     ``compute=False`` writes only the metadata and coordinates (for a lazy template whose data are written
@@ -377,8 +432,16 @@ def write_group(path_or_url: str, group: str, ds: xr.Dataset, *,
             e["chunks"] = tuple(min(chunks.get(d, n), n) for d, n in zip(ds[name].dims, ds[name].shape))
         enc[str(name)] = e
     with _Quiet():
-        ds.to_zarr(str(path_or_url), group=group, mode="w", zarr_format=3, consolidated=False, encoding=enc,
-                   compute=compute, storage_options=dict(storage_options) if storage_options else None)
+        ds.to_zarr(
+            str(path_or_url),
+            group=group,
+            mode="w",
+            zarr_format=3,
+            consolidated=False,
+            encoding=enc,
+            compute=compute,
+            storage_options=dict(storage_options) if storage_options else None,
+        )
 
 
 # --------------------------------------------------------------------------------------------------- progress
@@ -386,8 +449,7 @@ def _region_key(index: int) -> str:
     return f"{PROGRESS_PREFIX}/region-{index:06d}"
 
 
-def write_plan(path_or_url: str, plan: Mapping[str, Any], *,
-               storage_options: Mapping[str, Any] | None = None) -> None:
+def write_plan(path_or_url: str, plan: Mapping[str, Any], *, storage_options: Mapping[str, Any] | None = None) -> None:
     """Store the ingest plan (input fingerprint, regions) as ``wxemu_progress/plan.json``."""
     _mapper(path_or_url, storage_options)[f"{PROGRESS_PREFIX}/plan.json"] = json.dumps(dict(plan)).encode()
 
@@ -400,15 +462,21 @@ def read_plan(path_or_url: str, *, storage_options: Mapping[str, Any] | None = N
         return None
 
 
-def mark_region_done(path_or_url: str, index: int, record: Mapping[str, Any] | None = None, *,
-                     storage_options: Mapping[str, Any] | None = None) -> None:
+def mark_region_done(
+    path_or_url: str,
+    index: int,
+    record: Mapping[str, Any] | None = None,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> None:
     """Record that time region ``index`` is fully written (call after its chunks are on disk), with an optional
     JSON ``record`` about it (the ingest keeps the region's moment sums there)."""
     _mapper(path_or_url, storage_options)[_region_key(index)] = json.dumps(dict(record or {})).encode()
 
 
-def region_record(path_or_url: str, index: int, *, storage_options: Mapping[str, Any] | None = None
-                  ) -> dict[str, Any] | None:
+def region_record(
+    path_or_url: str, index: int, *, storage_options: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The record of a region marked done (None when it is not)."""
     try:
         return json.loads(_mapper(path_or_url, storage_options)[_region_key(index)])
@@ -426,14 +494,15 @@ def regions_done(path_or_url: str, *, storage_options: Mapping[str, Any] | None 
         return set()
     out: set[int] = set()
     for key in keys:
-        rel = key[len(m.root):].lstrip("/") if key.startswith(m.root) else key
+        rel = key[len(m.root) :].lstrip("/") if key.startswith(m.root) else key
         if rel.startswith(prefix):
-            out.add(int(rel[len(prefix):]))
+            out.add(int(rel[len(prefix) :]))
     return out
 
 
-def clear_progress(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None,
-                   mapper: fsspec.FSMap | None = None) -> None:
+def clear_progress(
+    path_or_url: str, *, storage_options: Mapping[str, Any] | None = None, mapper: fsspec.FSMap | None = None
+) -> None:
     """Remove the ``wxemu_progress/`` records."""
     # not ``mapper or ...``: an FSMap's truth value is its length, which lists every key of the store
     m = mapper if mapper is not None else _mapper(path_or_url, storage_options)

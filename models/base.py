@@ -39,15 +39,17 @@ class Emulator(torch.nn.Module):
 
     kind: str = "base"
 
-    def __init__(self, *, latitude: np.ndarray, longitude: np.ndarray, n_state: int, n_forcing: int,
-                 history: int = 1) -> None:
+    def __init__(
+        self, *, latitude: np.ndarray, longitude: np.ndarray, n_state: int, n_forcing: int, history: int = 1
+    ) -> None:
         super().__init__()
         lat = np.asarray(latitude, dtype=np.float64)
         lon = np.asarray(longitude, dtype=np.float64)
         check_grid(lat, lon)
         if n_state < 1 or n_forcing < 0 or history < 1:
             raise ModelConfigError(
-                f"need n_state >= 1, n_forcing >= 0, history >= 1; got {n_state}, {n_forcing}, {history}")
+                f"need n_state >= 1, n_forcing >= 0, history >= 1; got {n_state}, {n_forcing}, {history}"
+            )
         self.latitude = lat
         self.longitude = lon
         self.n_state = int(n_state)
@@ -75,13 +77,13 @@ class Emulator(torch.nn.Module):
             raise ValueError(f"{self.kind} emulator: state has shape {tuple(state.shape)}, expected {want_state}")
         want_forc = (b, self.n_forcing, h, w)
         if tuple(forcings.shape) != want_forc:
-            raise ValueError(
-                f"{self.kind} emulator: forcings have shape {tuple(forcings.shape)}, expected {want_forc}")
+            raise ValueError(f"{self.kind} emulator: forcings have shape {tuple(forcings.shape)}, expected {want_forc}")
         if tuple(lead_hours.shape) != (b,):
             raise ValueError(f"{self.kind} emulator: lead_hours has shape {tuple(lead_hours.shape)}, expected ({b},)")
 
-    def forward(self, state: torch.Tensor, forcings: torch.Tensor,
-                lead_hours: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def forward(
+        self, state: torch.Tensor, forcings: torch.Tensor, lead_hours: torch.Tensor
+    ) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -133,7 +135,8 @@ def config_from_dict(cls: type[C], config: dict[str, Any] | None, *, where: str)
     unknown = sorted(set(config) - names)
     if unknown:
         raise ModelConfigError(
-            f"{where} config: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(sorted(names))}")
+            f"{where} config: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(sorted(names))}"
+        )
     try:
         obj = cls(**config)
     except TypeError as exc:
@@ -149,8 +152,16 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def build_model(kind: str, *, latitude: np.ndarray, longitude: np.ndarray, n_state: int, n_forcing: int,
-                history: int = 1, config: dict[str, Any] | None = None) -> Emulator:
+def build_model(
+    kind: str,
+    *,
+    latitude: np.ndarray,
+    longitude: np.ndarray,
+    n_state: int,
+    n_forcing: int,
+    history: int = 1,
+    config: dict[str, Any] | None = None,
+) -> Emulator:
     """Build an emulator of ``kind`` ("graph" or "transformer") for the given grid and channel counts.
 
     ``config`` is validated into the model's config dataclass (``GraphConfig`` / ``TransformerConfig``);
@@ -162,8 +173,16 @@ def build_model(kind: str, *, latitude: np.ndarray, longitude: np.ndarray, n_sta
         from models.transformer_emulator import TransformerEmulator as cls
     else:
         raise ModelConfigError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
-    model = cls(latitude=latitude, longitude=longitude, n_state=n_state, n_forcing=n_forcing, history=history,
-                config=config)
-    log.info("built %s emulator: %s trainable parameters, grid %dx%d, inputs %d -> outputs %d", kind,
-             f"{count_parameters(model):,}", len(latitude), len(longitude), model.n_input, n_state)
+    model = cls(
+        latitude=latitude, longitude=longitude, n_state=n_state, n_forcing=n_forcing, history=history, config=config
+    )
+    log.info(
+        "built %s emulator: %s trainable parameters, grid %dx%d, inputs %d -> outputs %d",
+        kind,
+        f"{count_parameters(model):,}",
+        len(latitude),
+        len(longitude),
+        model.n_input,
+        n_state,
+    )
     return model

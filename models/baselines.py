@@ -57,6 +57,8 @@ def climatology_forecast(clim: np.ndarray, valid_times: np.ndarray, hours: np.nd
     match = np.abs(hour[:, None] - hours[None, :]) < 1e-6
     missing = ~match.any(axis=1)
     if missing.any():
-        raise ValueError(f"valid time {t[missing][0]} falls at hour {hour[missing][0]:g}, which the climatology "
-                         f"does not hold (hours: {', '.join(f'{h:g}' for h in hours)})")
+        raise ValueError(
+            f"valid time {t[missing][0]} falls at hour {hour[missing][0]:g}, which the climatology "
+            f"does not hold (hours: {', '.join(f'{h:g}' for h in hours)})"
+        )
     return clim[doy - 1, match.argmax(axis=1)]

@@ -30,8 +30,8 @@ DAY_OF_YEAR_NAMES = ("sin_day_of_year", "cos_day_of_year")
 
 # Default (offset, scale) of known static fields: normalised = (field - offset) / scale.
 STATIC_NORMALISATION: dict[str, tuple[float, float]] = {
-    "land_sea_mask": (0.0, 1.0),                  # fraction 0..1
-    "geopotential_at_surface": (0.0, 9806.65),    # m2 s-2 -> km of orography
+    "land_sea_mask": (0.0, 1.0),  # fraction 0..1
+    "geopotential_at_surface": (0.0, 9806.65),  # m2 s-2 -> km of orography
 }
 
 
@@ -85,8 +85,9 @@ def cos_solar_zenith(times: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.
     return np.sin(la) * np.sin(d) + np.cos(la) * np.cos(d) * np.cos(hour_angle)
 
 
-def toa_incident_solar(times: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-                       solar_constant: float = SOLAR_CONSTANT) -> np.ndarray:
+def toa_incident_solar(
+    times: np.ndarray, lat: np.ndarray, lon: np.ndarray, solar_constant: float = SOLAR_CONSTANT
+) -> np.ndarray:
     """Instantaneous top-of-atmosphere incident solar flux in W m-2, (T, H, W) float64.
 
     times: (T,) datetime64 (UTC); lat, lon: 1-D degrees (any longitude convention).
@@ -96,9 +97,15 @@ def toa_incident_solar(times: np.ndarray, lat: np.ndarray, lon: np.ndarray,
     return solar_constant * dist[:, None, None] * np.maximum(cz, 0.0)
 
 
-def toa_incident_solar_accumulated(times: np.ndarray, lat: np.ndarray, lon: np.ndarray, *,
-                                   period: np.timedelta64 = ONE_HOUR, n_samples: int = 12,
-                                   solar_constant: float = SOLAR_CONSTANT) -> np.ndarray:
+def toa_incident_solar_accumulated(
+    times: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    *,
+    period: np.timedelta64 = ONE_HOUR,
+    n_samples: int = 12,
+    solar_constant: float = SOLAR_CONSTANT,
+) -> np.ndarray:
     """Incident solar energy in J m-2 accumulated over ``period`` ending at each time (ERA5's ``tisr``),
     by the midpoint rule with ``n_samples`` sub-intervals. (T, H, W) float64."""
     t = np.asarray(times).astype("datetime64[ns]")
@@ -119,8 +126,9 @@ def time_features(times: np.ndarray, lon: np.ndarray) -> np.ndarray:
     a = 2 * np.pi * local / 24.0
     y = 2 * np.pi * (doy - 1 + hour / 24.0) / ndays
     ones = np.ones_like(a)
-    return np.stack([np.sin(a), np.cos(a), np.sin(y)[:, None] * ones, np.cos(y)[:, None] * ones],
-                    axis=1).astype(np.float32)
+    return np.stack([np.sin(a), np.cos(a), np.sin(y)[:, None] * ones, np.cos(y)[:, None] * ones], axis=1).astype(
+        np.float32
+    )
 
 
 @dataclasses.dataclass
@@ -154,8 +162,9 @@ class ForcingSpec:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ConfigError(f"forcing spec: unknown key(s) {', '.join(map(repr, unknown))}; "
-                              f"valid keys: {', '.join(sorted(names))}")
+            raise ConfigError(
+                f"forcing spec: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(sorted(names))}"
+            )
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,9 +190,14 @@ def forcing_names(spec: ForcingSpec) -> list[str]:
     return names
 
 
-def compute_forcings(spec: ForcingSpec, times: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-                     static: dict[str, np.ndarray] | None = None,
-                     climatology: np.ndarray | None = None) -> np.ndarray:
+def compute_forcings(
+    spec: ForcingSpec,
+    times: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    static: dict[str, np.ndarray] | None = None,
+    climatology: np.ndarray | None = None,
+) -> np.ndarray:
     """Normalised forcings (T, n_forcing, H, W) float32 in the order of ``forcing_names(spec)``.
 
     times (T,) datetime64 UTC; lat (H,), lon (W,) degrees; static: name -> (H, W) array for ``spec.static``;
@@ -202,16 +216,18 @@ def compute_forcings(spec: ForcingSpec, times: np.ndarray, lat: np.ndarray, lon:
     if spec.local_hour or spec.day_of_year:
         tf = time_features(t, lon)
         if spec.local_hour:
-            out[:, c:c + 2] = tf[:, 0:2, None, :]
+            out[:, c : c + 2] = tf[:, 0:2, None, :]
             c += 2
         if spec.day_of_year:
-            out[:, c:c + 2] = tf[:, 2:4, None, :]
+            out[:, c : c + 2] = tf[:, 2:4, None, :]
             c += 2
     static = static or {}
     for name in spec.static:
         if name not in static:
-            raise ConfigError(f"forcings: static field {name!r} is required by the forcing spec but was not "
-                              f"given (have: {', '.join(sorted(static)) or 'none'})")
+            raise ConfigError(
+                f"forcings: static field {name!r} is required by the forcing spec but was not "
+                f"given (have: {', '.join(sorted(static)) or 'none'})"
+            )
         field = np.asarray(static[name], dtype=np.float64)
         if field.shape != (h, w):
             raise ConfigError(f"forcings: static field {name!r} has shape {field.shape}, expected {(h, w)}")
@@ -227,11 +243,15 @@ def compute_forcings(spec: ForcingSpec, times: np.ndarray, lat: np.ndarray, lon:
         n = len(spec.climatology)
         if climatology is None or np.shape(climatology) != (t.size, n, h, w):
             got = None if climatology is None else np.shape(climatology)
-            raise ConfigError(f"forcings: the spec asks for the climatology of {list(spec.climatology)}: "
-                              f"expected an array of shape {(t.size, n, h, w)}, got {got}")
+            raise ConfigError(
+                f"forcings: the spec asks for the climatology of {list(spec.climatology)}: "
+                f"expected an array of shape {(t.size, n, h, w)}, got {got}"
+            )
         clim = np.asarray(climatology, dtype=np.float32)
         if not np.all(np.isfinite(clim)):
-            raise ConfigError("forcings: the climatology is undefined (NaN) at some of the requested times: "
-                              "they lie outside the climatology's day-of-year window")
-        out[:, c:c + n] = clim
+            raise ConfigError(
+                "forcings: the climatology is undefined (NaN) at some of the requested times: "
+                "they lie outside the climatology's day-of-year window"
+            )
+        out[:, c : c + n] = clim
     return out

@@ -26,8 +26,9 @@ class MLP(nn.Module):
         return self.norm(self.net(x))
 
 
-def aggregate_sum(messages: torch.Tensor, receivers: torch.Tensor, n_receivers: int,
-                  method: str = "index_add") -> torch.Tensor:
+def aggregate_sum(
+    messages: torch.Tensor, receivers: torch.Tensor, n_receivers: int, method: str = "index_add"
+) -> torch.Tensor:
     """Sum ``messages`` (B, E, D) into their receivers: returns (B, n_receivers, D)."""
     b, _, d = messages.shape
     out = messages.new_zeros((b, n_receivers, d))
@@ -54,10 +55,19 @@ class EdgeMLP(nn.Module):
         self.lin_recv = nn.Linear(d_latent, d_hidden, bias=False)
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(d_hidden, d_latent), nn.LayerNorm(d_latent))
 
-    def forward(self, edges: torch.Tensor, x_send: torch.Tensor, x_recv: torch.Tensor, senders: torch.Tensor,
-                receivers: torch.Tensor) -> torch.Tensor:
-        h = (self.lin_edge(edges) + torch.index_select(self.lin_send(x_send), 1, senders)
-             + torch.index_select(self.lin_recv(x_recv), 1, receivers))
+    def forward(
+        self,
+        edges: torch.Tensor,
+        x_send: torch.Tensor,
+        x_recv: torch.Tensor,
+        senders: torch.Tensor,
+        receivers: torch.Tensor,
+    ) -> torch.Tensor:
+        h = (
+            self.lin_edge(edges)
+            + torch.index_select(self.lin_send(x_send), 1, senders)
+            + torch.index_select(self.lin_recv(x_recv), 1, receivers)
+        )
         return self.out(h)
 
 
@@ -77,8 +87,14 @@ class InteractionNetwork(nn.Module):
         self.node_mlp = MLP(2 * d_latent, d_hidden, d_latent)
         self.aggregation = aggregation
 
-    def forward(self, x_send: torch.Tensor, x_recv: torch.Tensor, edges: torch.Tensor, senders: torch.Tensor,
-                receivers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        x_send: torch.Tensor,
+        x_recv: torch.Tensor,
+        edges: torch.Tensor,
+        senders: torch.Tensor,
+        receivers: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x_send (B, Ns, D), x_recv (B, Nr, D), edges (B or 1, E, D) -> (new x_recv, new edges (B, E, D))."""
         edges = edges + self.edge_mlp(edges, x_send, x_recv, senders, receivers)
         agg = aggregate_sum(edges, receivers, x_recv.shape[1], self.aggregation)

@@ -23,8 +23,7 @@ def _chord(angle_deg: float) -> float:
     return float(2.0 * np.sin(np.radians(angle_deg) / 2.0))
 
 
-def radius_query_edges(grid_xyz: np.ndarray, mesh_xyz: np.ndarray,
-                       radius_deg: float) -> tuple[np.ndarray, np.ndarray]:
+def radius_query_edges(grid_xyz: np.ndarray, mesh_xyz: np.ndarray, radius_deg: float) -> tuple[np.ndarray, np.ndarray]:
     """Grid -> mesh edges: every grid node within ``radius_deg`` of arc of a mesh node sends to it.
 
     Returns (senders = grid indices, receivers = mesh indices), sorted by receiver then sender.
@@ -49,8 +48,9 @@ def nearest_nodes_edges(mesh_xyz: np.ndarray, grid_xyz: np.ndarray, k: int = 3) 
     return idx.reshape(-1), receivers
 
 
-def containing_triangle_edges(mesh_xyz: np.ndarray, faces: np.ndarray, grid_xyz: np.ndarray, *,
-                              fallback_k: int = 3, candidates: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def containing_triangle_edges(
+    mesh_xyz: np.ndarray, faces: np.ndarray, grid_xyz: np.ndarray, *, fallback_k: int = 3, candidates: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
     """Mesh -> grid edges: each grid node receives from the 3 vertices of the mesh triangle containing it.
 
     faces (F, 3) index ``mesh_xyz`` and are ordered counter-clockwise seen from outside. A point p lies in the
@@ -67,7 +67,7 @@ def containing_triangle_edges(mesh_xyz: np.ndarray, faces: np.ndarray, grid_xyz:
         k = int(min(candidates, len(faces)))
         tree = cKDTree((a + b + c) / 3.0)
         for start in range(0, n_grid, 100_000):  # blocks bound the (G, k, 3, 3) temporary
-            pts = grid_xyz[start:start + 100_000]
+            pts = grid_xyz[start : start + 100_000]
             _, cand = tree.query(pts, k=k)
             cand = np.asarray(cand, dtype=np.int64).reshape(len(pts), k)
             inside = np.einsum("gkij,gj->gki", normals[cand], pts).min(axis=-1) >= -1e-12  # (G, k)
@@ -110,8 +110,14 @@ def rotate_to_receiver_frame(vectors: np.ndarray, receiver_xyz: np.ndarray) -> n
     return np.stack([x2, y1, z2], axis=-1)
 
 
-def edge_features(sender_xyz: np.ndarray, receiver_xyz: np.ndarray, senders: np.ndarray, receivers: np.ndarray,
-                  *, scale: float | None = None) -> np.ndarray:
+def edge_features(
+    sender_xyz: np.ndarray,
+    receiver_xyz: np.ndarray,
+    senders: np.ndarray,
+    receivers: np.ndarray,
+    *,
+    scale: float | None = None,
+) -> np.ndarray:
     """Edge features (E, 4) float32: length, and the sender - receiver displacement in the receiver's frame.
 
     All four are divided by ``scale`` (default: the longest edge's chord length), so the longest edge has

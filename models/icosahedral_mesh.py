@@ -30,15 +30,48 @@ def get_icosahedron() -> TriangularMesh:
     """The regular icosahedron inscribed in the unit sphere (12 vertices, 20 outward-oriented faces)."""
     phi = (1.0 + np.sqrt(5.0)) / 2.0
     vertices = np.array(
-        [[-1, phi, 0], [1, phi, 0], [-1, -phi, 0], [1, -phi, 0],
-         [0, -1, phi], [0, 1, phi], [0, -1, -phi], [0, 1, -phi],
-         [phi, 0, -1], [phi, 0, 1], [-phi, 0, -1], [-phi, 0, 1]], dtype=np.float64)
+        [
+            [-1, phi, 0],
+            [1, phi, 0],
+            [-1, -phi, 0],
+            [1, -phi, 0],
+            [0, -1, phi],
+            [0, 1, phi],
+            [0, -1, -phi],
+            [0, 1, -phi],
+            [phi, 0, -1],
+            [phi, 0, 1],
+            [-phi, 0, -1],
+            [-phi, 0, 1],
+        ],
+        dtype=np.float64,
+    )
     vertices /= np.linalg.norm(vertices, axis=1, keepdims=True)
     faces = np.array(
-        [[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11],
-         [1, 5, 9], [5, 11, 4], [11, 10, 2], [10, 7, 6], [7, 1, 8],
-         [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9],
-         [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]], dtype=np.int64)
+        [
+            [0, 11, 5],
+            [0, 5, 1],
+            [0, 1, 7],
+            [0, 7, 10],
+            [0, 10, 11],
+            [1, 5, 9],
+            [5, 11, 4],
+            [11, 10, 2],
+            [10, 7, 6],
+            [7, 1, 8],
+            [3, 9, 4],
+            [3, 4, 2],
+            [3, 2, 6],
+            [3, 6, 8],
+            [3, 8, 9],
+            [4, 9, 5],
+            [2, 4, 11],
+            [6, 2, 10],
+            [8, 6, 7],
+            [9, 8, 1],
+        ],
+        dtype=np.int64,
+    )
     return TriangularMesh(vertices, _orient_outward(vertices, faces))
 
 
@@ -67,12 +100,14 @@ def split_mesh(mesh: TriangularMesh) -> TriangularMesh:
     m = (n + inverse.reshape(-1)).reshape(-1, 3)  # midpoint index of edges (01, 12, 20) of each face
     v0, v1, v2 = f[:, 0], f[:, 1], f[:, 2]
     m01, m12, m20 = m[:, 0], m[:, 1], m[:, 2]
-    new_faces = np.concatenate([
-        np.stack([v0, m01, m20], axis=1),
-        np.stack([m01, v1, m12], axis=1),
-        np.stack([m20, m12, v2], axis=1),
-        np.stack([m01, m12, m20], axis=1),
-    ])
+    new_faces = np.concatenate(
+        [
+            np.stack([v0, m01, m20], axis=1),
+            np.stack([m01, v1, m12], axis=1),
+            np.stack([m20, m12, v2], axis=1),
+            np.stack([m01, m12, m20], axis=1),
+        ]
+    )
     return TriangularMesh(np.concatenate([mesh.vertices, mid]), new_faces.astype(np.int64))
 
 
@@ -140,8 +175,16 @@ def level_for_resolution(resolution_deg: float, *, max_level: int = 8) -> int:
     return int(np.clip(level, 0, max_level))
 
 
-def in_lat_lon_box(lat: np.ndarray, lon: np.ndarray, *, lat_min: float, lat_max: float, lon_min: float,
-                   lon_max: float, margin_deg: float = 0.0) -> np.ndarray:
+def in_lat_lon_box(
+    lat: np.ndarray,
+    lon: np.ndarray,
+    *,
+    lat_min: float,
+    lat_max: float,
+    lon_min: float,
+    lon_max: float,
+    margin_deg: float = 0.0,
+) -> np.ndarray:
     """Boolean mask of points inside a latitude/longitude box widened by ``margin_deg`` of arc.
 
     Longitudes are compared modulo 360 from the western edge ``lon_min``, so boxes crossing the prime meridian
@@ -162,8 +205,9 @@ def in_lat_lon_box(lat: np.ndarray, lon: np.ndarray, *, lat_min: float, lat_max:
     return in_lat & in_lon
 
 
-def restrict_to_nodes(keep: np.ndarray, senders: np.ndarray,
-                      receivers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def restrict_to_nodes(
+    keep: np.ndarray, senders: np.ndarray, receivers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keep the nodes where ``keep`` (N,) is True and the edges between two kept nodes.
 
     Returns (old index of each kept node, senders, receivers) with edges renumbered to the kept nodes.

@@ -39,22 +39,24 @@ POS_EMBEDDINGS = ("learned", "sinusoidal", "none")
 class TransformerConfig:
     """Configuration of ``TransformerEmulator`` (all keys optional; defaults train fast on the UK sample)."""
 
-    patch: int = 4                   # patch size in grid points (33 x 49 pads to 36 x 52 -> 9 x 13 tokens)
-    dim: int = 128                   # token width
-    depth: int = 4                   # transformer blocks
-    heads: int = 4                   # attention heads (dim must be divisible by heads)
-    mlp_ratio: float = 4.0           # hidden width of the block MLP, in units of dim
-    pos_embedding: str = "learned"   # "learned", "sinusoidal" or "none"
+    patch: int = 4  # patch size in grid points (33 x 49 pads to 36 x 52 -> 9 x 13 tokens)
+    dim: int = 128  # token width
+    depth: int = 4  # transformer blocks
+    heads: int = 4  # attention heads (dim must be divisible by heads)
+    mlp_ratio: float = 4.0  # hidden width of the block MLP, in units of dim
+    pos_embedding: str = "learned"  # "learned", "sinusoidal" or "none"
     global_grid: bool | None = None  # None: detect from longitude (uniform and spanning 360 deg)
-    lead_embedding_dim: int = 64     # sinusoidal features of lead_hours fed to the conditioning MLP
+    lead_embedding_dim: int = 64  # sinusoidal features of lead_hours fed to the conditioning MLP
 
     def validate(self) -> None:
         def bad(msg: str) -> None:
             raise ModelConfigError(f"transformer config: {msg}")
 
         if self.patch < 1 or self.dim < 1 or self.depth < 0 or self.heads < 1:
-            bad(f"need patch >= 1, dim >= 1, depth >= 0, heads >= 1; got {self.patch}, {self.dim}, "
-                f"{self.depth}, {self.heads}")
+            bad(
+                f"need patch >= 1, dim >= 1, depth >= 0, heads >= 1; got {self.patch}, {self.dim}, "
+                f"{self.depth}, {self.heads}"
+            )
         if self.dim % self.heads:
             bad(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
         if self.mlp_ratio <= 0:
@@ -99,6 +101,7 @@ class Block(nn.Module):
 
 def sincos_2d(rows: np.ndarray, cols: np.ndarray | None, dim: int) -> torch.Tensor:
     """Fixed sin/cos embedding (len(rows) * len(cols), dim) of two coordinates (one when ``cols`` is None)."""
+
     def one(pos: np.ndarray, d: int) -> np.ndarray:
         half = d // 2
         omega = 1.0 / 10000.0 ** (np.arange(half) / max(half, 1))
@@ -119,10 +122,17 @@ class TransformerEmulator(Emulator):
 
     kind = "transformer"
 
-    def __init__(self, *, latitude: np.ndarray, longitude: np.ndarray, n_state: int, n_forcing: int,
-                 history: int = 1, config: dict[str, Any] | None = None) -> None:
-        super().__init__(latitude=latitude, longitude=longitude, n_state=n_state, n_forcing=n_forcing,
-                         history=history)
+    def __init__(
+        self,
+        *,
+        latitude: np.ndarray,
+        longitude: np.ndarray,
+        n_state: int,
+        n_forcing: int,
+        history: int = 1,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(latitude=latitude, longitude=longitude, n_state=n_state, n_forcing=n_forcing, history=history)
         cfg = config_from_dict(TransformerConfig, config, where="transformer")
         self.config = cfg
         self.periodic = is_global_grid(self.longitude, cfg.global_grid)
@@ -173,19 +183,20 @@ class TransformerEmulator(Emulator):
         b, _, h, w = state.shape
         p, th, tw = self.config.patch, self.tokens_h, self.tokens_w
         x = self._pad(torch.cat([state, forcings], dim=1))
-        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)               # (B, th*tw, dim)
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, th*tw, dim)
         if self.pos is not None:
             pos = self.pos.to(tokens.dtype)
             if self.periodic:
-                pos = pos.repeat_interleave(tw, dim=0)                         # same for every token column
+                pos = pos.repeat_interleave(tw, dim=0)  # same for every token column
             tokens = tokens + pos[None]
         # Lead time in hours; periods from 2*pi hours to ~2*pi*1000 days.
-        cond = self.lead_mlp(sinusoidal_embedding(lead_hours, self.config.lead_embedding_dim, max_period=24000.0)
-                             .to(tokens.dtype))
+        cond = self.lead_mlp(
+            sinusoidal_embedding(lead_hours, self.config.lead_embedding_dim, max_period=24000.0).to(tokens.dtype)
+        )
         for block in self.blocks:
             tokens = block(tokens, cond)
         shift, scale = self.final_modulation(cond).chunk(2, dim=-1)
-        out = self.head(_modulate(self.final_norm(tokens), shift, scale))     # (B, th*tw, p*p*n_state)
+        out = self.head(_modulate(self.final_norm(tokens), shift, scale))  # (B, th*tw, p*p*n_state)
         out = out.transpose(1, 2).reshape(b, self.n_state * p * p, th, tw)
-        out = F.pixel_shuffle(out, p)                                         # (B, n_state, th*p, tw*p)
+        out = F.pixel_shuffle(out, p)  # (B, n_state, th*p, tw*p)
         return out[:, :, :h, :w]

@@ -104,15 +104,21 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     path = weights_path(path)
     header = read_header(path)
     grid = header["grid"]
-    model = build_model(header["model_kind"], latitude=np.asarray(grid["latitude"]),
-                        longitude=np.asarray(grid["longitude"]), n_state=len(header["channel_names"]),
-                        n_forcing=int(header["n_forcing"]), history=int(header["history"]),
-                        config=header["model_config"])
+    model = build_model(
+        header["model_kind"],
+        latitude=np.asarray(grid["latitude"]),
+        longitude=np.asarray(grid["longitude"]),
+        n_state=len(header["channel_names"]),
+        n_forcing=int(header["n_forcing"]),
+        history=int(header["history"]),
+        config=header["model_config"],
+    )
     try:
         load_model(model, str(path), strict=True, device=str(device))
     except (RuntimeError, SafetensorError) as exc:
-        raise CheckpointError(f"{path}: weights do not match the {header['model_kind']} model of the header: "
-                              f"{exc}") from exc
+        raise CheckpointError(
+            f"{path}: weights do not match the {header['model_kind']} model of the header: {exc}"
+        ) from exc
     model.eval()
     return model.to(device), header
 
@@ -132,8 +138,14 @@ def sha256_file(path: str | Path) -> str:
 def git_commit() -> str | None:
     """The repository's HEAD commit when wxemu runs from a git checkout, else None."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -158,8 +170,11 @@ class ExportModelCallback(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             model = getattr(pl_module, "eval_model", pl_module)
-            header = {**self.header, "global_step": int(trainer.global_step),
-                      "weights": "ema" if getattr(pl_module, "ema", None) is not None else "last"}
+            header = {
+                **self.header,
+                "global_step": int(trainer.global_step),
+                "weights": "ema" if getattr(pl_module, "ema", None) is not None else "last",
+            }
             was = next(model.parameters()).device
             save_checkpoint(self.run_dir / "model.safetensors", model, header)
             model.to(was)

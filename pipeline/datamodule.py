@@ -12,7 +12,8 @@ Batches are collated inside the dataset (``__getitems__``): all windows of a bat
 time indices they need are read once per variable with one zarr selection (zarr-python directly, chunks fetched
 concurrently, decoded straight into the batch array). The loader ships each distinct time once, in physical
 units, with the window index table; normalisation and the gather into (inputs, targets) run on the accelerator
-(:func:`assemble_windows`, called from the LightningModule's ``on_after_batch_transfer``). With ``contiguous_batches`` the sampler forms each batch from
+(:func:`assemble_windows`, called from the LightningModule's ``on_after_batch_transfer``). With
+``contiguous_batches`` the sampler forms each batch from
 consecutive anchors, so a batch of B one-step windows reads B+1 time chunks instead of 2B. Under DDP each rank
 takes every world_size-th batch of the same shuffled list (equal counts on every rank).
 
@@ -76,8 +77,10 @@ class StoreLayout:
         t = np.datetime64(pd.Timestamp(when).tz_localize(None), "ns")
         i = int(np.searchsorted(self.times, t))
         if i >= len(self.times) or self.times[i] != t:
-            raise WxemuError(f"{self.path}: time {pd.Timestamp(t)} is not in the store "
-                             f"({pd.Timestamp(self.times[0])} .. {pd.Timestamp(self.times[-1])})")
+            raise WxemuError(
+                f"{self.path}: time {pd.Timestamp(t)} is not in the store "
+                f"({pd.Timestamp(self.times[0])} .. {pd.Timestamp(self.times[-1])})"
+            )
         return i
 
     def index_range(self, start: Any, end: Any) -> tuple[int, int]:
@@ -105,10 +108,15 @@ def read_layout(path: str, storage_options: dict[str, Any] | None = None) -> Sto
         raise WxemuError(f"{path}: the store's times are not regularly spaced")
     static = {name: np.asarray(ds[name].values, dtype=np.float32) for name in static_variables(ds)}
     return StoreLayout(
-        path=str(path), storage_options=dict(storage_options or {}), variables=variables,
-        channel_names=channel_names(ds), times=times,
+        path=str(path),
+        storage_options=dict(storage_options or {}),
+        variables=variables,
+        channel_names=channel_names(ds),
+        times=times,
         latitude=np.asarray(ds["latitude"].values, dtype=np.float64),
-        longitude=np.asarray(ds["longitude"].values, dtype=np.float64), static=static)
+        longitude=np.asarray(ds["longitude"].values, dtype=np.float64),
+        static=static,
+    )
 
 
 class StoreReader:
@@ -143,7 +151,7 @@ class StoreReader:
         c = 0
         for arr, order in self._arrays:
             n = 1 if order is None else len(order)
-            view = out[:, c] if order is None else out[:, c:c + n]
+            view = out[:, c] if order is None else out[:, c : c + n]
             sel = (slice(int(uniq[0]), int(uniq[-1]) + 1),) if consecutive else (uniq,)
             if (order is None or order == list(range(n))) and arr.dtype == np.float32:
                 buf = default_buffer_prototype().nd_buffer.from_numpy_array(view)
@@ -175,12 +183,23 @@ def store_channel_stats(layout: StoreLayout) -> ChannelStats:
                 vals = vals[np.argsort(np.asarray(da["level"].values))]
             rows[key].extend(vals.tolist())
     dt = layout.step_hours
-    return ChannelStats(names=list(layout.channel_names), mean=np.array(rows["mean"]), std=np.array(rows["std"]),
-                        diff_mean={dt: np.array(rows["diff_mean"])}, diff_std={dt: np.array(rows["diff_std"])})
+    return ChannelStats(
+        names=list(layout.channel_names),
+        mean=np.array(rows["mean"]),
+        std=np.array(rows["std"]),
+        diff_mean={dt: np.array(rows["diff_mean"])},
+        diff_std={dt: np.array(rows["diff_std"])},
+    )
 
 
-def add_step_stats(stats: ChannelStats, layout: StoreLayout, step_hours: Sequence[float],
-                   index_range: tuple[int, int], n_samples: int, seed: int = 0) -> ChannelStats:
+def add_step_stats(
+    stats: ChannelStats,
+    layout: StoreLayout,
+    step_hours: Sequence[float],
+    index_range: tuple[int, int],
+    n_samples: int,
+    seed: int = 0,
+) -> ChannelStats:
     """Estimate mean/std of dt-hour differences for each step not in ``stats`` on a time range of the store.
 
     Uses ``n_samples`` evenly spread start times of the range (deterministic given ``seed``).
@@ -208,8 +227,9 @@ def stride_for(dt_hours: float, layout: StoreLayout) -> int:
     """Number of store steps in ``dt_hours``; WxemuError unless it is a positive whole multiple."""
     ratio = float(dt_hours) / layout.step_hours
     if ratio < 1 - 1e-9 or abs(ratio - round(ratio)) > 1e-6:
-        raise WxemuError(f"{layout.path}: step {dt_hours} h is not a multiple of the store's "
-                         f"{layout.step_hours} h time step")
+        raise WxemuError(
+            f"{layout.path}: step {dt_hours} h is not a multiple of the store's {layout.step_hours} h time step"
+        )
     return int(round(ratio))
 
 
@@ -236,8 +256,9 @@ class ClimatologyReader:
 
         valid = pd.DatetimeIndex(np.asarray(times).astype("datetime64[ns]").reshape(-1))
         if not np.isin(valid.hour.values, self.hours).all():
-            raise WxemuError(f"{self.layout.path}: the climatology has hours {self.hours.tolist()}, not every "
-                             "hour asked for")
+            raise WxemuError(
+                f"{self.layout.path}: the climatology has hours {self.hours.tolist()}, not every hour asked for"
+            )
         doy = xr.DataArray(valid.day_of_year.values, dims="v")
         hour = xr.DataArray(valid.hour.values, dims="v")
         parts = []
@@ -250,8 +271,10 @@ class ClimatologyReader:
         out = np.concatenate(parts, axis=1).astype(np.float32)
         undefined = ~np.isfinite(out).reshape(len(out), -1).all(axis=1)
         if undefined.any():
-            raise WxemuError(f"{self.layout.path}: the climatology has no value at {valid[undefined][0]} (its "
-                             "day of year lies outside the smoothing window of the store's statistics period)")
+            raise WxemuError(
+                f"{self.layout.path}: the climatology has no value at {valid[undefined][0]} (its "
+                "day of year lies outside the smoothing window of the store's statistics period)"
+            )
         return out
 
 
@@ -262,8 +285,9 @@ class ForcingProvider:
     with ``stats`` (the state's mean and std), so they live on the same scale as the state.
     """
 
-    def __init__(self, layout: StoreLayout, spec: Any, stats: ChannelStats | None = None,
-                 cache_size: int = 4096) -> None:
+    def __init__(
+        self, layout: StoreLayout, spec: Any, stats: ChannelStats | None = None, cache_size: int = 4096
+    ) -> None:
         self.layout = layout
         self.spec = spec
         self._cache: OrderedDict[np.datetime64, np.ndarray] = OrderedDict()
@@ -295,8 +319,17 @@ class ForcingProvider:
         missing = [t for t in dict.fromkeys(times.tolist()) if np.datetime64(t, "ns") not in self._cache]
         if missing:
             miss = np.asarray(missing, dtype="datetime64[ns]")
-            values = np.asarray(compute_forcings(self.spec, miss, self.layout.latitude, self.layout.longitude,
-                                                 self.layout.static, self._climatology(miss)), dtype=np.float32)
+            values = np.asarray(
+                compute_forcings(
+                    self.spec,
+                    miss,
+                    self.layout.latitude,
+                    self.layout.longitude,
+                    self.layout.static,
+                    self._climatology(miss),
+                ),
+                dtype=np.float32,
+            )
             for t, v in zip(miss, values):
                 self._cache[t] = v
                 if len(self._cache) > self._cache_size:
@@ -314,16 +347,16 @@ def default_forcing_spec(layout: StoreLayout, *, climatology: bool = False) -> A
     and, with ``climatology``, the climatology of every state channel at the target time."""
     from models.forcings import ForcingSpec
 
-    return ForcingSpec(static=tuple(layout.static),
-                       climatology=tuple(layout.channel_names) if climatology else ())
+    return ForcingSpec(static=tuple(layout.static), climatology=tuple(layout.channel_names) if climatology else ())
 
 
 # ------------------------------------------------------------------------------------------------ dataset
 class WindowDataset(Dataset):
     """Windows ``(anchor, stride)`` of one split; see the module docstring for the sample layout."""
 
-    def __init__(self, layout: StoreLayout, stats: ChannelStats, forcing_spec: Any, history: int,
-                 rollout_steps: int) -> None:
+    def __init__(
+        self, layout: StoreLayout, stats: ChannelStats, forcing_spec: Any, history: int, rollout_steps: int
+    ) -> None:
         self.layout = layout
         self.stats = stats
         self.forcing_spec = forcing_spec
@@ -418,9 +451,18 @@ class WindowBatchSampler(Sampler[list[tuple[int, int]]]):
     multiple of ``world_size`` so every rank runs the same number of steps.
     """
 
-    def __init__(self, anchors_by_stride: dict[int, np.ndarray], batch_size: int, *, shuffle: bool = True,
-                 contiguous: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        anchors_by_stride: dict[int, np.ndarray],
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        contiguous: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+    ) -> None:
         self.anchors_by_stride = {int(s): np.asarray(a, dtype=np.int64) for s, a in anchors_by_stride.items()}
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -444,10 +486,10 @@ class WindowBatchSampler(Sampler[list[tuple[int, int]]]):
                 offset = int(rng.integers(0, self.batch_size))
                 cuts = list(range(offset, len(anchors), self.batch_size))
                 groups = [anchors[:offset]] if offset else []
-                groups += [anchors[c:c + self.batch_size] for c in cuts]
+                groups += [anchors[c : c + self.batch_size] for c in cuts]
             else:
                 order = rng.permutation(anchors) if self.shuffle else anchors
-                groups = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+                groups = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
             for g in groups:
                 if len(g) == 0 or (self.drop_last and len(g) < self.batch_size):
                     continue
@@ -463,7 +505,7 @@ class WindowBatchSampler(Sampler[list[tuple[int, int]]]):
             return []
         n = math.ceil(len(batches) / self.world_size) * self.world_size
         batches = (batches * math.ceil(n / len(batches)))[:n]
-        return batches[self.rank::self.world_size]
+        return batches[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         yield from self._rank_batches()
@@ -480,12 +522,27 @@ class WindowDataModule(pl.LightningDataModule if pl is not None else object):  #
     the store lacks on the training split (the same on every rank: a fixed seed).
     """
 
-    def __init__(self, store: str, *, train: tuple[str, str], val: tuple[str, str], test: tuple[str, str],
-                 history: int = 1, rollout_steps: int = 1, step_hours: Sequence[float] = (1.0,),
-                 batch_size: int = 8, num_workers: int = 0, prefetch_factor: int = 2, contiguous: bool = True,
-                 diff_stats_samples: int = 128, storage_options: dict[str, Any] | None = None, seed: int = 0,
-                 forcing_spec: Any = None, climatology_forcing: bool = False,
-                 index_log_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        store: str,
+        *,
+        train: tuple[str, str],
+        val: tuple[str, str],
+        test: tuple[str, str],
+        history: int = 1,
+        rollout_steps: int = 1,
+        step_hours: Sequence[float] = (1.0,),
+        batch_size: int = 8,
+        num_workers: int = 0,
+        prefetch_factor: int = 2,
+        contiguous: bool = True,
+        diff_stats_samples: int = 128,
+        storage_options: dict[str, Any] | None = None,
+        seed: int = 0,
+        forcing_spec: Any = None,
+        climatology_forcing: bool = False,
+        index_log_dir: str | None = None,
+    ) -> None:
         super().__init__()
         self.store = str(store)
         self.ranges = {"train": train, "val": val, "test": test}
@@ -515,15 +572,18 @@ class WindowDataModule(pl.LightningDataModule if pl is not None else object):  #
             self.forcing_spec = default_forcing_spec(self.layout, climatology=self.climatology_forcing)
         stats = store_channel_stats(self.layout)
         train_rng = self.split_range("train")
-        self.stats = add_step_stats(stats, self.layout, self.step_hours, train_rng, self.diff_stats_samples,
-                                    seed=self.seed)
+        self.stats = add_step_stats(
+            stats, self.layout, self.step_hours, train_rng, self.diff_stats_samples, seed=self.seed
+        )
         self.dataset = WindowDataset(self.layout, self.stats, self.forcing_spec, self.history, self.rollout_steps)
         for split in ("train", "val"):
             if not any(len(a) for a in self.anchors(split).values()):
                 lo, hi = self.ranges[split]
-                raise WxemuError(f"{self.store}: the {split} range {lo} .. {hi} holds no complete window "
-                                 f"(history {self.history}, {self.rollout_steps} rollout steps of "
-                                 f"{self.step_hours} h)")
+                raise WxemuError(
+                    f"{self.store}: the {split} range {lo} .. {hi} holds no complete window "
+                    f"(history {self.history}, {self.rollout_steps} rollout steps of "
+                    f"{self.step_hours} h)"
+                )
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
@@ -537,8 +597,9 @@ class WindowDataModule(pl.LightningDataModule if pl is not None else object):  #
         assert self.layout is not None and self.dataset is not None
         steps = self.step_hours if split == "train" else self.step_hours[:1]
         rng = self.split_range(split)
-        return {stride_for(dt, self.layout): self.dataset.valid_anchors(rng, stride_for(dt, self.layout))
-                for dt in steps}
+        return {
+            stride_for(dt, self.layout): self.dataset.valid_anchors(rng, stride_for(dt, self.layout)) for dt in steps
+        }
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -551,14 +612,30 @@ class WindowDataModule(pl.LightningDataModule if pl is not None else object):  #
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         assert self.dataset is not None
         rank, world = self._rank_world()
-        sampler = WindowBatchSampler(self.anchors(split), self.batch_size, shuffle=shuffle,
-                                     contiguous=self.contiguous, seed=self.seed, rank=rank, world_size=world)
+        sampler = WindowBatchSampler(
+            self.anchors(split),
+            self.batch_size,
+            shuffle=shuffle,
+            contiguous=self.contiguous,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+        )
         kwargs: dict[str, Any] = {}
         if self.num_workers > 0:
-            kwargs = {"multiprocessing_context": "spawn", "persistent_workers": True,
-                      "prefetch_factor": self.prefetch_factor}
-        return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=collate_batch,
-                          num_workers=self.num_workers, pin_memory=torch.cuda.is_available(), **kwargs)
+            kwargs = {
+                "multiprocessing_context": "spawn",
+                "persistent_workers": True,
+                "prefetch_factor": self.prefetch_factor,
+            }
+        return DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            collate_fn=collate_batch,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            **kwargs,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

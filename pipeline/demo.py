@@ -38,8 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="emulators to train")
     parser.add_argument("--max-steps", type=int, default=None, help="override the training steps of each model")
     parser.add_argument("--init", default=TEST_INITS, help=f"initial times of the test forecasts ({TEST_INITS})")
-    parser.add_argument("--fresh", action="store_true",
-                        help="redo every stage (by default the store and checkpoints of an earlier run are reused)")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="redo every stage (by default the store and checkpoints of an earlier run are reused)",
+    )
 
 
 def config_path(model: str) -> str:
@@ -110,8 +113,11 @@ def paths_note(forecasts: list[tuple[str, str]]) -> str:
         if chosen is None:
             continue
         lagged = sorted(int(float(k)) for k in chosen["lagged"])
-        how = (f"{_spans(lagged)} one trained step from an earlier analysis, other leads greedy from the initial "
-               "time" if lagged else "every lead greedy from the initial time")
+        how = (
+            f"{_spans(lagged)} one trained step from an earlier analysis, other leads greedy from the initial time"
+            if lagged
+            else "every lead greedy from the initial time"
+        )
         lines.append(f"- {name}: {how} (chosen on the validation inits {chosen['validation']})")
     return ("\nPaths (`wxemu forecast --lagged-paths`):\n" + "\n".join(lines) + "\n") if lines else ""
 
@@ -141,16 +147,39 @@ def run(args: argparse.Namespace) -> int:
     # A stage reruns when its output is missing or anything upstream reran; forecasts are always redone (cheap).
     redo = args.fresh or not is_complete(store)
     if redo:
-        _stage(["ingest", SAMPLE_ENTRY, "--out", store, "--stats-start", STATS_PERIOD[0],
-                "--stats-end", STATS_PERIOD[1], *(["--overwrite"] if Path(store).exists() else [])])
+        _stage(
+            [
+                "ingest",
+                SAMPLE_ENTRY,
+                "--out",
+                store,
+                "--stats-start",
+                STATS_PERIOD[0],
+                "--stats-end",
+                STATS_PERIOD[1],
+                *(["--overwrite"] if Path(store).exists() else []),
+            ]
+        )
     forecasts = []
     for model in args.models:
         run_dir = out / "runs" / model
         ckpt = run_dir / "model.safetensors"
         if redo or args.max_steps or not ckpt.exists():
             steps = ["--max-steps", str(args.max_steps)] if args.max_steps else []
-            _stage(["train", "--model", model, "--store", store, "--out", str(run_dir),
-                    "--config", config_path(model), *steps])
+            _stage(
+                [
+                    "train",
+                    "--model",
+                    model,
+                    "--store",
+                    store,
+                    "--out",
+                    str(run_dir),
+                    "--config",
+                    config_path(model),
+                    *steps,
+                ]
+            )
         forecasts.append((model, str(ckpt)))
     forecasts += [(b, b) for b in BASELINES]
     paths = []
@@ -159,21 +188,58 @@ def run(args: argparse.Namespace) -> int:
         if fc.exists():
             shutil.rmtree(fc)
         lagged = ["--lagged-paths", VALIDATION_INITS] if name not in BASELINES else []
-        _stage(["forecast", "--checkpoint", ckpt, "--store", store, "--init", args.init, "--lead", LEAD,
-                "--out", str(fc), "--batch-size", "24", *lagged])
+        _stage(
+            [
+                "forecast",
+                "--checkpoint",
+                ckpt,
+                "--store",
+                store,
+                "--init",
+                args.init,
+                "--lead",
+                LEAD,
+                "--out",
+                str(fc),
+                "--batch-size",
+                "24",
+                *lagged,
+            ]
+        )
         paths.append(str(fc))
     scores = str(out / "scores.zarr")
     for reference in BASELINES:
-        _stage(["verify", "--forecast", *paths, "--truth", store, "--out", scores, "--overwrite",
-                "--reference", reference, "--quiet"])
+        _stage(
+            [
+                "verify",
+                "--forecast",
+                *paths,
+                "--truth",
+                store,
+                "--out",
+                scores,
+                "--overwrite",
+                "--reference",
+                reference,
+                "--quiet",
+            ]
+        )
 
     names, table = rmse_table(scores)
     md = format_table(names, table)  # the leads of TABLE_LEADS_H; the findings cover every lead
     findings = skill_findings(names, table)
-    text = ("## RMSE of 2 m temperature (K) by lead, held-out week 2019-03-25..31, UK (ERA5)\n\n" + md + "\n\n"
-            + ("Findings (every lead +1..+24 h):\n" + "\n".join(f"- {f}" for f in findings) if findings
-               else "Every emulator beats persistence and climatology at every lead.") + "\n"
-            + paths_note([(name, str(out / "forecasts" / f"{name}.zarr")) for name in args.models]))
+    text = (
+        "## RMSE of 2 m temperature (K) by lead, held-out week 2019-03-25..31, UK (ERA5)\n\n"
+        + md
+        + "\n\n"
+        + (
+            "Findings (every lead +1..+24 h):\n" + "\n".join(f"- {f}" for f in findings)
+            if findings
+            else "Every emulator beats persistence and climatology at every lead."
+        )
+        + "\n"
+        + paths_note([(name, str(out / "forecasts" / f"{name}.zarr")) for name in args.models])
+    )
     (out / "summary.md").write_text(text)
     print("\n" + text)
     print(f"demo finished in {time.perf_counter() - t_start:.0f} s; summary in {out / 'summary.md'}")

@@ -38,24 +38,32 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True,
-                        help="RUN_DIR/model.safetensors (or RUN_DIR), or a baseline: persistence | climatology")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="RUN_DIR/model.safetensors (or RUN_DIR), or a baseline: persistence | climatology",
+    )
     parser.add_argument("--store", required=True, help="analysis store with the initial conditions (canonical)")
     parser.add_argument("--init", required=True, help="START[/END/EVERY], e.g. 2019-03-25T00/2019-03-30T00/12h")
     parser.add_argument("--lead", default="24h", help="longest lead (e.g. 24h, 2d)")
     parser.add_argument("--step", default=None, help="output lead spacing (default: the store's time step)")
     parser.add_argument("--out", required=True, help="forecast Zarr store to write (resumed if it exists)")
     parser.add_argument("--members", type=int, default=1, help="ensemble members (member 0 unperturbed)")
-    parser.add_argument("--perturbation-scale", type=float, default=0.5,
-                        help="perturbation std in units of each channel's diff_std")
+    parser.add_argument(
+        "--perturbation-scale", type=float, default=0.5, help="perturbation std in units of each channel's diff_std"
+    )
     parser.add_argument("--batch-size", type=int, default=4, help="initial times per batch")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of the ensemble perturbations")
-    parser.add_argument("--lagged-paths", default=None, metavar="START/END",
-                        help="choose, lead by lead, between the greedy path from the initial time and one trained "
-                             "step from an earlier analysis (up to the longest step before it), by RMSE on the "
-                             "validation initial times START..END (every store step; their leads must lie in "
-                             "the store); default: greedy paths only")
+    parser.add_argument(
+        "--lagged-paths",
+        default=None,
+        metavar="START/END",
+        help="choose, lead by lead, between the greedy path from the initial time and one trained "
+        "step from an earlier analysis (up to the longest step before it), by RMSE on the "
+        "validation initial times START..END (every store step; their leads must lie in "
+        "the store); default: greedy paths only",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ pure helpers
@@ -87,7 +95,7 @@ def parse_init_times(spec: str, what: str = "--init") -> np.ndarray:
 
 
 def _batches(indices: list[int], size: int) -> list[list[int]]:
-    return [indices[i:i + size] for i in range(0, len(indices), size)]
+    return [indices[i : i + size] for i in range(0, len(indices), size)]
 
 
 # ------------------------------------------------------------------------------------------------ output store
@@ -100,8 +108,9 @@ def _channel_slices(layout: Any) -> list[tuple[str, slice, list[int] | None]]:
     return out
 
 
-def create_forecast_store(out: str, layout: Any, init_times: np.ndarray, leads_hours: list[float], members: int,
-                          attrs: dict[str, Any]) -> None:
+def create_forecast_store(
+    out: str, layout: Any, init_times: np.ndarray, leads_hours: list[float], members: int, attrs: dict[str, Any]
+) -> None:
     """Write the metadata and coordinates of an empty forecast store (data chunks are written later)."""
     import dask.array as da
     import xarray as xr
@@ -110,8 +119,12 @@ def create_forecast_store(out: str, layout: Any, init_times: np.ndarray, leads_h
 
     src = open_store(layout.path, storage_options=layout.storage_options or None)
     lead_td = np.array([np.timedelta64(int(round(h * 3600)), "s") for h in leads_hours]).astype("timedelta64[ns]")
-    coords: dict[str, Any] = {"time": init_times, "prediction_timedelta": lead_td,
-                              "latitude": layout.latitude, "longitude": layout.longitude}
+    coords: dict[str, Any] = {
+        "time": init_times,
+        "prediction_timedelta": lead_td,
+        "latitude": layout.latitude,
+        "longitude": layout.longitude,
+    }
     if members > 1:
         coords["number"] = np.arange(members)
     data_vars = {}
@@ -142,7 +155,7 @@ def write_batch(out: str, layout: Any, start: int, values: np.ndarray) -> None:
         block = values[..., sl, :, :]
         if order is None:
             block = block[..., 0, :, :]
-        group[name][start:start + values.shape[0]] = block.astype(np.float32)
+        group[name][start : start + values.shape[0]] = block.astype(np.float32)
 
 
 def _update_attrs(out: str, **attrs: Any) -> None:
@@ -164,8 +177,9 @@ def _read_attrs(out: str) -> dict[str, Any] | None:
 class ModelForecaster:
     """Rolls a checkpoint forward; ``__call__(init_indices) -> (n_init, n_lead, [M,] C, H, W)`` physical."""
 
-    def __init__(self, checkpoint: str, layout: Any, leads: list[float], members: int, scale: float, device: str,
-                 seed: int) -> None:
+    def __init__(
+        self, checkpoint: str, layout: Any, leads: list[float], members: int, scale: float, device: str, seed: int
+    ) -> None:
         from models.forcings import ForcingSpec
         from pipeline.checkpoint import load_checkpoint, stats_from_header
         from pipeline.datamodule import ForcingProvider, StoreReader
@@ -174,12 +188,17 @@ class ModelForecaster:
         self.stats = stats_from_header(self.header)
         self.layout = layout
         if list(self.header["channel_names"]) != list(layout.channel_names):
-            raise WxemuError(f"{layout.path}: channels {layout.channel_names} differ from the checkpoint's "
-                             f"{self.header['channel_names']} ({checkpoint})")
+            raise WxemuError(
+                f"{layout.path}: channels {layout.channel_names} differ from the checkpoint's "
+                f"{self.header['channel_names']} ({checkpoint})"
+            )
         grid = self.header["grid"]
-        if (len(grid["latitude"]) != len(layout.latitude) or len(grid["longitude"]) != len(layout.longitude)
-                or not np.allclose(grid["latitude"], layout.latitude)
-                or not np.allclose(grid["longitude"], layout.longitude)):
+        if (
+            len(grid["latitude"]) != len(layout.latitude)
+            or len(grid["longitude"]) != len(layout.longitude)
+            or not np.allclose(grid["latitude"], layout.latitude)
+            or not np.allclose(grid["longitude"], layout.longitude)
+        ):
             raise WxemuError(f"{layout.path}: grid differs from the grid {checkpoint} was trained on")
         missing = sorted(set(self.header.get("static_fields", [])) - set(layout.static))
         if missing:
@@ -212,8 +231,13 @@ class ModelForecaster:
         lag_steps = max((round(k / self.layout.step_hours) for k in self.lags.values()), default=0)
         return max((self.history - 1) * stride_for(self.step0, self.layout), lag_steps)
 
-    def __call__(self, init_idx: list[int], lags: dict[float, float] | None = None,
-                 normalized: bool = False, leads: list[float] | None = None) -> np.ndarray:
+    def __call__(
+        self,
+        init_idx: list[int],
+        lags: dict[float, float] | None = None,
+        normalized: bool = False,
+        leads: list[float] | None = None,
+    ) -> np.ndarray:
         """Forecasts (n_init, n_lead, [M,] C, H, W) in physical units (``normalized``: as the model sees them) for
         the store's initial-time indices ``init_idx``, with ``lags`` (default: this forecaster's), at ``leads``
         (default: this forecaster's)."""
@@ -226,15 +250,17 @@ class ModelForecaster:
         lagged = {}
         for k in sorted(set(lags.values())):
             back = np.asarray(init_idx) - round(k / self.layout.step_hours)
-            lagged[k] = torch.from_numpy(normalize(self.reader.read(back), self.stats.mean, self.stats.std)
-                                         )[:, None].to(self.device)
+            lagged[k] = torch.from_numpy(normalize(self.reader.read(back), self.stats.mean, self.stats.std))[
+                :, None
+            ].to(self.device)
 
         stride = stride_for(self.step0, self.layout)
         offsets = np.arange(-(self.history - 1), 1) * stride
         idx = np.asarray(init_idx)[:, None] + offsets[None, :]
         states = self.reader.read(idx.ravel())
-        states = normalize(states, self.stats.mean, self.stats.std).reshape(len(init_idx), self.history,
-                                                                             *states.shape[1:])
+        states = normalize(states, self.stats.mean, self.stats.std).reshape(
+            len(init_idx), self.history, *states.shape[1:]
+        )
         hist = torch.from_numpy(states)
         m = self.members
         if m > 1:
@@ -254,8 +280,9 @@ class ModelForecaster:
 
         if lagged and m > 1:
             raise WxemuError("lagged paths are not available for ensembles (--members > 1)")
-        out = rollout(self.model, hist, forcing_at, leads, self.steps, self.stats, self.autocast,
-                      lags=lags, lagged_states=lagged)
+        out = rollout(
+            self.model, hist, forcing_at, leads, self.steps, self.stats, self.autocast, lags=lags, lagged_states=lagged
+        )
         arr = as_numpy(out, leads)
         if not normalized:
             arr = denormalize(arr, self.stats.mean, self.stats.std)  # (B, L, C, H, W)
@@ -264,8 +291,9 @@ class ModelForecaster:
         return arr
 
 
-def select_lags(forecaster: ModelForecaster, val_idx: list[int], batch_size: int = 24
-                ) -> tuple[dict[float, float], dict[float, dict[float, float]]]:
+def select_lags(
+    forecaster: ModelForecaster, val_idx: list[int], batch_size: int = 24
+) -> tuple[dict[float, float], dict[float, dict[float, float]]]:
     """Choose each lead's path on validation initial times ``val_idx`` (store indices; their analyses
     ``lag`` hours earlier and at every lead must be in the store): the greedy path from the initial time (lag 0)
     or one trained step from ``lag`` hours before it (:func:`pipeline.rollout.lag_candidates`), by area-weighted
@@ -282,17 +310,27 @@ def select_lags(forecaster: ModelForecaster, val_idx: list[int], batch_size: int
     first = min(val_idx) - round(max_lag / per_step)
     last = max(val_idx) + round(max(forecaster.leads) / per_step)
     if first < 0 or last >= len(layout.times):
-        raise WxemuError(f"{layout.path}: --lagged-paths needs analyses from {max_lag:g} h before the first "
-                         f"validation initial time to {max(forecaster.leads):g} h after the last; the store covers "
-                         f"{pd.Timestamp(layout.times[0])} .. {pd.Timestamp(layout.times[-1])}")
+        raise WxemuError(
+            f"{layout.path}: --lagged-paths needs analyses from {max_lag:g} h before the first "
+            f"validation initial time to {max(forecaster.leads):g} h after the last; the store covers "
+            f"{pd.Timestamp(layout.times[0])} .. {pd.Timestamp(layout.times[-1])}"
+        )
     w = latitude_weights(layout.latitude)[:, None]
-    passes = [{}] + [{lead: ks[j] for lead, ks in cands.items() if len(ks) > j}
-                     for j in range(max((len(ks) for ks in cands.values()), default=0))]
+    passes = [{}] + [
+        {lead: ks[j] for lead, ks in cands.items() if len(ks) > j}
+        for j in range(max((len(ks) for ks in cands.values()), default=0))
+    ]
     scores: dict[float, dict[float, float]] = {lead: {} for lead in forecaster.leads}
     sq: dict[tuple[int, float], list[np.ndarray]] = {}  # (pass, lead) -> per-init weighted MSE
     for group in _batches(list(val_idx), batch_size):
-        truth = {lead: normalize(forecaster.reader.read(np.asarray(group) + round(lead / per_step)),
-                                 forecaster.stats.mean, forecaster.stats.std) for lead in forecaster.leads}
+        truth = {
+            lead: normalize(
+                forecaster.reader.read(np.asarray(group) + round(lead / per_step)),
+                forecaster.stats.mean,
+                forecaster.stats.std,
+            )
+            for lead in forecaster.leads
+        }
         for i, lags in enumerate(passes):  # every lead's greedy path, then one lagged candidate per lead and pass
             leads = sorted(lags) if lags else list(forecaster.leads)
             pred = forecaster(group, lags=lags, normalized=True, leads=leads)  # (B, L, C, H, W)
@@ -363,15 +401,20 @@ def run(args: argparse.Namespace) -> int:
     if ckpt in BASELINES:
         if args.members > 1:
             raise WxemuError(f"--members > 1 is for emulators, not the {ckpt} baseline")
-        forecaster: Any = (PersistenceForecaster(layout, leads) if ckpt == "persistence"
-                           else ClimatologyForecaster(layout, leads))
+        forecaster: Any = (
+            PersistenceForecaster(layout, leads) if ckpt == "persistence" else ClimatologyForecaster(layout, leads)
+        )
         provenance = {"wxemu_model": ckpt, "wxemu_checkpoint": None, "wxemu_checkpoint_sha256": None}
     else:
         wpath = weights_path(ckpt)
-        forecaster = ModelForecaster(str(wpath), layout, leads, args.members, args.perturbation_scale,
-                                     args.device, args.seed)
-        provenance = {"wxemu_model": forecaster.model_name, "wxemu_checkpoint": str(wpath.resolve()),
-                      "wxemu_checkpoint_sha256": sha256_file(wpath)}
+        forecaster = ModelForecaster(
+            str(wpath), layout, leads, args.members, args.perturbation_scale, args.device, args.seed
+        )
+        provenance = {
+            "wxemu_model": forecaster.model_name,
+            "wxemu_checkpoint": str(wpath.resolve()),
+            "wxemu_checkpoint_sha256": sha256_file(wpath),
+        }
         if getattr(args, "lagged_paths", None):
             if args.members > 1:
                 raise WxemuError("--lagged-paths is not available for ensembles (--members > 1)")
@@ -384,19 +427,32 @@ def run(args: argparse.Namespace) -> int:
             provenance["wxemu_lead_paths"] = {
                 "validation": args.lagged_paths,
                 "lagged": {f"{lead:g}": lag for lead, lag in sorted(lags.items())},
-                "rmse_normalised": {f"{lead:g}": {f"{k:g}": round(v, 5) for k, v in sorted(by.items())}
-                                    for lead, by in sorted(scores.items())}}
-            print(f"wxemu forecast: lagged paths chosen on {args.lagged_paths}: "
-                  + (", ".join(f"+{lead:g} h from -{lag:g} h" for lead, lag in sorted(lags.items())) or "none"))
+                "rmse_normalised": {
+                    f"{lead:g}": {f"{k:g}": round(v, 5) for k, v in sorted(by.items())}
+                    for lead, by in sorted(scores.items())
+                },
+            }
+            print(
+                f"wxemu forecast: lagged paths chosen on {args.lagged_paths}: "
+                + (", ".join(f"+{lead:g} h from -{lag:g} h" for lead, lag in sorted(lags.items())) or "none")
+            )
     need = forecaster.needed_history()
     for t, i in zip(init_times, init_idx):
         if i - need < 0:
-            raise WxemuError(f"{args.store}: initial time {pd.Timestamp(t)} needs {need} earlier time steps of "
-                             f"history; the store starts at {pd.Timestamp(layout.times[0])}")
+            raise WxemuError(
+                f"{args.store}: initial time {pd.Timestamp(t)} needs {need} earlier time steps of "
+                f"history; the store starts at {pd.Timestamp(layout.times[0])}"
+            )
 
-    request = {"init": [str(t) for t in init_times], "leads_hours": leads, "members": args.members,
-               "perturbation_scale": args.perturbation_scale, "seed": args.seed, "store": str(args.store),
-               **provenance}
+    request = {
+        "init": [str(t) for t in init_times],
+        "leads_hours": leads,
+        "members": args.members,
+        "perturbation_scale": args.perturbation_scale,
+        "seed": args.seed,
+        "store": str(args.store),
+        **provenance,
+    }
     attrs = _read_attrs(args.out)
     if attrs is not None and attrs.get(REQUEST_ATTR) == request:
         done = {int(i) for i in attrs.get(DONE_ATTR, [])}
@@ -407,11 +463,30 @@ def run(args: argparse.Namespace) -> int:
         if attrs is not None and not Path(args.out).is_dir():
             raise WxemuError(f"{args.out}: exists and is not a directory")
         done = set()
-        config = {"lead": args.lead, "step_hours": step, "init": args.init, "members": args.members,
-                  "perturbation_scale": args.perturbation_scale, "batch_size": args.batch_size, "seed": args.seed}
-        create_forecast_store(args.out, layout, init_times, leads, args.members, {
-            "wxemu_complete": False, REQUEST_ATTR: request, DONE_ATTR: [], "wxemu_config": config,
-            "wxemu_source_store": str(args.store), **provenance})
+        config = {
+            "lead": args.lead,
+            "step_hours": step,
+            "init": args.init,
+            "members": args.members,
+            "perturbation_scale": args.perturbation_scale,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+        }
+        create_forecast_store(
+            args.out,
+            layout,
+            init_times,
+            leads,
+            args.members,
+            {
+                "wxemu_complete": False,
+                REQUEST_ATTR: request,
+                DONE_ATTR: [],
+                "wxemu_config": config,
+                "wxemu_source_store": str(args.store),
+                **provenance,
+            },
+        )
     todo = [j for j in range(len(init_idx)) if j not in done]
     t0 = _time.perf_counter()
     computed = 0
@@ -420,13 +495,15 @@ def run(args: argparse.Namespace) -> int:
         values = forecaster([init_idx[j] for j in group])
         runs = np.split(np.arange(len(group)), np.where(np.diff(group) != 1)[0] + 1)
         for r in runs:
-            write_batch(args.out, layout, group[r[0]], values[r[0]:r[-1] + 1])
+            write_batch(args.out, layout, group[r[0]], values[r[0] : r[-1] + 1])
         done.update(group)
         computed += len(group)
         _update_attrs(args.out, **{DONE_ATTR: sorted(done)})
     elapsed = _time.perf_counter() - t0
     _update_attrs(args.out, wxemu_complete=True)
     speed = simulated_days_per_second(computed * args.members, lead, elapsed) if computed else 0.0
-    print(f"wxemu forecast: wrote {computed} initial times x {len(leads)} leads to {args.out} "
-          f"({elapsed:.1f} s, {speed:.2f} simulated days/s)")
+    print(
+        f"wxemu forecast: wrote {computed} initial times x {len(leads)} leads to {args.out} "
+        f"({elapsed:.1f} s, {speed:.2f} simulated days/s)"
+    )
     return 0

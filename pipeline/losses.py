@@ -31,8 +31,11 @@ def latitude_weights(latitude: np.ndarray) -> np.ndarray:
     return w / w.mean()
 
 
-def channel_weights(names: Sequence[str], variable_weights: Mapping[str, float] | None = None,
-                    level_weights: Mapping[int | str, float] | None = None) -> np.ndarray:
+def channel_weights(
+    names: Sequence[str],
+    variable_weights: Mapping[str, float] | None = None,
+    level_weights: Mapping[int | str, float] | None = None,
+) -> np.ndarray:
     """Per-channel loss weights (C,): ``variable_weights[var] * level_weights[level]`` (missing -> 1).
 
     Channel names are ``"var"`` or ``"var/level"`` (docs/architecture.md). Unknown keys in the mappings are
@@ -56,8 +59,10 @@ def weighted_mse(error: torch.Tensor, lat_weights: torch.Tensor, chan_weights: t
     ``lat_weights`` (H,) and ``chan_weights`` (C,) as from :func:`latitude_weights` / :func:`channel_weights`.
     The channel weights are used as given (a channel of weight 2 counts twice), divided by their mean.
     """
-    w = lat_weights.to(error)[None, None, :, None] * (chan_weights.to(error) / chan_weights.mean().to(error))[
-        None, :, None, None]
+    w = (
+        lat_weights.to(error)[None, None, :, None]
+        * (chan_weights.to(error) / chan_weights.mean().to(error))[None, :, None, None]
+    )
     return (w * error.square()).mean()
 
 
@@ -67,8 +72,7 @@ def per_channel_mse(error: torch.Tensor, lat_weights: torch.Tensor) -> torch.Ten
     return (w * error.square()).mean(dim=(0, 2, 3))
 
 
-def rollout_loss(errors: Sequence[torch.Tensor], lat_weights: torch.Tensor,
-                 chan_weights: torch.Tensor) -> torch.Tensor:
+def rollout_loss(errors: Sequence[torch.Tensor], lat_weights: torch.Tensor, chan_weights: torch.Tensor) -> torch.Tensor:
     """Mean over rollout steps of :func:`weighted_mse` (each step weighs the same)."""
     if not errors:
         raise ValueError("rollout_loss needs at least one step")

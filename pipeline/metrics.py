@@ -52,9 +52,14 @@ ANOMALY_STATISTICS = ("fa_ta", "fa2", "ta2")
 ENSEMBLE_STATISTICS = ("crps_skill", "crps_spread", "ens_var")
 
 
-def pointwise_statistics(forecast: np.ndarray, truth: np.ndarray, names: Sequence[str], *,
-                         member_axis: int | None = None,
-                         climatology: np.ndarray | None = None) -> Iterator[tuple[str, np.ndarray]]:
+def pointwise_statistics(
+    forecast: np.ndarray,
+    truth: np.ndarray,
+    names: Sequence[str],
+    *,
+    member_axis: int | None = None,
+    climatology: np.ndarray | None = None,
+) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(name, array)`` for each statistic in ``names``, one at a time (so memory stays ~2 blocks).
 
     ``forecast``: any shape ``S`` (deterministic) or ``S`` with a member axis ``member_axis`` inserted
@@ -135,13 +140,16 @@ def spatial_means(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 # Reference (xarray) helpers, as WeatherBench2 computes them.
 # --------------------------------------------------------------------------------------------------------------
 
+
 def spatial_average(data: xr.DataArray | xr.Dataset, region: AnyRegion | None = None) -> xr.DataArray | xr.Dataset:
     """Area-weighted mean over ``latitude``/``longitude`` (weights of the full grid, masked to ``region``)."""
     weights = latitude_weights_da(data["latitude"]) * xr.ones_like(data["longitude"], dtype=float)
     if region is not None:
-        mask = xr.DataArray(region.mask(data["latitude"].values, data["longitude"].values),
-                            dims=("latitude", "longitude"),
-                            coords={"latitude": data["latitude"], "longitude": data["longitude"]})
+        mask = xr.DataArray(
+            region.mask(data["latitude"].values, data["longitude"].values),
+            dims=("latitude", "longitude"),
+            coords={"latitude": data["latitude"], "longitude": data["longitude"]},
+        )
         weights = weights * mask
         data = data.where(mask, 0)  # as WeatherBench2: ignore NaN/Inf outside the region
     return data.weighted(weights).mean(("latitude", "longitude"))
@@ -168,6 +176,7 @@ def _valid_truth(forecast: xr.DataArray, truth: xr.DataArray) -> xr.DataArray:
 # Metrics
 # --------------------------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class Metric:
     """Base class. ``statistics``: the spatial-mean statistics the fast form needs; ``ensemble``: needs members."""
@@ -192,8 +201,9 @@ class Metric:
         return self.finalize(_nanmean(self.per_init(stats), axis))
 
     # ---- reference form (xarray) -----------------------------------------------------------------------------
-    def pointwise(self, forecast: xr.DataArray, truth: xr.DataArray,
-                  climatology: xr.DataArray | None = None) -> dict[str, xr.DataArray]:
+    def pointwise(
+        self, forecast: xr.DataArray, truth: xr.DataArray, climatology: xr.DataArray | None = None
+    ) -> dict[str, xr.DataArray]:
         """The pointwise fields of :attr:`statistics` computed with xarray (independent of the numpy kernel)."""
         out: dict[str, xr.DataArray] = {}
         ens = forecast
@@ -220,18 +230,31 @@ class Metric:
                 out[name] = ens.var(self.ensemble_dim, ddof=1)
         return out
 
-    def chunk_statistics(self, forecast: xr.DataArray, truth: xr.DataArray, region: AnyRegion | None = None,
-                         climatology: xr.DataArray | None = None) -> dict[str, np.ndarray]:
+    def chunk_statistics(
+        self,
+        forecast: xr.DataArray,
+        truth: xr.DataArray,
+        region: AnyRegion | None = None,
+        climatology: xr.DataArray | None = None,
+    ) -> dict[str, np.ndarray]:
         truth = _valid_truth(forecast, truth)
         if climatology is not None and "dayofyear" in climatology.dims:
-            valid = forecast["time"] + forecast["prediction_timedelta"] if "prediction_timedelta" in forecast.dims \
+            valid = (
+                forecast["time"] + forecast["prediction_timedelta"]
+                if "prediction_timedelta" in forecast.dims
                 else forecast["time"]
+            )
             climatology = climatology_at(climatology, valid).drop_vars(["dayofyear", "hour"], errors="ignore")
         fields = self.pointwise(forecast, truth, climatology)
         return {k: spatial_average(v, region) for k, v in fields.items()}
 
-    def compute_chunk(self, forecast: xr.DataArray, truth: xr.DataArray, region: AnyRegion | None = None,
-                      climatology: xr.DataArray | None = None) -> xr.DataArray:
+    def compute_chunk(
+        self,
+        forecast: xr.DataArray,
+        truth: xr.DataArray,
+        region: AnyRegion | None = None,
+        climatology: xr.DataArray | None = None,
+    ) -> xr.DataArray:
         """Per-initial-time score (spatially averaged), as WeatherBench2's ``Metric.compute_chunk``.
 
         ``forecast``: dims (time, [prediction_timedelta], ..., latitude, longitude, [number]); ``truth``: dims
@@ -240,8 +263,13 @@ class Metric:
         stats = self.chunk_statistics(forecast, truth, region, climatology)
         return xr.apply_ufunc(lambda *a: self.per_init(dict(zip(stats, a))), *stats.values())
 
-    def compute(self, forecast: xr.DataArray, truth: xr.DataArray, region: AnyRegion | None = None,
-                climatology: xr.DataArray | None = None) -> xr.DataArray:
+    def compute(
+        self,
+        forecast: xr.DataArray,
+        truth: xr.DataArray,
+        region: AnyRegion | None = None,
+        climatology: xr.DataArray | None = None,
+    ) -> xr.DataArray:
         """Score averaged over initial times (``time``), the reference form of :meth:`reduce_time`."""
         stats = self.chunk_statistics(forecast, truth, region, climatology)
         keys = list(stats)
@@ -366,8 +394,9 @@ class SpreadSkillRatio(Metric):
             return np.sqrt(var) / np.sqrt(se)
 
 
-METRICS: dict[str, type[Metric]] = {m.name: m for m in (MSE, RMSE, MAE, Bias, ACC, CRPS, EnsembleMeanRMSE,
-                                                        Spread, SpreadSkillRatio)}
+METRICS: dict[str, type[Metric]] = {
+    m.name: m for m in (MSE, RMSE, MAE, Bias, ACC, CRPS, EnsembleMeanRMSE, Spread, SpreadSkillRatio)
+}
 DETERMINISTIC_DEFAULT = ("rmse", "mae", "bias", "acc")
 ENSEMBLE_DEFAULT = ("rmse", "mae", "bias", "acc", "crps", "ens_mean_rmse", "spread", "spread_skill")
 

@@ -39,8 +39,11 @@ class ChannelStats:
         self.diff_mean = {float(k): np.asarray(v, dtype=np.float64) for k, v in self.diff_mean.items()}
         self.diff_std = {float(k): _safe_std(v) for k, v in self.diff_std.items()}
         n = len(self.names)
-        for what, arr in [("mean", self.mean), ("std", self.std), *[(f"diff_mean[{k}]", v) for k, v in
-                                                                     self.diff_mean.items()]]:
+        for what, arr in [
+            ("mean", self.mean),
+            ("std", self.std),
+            *[(f"diff_mean[{k}]", v) for k, v in self.diff_mean.items()],
+        ]:
             if arr.shape != (n,):
                 raise ValueError(f"ChannelStats.{what} has shape {arr.shape}, expected ({n},)")
 
@@ -98,8 +101,7 @@ def denormalize(x: Array, mean: np.ndarray, std: np.ndarray, axis: int = -3) -> 
     return x * _like(channel_axis(std, nd, axis), x) + _like(channel_axis(mean, nd, axis), x)
 
 
-def advance_normalized_state(state: Array, delta: Array, stats: ChannelStats, dt_hours: float,
-                             axis: int = -3) -> Array:
+def advance_normalized_state(state: Array, delta: Array, stats: ChannelStats, dt_hours: float, axis: int = -3) -> Array:
     """Next normalised state from a normalised state and the model's normalised difference over ``dt_hours``.
 
     Physically ``x_next = x + (delta * diff_std + diff_mean)``; in state-normalised units that is
@@ -111,8 +113,9 @@ def advance_normalized_state(state: Array, delta: Array, stats: ChannelStats, dt
     return state + delta * _like(channel_axis(scale, nd, axis), delta) + _like(channel_axis(offset, nd, axis), delta)
 
 
-def state_error_in_residual_units(pred: Array, target: Array, stats: ChannelStats, dt_hours: float,
-                                  axis: int = -3) -> Array:
+def state_error_in_residual_units(
+    pred: Array, target: Array, stats: ChannelStats, dt_hours: float, axis: int = -3
+) -> Array:
     """(pred - target) of normalised states expressed in units of the step's ``diff_std`` (the loss's units).
 
     For a one-step prediction from the true state this is exactly the error of the normalised residual.

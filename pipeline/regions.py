@@ -39,8 +39,10 @@ class Region:
 
     def __post_init__(self) -> None:
         if not -90.0 <= self.lat_min <= self.lat_max <= 90.0:
-            raise RegionError(f"region {self.name!r}: latitudes must satisfy -90 <= lat0 <= lat1 <= 90, "
-                              f"got {self.lat_min}, {self.lat_max}")
+            raise RegionError(
+                f"region {self.name!r}: latitudes must satisfy -90 <= lat0 <= lat1 <= 90, "
+                f"got {self.lat_min}, {self.lat_max}"
+            )
 
     @property
     def all_longitudes(self) -> bool:
@@ -104,9 +106,15 @@ NAMED_REGIONS: dict[str, AnyRegion] = {
     "uk": Region("uk", 49.0, 61.0, -11.0, 2.0),
 }
 
-ALIASES = {"nhextratropics": "northern_extra_tropics", "shextratropics": "southern_extra_tropics",
-           "extratropics": "extra_tropics", "nh": "northern_hemisphere", "sh": "southern_hemisphere",
-           "na": "north_america", "world": "global"}
+ALIASES = {
+    "nhextratropics": "northern_extra_tropics",
+    "shextratropics": "southern_extra_tropics",
+    "extratropics": "extra_tropics",
+    "nh": "northern_hemisphere",
+    "sh": "southern_hemisphere",
+    "na": "north_america",
+    "world": "global",
+}
 
 
 def parse_region(spec: str) -> AnyRegion:
@@ -146,19 +154,27 @@ def describe_grid(latitude: Sequence[float], longitude: Sequence[float]) -> str:
     return f"{lat.min():g}..{lat.max():g}N, {lon.min():g}..{lon.max():g}E"
 
 
-def region_masks(regions: Sequence[AnyRegion], latitude: np.ndarray, longitude: np.ndarray,
-                 grid_name: str = "the grid") -> np.ndarray:
+def region_masks(
+    regions: Sequence[AnyRegion], latitude: np.ndarray, longitude: np.ndarray, grid_name: str = "the grid"
+) -> np.ndarray:
     """Stacked masks, shape ``(n_regions, nlat, nlon)``; raises :class:`RegionError` for a region with no point."""
     masks = np.stack([r.mask(latitude, longitude) for r in regions]) if regions else np.zeros((0,), bool)
     for r, m in zip(regions, masks):
         if not m.any():
-            raise RegionError(f"region {r.name!r} ({r.describe()}) does not overlap the grid of {grid_name} "
-                              f"({describe_grid(latitude, longitude)})")
+            raise RegionError(
+                f"region {r.name!r} ({r.describe()}) does not overlap the grid of {grid_name} "
+                f"({describe_grid(latitude, longitude)})"
+            )
     return masks
 
 
-def region_weights(regions: Sequence[AnyRegion], latitude: np.ndarray, longitude: np.ndarray,
-                   row_weights: np.ndarray, grid_name: str = "the grid") -> np.ndarray:
+def region_weights(
+    regions: Sequence[AnyRegion],
+    latitude: np.ndarray,
+    longitude: np.ndarray,
+    row_weights: np.ndarray,
+    grid_name: str = "the grid",
+) -> np.ndarray:
     """Normalised area weights per region, shape ``(n_regions, nlat, nlon)``, float64; each sums to 1.
 
     ``row_weights`` (nlat,) are the area weights of the full grid (:func:`pipeline.weights.latitude_weights`),

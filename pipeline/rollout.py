@@ -51,8 +51,12 @@ def choose_lags(scores: Mapping[float, Mapping[float, float]]) -> dict[float, fl
     return out
 
 
-def plan_rollout(leads_hours: Sequence[float], steps_hours: Sequence[float], history: int = 1,
-                 lags: Mapping[float, float] | None = None) -> list[PlannedStep]:
+def plan_rollout(
+    leads_hours: Sequence[float],
+    steps_hours: Sequence[float],
+    history: int = 1,
+    lags: Mapping[float, float] | None = None,
+) -> list[PlannedStep]:
     """Model calls (in execution order) that produce every lead in ``leads_hours`` (hours > 0).
 
     With ``history > 1`` only one step size is allowed and every lead must be a multiple of it (the history
@@ -70,8 +74,9 @@ def plan_rollout(leads_hours: Sequence[float], steps_hours: Sequence[float], his
         raise ValueError("lagged paths need a model with history 1")
     for lead, lag in lags.items():
         if lag <= 0 or not any(abs(lead + lag - s) < 1e-9 for s in steps):
-            raise ValueError(f"lead {lead} h cannot be one trained step from {lag} h before the initial time "
-                             f"(steps {steps} h)")
+            raise ValueError(
+                f"lead {lead} h cannot be one trained step from {lag} h before the initial time (steps {steps} h)"
+            )
     planned: dict[float, PlannedStep] = {}
 
     def need(lead: float) -> None:
@@ -93,10 +98,17 @@ def plan_rollout(leads_hours: Sequence[float], steps_hours: Sequence[float], his
     return sorted(planned.values(), key=lambda p: p.lead) + lagged
 
 
-def rollout(model: torch.nn.Module, init_history: torch.Tensor, forcing_at: Callable[[float], torch.Tensor],
-            leads_hours: Sequence[float], steps_hours: Sequence[float], stats: ChannelStats,
-            autocast_dtype: torch.dtype | None = None, lags: Mapping[float, float] | None = None,
-            lagged_states: Mapping[float, torch.Tensor] | None = None) -> dict[float, torch.Tensor]:
+def rollout(
+    model: torch.nn.Module,
+    init_history: torch.Tensor,
+    forcing_at: Callable[[float], torch.Tensor],
+    leads_hours: Sequence[float],
+    steps_hours: Sequence[float],
+    stats: ChannelStats,
+    autocast_dtype: torch.dtype | None = None,
+    lags: Mapping[float, float] | None = None,
+    lagged_states: Mapping[float, torch.Tensor] | None = None,
+) -> dict[float, torch.Tensor]:
     """Roll ``model`` from normalised ``init_history`` (B, history, C, H, W) to every lead (hours).
 
     ``forcing_at(valid_lead_hours)`` returns the (B, F, H, W) forcings valid at init + that lead. Returns
@@ -112,8 +124,7 @@ def rollout(model: torch.nn.Module, init_history: torch.Tensor, forcing_at: Call
     wanted = {float(x) for x in leads_hours}
     out: dict[float, torch.Tensor] = {}
     device_type = init_history.device.type
-    ctx = (torch.autocast(device_type=device_type, dtype=autocast_dtype) if autocast_dtype is not None
-           else nullcontext())
+    ctx = torch.autocast(device_type=device_type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     b = init_history.shape[0]
     with torch.no_grad():
         for p in plan:
@@ -130,8 +141,14 @@ def rollout(model: torch.nn.Module, init_history: torch.Tensor, forcing_at: Call
     return out
 
 
-def perturb(history: torch.Tensor, stats: ChannelStats, step_hours: float, scale: float, generator: torch.Generator,
-            smoothing_cells: float = 2.0) -> torch.Tensor:
+def perturb(
+    history: torch.Tensor,
+    stats: ChannelStats,
+    step_hours: float,
+    scale: float,
+    generator: torch.Generator,
+    smoothing_cells: float = 2.0,
+) -> torch.Tensor:
     """Gaussian initial-condition perturbation of normalised states (B, history, C, H, W).
 
     Noise per channel has standard deviation ``scale * diff_std[step_hours]`` (physical units; converted to the

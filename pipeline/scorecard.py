@@ -98,11 +98,17 @@ def scorecard(per_init: xr.Dataset, forecast: str, reference: str, metric: str =
         p = np.array([t[0] for t in tests]).reshape(sa.shape)
         neff = np.array([t[1] for t in tests]).reshape(sa.shape)
         tmpl = a.isel(time=0, drop=True)
-        out[var] = xr.concat([tmpl.copy(data=x) for x in (sa, sb, rel, p, neff)],
-                             dim=xr.DataArray(list(QUANTITIES), dims="quantity", name="quantity"))
-    return xr.Dataset(out).assign_attrs(forecast=forecast, reference=reference, metric=metric,
-                                        higher_is_better=int(m.higher_is_better),
-                                        test="paired t-test, n_eff = n (1 - r1) / (1 + r1)")
+        out[var] = xr.concat(
+            [tmpl.copy(data=x) for x in (sa, sb, rel, p, neff)],
+            dim=xr.DataArray(list(QUANTITIES), dims="quantity", name="quantity"),
+        )
+    return xr.Dataset(out).assign_attrs(
+        forecast=forecast,
+        reference=reference,
+        metric=metric,
+        higher_is_better=int(m.higher_is_better),
+        test="paired t-test, n_eff = n (1 - r1) / (1 + r1)",
+    )
 
 
 def _nanmean0(x: np.ndarray) -> np.ndarray:
@@ -123,8 +129,10 @@ def render_scorecard(card: xr.Dataset, alpha: float = 0.05):
     higher = bool(card.attrs.get("higher_is_better", 0))
     first = next(iter(card.data_vars.values()))
     leads = first["prediction_timedelta"].values
-    title = (f"{card.attrs['metric']}: {card.attrs['forecast']} vs {card.attrs['reference']} "
-             f"(relative difference %, bold = p < {alpha})")
+    title = (
+        f"{card.attrs['metric']}: {card.attrs['forecast']} vs {card.attrs['reference']} "
+        f"(relative difference %, bold = p < {alpha})"
+    )
     table = Table(title=title, min_width=min(len(title) + 4, 100))
     table.add_column("lead", justify="right")
     columns = []
@@ -152,8 +160,13 @@ def render_scorecard(card: xr.Dataset, alpha: float = 0.05):
     return table
 
 
-def print_scorecards(scores: xr.Dataset, per_init: xr.Dataset, reference: str, metric: str = "rmse",
-                     forecasts: Sequence[str] | None = None) -> list[xr.Dataset]:
+def print_scorecards(
+    scores: xr.Dataset,
+    per_init: xr.Dataset,
+    reference: str,
+    metric: str = "rmse",
+    forecasts: Sequence[str] | None = None,
+) -> list[xr.Dataset]:
     """Print the scorecard of each forecast (other than ``reference``) against ``reference``; return them."""
     from rich.console import Console
 

@@ -32,8 +32,14 @@ from pipeline.losses import (
 from pipeline.normalization import ChannelStats, advance_normalized_state, state_error_in_residual_units
 
 
-def rollout_windows(model: torch.nn.Module, inputs: torch.Tensor, forcings: torch.Tensor, dt_hours: float,
-                    n_steps: int, stats: ChannelStats) -> list[torch.Tensor]:
+def rollout_windows(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    forcings: torch.Tensor,
+    dt_hours: float,
+    n_steps: int,
+    stats: ChannelStats,
+) -> list[torch.Tensor]:
     """Roll ``model`` ``n_steps`` steps of ``dt_hours`` from normalised ``inputs`` (B, history, C, H, W).
 
     ``forcings`` (B, >=n_steps, F, H, W) at each target time. Returns the normalised predicted states, a list of
@@ -53,21 +59,27 @@ def rollout_windows(model: torch.nn.Module, inputs: torch.Tensor, forcings: torc
 class EmulatorTask(pl.LightningModule):
     """Trains ``model`` (an ``models.base.Emulator``). ``config`` is the ``TrainConfig`` as a plain dict."""
 
-    def __init__(self, model: torch.nn.Module, stats: ChannelStats, latitude: np.ndarray, config: dict[str, Any],
-                 index_log_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        stats: ChannelStats,
+        latitude: np.ndarray,
+        config: dict[str, Any],
+        index_log_dir: str | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.stats = stats
         self.cfg = config
         self.index_log_dir = index_log_dir
-        self.register_buffer("lat_w", torch.as_tensor(latitude_weights(latitude), dtype=torch.float32),
-                             persistent=False)
+        self.register_buffer(
+            "lat_w", torch.as_tensor(latitude_weights(latitude), dtype=torch.float32), persistent=False
+        )
         loss_cfg = config.get("loss", {})
         cw = channel_weights(stats.names, loss_cfg.get("variable_weights"), loss_cfg.get("level_weights"))
         self.register_buffer("chan_w", torch.as_tensor(cw, dtype=torch.float32), persistent=False)
         decay = config.get("trainer", {}).get("ema_decay")
-        self.ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-                    if decay else None)
+        self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True) if decay else None
         self._val_sse: torch.Tensor | None = None
         self._val_n = 0
         self._val_loss_sum = 0.0
@@ -81,8 +93,9 @@ class EmulatorTask(pl.LightningModule):
     def _rollout_n(self) -> int:
         r = self.cfg.get("rollout", {})
         total = int(self.cfg.get("trainer", {}).get("max_steps", 1))
-        return curriculum_steps(int(self.global_step), int(r.get("max_steps", 1)), total,
-                                float(r.get("ramp_fraction", 0.5)))
+        return curriculum_steps(
+            int(self.global_step), int(r.get("max_steps", 1)), total, float(r.get("ramp_fraction", 0.5))
+        )
 
     def _errors(self, preds: Sequence[torch.Tensor], targets: torch.Tensor, dt: float) -> list[torch.Tensor]:
         return [state_error_in_residual_units(p, targets[:, j].float(), self.stats, dt) for j, p in enumerate(preds)]
@@ -120,8 +133,9 @@ class EmulatorTask(pl.LightningModule):
         b = batch["inputs"].shape[0]
         loss = rollout_loss(self._errors(preds, batch["targets"], dt), self.lat_w, self.chan_w)
         std = torch.as_tensor(self.stats.std, dtype=torch.float32, device=self.device)[None, :, None, None]
-        sse = torch.stack([per_channel_mse((p - batch["targets"][:, j].float()) * std, self.lat_w) * b
-                           for j, p in enumerate(preds)])  # (k, C): sum over windows of per-window MSE
+        sse = torch.stack(
+            [per_channel_mse((p - batch["targets"][:, j].float()) * std, self.lat_w) * b for j, p in enumerate(preds)]
+        )  # (k, C): sum over windows of per-window MSE
         self._val_sse = sse if self._val_sse is None else self._val_sse + sse
         self._val_n += b
         self._val_loss_sum += float(loss) * b
@@ -129,8 +143,9 @@ class EmulatorTask(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self._val_sse is None:
             return
-        totals = torch.cat([self._val_sse.flatten(),
-                            torch.tensor([self._val_n, self._val_loss_sum], device=self.device)])
+        totals = torch.cat(
+            [self._val_sse.flatten(), torch.tensor([self._val_n, self._val_loss_sum], device=self.device)]
+        )
         totals = self.trainer.strategy.reduce(totals, reduce_op="sum") if self.trainer.world_size > 1 else totals
         k, c = self._val_sse.shape
         sse, n, loss_sum = totals[:-2].reshape(k, c), totals[-2], totals[-1]
@@ -148,9 +163,12 @@ class EmulatorTask(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         o = self.cfg.get("optim", {})
         total = int(self.cfg.get("trainer", {}).get("max_steps", 1))
-        opt = torch.optim.AdamW(self.model.parameters(), lr=float(o.get("lr", 1e-3)),
-                                weight_decay=float(o.get("weight_decay", 0.0)),
-                                betas=tuple(o.get("betas", (0.9, 0.95))))
+        opt = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=float(o.get("lr", 1e-3)),
+            weight_decay=float(o.get("weight_decay", 0.0)),
+            betas=tuple(o.get("betas", (0.9, 0.95))),
+        )
         warm, floor = int(o.get("warmup_steps", 0)), float(o.get("min_lr_factor", 0.0))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warm, total, floor))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

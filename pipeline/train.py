@@ -22,8 +22,12 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", choices=("graph", "transformer"), default=None,
-                        help="emulator kind (default: the config's model.kind, graph)")
+    parser.add_argument(
+        "--model",
+        choices=("graph", "transformer"),
+        default=None,
+        help="emulator kind (default: the config's model.kind, graph)",
+    )
     parser.add_argument("--store", required=True, help="canonical Zarr store (path or fsspec URL)")
     parser.add_argument("--out", required=True, help="run directory (logs, checkpoints, model.safetensors)")
     parser.add_argument("--config", default=None, help="training config YAML (pipeline/train_config.py)")
@@ -61,12 +65,16 @@ def check_loss_weights(cfg: Any, channel_names: list[str], where: str) -> None:
     """ConfigError when ``loss.variable_weights``/``level_weights`` name variables/levels the store lacks."""
     variables = {n.partition("/")[0] for n in channel_names}
     levels = {n.partition("/")[2] for n in channel_names if "/" in n}
-    for key, known, what in ((cfg.loss.variable_weights, variables, "variable"),
-                             (cfg.loss.level_weights, levels, "level")):
+    for key, known, what in (
+        (cfg.loss.variable_weights, variables, "variable"),
+        (cfg.loss.level_weights, levels, "level"),
+    ):
         unknown = sorted(set(key) - known)
         if unknown:
-            raise ConfigError(f"{where}: loss.{what}_weights names {what}(s) {unknown} that the store does not "
-                              f"have (have: {sorted(known)})")
+            raise ConfigError(
+                f"{where}: loss.{what}_weights names {what}(s) {unknown} that the store does not "
+                f"have (have: {sorted(known)})"
+            )
 
 
 def build_header(dm: Any, model: Any, config: dict[str, Any], store: str) -> dict[str, Any]:
@@ -91,8 +99,12 @@ def build_header(dm: Any, model: Any, config: dict[str, Any], store: str) -> dic
         "forcing_names": list(forcing_names(dm.forcing_spec)),
         "static_fields": sorted(layout.static),
         "train_config": config,
-        "store": {"path": str(store), "wxemu_version": attrs.get("wxemu_version"),
-                  "wxemu_sources": attrs.get("wxemu_sources"), "wxemu_stats_period": attrs.get("wxemu_stats_period")},
+        "store": {
+            "path": str(store),
+            "wxemu_version": attrs.get("wxemu_version"),
+            "wxemu_sources": attrs.get("wxemu_sources"),
+            "wxemu_stats_period": attrs.get("wxemu_stats_period"),
+        },
         "wxemu_version": wxemu_version(),
         "git_commit": git_commit(),
     }
@@ -139,19 +151,36 @@ def run(args: argparse.Namespace) -> int:
     pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     d = cfg.data
     index_dir = str(out / "ranks") if cfg.trainer.debug_ranks else None
-    dm = WindowDataModule(args.store, train=d.train, val=d.val, test=d.test, history=d.history,
-                          rollout_steps=cfg.rollout.max_steps, step_hours=d.step_hours, batch_size=d.batch_size,
-                          num_workers=d.num_workers, prefetch_factor=d.prefetch_factor,
-                          contiguous=d.contiguous_batches, diff_stats_samples=d.diff_stats_samples,
-                          climatology_forcing=d.climatology_forcing, storage_options=d.storage_options,
-                          seed=cfg.trainer.seed)
+    dm = WindowDataModule(
+        args.store,
+        train=d.train,
+        val=d.val,
+        test=d.test,
+        history=d.history,
+        rollout_steps=cfg.rollout.max_steps,
+        step_hours=d.step_hours,
+        batch_size=d.batch_size,
+        num_workers=d.num_workers,
+        prefetch_factor=d.prefetch_factor,
+        contiguous=d.contiguous_batches,
+        diff_stats_samples=d.diff_stats_samples,
+        climatology_forcing=d.climatology_forcing,
+        storage_options=d.storage_options,
+        seed=cfg.trainer.seed,
+    )
     dm.prepare()
     assert dm.layout is not None and dm.stats is not None
     check_loss_weights(cfg, dm.layout.channel_names, args.config or "defaults")
     n_forcing = len(forcing_names(dm.forcing_spec))
-    model = build_model(cfg.model.kind, latitude=dm.layout.latitude, longitude=dm.layout.longitude,
-                        n_state=len(dm.layout.channel_names), n_forcing=n_forcing, history=d.history,
-                        config=cfg.model.config)
+    model = build_model(
+        cfg.model.kind,
+        latitude=dm.layout.latitude,
+        longitude=dm.layout.longitude,
+        n_state=len(dm.layout.channel_names),
+        n_forcing=n_forcing,
+        history=d.history,
+        config=cfg.model.config,
+    )
     task = EmulatorTask(model, dm.stats, dm.layout.latitude, config, index_log_dir=index_dir)
     header = build_header(dm, model, config, args.store)
 
@@ -179,17 +208,28 @@ def run(args: argparse.Namespace) -> int:
         num_sanity_val_steps=0,
         deterministic=cfg.trainer.deterministic,
         use_distributed_sampler=False,
-        logger=[CSVLogger(str(out), name="csv", version=""), TensorBoardLogger(str(out), name="tensorboard",
-                                                                               version="")],
-        callbacks=[ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, save_top_k=0,
-                                   every_n_train_steps=cfg.trainer.val_every_n_steps),
-                   ExportModelCallback(out, header)],
+        logger=[
+            CSVLogger(str(out), name="csv", version=""),
+            TensorBoardLogger(str(out), name="tensorboard", version=""),
+        ],
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=str(out / "checkpoints"),
+                save_last=True,
+                save_top_k=0,
+                every_n_train_steps=cfg.trainer.val_every_n_steps,
+            ),
+            ExportModelCallback(out, header),
+        ],
         enable_progress_bar=True,
     )
     if trainer.is_global_zero:
-        print(f"wxemu train: {cfg.model.kind} emulator, {count_parameters(model):,} trainable parameters, "
-              f"{len(dm.layout.channel_names)} channels + {n_forcing} forcings on a "
-              f"{len(dm.layout.latitude)}x{len(dm.layout.longitude)} grid, precision {precision}", flush=True)
+        print(
+            f"wxemu train: {cfg.model.kind} emulator, {count_parameters(model):,} trainable parameters, "
+            f"{len(dm.layout.channel_names)} channels + {n_forcing} forcings on a "
+            f"{len(dm.layout.latitude)}x{len(dm.layout.longitude)} grid, precision {precision}",
+            flush=True,
+        )
     trainer.fit(task, datamodule=dm, ckpt_path=args.resume, weights_only=True)
     if trainer.global_step % cfg.trainer.val_every_n_steps != 0:
         trainer.validate(task, datamodule=dm, verbose=False)  # always end with validation metrics in the logs

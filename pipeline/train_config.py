@@ -50,16 +50,20 @@ class DataSection(_Strict):
     val: tuple[str, str] = ("2019-03-22T00", "2019-03-24T23")
     test: tuple[str, str] = ("2019-03-25T00", "2019-03-31T23")
     history: int = Field(1, ge=1, description="input time steps t-(history-1)*dt .. t")
-    step_hours: list[float] = Field(default_factory=lambda: [1.0, 3.0, 6.0],
-                                    description="step sizes trained (hours); multiples of the store's step")
+    step_hours: list[float] = Field(
+        default_factory=lambda: [1.0, 3.0, 6.0], description="step sizes trained (hours); multiples of the store's step"
+    )
     batch_size: int = Field(4, ge=1)
     num_workers: int = Field(1, ge=0)
     prefetch_factor: int = Field(2, ge=1)
     contiguous_batches: bool = Field(
-        True, description="batches of consecutive windows read as one time block (fast; less shuffled)")
+        True, description="batches of consecutive windows read as one time block (fast; less shuffled)"
+    )
     climatology_forcing: bool = Field(
-        True, description="give the model the store's climatology of each state channel at the target time "
-                          "(computed on the store's stats period: keep that inside the training range)")
+        True,
+        description="give the model the store's climatology of each state channel at the target time "
+        "(computed on the store's stats period: keep that inside the training range)",
+    )
     diff_stats_samples: int = Field(128, ge=2, description="training times used to estimate dt-hour diff stats")
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
@@ -112,8 +116,9 @@ class TrainerSection(_Strict):
     limit_val_batches: int | float = 8
     seed: int = 0
     deterministic: bool = False
-    debug_ranks: bool = Field(False, description="write each rank's window indices and final weights to "
-                                                 "RUN_DIR/ranks/ (distributed tests)")
+    debug_ranks: bool = Field(
+        False, description="write each rank's window indices and final weights to RUN_DIR/ranks/ (distributed tests)"
+    )
 
 
 class TrainConfig(_Strict):

@@ -168,10 +168,10 @@ class _Plan:
     path: str
     forecast: xr.Dataset
     variables: list[str]
-    leads: np.ndarray            # timedelta64[ns], selected
-    inits: np.ndarray            # datetime64[ns]
-    truth_index: np.ndarray      # (n_init, n_lead) int: row of truth for each valid time, -1 if none
-    regrid: str | None           # None, or how the forecast is put onto the truth grid
+    leads: np.ndarray  # timedelta64[ns], selected
+    inits: np.ndarray  # datetime64[ns]
+    truth_index: np.ndarray  # (n_init, n_lead) int: row of truth for each valid time, -1 if none
+    regrid: str | None  # None, or how the forecast is put onto the truth grid
     ensemble: bool
 
 
@@ -186,16 +186,18 @@ def parse_leads(specs: Sequence[str] | None) -> list[pd.Timedelta] | None:
             if not item:
                 continue
             try:
-                out.append(pd.Timedelta(hours=float(item)) if item.replace(".", "", 1).isdigit()
-                           else pd.Timedelta(item))
+                out.append(
+                    pd.Timedelta(hours=float(item)) if item.replace(".", "", 1).isdigit() else pd.Timedelta(item)
+                )
             except ValueError:
                 raise VerifyError(f"--leads: cannot read {item!r} as a lead time (e.g. 24h, 2d, 36)") from None
     return out
 
 
 def _same_grid(a: xr.Dataset, b: xr.Dataset) -> bool:
-    return all(a.sizes[d] == b.sizes[d] and np.allclose(a[d].values, b[d].values, atol=1e-6)
-               for d in ("latitude", "longitude"))
+    return all(
+        a.sizes[d] == b.sizes[d] and np.allclose(a[d].values, b[d].values, atol=1e-6) for d in ("latitude", "longitude")
+    )
 
 
 def _interp_forecast(block: xr.DataArray, truth: xr.Dataset) -> xr.DataArray:
@@ -220,32 +222,48 @@ def _interp_forecast(block: xr.DataArray, truth: xr.Dataset) -> xr.DataArray:
 
 
 def _check_regrid(forecast: xr.Dataset, truth: xr.Dataset, fpath: str, tpath: str) -> str:
-    ones = xr.DataArray(np.ones((forecast.sizes["latitude"], forecast.sizes["longitude"]), np.float32),
-                        dims=("latitude", "longitude"),
-                        coords={"latitude": forecast["latitude"].values, "longitude": forecast["longitude"].values})
+    ones = xr.DataArray(
+        np.ones((forecast.sizes["latitude"], forecast.sizes["longitude"]), np.float32),
+        dims=("latitude", "longitude"),
+        coords={"latitude": forecast["latitude"].values, "longitude": forecast["longitude"].values},
+    )
     probe = _interp_forecast(ones, truth)
     if np.isnan(probe.values).any():
         raise VerifyError(
             f"forecast {fpath} (grid {describe_grid(forecast.latitude, forecast.longitude)}) does not cover the "
-            f"grid of the truth {tpath} ({describe_grid(truth.latitude, truth.longitude)}): cannot regrid it")
-    return (f"bilinear interpolation (xarray interp) from {forecast.sizes['latitude']}x"
-            f"{forecast.sizes['longitude']} ({describe_grid(forecast.latitude, forecast.longitude)}) to the truth "
-            f"grid {truth.sizes['latitude']}x{truth.sizes['longitude']}")
+            f"grid of the truth {tpath} ({describe_grid(truth.latitude, truth.longitude)}): cannot regrid it"
+        )
+    return (
+        f"bilinear interpolation (xarray interp) from {forecast.sizes['latitude']}x"
+        f"{forecast.sizes['longitude']} ({describe_grid(forecast.latitude, forecast.longitude)}) to the truth "
+        f"grid {truth.sizes['latitude']}x{truth.sizes['longitude']}"
+    )
 
 
-def plan_forecast(path: str, forecast: xr.Dataset, truth: xr.Dataset, truth_path: str, *,
-                  variables: Sequence[str] | None, metrics: Sequence[M.Metric],
-                  leads: Sequence[pd.Timedelta] | None, climatology: xr.Dataset | None) -> _Plan:
+def plan_forecast(
+    path: str,
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    truth_path: str,
+    *,
+    variables: Sequence[str] | None,
+    metrics: Sequence[M.Metric],
+    leads: Sequence[pd.Timedelta] | None,
+    climatology: xr.Dataset | None,
+) -> _Plan:
     """Validate one forecast against the truth; raise :class:`VerifyError` naming the files on any problem."""
     for d in FORECAST_DIMS:
         if d not in forecast.dims:
-            raise VerifyError(f"forecast {path}: no {d!r} dimension; expected WeatherBench2's layout "
-                              f"(time, prediction_timedelta, [level], latitude, longitude, [number]), "
-                              f"got dims {dict(forecast.sizes)}")
+            raise VerifyError(
+                f"forecast {path}: no {d!r} dimension; expected WeatherBench2's layout "
+                f"(time, prediction_timedelta, [level], latitude, longitude, [number]), "
+                f"got dims {dict(forecast.sizes)}"
+            )
     if "time" not in truth.dims:
         raise VerifyError(f"truth {truth_path}: no 'time' dimension")
-    candidates = [str(v) for v in forecast.data_vars if "time" in forecast[v].dims
-                  and "prediction_timedelta" in forecast[v].dims]
+    candidates = [
+        str(v) for v in forecast.data_vars if "time" in forecast[v].dims and "prediction_timedelta" in forecast[v].dims
+    ]
     if variables:
         missing_f = [v for v in variables if v not in candidates]
         if missing_f:
@@ -253,38 +271,43 @@ def plan_forecast(path: str, forecast: xr.Dataset, truth: xr.Dataset, truth_path
         chosen = list(variables)
         missing_t = [v for v in chosen if v not in truth.data_vars]
         if missing_t:
-            raise VerifyError(f"truth {truth_path}: variable(s) {missing_t} of forecast {path} are missing; "
-                              f"the truth has {list(truth.data_vars)}")
+            raise VerifyError(
+                f"truth {truth_path}: variable(s) {missing_t} of forecast {path} are missing; "
+                f"the truth has {list(truth.data_vars)}"
+            )
     else:
         chosen = [v for v in candidates if v in truth.data_vars]
         if not chosen:
-            raise VerifyError(f"forecast {path} and truth {truth_path} share no variable: forecast has "
-                              f"{candidates}, truth has {list(truth.data_vars)}")
+            raise VerifyError(
+                f"forecast {path} and truth {truth_path} share no variable: forecast has "
+                f"{candidates}, truth has {list(truth.data_vars)}"
+            )
     ensemble = "number" in forecast.dims
     for v in chosen:
         fu, tu = forecast[v].attrs.get("units"), truth[v].attrs.get("units")
         if fu and tu and fu != tu:
-            raise VerifyError(f"variable {v!r}: units differ: forecast {path} has {fu!r}, truth {truth_path} "
-                              f"has {tu!r}; convert one of them")
+            raise VerifyError(
+                f"variable {v!r}: units differ: forecast {path} has {fu!r}, truth {truth_path} "
+                f"has {tu!r}; convert one of them"
+            )
         if "level" in forecast[v].dims:
             if "level" not in truth[v].dims:
                 raise VerifyError(f"variable {v!r} has levels in forecast {path} but not in truth {truth_path}")
             missing = sorted(set(forecast["level"].values.tolist()) - set(truth["level"].values.tolist()))
             if missing:
-                raise VerifyError(f"variable {v!r}: levels {missing} of forecast {path} are not in truth "
-                                  f"{truth_path}")
+                raise VerifyError(f"variable {v!r}: levels {missing} of forecast {path} are not in truth {truth_path}")
         if climatology is not None and any(isinstance(m, M.ACC) for m in metrics) and v not in climatology:
             raise VerifyError(f"ACC needs a climatology of {v!r}, but the climatology of {truth_path} lacks it")
     for m in metrics:
         if m.ensemble and not ensemble:
-            raise VerifyError(f"metric {m.name!r} needs an ensemble forecast, but forecast {path} has no "
-                              f"'number' dimension")
+            raise VerifyError(
+                f"metric {m.name!r} needs an ensemble forecast, but forecast {path} has no 'number' dimension"
+            )
     all_leads = pd.to_timedelta(forecast["prediction_timedelta"].values)
     if leads:
         missing = [str(x) for x in leads if x not in set(all_leads)]
         if missing:
-            raise VerifyError(f"forecast {path}: no lead time(s) {missing}; it has "
-                              f"{[str(x) for x in all_leads]}")
+            raise VerifyError(f"forecast {path}: no lead time(s) {missing}; it has {[str(x) for x in all_leads]}")
         lead_vals = np.array([np.timedelta64(x.value, "ns") for x in leads])
     else:
         lead_vals = all_leads.values.astype("timedelta64[ns]")
@@ -296,7 +319,8 @@ def plan_forecast(path: str, forecast: xr.Dataset, truth: xr.Dataset, truth_path
         raise VerifyError(
             f"forecast {path} and truth {truth_path} have no valid time in common: forecast valid times "
             f"{pd.Timestamp(valid.min())} .. {pd.Timestamp(valid.max())}, truth {pd.Timestamp(tindex.min())} .. "
-            f"{pd.Timestamp(tindex.max())}")
+            f"{pd.Timestamp(tindex.max())}"
+        )
     regrid = None if _same_grid(forecast, truth) else _check_regrid(forecast, truth, path, truth_path)
     return _Plan(forecast_name(forecast, path), path, forecast, chosen, lead_vals, inits, idx, regrid, ensemble)
 
@@ -332,11 +356,16 @@ def _load_forecast_block(plan: _Plan, var: str, t0: int, t1: int, truth: xr.Data
     chunk (a single ``.values`` on several chunks holds the chunks and their concatenation, twice the block).
     """
     da = plan.forecast[var]
-    if len(plan.leads) != da.sizes["prediction_timedelta"] or \
-            not np.array_equal(da["prediction_timedelta"].values.astype("timedelta64[ns]"), plan.leads):
+    if len(plan.leads) != da.sizes["prediction_timedelta"] or not np.array_equal(
+        da["prediction_timedelta"].values.astype("timedelta64[ns]"), plan.leads
+    ):
         da = da.sel(prediction_timedelta=plan.leads)
-    order = ["time", "prediction_timedelta"] + (["level"] if "level" in da.dims else []) + \
-        (["number"] if "number" in da.dims else []) + ["latitude", "longitude"]
+    order = (
+        ["time", "prediction_timedelta"]
+        + (["level"] if "level" in da.dims else [])
+        + (["number"] if "number" in da.dims else [])
+        + ["latitude", "longitude"]
+    )
     extra = [d for d in da.dims if d not in order]
     if extra:
         raise VerifyError(f"forecast {plan.path}: variable {var!r} has unexpected dimensions {extra}")
@@ -354,7 +383,7 @@ def _load_forecast_block(plan: _Plan, var: str, t0: int, t1: int, truth: xr.Data
             return arr
         if out is None:
             out = np.empty((t1 - t0, *arr.shape[1:]), np.float32)
-        out[a - t0:b - t0] = arr
+        out[a - t0 : b - t0] = arr
         del arr, piece
     return out
 
@@ -373,8 +402,9 @@ def _load_rows(da: xr.DataArray, dim: str, rows: np.ndarray, levels: np.ndarray 
     return arr.reshape(arr.shape[0], arr.shape[1], -1)
 
 
-def _truth_rows(tda: xr.DataArray, rows: Sequence[int], levels: np.ndarray | None,
-                have: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+def _truth_rows(
+    tda: xr.DataArray, rows: Sequence[int], levels: np.ndarray | None, have: dict[int, np.ndarray]
+) -> dict[int, np.ndarray]:
     """Truth rows ``rows`` as {row: float32 (L, npoints)}: those in ``have`` are reused, the others read, those
     sharing a time chunk in one read (each truth chunk is read once per block, not once per row)."""
     out = {k: have[k] for k in rows if k in have}
@@ -398,21 +428,23 @@ def _climatology_keys(cda: xr.DataArray, valid: np.ndarray) -> np.ndarray:
     else:
         pos_h, n_hour = np.zeros(len(vt), int), 1
     if (pos_d < 0).any() or (pos_h < 0).any():
-        raise VerifyError(f"the climatology has no field for day of year / hour of valid time(s) "
-                          f"{[str(t) for t in vt[(pos_d < 0) | (pos_h < 0)][:3]]}")
+        raise VerifyError(
+            f"the climatology has no field for day of year / hour of valid time(s) "
+            f"{[str(t) for t in vt[(pos_d < 0) | (pos_h < 0)][:3]]}"
+        )
     return pos_d * n_hour + pos_h
 
 
-def _climatology_fields(cda: xr.DataArray, keys: Sequence[int], levels: np.ndarray | None,
-                        have: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+def _climatology_fields(
+    cda: xr.DataArray, keys: Sequence[int], levels: np.ndarray | None, have: dict[int, np.ndarray]
+) -> dict[int, np.ndarray]:
     """Climatology fields ``keys`` (see :func:`_climatology_keys`) as {key: float32 (L, npoints)}; each is read
     once and reused from ``have`` (the previous block's) while consecutive blocks share it."""
     n_hour = cda.sizes["hour"] if "hour" in cda.dims else 1
     out = {k: have[k] for k in keys if k in have}
     for k in keys:
         if k not in out:
-            field = cda.isel(dayofyear=k // n_hour, hour=k % n_hour) if "hour" in cda.dims else \
-                cda.isel(dayofyear=k)
+            field = cda.isel(dayofyear=k // n_hour, hour=k % n_hour) if "hour" in cda.dims else cda.isel(dayofyear=k)
             out[k] = _load_rows(field.expand_dims("v"), "v", np.arange(1), levels)[0]
     return out
 
@@ -426,8 +458,14 @@ class _BlockPlan:
     peak_bytes: float  # estimated resident bytes of the largest block (twice with prefetch) + temporaries
 
 
-def plan_blocks(truth_index: np.ndarray, clim_keys: np.ndarray | None, init_bytes: float, row_bytes: float,
-                temp_bytes: float, budget: float) -> _BlockPlan:
+def plan_blocks(
+    truth_index: np.ndarray,
+    clim_keys: np.ndarray | None,
+    init_bytes: float,
+    row_bytes: float,
+    temp_bytes: float,
+    budget: float,
+) -> _BlockPlan:
     """Cut the initial times into blocks whose resident data fit ``budget`` bytes.
 
     A block of inits holds its forecast (``init_bytes`` per init), the distinct truth rows of its valid times and
@@ -466,9 +504,16 @@ def plan_blocks(truth_index: np.ndarray, clim_keys: np.ndarray | None, init_byte
     return _BlockPlan(blocks, prefetch, peak * (2 if prefetch else 1) + temp_bytes)
 
 
-def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], regions: Sequence[AnyRegion],
-                   weights: np.ndarray, climatology: xr.Dataset | None, block_bytes: float,
-                   progress: bool = False) -> tuple[xr.Dataset, xr.Dataset]:
+def score_forecast(
+    plan: _Plan,
+    truth: xr.Dataset,
+    metrics: Sequence[M.Metric],
+    regions: Sequence[AnyRegion],
+    weights: np.ndarray,
+    climatology: xr.Dataset | None,
+    block_bytes: float,
+    progress: bool = False,
+) -> tuple[xr.Dataset, xr.Dataset]:
     """Score one validated forecast. Returns (scores, per_init) Datasets.
 
     scores: dims (metric, region, prediction_timedelta, [level]) per variable; per_init: the same plus ``time``.
@@ -501,14 +546,21 @@ def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], 
             row_bytes = n_lev * npoints * _F32
             # per (init, lead): err + one statistic field + 2 anomalies; ensembles: mean, members - truth, sorted
             temp_bytes = row_bytes * (4 + (2 * n_mem + 1 if plan.ensemble else 0))
-            bplan = plan_blocks(plan.truth_index, clim_keys, n_lead * n_mem * row_bytes, row_bytes, temp_bytes,
-                                block_bytes)
+            bplan = plan_blocks(
+                plan.truth_index, clim_keys, n_lead * n_mem * row_bytes, row_bytes, temp_bytes, block_bytes
+            )
             member_axis = 1 if plan.ensemble else None
             held: dict[str, dict[int, np.ndarray]] = {"rows": {}, "clim": {}}
 
-            def load(block: tuple[int, int], var: str = var, tda: xr.DataArray = tda,
-                     cda: xr.DataArray | None = cda, levels: np.ndarray | None = levels,
-                     clim_keys: np.ndarray | None = clim_keys, held: dict = held) -> tuple:
+            def load(
+                block: tuple[int, int],
+                var: str = var,
+                tda: xr.DataArray = tda,
+                cda: xr.DataArray | None = cda,
+                levels: np.ndarray | None = levels,
+                clim_keys: np.ndarray | None = clim_keys,
+                held: dict = held,
+            ) -> tuple:
                 t0, t1 = block
                 idx = plan.truth_index[t0:t1]
                 need = np.unique(idx[idx >= 0]).tolist()
@@ -535,8 +587,9 @@ def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], 
                         if r < 0:
                             continue
                         c = clim[clim_keys[r]] if clim else None
-                        for name, field in M.pointwise_statistics(fc[i, j], rows[r], stat_names,
-                                                                  member_axis=member_axis, climatology=c):
+                        for name, field in M.pointwise_statistics(
+                            fc[i, j], rows[r], stat_names, member_axis=member_axis, climatology=c
+                        ):
                             stats[name][t0 + i, j] = M.spatial_means(field, weights)
                             del field
                 del fc, rows, clim
@@ -544,16 +597,21 @@ def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], 
                     print(f"  {plan.name}: {var} inits {t1}/{n_init}", file=sys.stderr, flush=True)
             held.clear()
             dims = ["time", "prediction_timedelta", "level", "region"]
-            coords: dict[str, Any] = {"time": plan.inits, "prediction_timedelta": plan.leads,
-                                      "region": [r.name for r in regions]}
+            coords: dict[str, Any] = {
+                "time": plan.inits,
+                "prediction_timedelta": plan.leads,
+                "region": [r.name for r in regions],
+            }
             if levels is not None:
                 coords["level"] = levels
             per_init = np.stack([m.per_init(stats) for m in metrics])
             final = np.stack([m.reduce_time(stats, axis=0) for m in metrics]).astype(np.float64)
             pi = xr.DataArray(per_init, dims=["metric"] + dims, coords={**coords, "metric": [m.name for m in metrics]})
-            sc = xr.DataArray(final, dims=["metric"] + dims[1:],
-                              coords={k: v for k, v in coords.items() if k != "time"} | {
-                                  "metric": [m.name for m in metrics]})
+            sc = xr.DataArray(
+                final,
+                dims=["metric"] + dims[1:],
+                coords={k: v for k, v in coords.items() if k != "time"} | {"metric": [m.name for m in metrics]},
+            )
             if levels is None:
                 pi, sc = pi.squeeze("level", drop=True), sc.squeeze("level", drop=True)
             order = ["metric", "region", "prediction_timedelta"] + (["level"] if levels is not None else [])
@@ -564,8 +622,9 @@ def score_forecast(plan: _Plan, truth: xr.Dataset, metrics: Sequence[M.Metric], 
             per_init_vars[var] = pi.assign_attrs(attrs)
     finally:
         pool.shutdown(wait=True)
-    counts = xr.DataArray((plan.truth_index >= 0).sum(axis=0), dims="prediction_timedelta",
-                          coords={"prediction_timedelta": plan.leads})
+    counts = xr.DataArray(
+        (plan.truth_index >= 0).sum(axis=0), dims="prediction_timedelta", coords={"prediction_timedelta": plan.leads}
+    )
     scores = xr.Dataset(scores_vars).assign_coords(n_init=counts)
     return scores, xr.Dataset(per_init_vars)
 
@@ -609,16 +668,31 @@ def verify(config: VerifyConfig, *, progress: bool = False) -> tuple[xr.Dataset,
     metric_names = list(config.metrics) if explicit else _default_metrics(any_ens, climatology is not None)
     metrics = M.get_metrics(metric_names)
     if any(isinstance(m, M.ACC) for m in metrics) and climatology is None:
-        raise VerifyError(f"metric 'acc' needs a climatology: the truth {config.truth} has no group "
-                          f"'climatology'; pass --climatology STORE")
+        raise VerifyError(
+            f"metric 'acc' needs a climatology: the truth {config.truth} has no group "
+            f"'climatology'; pass --climatology STORE"
+        )
     tlat, tlon = truth["latitude"].values, truth["longitude"].values
     weights = region_weights(regions, tlat, tlon, latitude_weights(tlat), grid_name=f"the truth {config.truth}")
     weights = weights.reshape(len(regions), -1).T.astype(np.float32).copy()
     plans = []
     for path, ds in forecasts:
         ms = metrics if explicit else [m for m in metrics if not m.ensemble or "number" in ds.dims]
-        plans.append((plan_forecast(path, ds, truth, config.truth, variables=config.variables, metrics=ms,
-                                    leads=leads, climatology=climatology), ms))
+        plans.append(
+            (
+                plan_forecast(
+                    path,
+                    ds,
+                    truth,
+                    config.truth,
+                    variables=config.variables,
+                    metrics=ms,
+                    leads=leads,
+                    climatology=climatology,
+                ),
+                ms,
+            )
+        )
     names = [p.name for p, _ in plans]
     if len(set(names)) != len(names):
         names = [f"{p.name}:{Path(p.path).name}" if names.count(p.name) > 1 else p.name for p, _ in plans]
@@ -626,8 +700,9 @@ def verify(config: VerifyConfig, *, progress: bool = False) -> tuple[xr.Dataset,
         raise VerifyError(f"--reference {config.reference!r} is not one of the forecasts {names}")
     all_scores, all_per_init = [], []
     for (plan, ms), name in zip(plans, names):
-        sc, pi = score_forecast(plan, truth, ms, regions, weights, climatology, config.block_mb * 2**20,
-                                progress=progress)
+        sc, pi = score_forecast(
+            plan, truth, ms, regions, weights, climatology, config.block_mb * 2**20, progress=progress
+        )
         all_scores.append(sc.expand_dims(forecast=[name]))
         all_per_init.append(pi.expand_dims(forecast=[name]))
     scores = xr.concat(all_scores, dim="forecast", join="outer", coords="different", compat="equals")
@@ -635,15 +710,23 @@ def verify(config: VerifyConfig, *, progress: bool = False) -> tuple[xr.Dataset,
     per_init = per_init.transpose("metric", "forecast", "region", "time", ...)
     scores = scores.transpose("metric", "forecast", "region", "prediction_timedelta", ...)
     scores.attrs = _provenance(config, plans, names, regions, metrics, climatology is not None)
-    per_init.attrs = {"description": "per-initial-time scores: the quantity each metric averages over initial "
-                                     "times (MSE for rmse, ensemble variance for spread, ...)"}
+    per_init.attrs = {
+        "description": "per-initial-time scores: the quantity each metric averages over initial "
+        "times (MSE for rmse, ensemble variance for spread, ...)"
+    }
     if config.out:
         write_scores(scores, per_init, config.out, overwrite=config.overwrite)
     return scores, per_init
 
 
-def _provenance(config: VerifyConfig, plans: list, names: list[str], regions: Sequence[AnyRegion],
-                metrics: Sequence[M.Metric], have_clim: bool) -> dict[str, Any]:
+def _provenance(
+    config: VerifyConfig,
+    plans: list,
+    names: list[str],
+    regions: Sequence[AnyRegion],
+    metrics: Sequence[M.Metric],
+    have_clim: bool,
+) -> dict[str, Any]:
     try:
         from importlib.metadata import version
 
@@ -658,15 +741,24 @@ def _provenance(config: VerifyConfig, plans: list, names: list[str], regions: Se
         "command": " ".join(sys.argv),
         "truth": str(config.truth),
         "climatology": str(config.climatology or (config.truth + "#climatology" if have_clim else "")),
-        "forecasts": json.dumps([{"name": n, "path": str(p.path), "variables": p.variables,
-                                  "ensemble": p.ensemble, "regridding": p.regrid or "none (same grid as truth)"}
-                                 for (p, _), n in zip(plans, names)]),
+        "forecasts": json.dumps(
+            [
+                {
+                    "name": n,
+                    "path": str(p.path),
+                    "variables": p.variables,
+                    "ensemble": p.ensemble,
+                    "regridding": p.regrid or "none (same grid as truth)",
+                }
+                for (p, _), n in zip(plans, names)
+            ]
+        ),
         "regridding": "; ".join(f"{n}: {p.regrid}" for (p, _), n in zip(plans, names) if p.regrid) or "none",
         "regions": json.dumps({r.name: r.describe() for r in regions}),
         "metrics": [m.name for m in metrics],
         "conventions": "WeatherBench2: truth at valid time = time + prediction_timedelta; area weights "
-                       "sin(upper)-sin(lower) per latitude band; per-init spatial means averaged over init times "
-                       "(RMSE = sqrt of mean MSE); ACC per init then averaged; fair CRPS",
+        "sin(upper)-sin(lower) per latitude band; per-init spatial means averaged over init times "
+        "(RMSE = sqrt of mean MSE); ACC per init then averaged; fair CRPS",
     }
 
 
@@ -704,39 +796,70 @@ def open_scores(path: str) -> tuple[xr.Dataset, xr.Dataset]:
 
 # ------------------------------------------------------------------------------------------------------ CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--forecast", nargs="+", required=True, metavar="STORE",
-                        help="forecast Zarr store(s), WeatherBench2 layout")
+    parser.add_argument(
+        "--forecast", nargs="+", required=True, metavar="STORE", help="forecast Zarr store(s), WeatherBench2 layout"
+    )
     parser.add_argument("--truth", required=True, metavar="STORE", help="analysis / truth Zarr store")
     parser.add_argument("--out", required=True, metavar="SCORES.zarr", help="scores store to write")
-    parser.add_argument("--regions", nargs="+", default=["global"], metavar="REGION",
-                        help="region names (global tropics extra_tropics northern_extra_tropics "
-                             "southern_extra_tropics northern_hemisphere southern_hemisphere europe north_america uk) "
-                             "or boxes lat0,lat1,lon0,lon1 (default: global)")
+    parser.add_argument(
+        "--regions",
+        nargs="+",
+        default=["global"],
+        metavar="REGION",
+        help="region names (global tropics extra_tropics northern_extra_tropics "
+        "southern_extra_tropics northern_hemisphere southern_hemisphere europe north_america uk) "
+        "or boxes lat0,lat1,lon0,lon1 (default: global)",
+    )
     parser.add_argument("--variables", nargs="+", metavar="VAR", help="variables to score (default: all shared)")
-    parser.add_argument("--metrics", nargs="+", metavar="METRIC",
-                        help=f"metrics: {', '.join(M.METRICS)} (default: rmse mae bias [acc]; plus crps "
-                             f"ens_mean_rmse spread spread_skill for ensembles)")
-    parser.add_argument("--leads", nargs="+", metavar="LEAD", help="lead times to score, e.g. 24h 48h 5d "
-                        "(bare numbers are hours; default: all)")
-    parser.add_argument("--climatology", metavar="STORE",
-                        help="climatology store for ACC (default: group 'climatology' of the truth store)")
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        metavar="METRIC",
+        help=f"metrics: {', '.join(M.METRICS)} (default: rmse mae bias [acc]; plus crps "
+        f"ens_mean_rmse spread spread_skill for ensembles)",
+    )
+    parser.add_argument(
+        "--leads",
+        nargs="+",
+        metavar="LEAD",
+        help="lead times to score, e.g. 24h 48h 5d (bare numbers are hours; default: all)",
+    )
+    parser.add_argument(
+        "--climatology",
+        metavar="STORE",
+        help="climatology store for ACC (default: group 'climatology' of the truth store)",
+    )
     parser.add_argument("--reference", metavar="NAME", help="print a scorecard of every forecast against NAME")
     parser.add_argument("--scorecard-metric", default="rmse", help="metric of the scorecard (default rmse)")
-    parser.add_argument("--block-mb", type=float, default=64.0,
-                        help="memory budget in MiB of the forecast, truth and climatology data held at once "
-                             "(default 64)")
+    parser.add_argument(
+        "--block-mb",
+        type=float,
+        default=64.0,
+        help="memory budget in MiB of the forecast, truth and climatology data held at once (default 64)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing scores store")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 
 
 def run(args: argparse.Namespace) -> int:
-    config = VerifyConfig(forecasts=list(args.forecast), truth=args.truth, out=args.out, regions=args.regions,
-                          variables=args.variables, metrics=args.metrics, leads=args.leads,
-                          climatology=args.climatology, reference=args.reference, block_mb=args.block_mb,
-                          overwrite=args.overwrite)
+    config = VerifyConfig(
+        forecasts=list(args.forecast),
+        truth=args.truth,
+        out=args.out,
+        regions=args.regions,
+        variables=args.variables,
+        metrics=args.metrics,
+        leads=args.leads,
+        climatology=args.climatology,
+        reference=args.reference,
+        block_mb=args.block_mb,
+        overwrite=args.overwrite,
+    )
     scores, per_init = verify(config, progress=not args.quiet)
-    print(f"wrote {args.out}: {', '.join(scores.data_vars)} x metrics {list(scores.metric.values)} x forecasts "
-          f"{list(scores.forecast.values)} x regions {list(scores.region.values)}")
+    print(
+        f"wrote {args.out}: {', '.join(scores.data_vars)} x metrics {list(scores.metric.values)} x forecasts "
+        f"{list(scores.forecast.values)} x regions {list(scores.region.values)}"
+    )
     if config.reference is not None:
         from pipeline.scorecard import print_scorecards
 

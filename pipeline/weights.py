@@ -52,5 +52,6 @@ def latitude_weights(latitude_deg: np.ndarray) -> np.ndarray:
 
 def latitude_weights_da(latitude: xr.DataArray) -> xr.DataArray:
     """:func:`latitude_weights` as a DataArray on the ``latitude`` coordinate given."""
-    return xr.DataArray(latitude_weights(latitude.values), dims=latitude.dims, coords=latitude.coords,
-                        name="area_weight")
+    return xr.DataArray(
+        latitude_weights(latitude.values), dims=latitude.dims, coords=latitude.coords, name="area_weight"
+    )

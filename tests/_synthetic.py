@@ -42,7 +42,10 @@ def synthetic_dataset(
     base = 280.0 + 10.0 * np.cos(np.deg2rad(lat))[None, :, None] + np.zeros((1, 1, n_lon))
     t2m = base + 3.0 * phase + rng.normal(0.0, 0.3, (n_time, n_lat, n_lon))
     temp = np.stack(
-        [base - 40.0 + i * 20.0 + 2.0 * phase + rng.normal(0.0, 0.3, (n_time, n_lat, n_lon)) for i in range(len(levels))],
+        [
+            base - 40.0 + i * 20.0 + 2.0 * phase + rng.normal(0.0, 0.3, (n_time, n_lat, n_lon))
+            for i in range(len(levels))
+        ],
         axis=1,
     )
     ds = xr.Dataset(
@@ -94,8 +97,9 @@ def compute_climatology(ds: xr.Dataset) -> xr.Dataset:
     return xr.Dataset(out)
 
 
-def write_canonical_store(ds: xr.Dataset, path: str | Path, *, stats_period: tuple[str, str] | None = None,
-                          climatology: bool = True) -> Path:
+def write_canonical_store(
+    ds: xr.Dataset, path: str | Path, *, stats_period: tuple[str, str] | None = None, climatology: bool = True
+) -> Path:
     """Write ``ds`` as a complete canonical store (one time step per chunk) with ``stats`` and ``climatology``."""
     path = Path(path)
     period = ds if stats_period is None else ds.sel(time=slice(*stats_period))
@@ -133,8 +137,9 @@ def cached_uk_store() -> Path:
     if (target / "zarr.json").exists():
         return target
     tmp = Path(tempfile.mkdtemp(prefix="wxemu-uk-", dir=tempfile.gettempdir())) / "store.zarr"
-    rc = main(["ingest", str(UK_GRIB), "--out", str(tmp), "--stats-start", "2019-03-01T00",
-               "--stats-end", "2019-03-21T23"])
+    rc = main(
+        ["ingest", str(UK_GRIB), "--out", str(tmp), "--stats-start", "2019-03-01T00", "--stats-end", "2019-03-21T23"]
+    )
     if rc != 0:
         raise RuntimeError(f"wxemu ingest of {UK_GRIB} failed with exit code {rc}")
     try:

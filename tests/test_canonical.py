@@ -25,8 +25,7 @@ def eccodes_fields(path: str, wanted: set[tuple[int, int]]) -> dict[tuple[int, i
         while (h := eccodes.codes_grib_new_from_file(f)) is not None:
             key = (eccodes.codes_get(h, "validityDate"), eccodes.codes_get(h, "validityTime"))
             if key in wanted:
-                out[key] = eccodes.codes_get_values(h).reshape(eccodes.codes_get(h, "Nj"),
-                                                               eccodes.codes_get(h, "Ni"))
+                out[key] = eccodes.codes_get_values(h).reshape(eccodes.codes_get(h, "Nj"), eccodes.codes_get(h, "Ni"))
             eccodes.codes_release(h)
     return out
 
@@ -44,10 +43,15 @@ def test_era5_uk_values_after_flip_and_contiguous_longitudes(uk):
     assert ds["latitude"].values[0] == 50.0 and ds["latitude"].values[-1] == 58.0
     np.testing.assert_allclose(ds["longitude"].values, np.arange(350.0, 362.01, 0.25))
     assert t2m.attrs["units"] == "K" and t2m.attrs["standard_name"] == "air_temperature"
-    points = [("2019-03-01T00", 58.0, -10.0), ("2019-03-10T12", 52.5, -3.0), ("2019-03-31T23", 50.0, 2.0),
-              ("2019-03-15T06", 51.5, 0.0)]
-    keys = {pd.Timestamp(w): (int(pd.Timestamp(w).strftime("%Y%m%d")), pd.Timestamp(w).hour * 100)
-            for w, _, _ in points}
+    points = [
+        ("2019-03-01T00", 58.0, -10.0),
+        ("2019-03-10T12", 52.5, -3.0),
+        ("2019-03-31T23", 50.0, 2.0),
+        ("2019-03-15T06", 51.5, 0.0),
+    ]
+    keys = {
+        pd.Timestamp(w): (int(pd.Timestamp(w).strftime("%Y%m%d")), pd.Timestamp(w).hour * 100) for w, _, _ in points
+    }
     raw = eccodes_fields(path, set(keys.values()))
     for when, lat, lon in points:
         row, col = int(round((58.0 - lat) / 0.25)), int(round((lon + 10.0) / 0.25))  # raw grid: 58N..50N, 10W..2E
@@ -65,8 +69,11 @@ def test_era5_uk_time_selection(uk):
     raw_ds = ds  # already canonical: selecting again must keep values
     sub = to_canonical(raw_ds, source="uk", start="2019-03-02", end="2019-03-02T05")
     assert sub.sizes["time"] == 6
-    with pytest.raises(InputDataError, match=r"no times between 2020-01-01 and 2020-02-01; the source covers "
-                                             r"2019-03-01 00:00:00 \.\. 2019-03-31 23:00:00"):
+    with pytest.raises(
+        InputDataError,
+        match=r"no times between 2020-01-01 and 2020-02-01; the source covers "
+        r"2019-03-01 00:00:00 \.\. 2019-03-31 23:00:00",
+    ):
         to_canonical(raw_ds, source="uk", start="2020-01-01", end="2020-02-01")
 
 
@@ -83,8 +90,7 @@ def test_eraint_month_refused_then_mapped(sample):
     raw = xr.open_dataset(path)
     for month, lat, lon in [(7, 45.0, -120.0), (1, -30.0, 150.0), (7, 0.0, 0.0), (1, 89.25, -0.75)]:
         expected = float(raw["z"].sel(month=month, level=500, latitude=lat, longitude=lon))
-        got = float(ds["geopotential"].sel(time=f"2000-{month:02d}-01", level=500, latitude=lat,
-                                           longitude=lon % 360))
+        got = float(ds["geopotential"].sel(time=f"2000-{month:02d}-01", level=500, latitude=lat, longitude=lon % 360))
         assert got == pytest.approx(expected, rel=1e-6)
     assert ds["u_component_of_wind"].attrs["units"] == "m s-1"
 
@@ -98,12 +104,14 @@ def test_ensemble_number_kept_or_refused(sample):
     points = [(3, "2017-01-01T12", 850, 60.0, 9.0), (9, "2017-01-02T00", 500, -30.0, 357.0)]
     for number, when, level, lat, lon in points:
         expected = float(raw["t"].sel(number=number, time=when, isobaricInhPa=level, latitude=lat, longitude=lon))
-        assert float(ds["temperature"].sel(number=number, time=when, level=level, latitude=lat,
-                                           longitude=lon)) == expected
+        assert (
+            float(ds["temperature"].sel(number=number, time=when, level=level, latitude=lat, longitude=lon)) == expected
+        )
     with pytest.raises(InputDataError, match="ensemble of 10 members"):
         to_canonical(open_source(path), source="eda", ensemble=False)
-    one = to_canonical(open_source(path).sel(number=[4]), source="eda", ensemble=False, levels=[850],
-                       variables=["geopotential"])
+    one = to_canonical(
+        open_source(path).sel(number=[4]), source="eda", ensemble=False, levels=[850], variables=["geopotential"]
+    )
     assert "number" not in one.dims and list(one.data_vars) == ["geopotential"]
 
 
@@ -126,8 +134,17 @@ def test_corrupted_grib_error_names_file(sample):
 
 
 # ----------------------------------------------------------------------------------- synthetic edge cases
-def _synthetic(name="t2m", units="K", *, nt=4, lat=(30.0, 20.0, 10.0), lon=(0.0, 10.0, 20.0, 30.0),
-               level=None, level_units=None, step="6h") -> xr.Dataset:
+def _synthetic(
+    name="t2m",
+    units="K",
+    *,
+    nt=4,
+    lat=(30.0, 20.0, 10.0),
+    lon=(0.0, 10.0, 20.0, 30.0),
+    level=None,
+    level_units=None,
+    step="6h",
+) -> xr.Dataset:
     times = pd.date_range("2020-01-01", periods=nt, freq=step)
     dims, coords = ["time"], {"time": times}
     shape = [nt]
@@ -148,22 +165,26 @@ def test_names_coords_levels_in_pa():
     ds = to_canonical(src, source="ncep")
     assert list(ds.data_vars) == ["temperature"] and ds["level"].values.tolist() == [500, 850]
     assert ds["temperature"].dims == ("time", "level", "latitude", "longitude")
-    np.testing.assert_array_equal(ds["temperature"].sel(level=850, latitude=30.0).values,
-                                  src["air"].sel(plev=85000.0, lat=30.0).values)
+    np.testing.assert_array_equal(
+        ds["temperature"].sel(level=850, latitude=30.0).values, src["air"].sel(plev=85000.0, lat=30.0).values
+    )
     ds2 = to_canonical(_synthetic("air", level=[85000.0, 50000.0]), source="ncep", levels=[850])  # Pa by magnitude
     assert ds2["level"].values.tolist() == [850]
     with pytest.raises(InputDataError, match=r"levels \[300\] hPa not found; the source has \[500, 850\]"):
         to_canonical(src, source="ncep", levels=[300])
 
 
-@pytest.mark.parametrize("name,units,canonical_name,scale,offset", [
-    ("t2m", "degC", "2m_temperature", 1.0, 273.15),
-    ("msl", "hPa", "mean_sea_level_pressure", 100.0, 0.0),
-    ("gh", "m", "geopotential", STANDARD_GRAVITY, 0.0),
-    ("z", "m**2 s**-2", "geopotential", 1.0, 0.0),
-    ("q", "g kg-1", "specific_humidity", 1e-3, 0.0),
-    ("tp", "mm", "total_precipitation", 1e-3, 0.0),
-])
+@pytest.mark.parametrize(
+    "name,units,canonical_name,scale,offset",
+    [
+        ("t2m", "degC", "2m_temperature", 1.0, 273.15),
+        ("msl", "hPa", "mean_sea_level_pressure", 100.0, 0.0),
+        ("gh", "m", "geopotential", STANDARD_GRAVITY, 0.0),
+        ("z", "m**2 s**-2", "geopotential", 1.0, 0.0),
+        ("q", "g kg-1", "specific_humidity", 1e-3, 0.0),
+        ("tp", "mm", "total_precipitation", 1e-3, 0.0),
+    ],
+)
 def test_unit_conversions(name, units, canonical_name, scale, offset):
     levels = [500.0] if canonical_name in ("geopotential", "specific_humidity") else None
     src = _synthetic(name, units, level=levels)
@@ -194,8 +215,11 @@ def test_mapping_and_missing_variables():
         to_canonical(src, source="s")
     ds = to_canonical(src, source="s", mapping={"foo": "2m_temperature"}, variables=["2m_temperature"])
     assert list(ds.data_vars) == ["2m_temperature"] and ds["2m_temperature"].attrs["source_name"] == "foo"
-    with pytest.raises(InputDataError, match=r"variables \['temperature'\] not found; the source has foo "
-                                             r"\(2m_temperature\)"):
+    with pytest.raises(
+        InputDataError,
+        match=r"variables \['temperature'\] not found; the source has foo "
+        r"\(2m_temperature\)",
+    ):
         to_canonical(src, source="s", mapping={"foo": "2m_temperature"}, variables=["temperature"])
     with pytest.raises(InputDataError, match="not a canonical variable"):
         to_canonical(src, source="s", mapping={"foo": "warmth"})
@@ -206,8 +230,11 @@ def test_mapping_and_missing_variables():
 def test_nan_refused_eagerly_and_lazily(monkeypatch):
     src = _synthetic()
     src["t2m"][1, 0, 2] = np.nan
-    with pytest.raises(InputDataError, match=r"s: 2m_temperature has NaN values \(1 of 48; first at "
-                                             r"time=2020-01-01 06:00:00, latitude=30.0, longitude=20.0\)"):
+    with pytest.raises(
+        InputDataError,
+        match=r"s: 2m_temperature has NaN values \(1 of 48; first at "
+        r"time=2020-01-01 06:00:00, latitude=30.0, longitude=20.0\)",
+    ):
         to_canonical(src, source="s")
     assert int(to_canonical(src, source="s", allow_nan=True)["2m_temperature"].isnull().sum()) == 1
     monkeypatch.setattr(canonical, "EAGER_NAN_CHECK_BYTES", 0)
@@ -241,14 +268,16 @@ def test_grid_checks_and_global_roll():
     glob = _synthetic(lon=tuple(np.arange(-180.0, 180.0, 90.0)))
     ds = to_canonical(glob, source="s")
     assert ds["longitude"].values.tolist() == [0.0, 90.0, 180.0, 270.0]
-    np.testing.assert_array_equal(ds["2m_temperature"].sel(longitude=270.0).values,
-                                  glob["t2m"].sel(lon=-90.0).values[:, ::-1])
+    np.testing.assert_array_equal(
+        ds["2m_temperature"].sel(longitude=270.0).values, glob["t2m"].sel(lon=-90.0).values[:, ::-1]
+    )
     # a regional grid given in 0..360 that crosses the prime meridian stays contiguous: 340 .. 370
     region = _synthetic(lon=(0.0, 10.0, 340.0, 350.0))
     ds = to_canonical(region, source="s")
     assert ds["longitude"].values.tolist() == [340.0, 350.0, 360.0, 370.0]
-    np.testing.assert_array_equal(ds["2m_temperature"].sel(longitude=360.0).values,
-                                  region["t2m"].sel(lon=0.0).values[:, ::-1])
+    np.testing.assert_array_equal(
+        ds["2m_temperature"].sel(longitude=360.0).values, region["t2m"].sel(lon=0.0).values[:, ::-1]
+    )
 
 
 def test_dateless_dimensions_and_time_from_errors():

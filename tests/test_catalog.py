@@ -16,12 +16,26 @@ from data_catalog.errors import ConfigError, InputDataError
 from pipeline.cli import main
 
 CLOUD = ["arco-era5", "wb2-era5-1.5deg", "wb2-era5-64x32", "wb2-hres-forecast", "wb2-hres-forecast-0.25deg"]
-SAMPLE_ENTRIES = ["era5-t2m-uk-2019-03", "eraint-uvz-monthly", "era5-ensemble-levels", "ukmo-monthly-t2m-forecast",
-                  "ecmwf-uv-forecast", "ecmwf-t-analysis"]
-SOURCE_UNITS = {"geopotential": "m**2 s**-2", "temperature": "K", "u_component_of_wind": "m s**-1",
-                "v_component_of_wind": "m s**-1", "specific_humidity": "kg kg**-1", "2m_temperature": "K",
-                "10m_u_component_of_wind": "m s**-1", "10m_v_component_of_wind": "m s**-1",
-                "mean_sea_level_pressure": "Pa", "boundary_layer_height": "m"}
+SAMPLE_ENTRIES = [
+    "era5-t2m-uk-2019-03",
+    "eraint-uvz-monthly",
+    "era5-ensemble-levels",
+    "ukmo-monthly-t2m-forecast",
+    "ecmwf-uv-forecast",
+    "ecmwf-t-analysis",
+]
+SOURCE_UNITS = {
+    "geopotential": "m**2 s**-2",
+    "temperature": "K",
+    "u_component_of_wind": "m s**-1",
+    "v_component_of_wind": "m s**-1",
+    "specific_humidity": "kg kg**-1",
+    "2m_temperature": "K",
+    "10m_u_component_of_wind": "m s**-1",
+    "10m_v_component_of_wind": "m s**-1",
+    "mean_sea_level_pressure": "Pa",
+    "boundary_layer_height": "m",
+}
 LEVEL_VARS = {"geopotential", "temperature", "u_component_of_wind", "v_component_of_wind", "specific_humidity"}
 
 
@@ -30,7 +44,8 @@ def test_builtin_entries():
     assert set(CLOUD + SAMPLE_ENTRIES) <= set(cat.names())
     assert cat.get("arco-era5").location == "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
     assert cat.get("wb2-era5-64x32").location == (
-        "gs://weatherbench2/datasets/era5/1959-2023_01_10-6h-64x32_equiangular_conservative.zarr")
+        "gs://weatherbench2/datasets/era5/1959-2023_01_10-6h-64x32_equiangular_conservative.zarr"
+    )
     assert cat.get("wb2-hres-forecast").kind == "forecast"
     for name in SAMPLE_ENTRIES:
         assert cat.get(name).sample and cat.get(name).licence
@@ -47,8 +62,13 @@ def test_sample_entries_open_canonical(name):
         "era5-t2m-uk-2019-03": {"time": 24, "latitude": 33, "longitude": 49},
         "eraint-uvz-monthly": {"time": 2, "level": 3, "latitude": 241, "longitude": 480},
         "era5-ensemble-levels": {"time": 4, "number": 10, "level": 2, "latitude": 61, "longitude": 120},
-        "ukmo-monthly-t2m-forecast": {"time": 8, "prediction_timedelta": 20, "number": 28, "latitude": 6,
-                                      "longitude": 11},
+        "ukmo-monthly-t2m-forecast": {
+            "time": 8,
+            "prediction_timedelta": 20,
+            "number": 28,
+            "latitude": 6,
+            "longitude": 11,
+        },
         "ecmwf-uv-forecast": {"time": 1, "prediction_timedelta": 2, "level": 3, "latitude": 37, "longitude": 72},
         "ecmwf-t-analysis": {"time": 1, "level": 1, "latitude": 37, "longitude": 72},
     }[name]
@@ -165,18 +185,42 @@ def test_user_catalog_overrides_extends_and_date_templates(tmp_path, monkeypatch
     days = pd.date_range("2021-06-01", periods=3, freq="D")
     for day in days:
         times = pd.date_range(day, periods=4, freq="6h")
-        ds = xr.Dataset({"air": (("time", "level", "lat", "lon"), np.full((4, 2, 3, 4), 280.0 + day.day),
-                                 {"units": "degK"})},
-                        coords={"time": times, "level": ("level", [850.0, 500.0], {"units": "millibar"}),
-                                "lat": [10.0, 0.0, -10.0], "lon": [0.0, 90.0, 180.0, 270.0]})
+        ds = xr.Dataset(
+            {"air": (("time", "level", "lat", "lon"), np.full((4, 2, 3, 4), 280.0 + day.day), {"units": "degK"})},
+            coords={
+                "time": times,
+                "level": ("level", [850.0, 500.0], {"units": "millibar"}),
+                "lat": [10.0, 0.0, -10.0],
+                "lon": [0.0, 90.0, 180.0, 270.0],
+            },
+        )
         ds.to_netcdf(tmp_path / f"air.{day:%Y%m%d}.nc")
     user = tmp_path / "user.yaml"
-    user.write_text(yaml.safe_dump({"entries": [
-        {"name": "ncep-daily", "description": "daily files", "kind": "reanalysis", "format": "netcdf",
-         "location": str(tmp_path / "air.{date:%Y%m%d}.nc"), "licence": "test", "time": {"file_frequency": "D"}},
-        {"name": "wb2-era5-64x32", "description": "overridden", "kind": "reanalysis", "format": "zarr",
-         "location": "/elsewhere.zarr", "licence": "test"},
-    ]}))
+    user.write_text(
+        yaml.safe_dump(
+            {
+                "entries": [
+                    {
+                        "name": "ncep-daily",
+                        "description": "daily files",
+                        "kind": "reanalysis",
+                        "format": "netcdf",
+                        "location": str(tmp_path / "air.{date:%Y%m%d}.nc"),
+                        "licence": "test",
+                        "time": {"file_frequency": "D"},
+                    },
+                    {
+                        "name": "wb2-era5-64x32",
+                        "description": "overridden",
+                        "kind": "reanalysis",
+                        "format": "zarr",
+                        "location": "/elsewhere.zarr",
+                        "licence": "test",
+                    },
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("WXEMU_CATALOG", str(user))
     cat = load_catalog()
     assert cat.get("wb2-era5-64x32").location == "/elsewhere.zarr" and cat.origins["ncep-daily"] == str(user)
@@ -189,19 +233,28 @@ def test_user_catalog_overrides_extends_and_date_templates(tmp_path, monkeypatch
         open_dataset("ncep-daily")
 
 
-@pytest.mark.parametrize("entry,message", [
-    ({"kind": "analysis"}, "entry 'bad': field 'kind'"),
-    ({"format": "hdf"}, "entry 'bad': field 'format'"),
-    ({"colour": "red"}, "entry 'bad': field 'colour': Extra inputs are not permitted"),
-    ({"location": None}, "needs a location"),
-    ({"sample": "nope.grib", "location": None}, "unknown sample 'nope.grib'"),
-    ({"levels": ["high"]}, "field 'levels.0'"),
-    ({"time": {"start": "yesterday-ish"}}, "field 'time.start'"),
-    ({"licence": None}, "field 'licence'"),
-])
+@pytest.mark.parametrize(
+    "entry,message",
+    [
+        ({"kind": "analysis"}, "entry 'bad': field 'kind'"),
+        ({"format": "hdf"}, "entry 'bad': field 'format'"),
+        ({"colour": "red"}, "entry 'bad': field 'colour': Extra inputs are not permitted"),
+        ({"location": None}, "needs a location"),
+        ({"sample": "nope.grib", "location": None}, "unknown sample 'nope.grib'"),
+        ({"levels": ["high"]}, "field 'levels.0'"),
+        ({"time": {"start": "yesterday-ish"}}, "field 'time.start'"),
+        ({"licence": None}, "field 'licence'"),
+    ],
+)
 def test_entry_validation_errors(tmp_path, entry, message):
-    good = {"name": "bad", "description": "d", "kind": "reanalysis", "format": "zarr", "location": "/x.zarr",
-            "licence": "l"}
+    good = {
+        "name": "bad",
+        "description": "d",
+        "kind": "reanalysis",
+        "format": "zarr",
+        "location": "/x.zarr",
+        "licence": "l",
+    }
     doc = {k: v for k, v in {**good, **entry}.items() if v is not None}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -245,8 +298,18 @@ def test_cli_list_and_show(capsys, tmp_path):
     assert main(["catalog", "show", "nope"]) == 2
     assert "wxemu catalog: error: catalog: no entry 'nope'" in capsys.readouterr().err
     user = tmp_path / "u.yaml"
-    user.write_text(yaml.safe_dump({"name": "mine", "description": "d", "kind": "static", "format": "netcdf",
-                                    "location": "/data/lsm.nc", "licence": "l"}))
+    user.write_text(
+        yaml.safe_dump(
+            {
+                "name": "mine",
+                "description": "d",
+                "kind": "static",
+                "format": "netcdf",
+                "location": "/data/lsm.nc",
+                "licence": "l",
+            }
+        )
+    )
     assert main(["catalog", "--catalog", str(user), "list"]) == 0
     assert "mine" in capsys.readouterr().out
 
@@ -270,8 +333,15 @@ def test_ingest_of_a_cloud_zarr_entry_never_lists_the_store(cloud_mirror, monkey
     monkeypatch.setattr(fhttp.HTTPFileSystem, "find", no_listing)
     monkeypatch.setattr(fhttp.HTTPFileSystem, "_find", no_listing)
     out = tmp_path / "arco.zarr"
-    result = ingest(IngestConfig(sources=("arco-era5",), out=str(out), variables=("2m_temperature", "temperature"),
-                                 levels=(850,), progress=False))
+    result = ingest(
+        IngestConfig(
+            sources=("arco-era5",),
+            out=str(out),
+            variables=("2m_temperature", "temperature"),
+            levels=(850,),
+            progress=False,
+        )
+    )
     (fp,) = result.sources
     assert fp["path"].startswith("http://127.0.0.1:") and fp["hashed"] == "zarr.json" and fp["bytes"] is None
     root = _mirror_dir(fp["path"], user_catalog)

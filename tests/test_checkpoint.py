@@ -25,11 +25,25 @@ def _model() -> torch.nn.Module:
 
 
 def _header(model: torch.nn.Module) -> dict:
-    stats = ChannelStats(names=["a", "b/850"], mean=np.array([1.0, 2.0]), std=np.array([3.0, 4.0]),
-                         diff_mean={1: np.zeros(2)}, diff_std={1: np.ones(2)})
-    return {"model_kind": "graph", "model_config": model.config_dict(), "history": 1, "n_forcing": 5,
-            "channel_names": ["a", "b/850"], "stats": stats.to_dict(), "grid": {"latitude": LAT, "longitude": LON},
-            "time_step_hours": 1.0, "step_hours": [1.0], "forcing_spec": {"static": []}}
+    stats = ChannelStats(
+        names=["a", "b/850"],
+        mean=np.array([1.0, 2.0]),
+        std=np.array([3.0, 4.0]),
+        diff_mean={1: np.zeros(2)},
+        diff_std={1: np.ones(2)},
+    )
+    return {
+        "model_kind": "graph",
+        "model_config": model.config_dict(),
+        "history": 1,
+        "n_forcing": 5,
+        "channel_names": ["a", "b/850"],
+        "stats": stats.to_dict(),
+        "grid": {"latitude": LAT, "longitude": LON},
+        "time_step_hours": 1.0,
+        "step_hours": [1.0],
+        "forcing_spec": {"static": []},
+    }
 
 
 def test_roundtrip_same_outputs(tmp_path: Path) -> None:

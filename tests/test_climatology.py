@@ -26,10 +26,10 @@ def test_smoothed_mean_matches_hand_computation() -> None:
     s, c = clim.doy_hour_sums(values, doy, hour_idx, 2)
     out = clim.smooth_circular(s, c, window=61)
     assert out.shape == (366, 2, 1)
-    np.testing.assert_allclose(out[0, 0, 0], (1 + 2 + 4) / 3)   # day 1: days 1, 2, 365 (wraps); day 40 is 39 away
+    np.testing.assert_allclose(out[0, 0, 0], (1 + 2 + 4) / 3)  # day 1: days 1, 2, 365 (wraps); day 40 is 39 away
     np.testing.assert_allclose(out[9, 0, 0], (1 + 2 + 10 + 4) / 4)  # day 10: 1, 2, 40 (30 away), 365 (11 away)
-    np.testing.assert_allclose(out[69, 0, 0], 10.0)             # day 70: only day 40
-    assert np.isnan(out[200, 0, 0])                              # nothing within 30 days
+    np.testing.assert_allclose(out[69, 0, 0], 10.0)  # day 70: only day 40
+    assert np.isnan(out[200, 0, 0])  # nothing within 30 days
     np.testing.assert_allclose(out[0, 1, 0], 7.0)
     assert np.isnan(out[100, 1, 0])
 
@@ -38,16 +38,17 @@ def test_dataset_wrapper_layout_and_point_value() -> None:
     t = pd.date_range("2019-03-01", periods=40, freq="12h")
     rng = np.random.default_rng(0)
     x = rng.normal(280, 3, (40, 2, 3))
-    ds = xr.Dataset({"2m_temperature": (("time", "latitude", "longitude"), x, {"units": "K"})},
-                    coords={"time": t, "latitude": [50.0, 51.0], "longitude": [0.0, 1.0, 2.0]})
+    ds = xr.Dataset(
+        {"2m_temperature": (("time", "latitude", "longitude"), x, {"units": "K"})},
+        coords={"time": t, "latitude": [50.0, 51.0], "longitude": [0.0, 1.0, 2.0]},
+    )
     out = clim.compute_climatology(ds, window=61, block=7)
     assert out["2m_temperature"].dims == ("dayofyear", "hour", "latitude", "longitude")
     assert list(out["hour"].values) == [0, 12]
     assert out.sizes["dayofyear"] == 366
     # day 100 (2019-04-10) at 12 UTC: samples at 12 UTC on days 70..130 -> all 20 noon samples from day 60 on
     sel = (t.hour == 12) & (np.abs(t.dayofyear - 100) <= 30)
-    np.testing.assert_allclose(out["2m_temperature"].sel(dayofyear=100, hour=12).values, x[sel].mean(axis=0),
-                               rtol=1e-6)
+    np.testing.assert_allclose(out["2m_temperature"].sel(dayofyear=100, hour=12).values, x[sel].mean(axis=0), rtol=1e-6)
     assert np.isnan(out["2m_temperature"].sel(dayofyear=250, hour=0).values).all()
 
 
@@ -84,7 +85,7 @@ def test_prefix_sum_blocks_match_window_means_with_nan() -> None:
     x[5, 0, 1] = np.nan
     acc = clim.ClimatologyAccumulator(np.array([0, 6, 12, 18]), 31)
     for i in range(0, len(t), 100):
-        acc.add("x", x[i:i + 100], t.dayofyear[i:i + 100], t.hour[i:i + 100])
+        acc.add("x", x[i : i + 100], t.dayofyear[i : i + 100], t.hour[i : i + 100])
     s, c = clim.doy_hour_sums(x, np.asarray(t.dayofyear), np.searchsorted([0, 6, 12, 18], t.hour), 4)
     dense = clim.smooth_circular(s, c, 31)
     days = np.arange(1, 367)
@@ -103,7 +104,7 @@ def test_merged_partials_equal_one_accumulator_and_float32_bins_sum_in_float64()
     merged = clim.ClimatologyAccumulator(hours, 61)
     for a in range(0, len(t), 37):
         part = clim.ClimatologyAccumulator(hours, 61)
-        part.add("x", x[a:a + 37], t.day_of_year[a:a + 37], t.hour[a:a + 37])
+        part.add("x", x[a : a + 37], t.day_of_year[a : a + 37], t.hour[a : a + 37])
         merged.merge(part)
     days = one.days()
     s, c = clim.doy_hour_sums(x, np.asarray(t.day_of_year), np.searchsorted(hours, t.hour), len(hours))

@@ -96,9 +96,16 @@ def test_sampler_partitions_ranks_and_is_seeded() -> None:
 
 
 def test_datamodule_uk_sample_step_stats_and_spawn_workers(uk_store: str) -> None:
-    dm = WindowDataModule(uk_store, train=("2019-03-01", "2019-03-21T23"), val=("2019-03-22", "2019-03-24T23"),
-                          test=("2019-03-25", "2019-03-31T23"), rollout_steps=2, step_hours=[1, 6], batch_size=4,
-                          num_workers=0)
+    dm = WindowDataModule(
+        uk_store,
+        train=("2019-03-01", "2019-03-21T23"),
+        val=("2019-03-22", "2019-03-24T23"),
+        test=("2019-03-25", "2019-03-31T23"),
+        rollout_steps=2,
+        step_hours=[1, 6],
+        batch_size=4,
+        num_workers=0,
+    )
     dm.setup("fit")
     assert dm.layout.channel_names == ["2m_temperature"]
     assert dm.stats.step_hours == [1.0, 6.0]
@@ -125,15 +132,18 @@ def test_datamodule_uk_sample_step_stats_and_spawn_workers(uk_store: str) -> Non
 def test_empty_split_is_a_clear_error(syn_store: str) -> None:
     from data_catalog.errors import WxemuError
 
-    dm = WindowDataModule(syn_store, train=("2020-01-01", "2020-01-01T10"), val=("2021-01-01", "2021-01-02"),
-                          test=("2021-01-01", "2021-01-02"))
+    dm = WindowDataModule(
+        syn_store,
+        train=("2020-01-01", "2020-01-01T10"),
+        val=("2021-01-01", "2021-01-02"),
+        test=("2021-01-01", "2021-01-02"),
+    )
     with pytest.raises(WxemuError, match="val range"):
         dm.setup("fit")
 
 
 def test_climatology_forcing_is_the_store_climatology_normalised(uk_store: str) -> None:
     from pipeline.datamodule import ClimatologyReader, ForcingProvider
-
 
     layout = read_layout(uk_store)
     stats = store_channel_stats(layout)

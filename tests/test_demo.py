@@ -12,11 +12,16 @@ from pipeline.demo import _spans, format_table, rmse_table, skill_findings
 
 def test_spans_and_findings() -> None:
     assert _spans([1, 2, 3, 7, 9, 10]) == "+1..+3 h, +7 h, +9..+10 h"
-    table = {"m": {1: 0.5, 2: 2.0, 3: 1.0}, "persistence": {1: 0.6, 2: 1.5, 3: 1.2},
-             "climatology": {1: 1.9, 2: 1.9, 3: 0.9}}
+    table = {
+        "m": {1: 0.5, 2: 2.0, 3: 1.0},
+        "persistence": {1: 0.6, 2: 1.5, 3: 1.2},
+        "climatology": {1: 1.9, 2: 1.9, 3: 0.9},
+    }
     names = ["m", "persistence", "climatology"]
-    assert skill_findings(names, table) == ["m does not beat persistence at +2 h",
-                                            "m does not beat climatology at +2..+3 h"]
+    assert skill_findings(names, table) == [
+        "m does not beat persistence at +2 h",
+        "m does not beat climatology at +2..+3 h",
+    ]
     md = format_table(names, table, leads_h=(1, 3))
     assert md.splitlines()[2] == "| m | **0.500** | 1.000 |"
     assert md.splitlines()[4] == "| climatology | 1.900 | **0.900** |"
@@ -25,8 +30,19 @@ def test_spans_and_findings() -> None:
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_the_emulator_beats_persistence(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
-    rc = main(["demo", "--out", str(out), "--models", "transformer", "--max-steps", "150",
-               "--init", "2019-03-25T00/2019-03-30T18/6h"])
+    rc = main(
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--models",
+            "transformer",
+            "--max-steps",
+            "150",
+            "--init",
+            "2019-03-25T00/2019-03-30T18/6h",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     for stage in ("$ wxemu ingest", "$ wxemu train", "$ wxemu forecast", "$ wxemu verify"):
@@ -48,12 +64,18 @@ def test_paths_note_lists_the_lagged_leads(tmp_path: Path) -> None:
 
     for name, lagged in (("a", {"13": 11.0, "14": 10.0, "16": 8.0}), ("b", {})):
         zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="w").attrs["wxemu_lead_paths"] = {
-            "validation": "2019-03-22T00/2019-03-23T23", "lagged": lagged, "rmse_normalised": {}}
+            "validation": "2019-03-22T00/2019-03-23T23",
+            "lagged": lagged,
+            "rmse_normalised": {},
+        }
     zarr.open_group(str(tmp_path / "c.zarr"), mode="w")
     note = paths_note([(n, str(tmp_path / f"{n}.zarr")) for n in ("a", "b", "c")])
     assert note.splitlines()[1:] == [
         "Paths (`wxemu forecast --lagged-paths`):",
-        ("- a: +13..+14 h, +16 h one trained step from an earlier analysis, other leads greedy from the initial "
-         "time (chosen on the validation inits 2019-03-22T00/2019-03-23T23)"),
-        "- b: every lead greedy from the initial time (chosen on the validation inits 2019-03-22T00/2019-03-23T23)"]
+        (
+            "- a: +13..+14 h, +16 h one trained step from an earlier analysis, other leads greedy from the initial "
+            "time (chosen on the validation inits 2019-03-22T00/2019-03-23T23)"
+        ),
+        "- b: every lead greedy from the initial time (chosen on the validation inits 2019-03-22T00/2019-03-23T23)",
+    ]
     assert paths_note([("c", str(tmp_path / "c.zarr"))]) == ""

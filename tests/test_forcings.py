@@ -65,8 +65,7 @@ def test_cos_zenith_and_equinox_symmetry():
     np.testing.assert_allclose(f, f[::-1], atol=0.01 * SOLAR_CONSTANT)
     # Along the subsolar meridian the flux is S0 * (d0/d)^2 * cos(latitude).
     j = np.argmax(f[90])
-    np.testing.assert_allclose(f[:, j], SOLAR_CONSTANT * dist[0] * np.cos(np.radians(LAT)),
-                               atol=0.01 * SOLAR_CONSTANT)
+    np.testing.assert_allclose(f[:, j], SOLAR_CONSTANT * dist[0] * np.cos(np.radians(LAT)), atol=0.01 * SOLAR_CONSTANT)
 
 
 def test_daily_mean_at_equator_on_equinox_is_s0_over_pi():
@@ -103,14 +102,21 @@ def test_compute_forcings_layout_normalisation_and_static():
     lat, lon = np.linspace(50, 58, 33), np.linspace(350, 362, 49)
     spec = ForcingSpec(static=("land_sea_mask", "geopotential_at_surface"))
     names = forcing_names(spec)
-    assert names == ["toa_incident_solar_radiation", "sin_local_hour", "cos_local_hour", "sin_day_of_year",
-                     "cos_day_of_year", "land_sea_mask", "geopotential_at_surface"]
+    assert names == [
+        "toa_incident_solar_radiation",
+        "sin_local_hour",
+        "cos_local_hour",
+        "sin_day_of_year",
+        "cos_day_of_year",
+        "land_sea_mask",
+        "geopotential_at_surface",
+    ]
     times = _t("2019-03-01T00:00", "2019-03-01T12:00")
     static = {"land_sea_mask": np.ones((33, 49)), "geopotential_at_surface": np.full((33, 49), 9806.65 * 0.5)}
     f = compute_forcings(spec, times, lat, lon, static)
     assert f.shape == (2, 7, 33, 49) and f.dtype == np.float32
-    assert f[0, 0].max() == 0.0            # UK at midnight
-    assert 0.4 < f[1, 0].max() < 0.7       # UK at noon on 1 March: cos(54 - (-7.7)) ~ 0.47..0.6
+    assert f[0, 0].max() == 0.0  # UK at midnight
+    assert 0.4 < f[1, 0].max() < 0.7  # UK at noon on 1 March: cos(54 - (-7.7)) ~ 0.47..0.6
     np.testing.assert_allclose(f[:, 5], 1.0)
     np.testing.assert_allclose(f[:, 6], 0.5, rtol=1e-6)
     assert np.all(np.abs(f[:, 1:5]) <= 1.0)

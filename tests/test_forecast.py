@@ -32,20 +32,45 @@ def checkpoint(uk_store: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     cfg = load_train_config(None, {"data": {"step_hours": [1, 3]}}).model_dump(mode="json")
     d = cfg["data"]
-    dm = WindowDataModule(uk_store, train=d["train"], val=d["val"], test=d["test"], step_hours=d["step_hours"],
-                          diff_stats_samples=16)
+    dm = WindowDataModule(
+        uk_store, train=d["train"], val=d["val"], test=d["test"], step_hours=d["step_hours"], diff_stats_samples=16
+    )
     dm.setup()
     torch.manual_seed(0)
-    model = build_model("graph", latitude=dm.layout.latitude, longitude=dm.layout.longitude, n_state=1,
-                        n_forcing=5, config={"latent": 8, "processor_layers": 1})
+    model = build_model(
+        "graph",
+        latitude=dm.layout.latitude,
+        longitude=dm.layout.longitude,
+        n_state=1,
+        n_forcing=5,
+        config={"latent": 8, "processor_layers": 1},
+    )
     path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
     return save_checkpoint(path, model, build_header(dm, model, cfg, uk_store))
 
 
 def test_persistence_and_climatology(uk_store: str, tmp_path: Path) -> None:
     out = tmp_path / "persist.zarr"
-    assert main(["forecast", "--checkpoint", "persistence", "--store", uk_store, "--init",
-                 "2019-03-25T00/2019-03-25T12/6h", "--lead", "6h", "--out", str(out), "--batch-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "forecast",
+                "--checkpoint",
+                "persistence",
+                "--store",
+                uk_store,
+                "--init",
+                "2019-03-25T00/2019-03-25T12/6h",
+                "--lead",
+                "6h",
+                "--out",
+                str(out),
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     fcst = xr.open_zarr(out)
     truth = xr.open_zarr(uk_store)["2m_temperature"]
     assert fcst["2m_temperature"].dims == ("time", "prediction_timedelta", "latitude", "longitude")
@@ -58,8 +83,26 @@ def test_persistence_and_climatology(uk_store: str, tmp_path: Path) -> None:
             np.testing.assert_array_equal(fcst["2m_temperature"].values[i, j], truth.sel(time=t).values)
 
     out = tmp_path / "clim.zarr"
-    assert main(["forecast", "--checkpoint", "climatology", "--store", uk_store, "--init", "2019-03-26T18",
-                 "--lead", "12h", "--step", "6h", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "forecast",
+                "--checkpoint",
+                "climatology",
+                "--store",
+                uk_store,
+                "--init",
+                "2019-03-26T18",
+                "--lead",
+                "12h",
+                "--step",
+                "6h",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     fcst = xr.open_zarr(out)
     clim = xr.open_zarr(uk_store, group="climatology")["2m_temperature"]
     for j, lead in enumerate(fcst.prediction_timedelta.values):
@@ -71,8 +114,17 @@ def test_persistence_and_climatology(uk_store: str, tmp_path: Path) -> None:
 
 def test_model_ensemble_forecast(uk_store: str, checkpoint: Path, tmp_path: Path) -> None:
     det, ens = tmp_path / "det.zarr", tmp_path / "ens.zarr"
-    common = ["forecast", "--checkpoint", str(checkpoint), "--store", uk_store, "--init",
-              "2019-03-25T00/2019-03-25T06/6h", "--lead", "7h"]
+    common = [
+        "forecast",
+        "--checkpoint",
+        str(checkpoint),
+        "--store",
+        uk_store,
+        "--init",
+        "2019-03-25T00/2019-03-25T06/6h",
+        "--lead",
+        "7h",
+    ]
     assert main(common + ["--out", str(det)]) == 0
     assert main(common + ["--out", str(ens), "--members", "3", "--perturbation-scale", "1.0"]) == 0
     d, e = xr.open_zarr(det), xr.open_zarr(ens)
@@ -89,8 +141,21 @@ def test_model_ensemble_forecast(uk_store: str, checkpoint: Path, tmp_path: Path
 
 def test_killed_run_resumes(uk_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "p.zarr"
-    args = ["forecast", "--checkpoint", "persistence", "--store", uk_store, "--init",
-            "2019-03-27T00/2019-03-27T05/1h", "--lead", "2h", "--out", str(out), "--batch-size", "2"]
+    args = [
+        "forecast",
+        "--checkpoint",
+        "persistence",
+        "--store",
+        uk_store,
+        "--init",
+        "2019-03-27T00/2019-03-27T05/1h",
+        "--lead",
+        "2h",
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+    ]
     calls: list[list[int]] = []
     real_call = fc.PersistenceForecaster.__call__
 
@@ -104,8 +169,9 @@ def test_killed_run_resumes(uk_store: str, tmp_path: Path, monkeypatch: pytest.M
     assert main(args) == 130
     partial = xr.open_zarr(out)
     assert partial.attrs["wxemu_complete"] is False and partial.attrs["wxemu_inits_done"] == [0, 1]
-    monkeypatch.setattr(fc.PersistenceForecaster, "__call__",
-                        lambda self, idx: calls.append(list(idx)) or real_call(self, idx))
+    monkeypatch.setattr(
+        fc.PersistenceForecaster, "__call__", lambda self, idx: calls.append(list(idx)) or real_call(self, idx)
+    )
     calls.clear()
     assert main(args) == 0
     assert calls == [[24 * 26 + 2, 24 * 26 + 3], [24 * 26 + 4, 24 * 26 + 5]]  # only the unfinished inits
@@ -117,9 +183,19 @@ def test_killed_run_resumes(uk_store: str, tmp_path: Path, monkeypatch: pytest.M
 
 def test_clear_errors(uk_store: str, checkpoint: Path, tmp_path: Path) -> None:
     def run(*extra: str) -> None:
-        args = fc.argparse.Namespace(checkpoint="persistence", store=uk_store, init="2019-03-25T00", lead="6h",
-                                     step=None, out=str(tmp_path / "x.zarr"), members=1, perturbation_scale=0.5,
-                                     batch_size=2, device="cpu", seed=0)
+        args = fc.argparse.Namespace(
+            checkpoint="persistence",
+            store=uk_store,
+            init="2019-03-25T00",
+            lead="6h",
+            step=None,
+            out=str(tmp_path / "x.zarr"),
+            members=1,
+            perturbation_scale=0.5,
+            batch_size=2,
+            device="cpu",
+            seed=0,
+        )
         for item in extra:
             key, value = item.split("=")
             setattr(args, key, type(getattr(args, key))(value) if getattr(args, key) is not None else value)
@@ -151,20 +227,40 @@ def test_init_without_history_is_refused(uk_store: str, tmp_path: Path) -> None:
     d = cfg["data"]
     dm = WindowDataModule(uk_store, train=d["train"], val=d["val"], test=d["test"], step_hours=[1], history=2)
     dm.setup()
-    model = build_model("graph", latitude=dm.layout.latitude, longitude=dm.layout.longitude, n_state=1,
-                        n_forcing=5, history=2, config={"latent": 8, "processor_layers": 1})
+    model = build_model(
+        "graph",
+        latitude=dm.layout.latitude,
+        longitude=dm.layout.longitude,
+        n_state=1,
+        n_forcing=5,
+        history=2,
+        config={"latent": 8, "processor_layers": 1},
+    )
     ckpt = save_checkpoint(tmp_path / "h2.safetensors", model, build_header(dm, model, cfg, uk_store))
     args = ["forecast", "--checkpoint", str(ckpt), "--store", uk_store, "--lead", "2h"]
     with pytest.raises(WxemuError, match="needs 1 earlier time steps of history"):
-        fc.run(fc.argparse.Namespace(checkpoint=str(ckpt), store=uk_store, init="2019-03-01T00", lead="2h", step=None,
-                                     out=str(tmp_path / "h.zarr"), members=1, perturbation_scale=0.5, batch_size=2,
-                                     device="cpu", seed=0))
+        fc.run(
+            fc.argparse.Namespace(
+                checkpoint=str(ckpt),
+                store=uk_store,
+                init="2019-03-01T00",
+                lead="2h",
+                step=None,
+                out=str(tmp_path / "h.zarr"),
+                members=1,
+                perturbation_scale=0.5,
+                batch_size=2,
+                device="cpu",
+                seed=0,
+            )
+        )
     assert main(args + ["--init", "2019-03-01T01", "--out", str(tmp_path / "ok.zarr")]) == 0
     assert xr.open_zarr(tmp_path / "ok.zarr").attrs["wxemu_complete"] is True
 
 
-def test_lagged_paths_are_chosen_on_validation_and_start_from_earlier_analyses(uk_store: str, checkpoint: Path,
-                                                                               tmp_path: Path, capsys) -> None:
+def test_lagged_paths_are_chosen_on_validation_and_start_from_earlier_analyses(
+    uk_store: str, checkpoint: Path, tmp_path: Path, capsys
+) -> None:
     """A lagged lead is one trained step from an earlier analysis (equal to that forecast), the choice per lead is
     the lowest validation RMSE among the candidates recorded in the store, and bad requests are refused."""
     import json
@@ -182,9 +278,26 @@ def test_lagged_paths_are_chosen_on_validation_and_start_from_earlier_analyses(u
     np.testing.assert_allclose(lagged[0, 2], f([i])[0, 2], rtol=1e-6)  # +3 h: no lag candidate, greedy
 
     out = tmp_path / "lagged.zarr"
-    assert main(["forecast", "--checkpoint", str(checkpoint), "--store", uk_store, "--init",
-                 "2019-03-25T00/2019-03-25T06/3h", "--lead", "3h", "--out", str(out),
-                 "--lagged-paths", "2019-03-22T00/2019-03-22T11"]) == 0
+    assert (
+        main(
+            [
+                "forecast",
+                "--checkpoint",
+                str(checkpoint),
+                "--store",
+                uk_store,
+                "--init",
+                "2019-03-25T00/2019-03-25T06/3h",
+                "--lead",
+                "3h",
+                "--out",
+                str(out),
+                "--lagged-paths",
+                "2019-03-22T00/2019-03-22T11",
+            ]
+        )
+        == 0
+    )
     paths = xr.open_zarr(out).attrs["wxemu_lead_paths"]
     scores = {float(k): {float(a): b for a, b in v.items()} for k, v in paths["rmse_normalised"].items()}
     assert set(scores) == {1.0, 2.0, 3.0} and set(scores[1.0]) == {0.0, 2.0} and set(scores[2.0]) == {0.0, 1.0}
@@ -192,14 +305,69 @@ def test_lagged_paths_are_chosen_on_validation_and_start_from_earlier_analyses(u
     assert {float(k): v for k, v in paths["lagged"].items()} == choose_lags(scores)
     assert json.loads(json.dumps(paths)) == paths
 
-    assert main(["forecast", "--checkpoint", str(checkpoint), "--store", uk_store, "--init", "2019-03-25T00",
-                 "--lead", "3h", "--out", str(tmp_path / "x.zarr"), "--lagged-paths", "2019-03-01T00/2019-03-01T05"]) == 2
+    assert (
+        main(
+            [
+                "forecast",
+                "--checkpoint",
+                str(checkpoint),
+                "--store",
+                uk_store,
+                "--init",
+                "2019-03-25T00",
+                "--lead",
+                "3h",
+                "--out",
+                str(tmp_path / "x.zarr"),
+                "--lagged-paths",
+                "2019-03-01T00/2019-03-01T05",
+            ]
+        )
+        == 2
+    )
     assert "needs analyses from 2 h before the first validation initial time" in capsys.readouterr().err
-    assert main(["forecast", "--checkpoint", str(checkpoint), "--store", uk_store, "--init", "2019-03-25T00",
-                 "--lead", "3h", "--out", str(tmp_path / "y.zarr"), "--members", "2",
-                 "--lagged-paths", "2019-03-22T00/2019-03-22T05"]) == 2
+    assert (
+        main(
+            [
+                "forecast",
+                "--checkpoint",
+                str(checkpoint),
+                "--store",
+                uk_store,
+                "--init",
+                "2019-03-25T00",
+                "--lead",
+                "3h",
+                "--out",
+                str(tmp_path / "y.zarr"),
+                "--members",
+                "2",
+                "--lagged-paths",
+                "2019-03-22T00/2019-03-22T05",
+            ]
+        )
+        == 2
+    )
     assert "not available for ensembles" in capsys.readouterr().err
-    assert main(["forecast", "--checkpoint", str(checkpoint), "--store", uk_store, "--init", "2019-03-25T00",
-                 "--lead", "3h", "--out", str(tmp_path / "z.zarr"), "--lagged-paths", "2019-03-23/2019-03-22"]) == 2
+    assert (
+        main(
+            [
+                "forecast",
+                "--checkpoint",
+                str(checkpoint),
+                "--store",
+                uk_store,
+                "--init",
+                "2019-03-25T00",
+                "--lead",
+                "3h",
+                "--out",
+                str(tmp_path / "z.zarr"),
+                "--lagged-paths",
+                "2019-03-23/2019-03-22",
+            ]
+        )
+        == 2
+    )
     assert "--lagged-paths '2019-03-23/2019-03-22/1h': END is before START" in capsys.readouterr().err
     assert not any((tmp_path / n).exists() for n in ("x.zarr", "y.zarr", "z.zarr"))

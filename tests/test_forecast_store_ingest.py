@@ -61,8 +61,11 @@ def test_ukmo_monthly_ensemble_store(sample, tmp_path):
     for m in messages[::13]:
         got = values.sel(time=m["init"], prediction_timedelta=m["lead"], number=m["number"]).values
         np.testing.assert_allclose(got, m["values"][::-1].astype(np.float32), rtol=0, atol=0)
-        assert float(values.sel(time=m["init"], prediction_timedelta=m["lead"], number=m["number"],
-                                latitude=44.0, longitude=17.0)) == pytest.approx(m["values"][1, 7], abs=1e-4)
+        assert float(
+            values.sel(
+                time=m["init"], prediction_timedelta=m["lead"], number=m["number"], latitude=44.0, longitude=17.0
+            )
+        ) == pytest.approx(m["values"][1, 7], abs=1e-4)
     # what wxemu verify sees
     from pipeline.verify import forecast_name, open_dataset
 
@@ -90,14 +93,14 @@ def test_netcdf_parts_combined_on_time(sample, tmp_path):
     with pytest.raises(InputDataError, match=rf"overlap\.nc: initial time {shared} is also in .*early\.nc"):
         ingest_forecast([str(a), str(overlap)], str(tmp_path / "dup.zarr"), allow_nan=True)
     with pytest.raises(InputDataError, match=r"uv_on_different_levels\.grib: variables .* differ"):
-        ingest_forecast([str(a), sample("uv_on_different_levels.grib")], str(tmp_path / "mix.zarr"),
-                        allow_nan=True)
+        ingest_forecast([str(a), sample("uv_on_different_levels.grib")], str(tmp_path / "mix.zarr"), allow_nan=True)
     with pytest.raises(InputDataError, match=r"coarse\.nc: its latitude axis differs from that of .*early\.nc"):
         coarse = tmp_path / "coarse.nc"
         raw.isel(time=slice(3, 5), latitude=slice(0, 3)).to_netcdf(coarse)
         ingest_forecast([str(a), str(coarse)], str(tmp_path / "grid.zarr"), allow_nan=True)
-    assert not any(n.endswith(".zarr") and n not in ("grib.zarr", "nc.zarr") or ".tmp-" in n
-                   for n in leftovers(tmp_path))
+    assert not any(
+        n.endswith(".zarr") and n not in ("grib.zarr", "nc.zarr") or ".tmp-" in n for n in leftovers(tmp_path)
+    )
 
 
 def test_ecmwf_uv_store_with_the_cli(sample, tmp_path, capsys):
@@ -112,8 +115,24 @@ def test_ecmwf_uv_store_with_the_cli(sample, tmp_path, capsys):
     assert check_uv_forecast(ds, path) == 12
     # one lead, one variable, by the catalog entry; the entry name is the model name
     out2 = tmp_path / "entry.zarr"
-    assert wxemu(["ingest", "--forecast", "ecmwf-uv-forecast", "--out", str(out2), "--levels", "500,700,1000",
-                  "--variables", "u_component_of_wind", "--lead-times", "12h"]) == 0
+    assert (
+        wxemu(
+            [
+                "ingest",
+                "--forecast",
+                "ecmwf-uv-forecast",
+                "--out",
+                str(out2),
+                "--levels",
+                "500,700,1000",
+                "--variables",
+                "u_component_of_wind",
+                "--lead-times",
+                "12h",
+            ]
+        )
+        == 0
+    )
     one = xr.open_zarr(out2)
     assert one.attrs["wxemu_model"] == "ecmwf-uv-forecast"
     assert list(one.data_vars) == ["u_component_of_wind"] and one.sizes["prediction_timedelta"] == 1
@@ -142,10 +161,29 @@ def test_verify_end_to_end_rmse_by_hand(sample, tmp_path, capsys):
     raw = open_source(path).load()
     raw["t"] = raw["t"] + xr.DataArray(p[::-1], dims=("latitude", "longitude"))  # the file is north to south
     raw.to_netcdf(tmp_path / "perturbed.nc")
-    assert wxemu(["ingest", "--forecast", str(tmp_path / "perturbed.nc"), "--out", pert,
-                  "--model-name", "perturbed"]) == 0
-    assert wxemu(["verify", "--forecast", fc, pert, "--truth", truth, "--out", scores, "--quiet",
-                  "--metrics", "rmse", "bias", "mae"]) == 0
+    assert (
+        wxemu(["ingest", "--forecast", str(tmp_path / "perturbed.nc"), "--out", pert, "--model-name", "perturbed"]) == 0
+    )
+    assert (
+        wxemu(
+            [
+                "verify",
+                "--forecast",
+                fc,
+                pert,
+                "--truth",
+                truth,
+                "--out",
+                scores,
+                "--quiet",
+                "--metrics",
+                "rmse",
+                "bias",
+                "mae",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     sc = xr.open_zarr(scores)["temperature"].load().sel(region="global", level=1000, prediction_timedelta="0h")
     assert sc["forecast"].values.tolist() == ["ecmwf", "perturbed"]
@@ -215,11 +253,12 @@ def test_failure_while_writing_leaves_nothing_and_overwrite(sample, tmp_path, mo
 def test_fsspec_memory_output(sample):
     path = sample("uv_on_different_levels.grib")
     out = "memory://fc-ingest-test/uv.zarr"
-    ds = ingest_forecast([path], out, levels=[500], variables=["v"], lead_times=["6h"],
-                         grib_filter={"shortName": "v"})
+    ds = ingest_forecast([path], out, levels=[500], variables=["v"], lead_times=["6h"], grib_filter={"shortName": "v"})
     assert ds.attrs["wxemu_complete"] is True and ds.attrs["wxemu_recipe"]["grib_filter"] == {"shortName": "v"}
     v = ds["v_component_of_wind"].values
-    (m,) = [m for m in eccodes_messages(path) if (m["shortName"], m["level"], m["lead"]) == ("v", 500, pd.Timedelta("6h"))]
+    (m,) = [
+        m for m in eccodes_messages(path) if (m["shortName"], m["level"], m["lead"]) == ("v", 500, pd.Timedelta("6h"))
+    ]
     np.testing.assert_allclose(v[0, 0, 0], m["values"][::-1], atol=1e-5)
     import fsspec
 
@@ -230,10 +269,17 @@ def test_fsspec_memory_output(sample):
 
 def test_lead_chunk_rule():
     """All leads in one chunk while it stays under 64 MB; fine grids get fewer leads per chunk (>= 1)."""
+
     def fc(nlat: int, nlon: int, nlev: int, nlead: int) -> xr.Dataset:
         shape = (2, nlead, nlev, nlat, nlon)
-        return xr.Dataset({"t": (("time", "prediction_timedelta", "level", "latitude", "longitude"),
-                                 da.zeros(shape, dtype="float32", chunks=shape))})
+        return xr.Dataset(
+            {
+                "t": (
+                    ("time", "prediction_timedelta", "level", "latitude", "longitude"),
+                    da.zeros(shape, dtype="float32", chunks=shape),
+                )
+            }
+        )
 
     assert lead_chunk(fc(32, 64, 13, 41)) == 41  # WeatherBench2 HRES 64 x 32: 4.4 MB per init
     assert lead_chunk(fc(121, 240, 13, 41)) == 41  # 1.5 deg: 61.9 MB per init, just under the cap
@@ -251,16 +297,23 @@ def test_wb2_hres_catalog_entry_over_http(tmp_path, http_server, monkeypatch):
     lon = np.arange(64) * 5.625
     lat = -87.1875 + np.arange(32) * 5.625
     data = np.random.default_rng(0).normal(250, 10, (3, 3, 2, 64, 32)).astype(np.float32)
-    src = xr.Dataset({"temperature": (("time", "prediction_timedelta", "level", "longitude", "latitude"), data,
-                                      {"units": "K"})},
-                     coords={"time": init, "prediction_timedelta": lead, "level": [500, 850], "longitude": lon,
-                             "latitude": lat})
+    src = xr.Dataset(
+        {"temperature": (("time", "prediction_timedelta", "level", "longitude", "latitude"), data, {"units": "K"})},
+        coords={"time": init, "prediction_timedelta": lead, "level": [500, 850], "longitude": lon, "latitude": lat},
+    )
     rel = "datasets/hres/2016-2022-0012-64x32_equiangular_conservative.zarr"
     src.to_zarr(tmp_path / "mirror" / rel, zarr_format=2, consolidated=True)
     monkeypatch.setenv("WXEMU_URL_MAP", f"gs://weatherbench2/={http_server(str(tmp_path / 'mirror'))}")
     out = tmp_path / "hres.zarr"
-    ds = ingest_forecast(["wb2-hres-forecast"], str(out), variables=["temperature"], levels=[850],
-                         start="2020-01-01T12", end="2020-01-02T00", lead_times=["6h", "12h"]).load()
+    ds = ingest_forecast(
+        ["wb2-hres-forecast"],
+        str(out),
+        variables=["temperature"],
+        levels=[850],
+        start="2020-01-01T12",
+        end="2020-01-02T00",
+        lead_times=["6h", "12h"],
+    ).load()
     assert ds.attrs["wxemu_model"] == "wb2-hres-forecast" and ds.attrs["wxemu_catalog_entry"] == "wb2-hres-forecast"
     assert ds["temperature"].dims == ("time", "prediction_timedelta", "level", "latitude", "longitude")
     assert dict(ds.sizes) == {"time": 2, "prediction_timedelta": 2, "level": 1, "latitude": 32, "longitude": 64}
@@ -294,5 +347,6 @@ def test_crash_before_marking_complete_leaves_a_refused_store(sample, tmp_path, 
     with pytest.raises(WxemuError, match="exists; pass --overwrite"):
         ingest_forecast([path], out)
     assert ingest_forecast([path], out, overwrite=True).attrs["wxemu_complete"] is True
-    assert float(open_dataset(out, "forecast")["temperature"].sel(latitude=0.0, longitude=0.0).squeeze()) == \
-        pytest.approx(eccodes_messages(path)[0]["values"][18, 0], abs=1e-4)
+    assert float(
+        open_dataset(out, "forecast")["temperature"].sel(latitude=0.0, longitude=0.0).squeeze()
+    ) == pytest.approx(eccodes_messages(path)[0]["values"][18, 0], abs=1e-4)

@@ -58,8 +58,9 @@ def test_t_analysis_as_step_zero_forecast(sample):
     assert dict(ds.sizes) == {"time": 1, "prediction_timedelta": 1, "level": 1, "latitude": 37, "longitude": 72}
     assert ds["prediction_timedelta"].values[0] == np.timedelta64(0)
     (m,) = eccodes_messages(path)
-    np.testing.assert_allclose(ds["temperature"].isel(time=0, prediction_timedelta=0, level=0).values,
-                               m["values"][::-1], atol=1e-6)
+    np.testing.assert_allclose(
+        ds["temperature"].isel(time=0, prediction_timedelta=0, level=0).values, m["values"][::-1], atol=1e-6
+    )
     assert ds["temperature"].attrs["units"] == "K"
 
 
@@ -69,14 +70,15 @@ def test_wb2_style_forecast_store_and_errors():
     init = pd.date_range("2020-01-01", periods=2, freq="12h")
     lon, lat = np.arange(0.0, 360.0, 90.0), np.array([-45.0, 45.0])
     data = np.random.default_rng(0).normal(280, 5, (2, 3, 2, 4, 2))
-    src = xr.Dataset({"temperature": (("time", "prediction_timedelta", "level", "longitude", "latitude"), data,
-                                      {"units": "K"})},
-                     coords={"time": init, "prediction_timedelta": lead, "level": [500, 850], "longitude": lon,
-                             "latitude": lat})
+    src = xr.Dataset(
+        {"temperature": (("time", "prediction_timedelta", "level", "longitude", "latitude"), data, {"units": "K"})},
+        coords={"time": init, "prediction_timedelta": lead, "level": [500, 850], "longitude": lon, "latitude": lat},
+    )
     ds = to_canonical_forecast(src, source="hres")
     assert ds["temperature"].dims == ("time", "prediction_timedelta", "level", "latitude", "longitude")
-    np.testing.assert_allclose(ds["temperature"].sel(level=850, longitude=270.0).values,
-                               data[:, :, 1, 3, :].astype("float32"))
+    np.testing.assert_allclose(
+        ds["temperature"].sel(level=850, longitude=270.0).values, data[:, :, 1, 3, :].astype("float32")
+    )
     numeric = src.assign_coords(prediction_timedelta=("prediction_timedelta", [0, 6, 12], {"units": "hours"}))
     assert (to_canonical_forecast(numeric, source="hres")["prediction_timedelta"].values == lead.values).all()
     with pytest.raises(InputDataError, match="no lead time"):

@@ -20,14 +20,16 @@ GLOBAL_LON = np.arange(36) * 10.0
 
 def _inputs(b, n_state, n_forcing, h, w, history=1, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(b, history * n_state, h, w, generator=g), torch.randn(b, n_forcing, h, w, generator=g),
-            torch.rand(b, generator=g) * 48)
+    return (
+        torch.randn(b, history * n_state, h, w, generator=g),
+        torch.randn(b, n_forcing, h, w, generator=g),
+        torch.rand(b, generator=g) * 48,
+    )
 
 
 def test_uk_forward_backward_shapes_and_all_params_get_gradients():
     torch.manual_seed(0)
-    model = build_model("graph", latitude=UK_LAT, longitude=UK_LON, n_state=2, n_forcing=3, history=2,
-                        config=SMALL)
+    model = build_model("graph", latitude=UK_LAT, longitude=UK_LON, n_state=2, n_forcing=3, history=2, config=SMALL)
     assert model.graph_info["global_grid"] is False
     assert 100 <= model.graph_info["mesh_nodes"] <= 500
     state, forc, lead = _inputs(2, 2, 3, 33, 49, history=2)
@@ -54,8 +56,7 @@ def test_unknown_and_bad_config_keys_are_named():
     with pytest.raises(ValueError, match="'latnet'"):
         build_model("graph", latitude=UK_LAT, longitude=UK_LON, n_state=1, n_forcing=0, config={"latnet": 3})
     with pytest.raises(ModelConfigError, match="aggregation"):
-        build_model("graph", latitude=UK_LAT, longitude=UK_LON, n_state=1, n_forcing=0,
-                    config={"aggregation": "mean"})
+        build_model("graph", latitude=UK_LAT, longitude=UK_LON, n_state=1, n_forcing=0, config={"aggregation": "mean"})
     with pytest.raises(ModelConfigError, match="unknown model kind 'cnn'"):
         build_model("cnn", latitude=UK_LAT, longitude=UK_LON, n_state=1, n_forcing=0)
 
@@ -71,8 +72,14 @@ def test_determinism_with_seed_and_finite_on_zero_state():
     outs = []
     for _ in range(2):
         torch.manual_seed(123)
-        model = build_model("graph", latitude=GLOBAL_LAT, longitude=GLOBAL_LON, n_state=2, n_forcing=1,
-                            config={**SMALL, "mesh_level": 2})
+        model = build_model(
+            "graph",
+            latitude=GLOBAL_LAT,
+            longitude=GLOBAL_LON,
+            n_state=2,
+            n_forcing=1,
+            config={**SMALL, "mesh_level": 2},
+        )
         state, forc, lead = _inputs(2, 2, 1, 19, 36, seed=5)
         outs.append(model(state, forc, lead).detach())
         zero = model(torch.zeros_like(state), torch.zeros_like(forc), torch.zeros_like(lead))
@@ -86,8 +93,14 @@ def test_global_detection_and_override():
     assert not is_global_grid(UK_LON)
     assert not is_global_grid(GLOBAL_LON[:-1])
     assert is_global_grid(UK_LON, override=True)
-    model = build_model("graph", latitude=GLOBAL_LAT, longitude=GLOBAL_LON, n_state=1, n_forcing=0,
-                        config={**SMALL, "mesh_level": 2, "global_grid": False})
+    model = build_model(
+        "graph",
+        latitude=GLOBAL_LAT,
+        longitude=GLOBAL_LON,
+        n_state=1,
+        n_forcing=0,
+        config={**SMALL, "mesh_level": 2, "global_grid": False},
+    )
     assert model.graph_info["global_grid"] is False
 
 
@@ -115,8 +128,13 @@ def test_aggregations_agree_and_disk_cache(tmp_path, monkeypatch):
     assert len(files) == 1
     _cached_graph.cache_clear()
     torch.manual_seed(0)
-    m2 = GraphEmulator(latitude=GLOBAL_LAT, longitude=GLOBAL_LON, n_state=1, n_forcing=0,
-                       config={**cfg, "aggregation": "scatter_reduce"})
+    m2 = GraphEmulator(
+        latitude=GLOBAL_LAT,
+        longitude=GLOBAL_LON,
+        n_state=1,
+        n_forcing=0,
+        config={**cfg, "aggregation": "scatter_reduce"},
+    )
     torch.testing.assert_close(m1.m2g_edge_features, m2.m2g_edge_features)
     state, forc, lead = _inputs(1, 1, 0, 19, 36)
     torch.testing.assert_close(m1(state, forc, lead), m2(state, forc, lead), rtol=1e-5, atol=1e-5)
@@ -124,8 +142,9 @@ def test_aggregations_agree_and_disk_cache(tmp_path, monkeypatch):
 
 def test_a_few_steps_reduce_the_loss():
     torch.manual_seed(0)
-    model = build_model("graph", latitude=GLOBAL_LAT, longitude=GLOBAL_LON, n_state=1, n_forcing=0,
-                        config={**SMALL, "mesh_level": 2})
+    model = build_model(
+        "graph", latitude=GLOBAL_LAT, longitude=GLOBAL_LON, n_state=1, n_forcing=0, config={**SMALL, "mesh_level": 2}
+    )
     state, forc, lead = _inputs(2, 1, 0, 19, 36)
     target = 0.5 * state
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
@@ -149,8 +168,9 @@ def test_real_uk_sample_both_longitude_conventions(sample):
     assert lon[0] == -10.0 and lat[0] == 50.0 and t2m.shape == (2, 33, 49)
     x = torch.from_numpy(((t2m.values - t2m.values.mean()) / t2m.values.std()).astype(np.float32))[:, None]
     graph_west = build_model("graph", latitude=lat, longitude=lon, n_state=1, n_forcing=0)
-    graph_east = build_model("graph", latitude=lat, longitude=np.mod(lon, 360) + np.where(lon < 0, 0, 360),
-                             n_state=1, n_forcing=0)
+    graph_east = build_model(
+        "graph", latitude=lat, longitude=np.mod(lon, 360) + np.where(lon < 0, 0, 360), n_state=1, n_forcing=0
+    )
     assert graph_east.graph_info == graph_west.graph_info
     torch.testing.assert_close(graph_east.m2g_edge_features, graph_west.m2g_edge_features)
     for model in (graph_west, build_model("transformer", latitude=lat, longitude=lon, n_state=1, n_forcing=0)):

@@ -95,8 +95,13 @@ def test_grib_ingest_values_stats_climatology_provenance(tmp_path, uk_raw) -> No
     assert list(clim["hour"].values) == list(range(24))
     attrs = store.root_attrs(str(out))
     assert attrs["wxemu_complete"] is True
-    assert attrs["wxemu_sources"] == [{"path": str(UK_GRIB), "sha256": hashlib.sha256(UK_GRIB.read_bytes()).hexdigest(),
-                                       "bytes": UK_GRIB.stat().st_size}]
+    assert attrs["wxemu_sources"] == [
+        {
+            "path": str(UK_GRIB),
+            "sha256": hashlib.sha256(UK_GRIB.read_bytes()).hexdigest(),
+            "bytes": UK_GRIB.stat().st_size,
+        }
+    ]
     assert attrs["wxemu_recipe"]["end"] == "2019-03-02T23"
     assert attrs["wxemu_recipe"]["command"].startswith("wxemu ingest ")
     assert attrs["wxemu_stats_period"] == ["2019-03-01T00:00:00", "2019-03-02T23:00:00"]
@@ -138,8 +143,9 @@ def test_resume_after_crash_is_identical(tmp_path, uk_nc, uk_store, monkeypatch,
     xr.testing.assert_identical(store.open_climatology(str(out)).load(), store.open_climatology(uk_store).load())
 
 
-def _two_pass_reference(path: str, *, stats_start: str | None = None, stats_end: str | None = None,
-                        hour_step: int = 1, window: int = 61):
+def _two_pass_reference(
+    path: str, *, stats_start: str | None = None, stats_end: str | None = None, hour_step: int = 1, window: int = 61
+):
     """The former second pass over the written store, kept as the reference for the one-pass accumulation:
     statistics streamed block by block (``StatsAccumulator``), climatology from dense 366 x hours bins
     (``doy_hour_sums``) smoothed by ``smooth_circular``. Returns (stats dataset, hours, {name: climatology})."""
@@ -158,8 +164,9 @@ def _two_pass_reference(path: str, *, stats_start: str | None = None, stats_end:
     hours = np.unique(t.hour[keep])
     clim = {}
     for n in names:
-        s, c = doy_hour_sums(period[n].values[keep], np.asarray(t.day_of_year[keep]),
-                             np.searchsorted(hours, t.hour[keep]), len(hours))
+        s, c = doy_hour_sums(
+            period[n].values[keep], np.asarray(t.day_of_year[keep]), np.searchsorted(hours, t.hour[keep]), len(hours)
+        )
         clim[n] = smooth_circular(s, c, window)
     return stats_dataset(period, {n: acc.result(n) for n in names}), hours, clim
 
@@ -180,8 +187,16 @@ def test_one_pass_stats_and_climatology_equal_the_two_pass_reference(tmp_path, u
     equal a second pass over the written store."""
     out = tmp_path / "uk.zarr"
     period = {"stats_start": "2019-03-01T05", "stats_end": "2019-03-03T17"}
-    result = ing.ingest(_cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, region_mb=0.08,
-                             climatology_hour_step=2, climatology_pass=how, **period))
+    result = ing.ingest(
+        _cfg(
+            [uk_nc["01"], uk_nc["02"], uk_nc["03"]],
+            out,
+            region_mb=0.08,
+            climatology_hour_step=2,
+            climatology_pass=how,
+            **period,
+        )
+    )
     assert result.regions_written == 6 and "stats" in result.timings and "climatology" in result.timings
     _assert_matches_reference(str(out), hour_step=2, **period)
     assert store.root_attrs(str(out))["wxemu_stats_period"] == ["2019-03-01T05:00:00", "2019-03-03T17:00:00"]
@@ -191,8 +206,7 @@ def test_one_pass_stats_and_climatology_equal_the_two_pass_reference(tmp_path, u
 def test_one_pass_with_nan_values_equals_reference(tmp_path, uk_raw, how) -> None:
     """--allow-nan: the NaN is skipped by the statistics and counted per point by the climatology."""
     out = tmp_path / "nan.zarr"
-    ing.ingest(_cfg([_bad_netcdf(tmp_path, uk_raw, "nan")], out, allow_nan=True, region_mb=0.01,
-                    climatology_pass=how))
+    ing.ingest(_cfg([_bad_netcdf(tmp_path, uk_raw, "nan")], out, allow_nan=True, region_mb=0.01, climatology_pass=how))
     assert np.isnan(store.open_store(str(out))["2m_temperature"].values).sum() == 1
     _assert_matches_reference(str(out))
 
@@ -316,16 +330,19 @@ def test_local_cluster_matches_default_path(tmp_path, uk_nc, uk_store, monkeypat
     import distributed
 
     mapped, client_map = [], distributed.Client.map
-    monkeypatch.setattr(distributed.Client, "map", lambda self, fn, *a, **k: mapped.append(fn.__name__)
-                        or client_map(self, fn, *a, **k))
+    monkeypatch.setattr(
+        distributed.Client, "map", lambda self, fn, *a, **k: mapped.append(fn.__name__) or client_map(self, fn, *a, **k)
+    )
     clients = []
     from_store = ing.write_climatology_from_store
-    monkeypatch.setattr(ing, "write_climatology_from_store",
-                        lambda *a, **k: clients.append(type(a[-1]).__name__) or from_store(*a, **k))
+    monkeypatch.setattr(
+        ing, "write_climatology_from_store", lambda *a, **k: clients.append(type(a[-1]).__name__) or from_store(*a, **k)
+    )
     result = ing.ingest(cfg)
     assert result.regions_written == 6
-    xr.testing.assert_identical(store.open_store(str(out)).load().drop_attrs(),
-                                store.open_store(uk_store).load().drop_attrs())
+    xr.testing.assert_identical(
+        store.open_store(str(out)).load().drop_attrs(), store.open_store(uk_store).load().drop_attrs()
+    )
     # the tasks return their moment sums to the client, which combines them as the default path does; the
     # climatology is made from the store by tasks on the cluster (no bins shipped back), with the same numbers
     assert clients == ["Client"]
@@ -348,8 +365,9 @@ def test_append_writes_only_new_chunks(tmp_path, uk_nc, uk_store) -> None:
     xr.testing.assert_identical(a.drop_attrs(), store.open_store(uk_store).load().drop_attrs())
     # stats recomputed over the whole (default) period: same as an ingest of days 1-3 at once
     xr.testing.assert_allclose(store.open_stats(str(out)), store.open_stats(uk_store), rtol=1e-12)
-    xr.testing.assert_allclose(store.open_climatology(str(out)).load(), store.open_climatology(uk_store).load(),
-                               rtol=1e-6)
+    xr.testing.assert_allclose(
+        store.open_climatology(str(out)).load(), store.open_climatology(uk_store).load(), rtol=1e-6
+    )
     attrs = store.root_attrs(str(out))
     assert [s["path"] for s in attrs["wxemu_sources"]] == [uk_nc["01"], uk_nc["02"], uk_nc["03"]]
     assert attrs["wxemu_recipe"]["appended"][0]["sources"] == [uk_nc["03"]]
@@ -415,8 +433,10 @@ def test_append_with_bounded_stats_period(tmp_path, uk_nc) -> None:
     rewritten); one that reaches into them is recomputed (existing part read back once) and equals the reference."""
     kept, grown = tmp_path / "kept.zarr", tmp_path / "grown.zarr"
     ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], kept, stats_end="2019-03-01T23"))
-    chunks = [min(p for p in (kept / group / "2m_temperature" / "c").rglob("*") if p.is_file())
-              for group in ("stats", "climatology")]
+    chunks = [
+        min(p for p in (kept / group / "2m_temperature" / "c").rglob("*") if p.is_file())
+        for group in ("stats", "climatology")
+    ]
     before = (store.open_stats(str(kept)), [c.stat().st_mtime_ns for c in chunks])
     ing.ingest(_cfg([uk_nc["03"]], kept, append=True))
     assert store.open_store(str(kept)).sizes["time"] == 72
@@ -479,8 +499,9 @@ def test_eraint_month_axis_needs_explicit_dates(tmp_path) -> None:
     with pytest.raises(InputDataError, match="month"):
         ing.ingest(_cfg([path], out))
     assert not out.exists()
-    ing.ingest(_cfg([path], out, time_from=(("month", "2000-{month:02d}-01"),), end="2000-01-01",
-                    variables=("geopotential",)))
+    ing.ingest(
+        _cfg([path], out, time_from=(("month", "2000-{month:02d}-01"),), end="2000-01-01", variables=("geopotential",))
+    )
     ds = store.open_store(str(out))
     assert ds.sizes == {"time": 1, "level": 3, "latitude": 241, "longitude": 480}
     assert ds["longitude"].values[0] == 0.0 and ds["latitude"].values[0] == -90.0
@@ -509,12 +530,15 @@ def _bad_netcdf(tmp_path: Path, uk_raw: xr.Dataset, kind: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("nan", r"NaN"),
-    ("units", r"units 'furlongs'"),
-    ("gap", r"missing times"),
-    ("irregular", r"latitude grid is not regular"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("nan", r"NaN"),
+        ("units", r"units 'furlongs'"),
+        ("gap", r"missing times"),
+        ("irregular", r"latitude grid is not regular"),
+    ],
+)
 def test_bad_input_names_file_and_leaves_no_store(tmp_path, uk_raw, capsys, kind, message) -> None:
     path = _bad_netcdf(tmp_path, uk_raw, kind)
     out = tmp_path / "bad.zarr"
@@ -539,8 +563,11 @@ def test_corrupt_grib_and_missing_variable(tmp_path, capsys, uk_nc) -> None:
 def test_duplicated_times_across_files(tmp_path, uk_nc) -> None:
     copy = tmp_path / "copy-of-day1.nc"
     shutil.copy(uk_nc["01"], copy)
-    with pytest.raises(InputDataError, match=r"copy-of-day1\.nc.*uk-20190301\.nc.*duplicated time|"
-                                              r"uk-20190301\.nc.*copy-of-day1\.nc.*duplicated time"):
+    with pytest.raises(
+        InputDataError,
+        match=r"copy-of-day1\.nc.*uk-20190301\.nc.*duplicated time|"
+        r"uk-20190301\.nc.*copy-of-day1\.nc.*duplicated time",
+    ):
         ing.ingest(_cfg([uk_nc["01"], copy], tmp_path / "dup.zarr"))
     assert not (tmp_path / "dup.zarr").exists()
 
@@ -573,8 +600,9 @@ def test_interrupted_append_resumes(tmp_path, uk_nc, uk_store, monkeypatch) -> N
     with pytest.raises(WxemuError, match="--append into this store was interrupted"):
         ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], out))
     assert wxemu(argv) == 0
-    xr.testing.assert_identical(store.open_store(str(out)).load().drop_attrs(),
-                                store.open_store(uk_store).load().drop_attrs())
+    xr.testing.assert_identical(
+        store.open_store(str(out)).load().drop_attrs(), store.open_store(uk_store).load().drop_attrs()
+    )
 
 
 def test_ingest_into_fsspec_memory_store(uk_nc) -> None:
@@ -588,8 +616,9 @@ def test_ingest_into_fsspec_memory_store(uk_nc) -> None:
         store.remove_store(url)
 
 
-def test_climatology_bins_that_would_not_fit_in_memory_are_made_from_the_store(tmp_path, uk_nc, monkeypatch,
-                                                                                capsys) -> None:
+def test_climatology_bins_that_would_not_fit_in_memory_are_made_from_the_store(
+    tmp_path, uk_nc, monkeypatch, capsys
+) -> None:
     """The one-pass climatology keeps its (day of year, hour) bins in memory. When they would take more than half
     the available memory, "auto" makes the climatology from the store after the data are written (same numbers,
     bit for bit); an explicit --climatology-pass memory is refused before anything is written."""
@@ -609,14 +638,18 @@ def test_climatology_bins_that_would_not_fit_in_memory_are_made_from_the_store(t
     store.set_attrs(str(out), {ing.KEPT_SUMS_ATTR: None})  # as written before the sums were kept: redone on append
     before = store.open_store(str(out)).load()
     monkeypatch.setattr(ing, "_available_memory", lambda: 80 * field)  # half: room for 40 of the 48 bins
-    with pytest.raises(WxemuError, match=r"uk\.zarr: --climatology-pass memory would keep 0\.0 GB .* "
-                                         r"--climatology-pass store"):
+    with pytest.raises(
+        WxemuError,
+        match=r"uk\.zarr: --climatology-pass memory would keep 0\.0 GB .* "
+        r"--climatology-pass store",
+    ):
         ing.ingest(_cfg([uk_nc["02"]], out, append=True, climatology_pass="memory"))
     assert store.is_complete(str(out))
     xr.testing.assert_identical(store.open_store(str(out)).load(), before)
     fresh = tmp_path / "fresh.zarr"
-    assert wxemu(["ingest", uk_nc["01"], uk_nc["02"], "--out", str(fresh), "--climatology-pass", "memory",
-                  "--quiet"]) == 2
+    assert (
+        wxemu(["ingest", uk_nc["01"], uk_nc["02"], "--out", str(fresh), "--climatology-pass", "memory", "--quiet"]) == 2
+    )
     assert "fresh.zarr: --climatology-pass memory would keep" in capsys.readouterr().err
     assert not fresh.exists()
 
@@ -627,8 +660,9 @@ def test_climatology_bins_that_would_not_fit_in_memory_are_made_from_the_store(t
     ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], fresh))
     assert calls == [1, 1]
     for path in (out, fresh):
-        xr.testing.assert_identical(store.open_climatology(str(path)).load(),
-                                    store.open_climatology(str(reference)).load())
+        xr.testing.assert_identical(
+            store.open_climatology(str(path)).load(), store.open_climatology(str(reference)).load()
+        )
         xr.testing.assert_identical(store.open_stats(str(path)), store.open_stats(str(reference)))
 
 
@@ -643,10 +677,14 @@ def test_append_adds_to_the_kept_sums_without_reading_the_old_data(tmp_path, uk_
     assert kept["variables"]["2m_temperature"]["n"] == 48 * 33 * 49
     reads, redone = [], []
     read_region, from_store = store.read_region, ing.write_climatology_from_store
-    monkeypatch.setattr(store, "read_region", lambda path, names, a, b, **k: reads.append((a, b))
-                        or read_region(path, names, a, b, **k))
-    monkeypatch.setattr(ing, "write_climatology_from_store", lambda *a, days=None, **k: redone.append(days)
-                        or from_store(*a, days=days, **k))
+    monkeypatch.setattr(
+        store, "read_region", lambda path, names, a, b, **k: reads.append((a, b)) or read_region(path, names, a, b, **k)
+    )
+    monkeypatch.setattr(
+        ing,
+        "write_climatology_from_store",
+        lambda *a, days=None, **k: redone.append(days) or from_store(*a, days=days, **k),
+    )
     ing.ingest(_cfg([uk_nc["03"]], out, append=True))
     assert reads == [(0, 1), (47, 48)]  # the old part's first and last steps, nothing else
     assert redone[0].tolist() == list(range(32, 93))  # within 30 days of 2019-03-03 (day of year 62)
@@ -672,8 +710,9 @@ def test_cluster_regions_name_only_their_files(uk_nc) -> None:
     job, first_time = ing.region_config(cfg_json, 36, 48)
     narrowed = ing._build_dataset_cached(job)
     start = int(np.searchsorted(narrowed["time"].values, first_time))
-    np.testing.assert_array_equal(narrowed["2m_temperature"].values[start:start + 12],
-                                  ds["2m_temperature"].values[36:48])
+    np.testing.assert_array_equal(
+        narrowed["2m_temperature"].values[start : start + 12], ds["2m_temperature"].values[36:48]
+    )
     # a region across a file boundary names both files
     job, _ = ing.region_config(cfg_json, 20, 30)
     assert ing.config_from_json(job).sources == (uk_nc["01"], uk_nc["02"])
@@ -683,8 +722,9 @@ def test_progress_covers_checksums_opening_and_regions(tmp_path, uk_nc, capsys) 
     """Long work shows progress: the checksums and the opening of the sources (minutes for a large archive, before
     anything is written) as well as the regions and the climatology tasks."""
     out = tmp_path / "uk.zarr"
-    ing.ingest(_cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, progress=True, region_mb=0.08,
-                    climatology_pass="store"))
+    ing.ingest(
+        _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, progress=True, region_mb=0.08, climatology_pass="store")
+    )
     err = capsys.readouterr().err
     lines = {line.split()[0]: line for line in err.splitlines() if line.strip()}
     assert "3/3 files" in lines["checksums"] and "3/3 files" in lines["open"], err
@@ -700,8 +740,14 @@ def test_plan_regions_group_whole_source_chunks() -> None:
     assert ing.plan_regions(0, 72, 1, 12, [24, 48]) == [(0, 12), (12, 24), (24, 36), (36, 48), (48, 60), (60, 72)]
     assert ing.plan_regions(0, 100, 1, 30, None) == [(0, 30), (30, 60), (60, 90), (90, 100)]
     # a long source chunk (a monthly file of 744 steps) is cut every region size
-    assert ing.plan_regions(0, 1416, 1, 300, [744]) == [(0, 300), (300, 600), (600, 744), (744, 1044), (1044, 1344),
-                                                         (1344, 1416)]
+    assert ing.plan_regions(0, 1416, 1, 300, [744]) == [
+        (0, 300),
+        (300, 600),
+        (600, 744),
+        (744, 1044),
+        (1044, 1344),
+        (1344, 1416),
+    ]
     # chunk_time 6: source bounds round down to chunk boundaries; regions are whole chunks
     regions = ing.plan_regions(0, 96, 6, 40, [25, 49, 73])
     assert regions == [(0, 24), (24, 48), (48, 72), (72, 96)]  # 36-step regions cannot hold two 24-step chunks

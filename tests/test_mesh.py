@@ -103,10 +103,12 @@ def test_rotation_to_receiver_frame_moves_receiver_to_reference():
     np.testing.assert_allclose(rot, np.tile([1.0, 0.0, 0.0], (50, 1)), atol=1e-12)
     # Lengths are preserved, and local north maps to +z.
     w = rng.normal(size=(50, 3))
-    np.testing.assert_allclose(np.linalg.norm(gmc.rotate_to_receiver_frame(w, v), axis=1),
-                               np.linalg.norm(w, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(
+        np.linalg.norm(gmc.rotate_to_receiver_frame(w, v), axis=1), np.linalg.norm(w, axis=1), rtol=1e-12
+    )
     north = icm.lat_lon_to_cartesian(np.array([10.1]), np.array([40.0])) - icm.lat_lon_to_cartesian(
-        np.array([10.0]), np.array([40.0]))
+        np.array([10.0]), np.array([40.0])
+    )
     d = gmc.rotate_to_receiver_frame(north, icm.lat_lon_to_cartesian(np.array([10.0]), np.array([40.0])))
     assert d[0, 2] > 0 and abs(d[0, 1]) < 1e-9
 

@@ -25,9 +25,12 @@ def sample(name):
 
 def fast(metric, f, t, w, member_axis=None, clim=None):
     """Per-init and time-reduced scores through the numpy kernel; f/t shape (time, npoints[, ...])."""
-    stats = {n: M.spatial_means(a, w) for n, a in
-             M.pointwise_statistics(f, t, M.required_statistics([metric]), member_axis=member_axis,
-                                    climatology=clim)}
+    stats = {
+        n: M.spatial_means(a, w)
+        for n, a in M.pointwise_statistics(
+            f, t, M.required_statistics([metric]), member_axis=member_axis, climatology=clim
+        )
+    }
     return metric.per_init(stats), metric.reduce_time(stats, axis=0)
 
 
@@ -53,8 +56,10 @@ def test_hand_checkable_ensemble():
     f = np.array([[[0.0], [1.0], [3.0]]], np.float32)  # (time, member, point)
     t = np.array([[1.0]], np.float32)
     w = np.ones((1, 1), np.float32)
-    stats = {n: M.spatial_means(a, w) for n, a in
-             M.pointwise_statistics(f, t, ["crps_skill", "crps_spread", "ens_var", "se"], member_axis=1)}
+    stats = {
+        n: M.spatial_means(a, w)
+        for n, a in M.pointwise_statistics(f, t, ["crps_skill", "crps_spread", "ens_var", "se"], member_axis=1)
+    }
     assert stats["crps_skill"][0, 0] == pytest.approx(1.0)
     assert stats["crps_spread"][0, 0] == pytest.approx(2.0)
     assert M.CRPS().reduce_time(stats)[0] == pytest.approx(0.0)
@@ -87,17 +92,21 @@ def test_fast_kernel_equals_xarray_reference_and_scores(era5):
     t2 = truth.values.reshape(truth.shape[0], -1)
     c2 = np.broadcast_to(clim.values.ravel(), t2.shape)
     wda = xr.DataArray(wrows, dims="latitude", coords={"latitude": era5.latitude}) * xr.ones_like(era5.longitude)
-    for metric, ref in [(M.RMSE(), lambda: np.sqrt(sc.mse(fc, truth, reduce_dims=["latitude", "longitude"],
-                                                            weights=wda).mean("time"))),
-                        (M.MAE(), lambda: xs.mae(fc, truth, dim=["latitude", "longitude"], weights=wda).mean("time")),
-                        (M.Bias(), lambda: sc.additive_bias(fc, truth, reduce_dims=["latitude", "longitude"],
-                                                            weights=wda).mean("time"))]:
+    for metric, ref in [
+        (M.RMSE(), lambda: np.sqrt(sc.mse(fc, truth, reduce_dims=["latitude", "longitude"], weights=wda).mean("time"))),
+        (M.MAE(), lambda: xs.mae(fc, truth, dim=["latitude", "longitude"], weights=wda).mean("time")),
+        (
+            M.Bias(),
+            lambda: sc.additive_bias(fc, truth, reduce_dims=["latitude", "longitude"], weights=wda).mean("time"),
+        ),
+    ]:
         per, score = fast(metric, f2, t2, w)
         np.testing.assert_allclose(score[0], float(ref()), rtol=2e-5)
         for k, region in enumerate(regions):
             np.testing.assert_allclose(score[k], float(metric.compute(fc, truth, region=region)), rtol=2e-5)
-            np.testing.assert_allclose(per[:, k], metric.compute_chunk(fc, truth, region=region).values,
-                                       rtol=2e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                per[:, k], metric.compute_chunk(fc, truth, region=region).values, rtol=2e-5, atol=1e-6
+            )
     acc_fast = fast(M.ACC(), f2, t2, w, clim=c2)[1]
     acc_ref = M.ACC().compute(fc, truth, region=regions[1], climatology=clim)
     np.testing.assert_allclose(acc_fast[1], float(acc_ref), rtol=2e-5)
@@ -123,8 +132,9 @@ def test_crps_against_scores_fair_and_xskillscore_ecdf():
     t = obs.reshape(1, -1)
     pointwise = dict(M.pointwise_statistics(f, t, ["crps_skill", "crps_spread"], member_axis=2))
     fair = pointwise["crps_skill"] - 0.5 * pointwise["crps_spread"]
-    ref_fair = sp.crps_for_ensemble(fda, oda, "number", method="fair",
-                                    preserve_dims=["latitude", "longitude"]).values.ravel()
+    ref_fair = sp.crps_for_ensemble(
+        fda, oda, "number", method="fair", preserve_dims=["latitude", "longitude"]
+    ).values.ravel()
     np.testing.assert_allclose(fair.ravel(), ref_fair, rtol=1e-5, atol=1e-6)
     # ecdf CRPS = skill - E|X-X'| (M-1)/(2M): from the same two terms, compared with xskillscore
     ecdf = pointwise["crps_skill"] - 0.5 * pointwise["crps_spread"] * (members - 1) / members
@@ -139,8 +149,13 @@ def test_metric_registry_and_errors():
     assert [m.name for m in M.get_metrics(["RMSE", "crps"])] == ["rmse", "crps"]
     with pytest.raises(Exception, match="unknown metric 'rsme'"):
         M.get_metrics(["rsme"])
-    assert M.required_statistics(M.get_metrics(["spread_skill", "acc", "rmse"])) == \
-        ["se", "fa_ta", "fa2", "ta2", "ens_var"]
+    assert M.required_statistics(M.get_metrics(["spread_skill", "acc", "rmse"])) == [
+        "se",
+        "fa_ta",
+        "fa2",
+        "ta2",
+        "ens_var",
+    ]
     # init times with no truth (NaN) are skipped in the time mean
     stats = {"se": np.array([[4.0], [np.nan], [16.0]])}
     assert M.RMSE().reduce_time(stats)[0] == pytest.approx(np.sqrt(10.0))
@@ -152,7 +167,9 @@ def test_spatial_means_all_regions_at_float32_round_off():
     rng = np.random.default_rng(0)
     lat = np.linspace(-90, 90, 121)
     w = latitude_weights(lat)[:, None] * np.ones(240)
-    masks = np.stack([np.ones_like(w), (np.abs(lat) <= 20)[:, None] * np.ones(240), (lat >= 20)[:, None] * np.ones(240)])
+    masks = np.stack(
+        [np.ones_like(w), (np.abs(lat) <= 20)[:, None] * np.ones(240), (lat >= 20)[:, None] * np.ones(240)]
+    )
     weights = (masks * w).reshape(3, -1)
     weights = (weights / weights.sum(1, keepdims=True)).T.astype(np.float32)  # (npoints, regions)
     for shape in [(1,), (13,), (2, 13)]:

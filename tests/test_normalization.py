@@ -18,9 +18,13 @@ from pipeline.normalization import (
 
 
 def _stats() -> ChannelStats:
-    return ChannelStats(names=["a", "b/850"], mean=np.array([280.0, 5.0]), std=np.array([10.0, 0.0]),
-                        diff_mean={1: np.array([0.1, 0.0]), 6: np.array([0.5, 0.2])},
-                        diff_std={1: np.array([0.5, 2.0]), 6: np.array([2.0, 4.0])})
+    return ChannelStats(
+        names=["a", "b/850"],
+        mean=np.array([280.0, 5.0]),
+        std=np.array([10.0, 0.0]),
+        diff_mean={1: np.array([0.1, 0.0]), 6: np.array([0.5, 0.2])},
+        diff_std={1: np.array([0.5, 2.0]), 6: np.array([2.0, 4.0])},
+    )
 
 
 def test_zero_std_replaced_and_roundtrip() -> None:
@@ -50,8 +54,9 @@ def test_error_in_residual_units_is_normalised_delta_error() -> None:
     rng = np.random.default_rng(2)
     x = normalize(rng.normal(280, 5, (1, 2, 2, 2)), st.mean, st.std)
     d_true, d_pred = rng.normal(size=(2, 1, 2, 2, 2))
-    err = state_error_in_residual_units(advance_normalized_state(x, d_pred, st, 1),
-                                        advance_normalized_state(x, d_true, st, 1), st, 1)
+    err = state_error_in_residual_units(
+        advance_normalized_state(x, d_pred, st, 1), advance_normalized_state(x, d_true, st, 1), st, 1
+    )
     np.testing.assert_allclose(err, d_pred - d_true, atol=1e-9)
 
 
@@ -71,8 +76,15 @@ def test_difference_stats() -> None:
     assert mean.tolist() == [7.5] and std[0] == pytest.approx(np.arange(16).std())
 
 
-@pytest.mark.parametrize("lead,steps,expected", [(7, [1, 3, 6, 12, 24], [6, 1]), (24, [1, 3, 6, 12, 24], [24]),
-                                                  (23, [1, 3, 6, 12, 24], [12, 6, 3, 1, 1]), (4, [2], [2, 2])])
+@pytest.mark.parametrize(
+    "lead,steps,expected",
+    [
+        (7, [1, 3, 6, 12, 24], [6, 1]),
+        (24, [1, 3, 6, 12, 24], [24]),
+        (23, [1, 3, 6, 12, 24], [12, 6, 3, 1, 1]),
+        (4, [2], [2, 2]),
+    ],
+)
 def test_greedy_decomposition(lead: float, steps: list[float], expected: list[float]) -> None:
     assert greedy_step_decomposition(lead, steps) == expected
 

@@ -20,10 +20,16 @@ def _eccodes_fields(path: str) -> list[dict]:
     out = []
     with open(path, "rb") as f:
         while (h := eccodes.codes_grib_new_from_file(f)) is not None:
-            out.append({"shortName": eccodes.codes_get(h, "shortName"), "level": eccodes.codes_get(h, "level"),
-                        "step": eccodes.codes_get(h, "endStep"),
-                        "values": eccodes.codes_get_values(h).reshape(eccodes.codes_get(h, "Nj"),
-                                                                      eccodes.codes_get(h, "Ni"))})
+            out.append(
+                {
+                    "shortName": eccodes.codes_get(h, "shortName"),
+                    "level": eccodes.codes_get(h, "level"),
+                    "step": eccodes.codes_get(h, "endStep"),
+                    "values": eccodes.codes_get_values(h).reshape(
+                        eccodes.codes_get(h, "Nj"), eccodes.codes_get(h, "Ni")
+                    ),
+                }
+            )
             eccodes.codes_release(h)
     return out
 
@@ -52,10 +58,12 @@ def test_grib_hypercubes_merged_on_levels(sample):
     v_levels = ds["v"].notnull().all(["step", "latitude", "longitude"])
     assert sorted(ds["isobaricInhPa"].values[v_levels.values].tolist()) == [500, 700, 1000]
     raw = {(f["shortName"], f["level"], f["step"]): f["values"] for f in _eccodes_fields(path)}
-    np.testing.assert_array_equal(ds["v"].sel(step=np.timedelta64(12, "h"), isobaricInhPa=700).values,
-                                  raw[("v", 700, 12)])
-    np.testing.assert_array_equal(ds["u"].sel(step=np.timedelta64(6, "h"), isobaricInhPa=400).values,
-                                  raw[("u", 400, 6)])
+    np.testing.assert_array_equal(
+        ds["v"].sel(step=np.timedelta64(12, "h"), isobaricInhPa=700).values, raw[("v", 700, 12)]
+    )
+    np.testing.assert_array_equal(
+        ds["u"].sel(step=np.timedelta64(6, "h"), isobaricInhPa=400).values, raw[("u", 400, 6)]
+    )
 
 
 def test_grib_filter(sample):
@@ -121,8 +129,10 @@ def test_format_sniffed_from_magic_bytes(sample, tmp_path):
 
 
 def test_zarr_over_http_and_memory(tmp_path, http_server):
-    ds = xr.Dataset({"t": (("time", "lat"), np.arange(6.0).reshape(2, 3))},
-                    coords={"time": np.array(["2020-01-01", "2020-01-02"], "datetime64[ns]"), "lat": [0, 1, 2]})
+    ds = xr.Dataset(
+        {"t": (("time", "lat"), np.arange(6.0).reshape(2, 3))},
+        coords={"time": np.array(["2020-01-01", "2020-01-02"], "datetime64[ns]"), "lat": [0, 1, 2]},
+    )
     ds.to_zarr(tmp_path / "a.zarr", zarr_format=2, consolidated=True)
     url = http_server(str(tmp_path)) + "a.zarr"
     remote = open_source(url)
@@ -143,7 +153,10 @@ def test_remote_netcdf_is_cached(tmp_path, http_server, monkeypatch):
 
 def test_url_map(monkeypatch):
     mirrors = {"gs://weatherbench2/": "http://127.0.0.1:1/wb2/", "gs://weatherbench2/datasets/hres/": "/local/"}
-    assert apply_url_map("gs://weatherbench2/datasets/era5/x.zarr", mirrors) == "http://127.0.0.1:1/wb2/datasets/era5/x.zarr"
+    assert (
+        apply_url_map("gs://weatherbench2/datasets/era5/x.zarr", mirrors)
+        == "http://127.0.0.1:1/wb2/datasets/era5/x.zarr"
+    )
     assert apply_url_map("gs://weatherbench2/datasets/hres/y.zarr", mirrors) == "/local/y.zarr"
     monkeypatch.setenv("WXEMU_URL_MAP", "gs://weatherbench2/=/env/")
     assert apply_url_map("gs://weatherbench2/datasets/era5/x.zarr", mirrors) == "/env/datasets/era5/x.zarr"
@@ -156,7 +169,10 @@ def test_globs_and_date_templates(tmp_path):
     for day in ("20200101", "20200102", "20200103"):
         xr.Dataset({"x": ("a", [float(day[-1])])}).to_netcdf(tmp_path / f"f_{day}.nc")
     assert [os.path.basename(p) for p in expand_paths([str(tmp_path / "f_*.nc")])] == [
-        "f_20200101.nc", "f_20200102.nc", "f_20200103.nc"]
+        "f_20200101.nc",
+        "f_20200102.nc",
+        "f_20200103.nc",
+    ]
     paths = expand_paths([str(tmp_path / "f_{date:%Y%m%d}.nc")], start="2020-01-02", end="2020-01-03T18")
     assert [os.path.basename(p) for p in paths] == ["f_20200102.nc", "f_20200103.nc"]
     opened = open_sources([str(tmp_path / "f_{date:%Y%m%d}.nc")], start="2020-01-01", end="2020-01-02")
@@ -175,9 +191,12 @@ def test_grib_with_several_level_types_merges(sample, tmp_path):
     values = eccodes.codes_get_values(base)
     path = tmp_path / "mixed.grib"
     with open(path, "wb") as out:
-        for short, level_type, level, offset in [("t", "isobaricInhPa", 1000, 280.0),
-                                                 ("2t", "heightAboveGround", 2, 285.0),
-                                                 ("10u", "heightAboveGround", 10, 1.0), ("msl", "surface", 0, 1e5)]:
+        for short, level_type, level, offset in [
+            ("t", "isobaricInhPa", 1000, 280.0),
+            ("2t", "heightAboveGround", 2, 285.0),
+            ("10u", "heightAboveGround", 10, 1.0),
+            ("msl", "surface", 0, 1e5),
+        ]:
             h = eccodes.codes_clone(base)
             eccodes.codes_set(h, "shortName", short)
             eccodes.codes_set(h, "typeOfLevel", level_type)

@@ -41,7 +41,10 @@ def test_uk_on_regional_grid_crossing_zero():
 def test_named_regions_latitude_bands_inclusive_like_wb2():
     lat = np.array([-90, -20, -10, 0, 10, 20, 90.0])
     lon = np.array([0.0, 180.0])
-    rows = lambda name: lat[NAMED_REGIONS[name].mask(lat, lon).any(1)].tolist()
+
+    def rows(name):
+        return lat[NAMED_REGIONS[name].mask(lat, lon).any(1)].tolist()
+
     assert rows("tropics") == [-20, -10, 0, 10, 20]
     assert rows("extra_tropics") == [-90, -20, 20, 90]  # WB2 ExtraTropicalRegion: |lat| >= 20
     assert rows("northern_hemisphere") == [0, 10, 20, 90]

@@ -33,7 +33,7 @@ def _brute_force(x, lat, lon, dlat, dlon):
                 band = np.sin(np.deg2rad(hi)) - np.sin(np.deg2rad(lo))
                 for m in range(len(lon)):
                     width = 0.0
-                    for shift in ((-360, 0, 360) if periodic else (0,)):
+                    for shift in (-360, 0, 360) if periodic else (0,):
                         width += max(0.0, min(doe[k + 1], oe[m + 1] + shift) - max(doe[k], oe[m] + shift))
                     num += band * width * x[j, m]
                     den += band * width
@@ -62,8 +62,7 @@ def test_conservation_constant_and_brute_force(periodic: bool) -> None:
         oe = regrid.cell_bounds(lon)
         doe = np.clip(doe, oe[0], oe[-1])
     dst_a = _areas(dle, doe)
-    np.testing.assert_allclose((y * dst_a).sum() / dst_a.sum(), (x * src_a).sum() / src_a.sum(), rtol=1e-12,
-                               atol=1e-14)
+    np.testing.assert_allclose((y * dst_a).sum() / dst_a.sum(), (x * src_a).sum() / src_a.sum(), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(dst_a.sum(), src_a.sum(), rtol=1e-12)
     # constant stays constant
     np.testing.assert_allclose(regrid.regrid_array(np.full_like(x, 7.5), w_lat, w_lon), 7.5, rtol=1e-13)
@@ -72,8 +71,11 @@ def test_conservation_constant_and_brute_force(periodic: bool) -> None:
 
 
 def test_regrid_dataset_uk_sample_half_degree() -> None:
-    ds = xr.open_dataset("/work/shared/data/era5-2mt-2019-03-uk.grib", engine="cfgrib",
-                         backend_kwargs={"indexpath": ""}).isel(time=slice(0, 24)).sortby("latitude")
+    ds = (
+        xr.open_dataset("/work/shared/data/era5-2mt-2019-03-uk.grib", engine="cfgrib", backend_kwargs={"indexpath": ""})
+        .isel(time=slice(0, 24))
+        .sortby("latitude")
+    )
     ds = ds.assign_coords(longitude=ds["longitude"] % 360).sortby("longitude")  # not contiguous: only a test
     src = ds[["t2m"]].assign_coords(longitude=np.arange(350, 362.01, 0.25)).load()
     out = regrid.regrid_dataset(src.chunk({"time": 6}), 0.5)

@@ -44,8 +44,13 @@ class StepCounter(torch.nn.Module):
 def test_rollout_accumulates_step_residuals() -> None:
     # a delta of 1 adds diff_std(dt) + diff_mean(dt) physical units; with diff_std = dt, diff_mean = 0 and std 1,
     # the state at lead L equals L whatever the decomposition
-    stats = ChannelStats(names=["a"], mean=np.zeros(1), std=np.ones(1),
-                         diff_mean={s: np.zeros(1) for s in (1, 3, 6)}, diff_std={s: np.array([s]) for s in (1, 3, 6)})
+    stats = ChannelStats(
+        names=["a"],
+        mean=np.zeros(1),
+        std=np.ones(1),
+        diff_mean={s: np.zeros(1) for s in (1, 3, 6)},
+        diff_std={s: np.array([s]) for s in (1, 3, 6)},
+    )
     model = StepCounter()
     seen_leads = []
 
@@ -62,8 +67,13 @@ def test_rollout_accumulates_step_residuals() -> None:
 
 
 def test_perturb_std_and_smoothness() -> None:
-    stats = ChannelStats(names=["a", "b"], mean=np.zeros(2), std=np.array([1.0, 4.0]),
-                         diff_mean={1: np.zeros(2)}, diff_std={1: np.array([2.0, 2.0])})
+    stats = ChannelStats(
+        names=["a", "b"],
+        mean=np.zeros(2),
+        std=np.array([1.0, 4.0]),
+        diff_mean={1: np.zeros(2)},
+        diff_std={1: np.array([2.0, 2.0])},
+    )
     x = torch.zeros(4, 2, 2, 32, 48)
     gen = torch.Generator().manual_seed(0)
     y = perturb(x, stats, 1, 0.5, gen)
@@ -88,8 +98,13 @@ def test_lagged_leads_are_one_step_from_an_earlier_analysis_and_chosen_by_score(
     plan = plan_rollout([1, 2, 3, 4], [1, 3, 24], lags={2: 1, 3: 21})
     steps = {(p.lead, p.lagged): (p.parent, p.step) for p in plan}
     # lagged leads are outputs only: +4 h = 3 + 1 still starts from the greedy +3 h (one 3 h step from the init)
-    assert steps == {(1.0, False): (0.0, 1.0), (3.0, False): (0.0, 3.0), (4.0, False): (3.0, 1.0),
-                     (2.0, True): (-1.0, 3.0), (3.0, True): (-21.0, 24.0)}
+    assert steps == {
+        (1.0, False): (0.0, 1.0),
+        (3.0, False): (0.0, 3.0),
+        (4.0, False): (3.0, 1.0),
+        (2.0, True): (-1.0, 3.0),
+        (3.0, True): (-21.0, 24.0),
+    }
     with pytest.raises(ValueError, match="cannot be one trained step from 2.0 h"):
         plan_rollout([2], [1, 3], lags={2: 2})
     with pytest.raises(ValueError, match="history 1"):
@@ -99,8 +114,13 @@ def test_lagged_leads_are_one_step_from_an_earlier_analysis_and_chosen_by_score(
 
 
 def test_rollout_starts_lagged_leads_from_the_given_analyses() -> None:
-    stats = ChannelStats(names=["x"], mean=np.zeros(1), std=np.ones(1), diff_mean={s: np.zeros(1) for s in (1.0, 3.0, 6.0)},
-                         diff_std={s: np.ones(1) for s in (1.0, 3.0, 6.0)})
+    stats = ChannelStats(
+        names=["x"],
+        mean=np.zeros(1),
+        std=np.ones(1),
+        diff_mean={s: np.zeros(1) for s in (1.0, 3.0, 6.0)},
+        diff_std={s: np.ones(1) for s in (1.0, 3.0, 6.0)},
+    )
 
     class AddStep(torch.nn.Module):  # delta = the step size: state(L) = start + step
         def forward(self, state, forcings, lead_hours):
@@ -108,8 +128,16 @@ def test_rollout_starts_lagged_leads_from_the_given_analyses() -> None:
 
     init = torch.zeros(2, 1, 1, 2, 2)
     earlier = torch.full((2, 1, 1, 2, 2), 100.0)
-    out = rollout(AddStep(), init, lambda lead: torch.zeros(2, 0, 2, 2), [1, 3, 4], [1, 3, 6], stats,
-                  lags={3: 3}, lagged_states={3.0: earlier})
+    out = rollout(
+        AddStep(),
+        init,
+        lambda lead: torch.zeros(2, 0, 2, 2),
+        [1, 3, 4],
+        [1, 3, 6],
+        stats,
+        lags={3: 3},
+        lagged_states={3.0: earlier},
+    )
     assert torch.allclose(out[1.0], torch.full_like(out[1.0], 1.0))
     assert torch.allclose(out[3.0], torch.full_like(out[3.0], 106.0))  # 6 h step from the analysis 3 h earlier
     assert torch.allclose(out[4.0], torch.full_like(out[4.0], 4.0))  # 3 + 1 from the init: greedy +3 h as parent

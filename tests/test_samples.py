@@ -51,8 +51,10 @@ def mirror(tmp_path, monkeypatch, http_server, data_dir):
     shutil.copy(os.path.join(data_dir, T_AN), served / T_AN)
     with zipfile.ZipFile(served / "ne_110m_land.zip", "w") as z:
         for ext in ("shp", "shx", "dbf"):
-            z.write(os.path.join(data_dir, f"cartopy/shapefiles/natural_earth/physical/ne_110m_land.{ext}"),
-                    f"ne_110m_land.{ext}")
+            z.write(
+                os.path.join(data_dir, f"cartopy/shapefiles/natural_earth/physical/ne_110m_land.{ext}"),
+                f"ne_110m_land.{ext}",
+            )
     base = http_server(str(served))
     monkeypatch.setenv("WXEMU_URL_MAP", f"{samples.CFGRIB_DATA}={base};{samples.NATURAL_EARTH}={base}")
     (tmp_path / "empty").mkdir()

@@ -58,9 +58,17 @@ def per_init_fixture():
     better = 0.8 * ref  # 20 % smaller MSE at every init: RMSE 10.56 % smaller, highly significant
     same = ref + 0.01 * rng.standard_normal((40, 2))
     data = np.stack([better, ref, same])[None, :, None]  # metric, forecast, region, time, lead
-    da = xr.DataArray(data, dims=("metric", "forecast", "region", "time", "prediction_timedelta"),
-                      coords={"metric": ["rmse"], "forecast": ["A", "B", "C"], "region": ["global"], "time": times,
-                              "prediction_timedelta": leads})
+    da = xr.DataArray(
+        data,
+        dims=("metric", "forecast", "region", "time", "prediction_timedelta"),
+        coords={
+            "metric": ["rmse"],
+            "forecast": ["A", "B", "C"],
+            "region": ["global"],
+            "time": times,
+            "prediction_timedelta": leads,
+        },
+    )
     return xr.Dataset({"t2m": da})
 
 

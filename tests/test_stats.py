@@ -29,13 +29,16 @@ def test_moments_match_numpy_with_levels_gap_and_nan() -> None:
     pairs = stats.regular_pairs(_times(9, gap_at=5))
     shift = np.array([5e4, 5e4, 5e4])
     sums = stats.moment_sums(da.from_array(x, chunks=(2, 3, 4, 5)), pairs, keep_axes=(1,), shift=shift)
-    got = stats.stats_from_sums(stats.MomentSums(*[np.asarray(a) for a in da.compute(
-        sums.n, sums.s, sums.ss, sums.dn, sums.ds, sums.dss)]), shift)
+    got = stats.stats_from_sums(
+        stats.MomentSums(*[np.asarray(a) for a in da.compute(sums.n, sums.s, sums.ss, sums.dn, sums.ds, sums.dss)]),
+        shift,
+    )
     d = np.diff(x, axis=0)[pairs]
     for lev in range(3):
         xl, dl = x[:, lev], d[:, lev]
-        np.testing.assert_allclose(got[:, lev], [np.nanmean(xl), np.nanstd(xl), np.nanmean(dl), np.nanstd(dl)],
-                                   rtol=1e-9)
+        np.testing.assert_allclose(
+            got[:, lev], [np.nanmean(xl), np.nanstd(xl), np.nanmean(dl), np.nanstd(dl)], rtol=1e-9
+        )
 
 
 def test_lat_weighted_moments() -> None:
@@ -53,9 +56,11 @@ def test_compute_stats_dataset() -> None:
     rng = np.random.default_rng(3)
     t = _times(7, gap_at=4)
     ds = xr.Dataset(
-        {"temperature": (("time", "level", "latitude", "longitude"), rng.normal(250, 10, (7, 2, 3, 4))),
-         "2m_temperature": (("time", "latitude", "longitude"), rng.normal(280, 3, (7, 3, 4)), {"units": "K"}),
-         "land_sea_mask": (("latitude", "longitude"), rng.uniform(size=(3, 4)))},
+        {
+            "temperature": (("time", "level", "latitude", "longitude"), rng.normal(250, 10, (7, 2, 3, 4))),
+            "2m_temperature": (("time", "latitude", "longitude"), rng.normal(280, 3, (7, 3, 4)), {"units": "K"}),
+            "land_sea_mask": (("latitude", "longitude"), rng.uniform(size=(3, 4))),
+        },
         coords={"time": t, "level": [500, 850], "latitude": [0.0, 1, 2], "longitude": [0.0, 1, 2, 3]},
     ).chunk({"time": 1})
     out = stats.compute_stats(ds)
@@ -81,8 +86,9 @@ def test_streaming_accumulator_equals_one_shot() -> None:
     pairs = stats.regular_pairs(t)
     d = np.diff(x, axis=0)[pairs]
     for lev in range(2):
-        np.testing.assert_allclose(acc.result("t")[:, lev], [x[:, lev].mean(), x[:, lev].std(), d[:, lev].mean(),
-                                                             d[:, lev].std()], rtol=1e-9)
+        np.testing.assert_allclose(
+            acc.result("t")[:, lev], [x[:, lev].mean(), x[:, lev].std(), d[:, lev].mean(), d[:, lev].std()], rtol=1e-9
+        )
 
 
 def test_blocks_plus_edges_equal_one_shot_sums() -> None:
@@ -99,16 +105,18 @@ def test_blocks_plus_edges_equal_one_shot_sums() -> None:
         part = stats.block_sums(x[a:b], t[a:b], step, shift, keep_axes=(1,))
         total = part if total is None else total + part
     for _, b in edges[:-1]:
-        total = total + stats.boundary_sums(x[b - 1:b], x[b:b + 1], True, keep_axes=(1,))
+        total = total + stats.boundary_sums(x[b - 1 : b], x[b : b + 1], True, keep_axes=(1,))
     got = stats.stats_from_sums(total, shift)
-    one_shot = stats.stats_from_sums(stats.moment_sums(x[3:], stats.regular_pairs(t[3:]), keep_axes=(1,),
-                                                       shift=shift), shift)
+    one_shot = stats.stats_from_sums(
+        stats.moment_sums(x[3:], stats.regular_pairs(t[3:]), keep_axes=(1,), shift=shift), shift
+    )
     np.testing.assert_allclose(got, one_shot, rtol=1e-12)
     xs = x[3:].astype("f8")
     d = np.diff(xs, axis=0)[stats.regular_pairs(t[3:])]
     for lev in range(2):  # float32 arithmetic (differences of float32 values) against float64
-        np.testing.assert_allclose(got[:, lev], [xs[:, lev].mean(), xs[:, lev].std(), d[:, lev].mean(),
-                                                 d[:, lev].std()], rtol=1e-6)
+        np.testing.assert_allclose(
+            got[:, lev], [xs[:, lev].mean(), xs[:, lev].std(), d[:, lev].mean(), d[:, lev].std()], rtol=1e-6
+        )
         np.testing.assert_allclose(got[0, lev], xs[:, lev].mean(), rtol=1e-12)  # exact re-centring on the shift
     gap = stats.boundary_sums(x[8:9], x[9:10], False, keep_axes=(1,))
     assert (gap.dn == 0).all() and (gap.n == 0).all()

@@ -50,11 +50,17 @@ def test_create_write_complete_roundtrip(tmp_path) -> None:
     with pytest.raises(IncompleteStoreError):
         store.open_stats(path)
     for start in range(0, 6, 2):
-        store.write_region(path, {v: ds[v].values[start:start + 2] for v in store.time_variables(ds)}, start)
+        store.write_region(path, {v: ds[v].values[start : start + 2] for v in store.time_variables(ds)}, start)
         store.mark_region_done(path, start // 2)
     assert store.regions_done(path) == {0, 1, 2}
-    store.write_group(path, "stats", xr.Dataset({"temperature": (("stat", "level"), np.ones((4, 2)))},
-                                                coords={"stat": list(store.STAT_NAMES), "level": [500, 850]}))
+    store.write_group(
+        path,
+        "stats",
+        xr.Dataset(
+            {"temperature": (("stat", "level"), np.ones((4, 2)))},
+            coords={"stat": list(store.STAT_NAMES), "level": [500, 850]},
+        ),
+    )
     store.mark_complete(path)
     assert store.is_complete(path)
     assert store.regions_done(path) == set()

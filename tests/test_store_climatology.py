@@ -16,8 +16,9 @@ def _record(nan: bool = False) -> tuple[np.ndarray, np.ndarray]:
     times = pd.date_range("2019-11-20", "2022-05-10T23", freq="h").values
     rng = np.random.default_rng(0)
     doy = pd.DatetimeIndex(times).day_of_year.values
-    values = (280 + 10 * np.sin(2 * np.pi * doy / 366)[:, None, None]
-              + rng.normal(0, 3, (len(times), 2, 3))).astype("f4")
+    values = (280 + 10 * np.sin(2 * np.pi * doy / 366)[:, None, None] + rng.normal(0, 3, (len(times), 2, 3))).astype(
+        "f4"
+    )
     if nan:
         values[rng.integers(0, len(times), 40), 1, 2] = np.nan
     return times, values
@@ -49,15 +50,17 @@ def test_store_bins_give_the_in_memory_climatology_bit_for_bit(nan: bool) -> Non
     want = _in_memory(times, values, p0, p1, hours, hour_step, window, runs)
     for batch_bytes in (64e6, 5 * 24):  # a day's samples (16-24) read at once, or 5 at a time (bounded memory)
         bins = sc.StoreDayBins(array, times, p0, p1, hours, hour_step, per_point=nan, batch_bytes=batch_bytes)
-        got = list(smoothed_blocks(bins.doys, bins, len(hours), window, values.shape[1:], runs, dtype="f4",
-                                   per_point=nan))
+        got = list(
+            smoothed_blocks(bins.doys, bins, len(hours), window, values.shape[1:], runs, dtype="f4", per_point=nan)
+        )
         assert len(got) == len(want)
         for g, w in zip(got, want):
             assert g.shape == w.shape and np.array_equal(g, w, equal_nan=True)
     assert np.isfinite(np.concatenate(got)).all()  # every day has samples in its window; NaNs are skipped
     # a task split in the middle of the year starts its window afresh and gives the same days
-    tail = list(smoothed_blocks(bins.doys, bins, len(hours), window, values.shape[1:], runs[20:], dtype="f4",
-                                per_point=nan))
+    tail = list(
+        smoothed_blocks(bins.doys, bins, len(hours), window, values.shape[1:], runs[20:], dtype="f4", per_point=nan)
+    )
     assert all(np.array_equal(g, w, equal_nan=True) for g, w in zip(tail, want[20:]))
 
 

@@ -15,8 +15,14 @@ from pipeline.train_config import load_train_config
 
 TINY_CONFIG = {
     "model": {"config": {"latent": 8, "processor_layers": 1}},
-    "data": {"train": ["2020-01-01T00", "2020-01-02T05"], "val": ["2020-01-02T06", "2020-01-02T23"],
-             "test": ["2020-01-02T06", "2020-01-02T23"], "step_hours": [1, 3], "batch_size": 4, "num_workers": 0},
+    "data": {
+        "train": ["2020-01-01T00", "2020-01-02T05"],
+        "val": ["2020-01-02T06", "2020-01-02T23"],
+        "test": ["2020-01-02T06", "2020-01-02T23"],
+        "step_hours": [1, 3],
+        "batch_size": 4,
+        "num_workers": 0,
+    },
     "rollout": {"max_steps": 2, "ramp_fraction": 0.5},
     "optim": {"warmup_steps": 2},
     "trainer": {"max_steps": 4, "val_every_n_steps": 2, "log_every_n_steps": 1},
@@ -46,8 +52,23 @@ def test_train_writes_model_logs_and_metrics(store: str, tmp_path: Path, capsys:
     from pipeline.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
-    rc = main(["train", "--model", "graph", "--store", store, "--out", str(run),
-               "--config", str(write_config(tmp_path / "c.yaml")), "--accelerator", "cpu", "--seed", "1"])
+    rc = main(
+        [
+            "train",
+            "--model",
+            "graph",
+            "--store",
+            store,
+            "--out",
+            str(run),
+            "--config",
+            str(write_config(tmp_path / "c.yaml")),
+            "--accelerator",
+            "cpu",
+            "--seed",
+            "1",
+        ]
+    )
     assert rc == 0
     assert "trainable parameters" in capsys.readouterr().out
     for name in ("model.safetensors", "model.json", "config.yaml", "checkpoints/last.ckpt"):
@@ -71,18 +92,32 @@ def test_train_writes_model_logs_and_metrics(store: str, tmp_path: Path, capsys:
 
 
 def test_same_seed_same_losses(store: str, tmp_path: Path) -> None:
-    cfg = write_config(tmp_path / "c.yaml", trainer={"max_steps": 3, "val_every_n_steps": 100,
-                                                      "log_every_n_steps": 1})
+    cfg = write_config(tmp_path / "c.yaml", trainer={"max_steps": 3, "val_every_n_steps": 100, "log_every_n_steps": 1})
     for name in ("a", "b"):
-        assert main(["train", "--store", store, "--out", str(tmp_path / name), "--config", str(cfg),
-                     "--accelerator", "cpu", "--seed", "7"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--store",
+                    store,
+                    "--out",
+                    str(tmp_path / name),
+                    "--config",
+                    str(cfg),
+                    "--accelerator",
+                    "cpu",
+                    "--seed",
+                    "7",
+                ]
+            )
+            == 0
+        )
     la, lb = losses(tmp_path / "a"), losses(tmp_path / "b")
     assert len(la) == 3 and la == lb
 
 
 def test_resume_continues_step_optimizer_and_schedule(store: str, tmp_path: Path) -> None:
-    cfg = write_config(tmp_path / "c.yaml", trainer={"max_steps": 4, "val_every_n_steps": 2,
-                                                      "log_every_n_steps": 1})
+    cfg = write_config(tmp_path / "c.yaml", trainer={"max_steps": 4, "val_every_n_steps": 2, "log_every_n_steps": 1})
     run = tmp_path / "run"
     base = ["train", "--store", store, "--out", str(run), "--config", str(cfg), "--accelerator", "cpu"]
     assert main(base + ["--max-steps", "2"]) == 0

@@ -42,8 +42,15 @@ def test_uk_default_shapes_padding_and_config_round_trip():
 @pytest.mark.parametrize("pos", ["learned", "sinusoidal", "none"])
 def test_backward_reaches_patch_embedding_and_history(pos):
     torch.manual_seed(0)
-    model = build_model("transformer", latitude=UK_LAT, longitude=UK_LON, n_state=2, n_forcing=1, history=2,
-                        config={**SMALL, "patch": 5, "pos_embedding": pos})
+    model = build_model(
+        "transformer",
+        latitude=UK_LAT,
+        longitude=UK_LON,
+        n_state=2,
+        n_forcing=1,
+        history=2,
+        config={**SMALL, "patch": 5, "pos_embedding": pos},
+    )
     state = torch.randn(2, 4, 33, 49, requires_grad=True)
     out = model(state, torch.randn(2, 1, 33, 49), torch.tensor([1.0, 6.0]))
     assert out.shape == (2, 2, 33, 49)
@@ -59,8 +66,9 @@ def test_global_roll_in_longitude_rolls_output():
     # Periodic by design: circular padding, and on global grids the position embedding depends on latitude
     # only, so a roll by whole patches commutes with the model (the default learned embedding included).
     torch.manual_seed(0)
-    model = build_model("transformer", latitude=GLOBAL_LAT, longitude=GLOBAL_LON, n_state=2, n_forcing=1,
-                        config={**SMALL, "patch": 3})
+    model = build_model(
+        "transformer", latitude=GLOBAL_LAT, longitude=GLOBAL_LON, n_state=2, n_forcing=1, config={**SMALL, "patch": 3}
+    )
     assert model.periodic
     _perturb(model)
     state, forc, lead = torch.randn(1, 2, 19, 36), torch.randn(1, 1, 19, 36), torch.tensor([6.0])
@@ -72,14 +80,21 @@ def test_global_roll_in_longitude_rolls_output():
 
 def test_circular_padding_used_on_global_grid_not_divisible_by_patch():
     lon = np.arange(34) * (360 / 34)
-    model = build_model("transformer", latitude=GLOBAL_LAT, longitude=lon, n_state=1, n_forcing=0,
-                        config={**SMALL, "patch": 4})
+    model = build_model(
+        "transformer", latitude=GLOBAL_LAT, longitude=lon, n_state=1, n_forcing=0, config={**SMALL, "patch": 4}
+    )
     x = torch.arange(34.0).expand(1, 1, 19, 34)
     padded = model._pad(x)
     assert padded.shape == (1, 1, 20, 36)
     torch.testing.assert_close(padded[0, 0, 0, 34:], torch.tensor([0.0, 1.0]))  # wraps around
-    regional = build_model("transformer", latitude=GLOBAL_LAT, longitude=lon, n_state=1, n_forcing=0,
-                           config={**SMALL, "patch": 4, "global_grid": False})
+    regional = build_model(
+        "transformer",
+        latitude=GLOBAL_LAT,
+        longitude=lon,
+        n_state=1,
+        n_forcing=0,
+        config={**SMALL, "patch": 4, "global_grid": False},
+    )
     torch.testing.assert_close(regional._pad(x)[0, 0, 0, 34:], torch.tensor([33.0, 33.0]))
 
 
@@ -99,5 +114,6 @@ def test_bad_config_is_named():
     with pytest.raises(ValueError, match="'depht'"):
         build_model("transformer", latitude=UK_LAT, longitude=UK_LON, n_state=1, n_forcing=0, config={"depht": 2})
     with pytest.raises(ModelConfigError, match="divisible by heads"):
-        build_model("transformer", latitude=UK_LAT, longitude=UK_LON, n_state=1, n_forcing=0,
-                    config={"dim": 30, "heads": 4})
+        build_model(
+            "transformer", latitude=UK_LAT, longitude=UK_LON, n_state=1, n_forcing=0, config={"dim": 30, "heads": 4}
+        )

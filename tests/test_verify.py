@@ -48,7 +48,8 @@ def brute_force_weights(lat: np.ndarray) -> np.ndarray:
 def load_era5_uk() -> xr.Dataset:
     ds = xr.open_dataset(sample("era5-2mt-2019-03-uk.grib"), engine="cfgrib", backend_kwargs={"indexpath": ""})
     ds = ds.rename({"t2m": "2m_temperature"})[["2m_temperature"]].drop_vars(
-        ["number", "step", "surface", "valid_time"], errors="ignore")
+        ["number", "step", "surface", "valid_time"], errors="ignore"
+    )
     ds = ds.sortby("latitude")
     ds = ds.assign_coords(longitude=(ds.longitude.values % 360.0))
     ds = ds.assign_coords(longitude=np.where(ds.longitude.values < 180, ds.longitude.values + 360, ds.longitude.values))
@@ -64,12 +65,19 @@ def climatology_of(truth: xr.Dataset) -> xr.Dataset:
     return clim.astype(np.float32)
 
 
-def persistence(truth: xr.Dataset, inits: pd.DatetimeIndex, leads: pd.TimedeltaIndex, damp: float | None = None,
-                clim: xr.Dataset | None = None) -> xr.Dataset:
+def persistence(
+    truth: xr.Dataset,
+    inits: pd.DatetimeIndex,
+    leads: pd.TimedeltaIndex,
+    damp: float | None = None,
+    clim: xr.Dataset | None = None,
+) -> xr.Dataset:
     f0 = truth.sel(time=inits)
     if damp is not None:
-        c = clim.sel(dayofyear=xr.DataArray(np.asarray(inits.dayofyear), dims="time"),
-                     hour=xr.DataArray(np.asarray(inits.hour), dims="time")).drop_vars(["dayofyear", "hour"])
+        c = clim.sel(
+            dayofyear=xr.DataArray(np.asarray(inits.dayofyear), dims="time"),
+            hour=xr.DataArray(np.asarray(inits.hour), dims="time"),
+        ).drop_vars(["dayofyear", "hour"])
         f0 = damp * f0 + (1 - damp) * c.assign_coords(time=inits)
     fc = f0.expand_dims(prediction_timedelta=leads).transpose("time", "prediction_timedelta", ...)
     fc = fc.astype(np.float32)
@@ -104,8 +112,15 @@ def test_verify_deterministic_matches_scores_and_xskillscore(stores):
 
     p = stores["paths"]
     out = stores["tmp"] / "scores.zarr"
-    res, per_init = verify(VerifyConfig(forecasts=[str(p["persistence"]), str(p["damped"])], truth=str(p["truth"]),
-                                        out=str(out), regions=["global", "uk", "52,56,354,360"], overwrite=True))
+    res, per_init = verify(
+        VerifyConfig(
+            forecasts=[str(p["persistence"]), str(p["damped"])],
+            truth=str(p["truth"]),
+            out=str(out),
+            regions=["global", "uk", "52,56,354,360"],
+            overwrite=True,
+        )
+    )
     assert res["2m_temperature"].dims == ("metric", "forecast", "region", "prediction_timedelta")
     assert list(res.forecast.values) == ["persistence", "damped"]
     assert list(res.metric.values) == ["rmse", "mae", "bias", "acc"]
@@ -117,8 +132,9 @@ def test_verify_deterministic_matches_scores_and_xskillscore(stores):
     truth, fc = stores["truth"]["2m_temperature"], stores["damped"]["2m_temperature"]
     valid = fc.time + fc.prediction_timedelta
     tv = truth.sel(time=valid)
-    w = xr.DataArray(brute_force_weights(truth.latitude.values), dims="latitude",
-                     coords={"latitude": truth.latitude}) * xr.ones_like(truth.longitude, dtype=float)
+    w = xr.DataArray(
+        brute_force_weights(truth.latitude.values), dims="latitude", coords={"latitude": truth.latitude}
+    ) * xr.ones_like(truth.longitude, dtype=float)
     mse = sc.mse(fc, tv, reduce_dims=["latitude", "longitude"], weights=w)
     rmse_ref = np.sqrt(mse.mean("time"))
     mae_ref = sc.mae(fc, tv, reduce_dims=["latitude", "longitude"], weights=w).mean("time")
@@ -131,8 +147,11 @@ def test_verify_deterministic_matches_scores_and_xskillscore(stores):
     xs_rmse = xs.rmse(fc, tv, dim=["latitude", "longitude"], weights=w)
     np.testing.assert_allclose(got.sel(metric="rmse"), np.sqrt((xs_rmse**2).mean("time")), rtol=2e-5)
     # per-init MSE kept for scorecards
-    np.testing.assert_allclose(per_init["2m_temperature"].sel(metric="rmse", forecast="damped", region="global")
-                               .transpose("time", ...), mse.transpose("time", ...), rtol=2e-5)
+    np.testing.assert_allclose(
+        per_init["2m_temperature"].sel(metric="rmse", forecast="damped", region="global").transpose("time", ...),
+        mse.transpose("time", ...),
+        rtol=2e-5,
+    )
     # ACC (WB2: uncentred, per init then averaged), in plain numpy
     c = stores["clim"]["2m_temperature"].sel(dayofyear=valid.dt.dayofyear, hour=valid.dt.hour)
     fa, ta = (fc - c).values, (tv - c).values
@@ -142,8 +161,11 @@ def test_verify_deterministic_matches_scores_and_xskillscore(stores):
     # box region 52..56N, 354..360E on the 350..362 grid: mask by hand
     box = (truth.latitude >= 52) & (truth.latitude <= 56) & (truth.longitude >= 354) & (truth.longitude <= 360)
     mse_box = sc.mse(fc, tv, reduce_dims=["latitude", "longitude"], weights=w.where(box, 0))
-    np.testing.assert_allclose(res["2m_temperature"].sel(forecast="damped", region="52,56,354,360", metric="rmse"),
-                               np.sqrt(mse_box.mean("time")), rtol=2e-5)
+    np.testing.assert_allclose(
+        res["2m_temperature"].sel(forecast="damped", region="52,56,354,360", metric="rmse"),
+        np.sqrt(mse_box.mean("time")),
+        rtol=2e-5,
+    )
     # persistence at lead 0 is perfect
     assert float(res["2m_temperature"].sel(forecast="persistence", metric="rmse", region="global")[0]) == 0.0
 
@@ -171,8 +193,11 @@ def test_verify_regrids_other_grid_and_records_it(stores, tmp_path):
     fc = fc.to_dataset(name="2m_temperature")
     fc["2m_temperature"].attrs = {"units": "K"}
     fc.to_zarr(tmp_path / "coarse.zarr", zarr_format=3)
-    res, _ = verify(VerifyConfig(forecasts=[str(tmp_path / "coarse.zarr")], truth=str(tmp_path / "truth.zarr"),
-                                 metrics=["bias", "rmse"]))
+    res, _ = verify(
+        VerifyConfig(
+            forecasts=[str(tmp_path / "coarse.zarr")], truth=str(tmp_path / "truth.zarr"), metrics=["bias", "rmse"]
+        )
+    )
     assert "bilinear" in res.attrs["regridding"] and "coarse" in res.attrs["regridding"]
     np.testing.assert_allclose(res["2m_temperature"].sel(metric="bias"), 1.0, atol=1e-4)
     np.testing.assert_allclose(res["2m_temperature"].sel(metric="rmse"), 1.0, atol=1e-4)
@@ -190,21 +215,37 @@ def test_verify_ensemble_crps_spread_against_scores(tmp_path):
     for i, k in zip(*np.nonzero(present.any(-1))):
         dense[i, k] = raw[i, k][..., present[i, k]]
     ds = ds.sortby("latitude")
-    fc = xr.DataArray(dense, dims=("time", "prediction_timedelta", "latitude", "longitude", "number"),
-                      coords={"time": ds.time.values, "prediction_timedelta": ds.step.values,
-                              "latitude": ds.latitude.values, "longitude": ds.longitude.values,
-                              "number": np.arange(n_mem)}, attrs={"units": "K"})
+    fc = xr.DataArray(
+        dense,
+        dims=("time", "prediction_timedelta", "latitude", "longitude", "number"),
+        coords={
+            "time": ds.time.values,
+            "prediction_timedelta": ds.step.values,
+            "latitude": ds.latitude.values,
+            "longitude": ds.longitude.values,
+            "number": np.arange(n_mem),
+        },
+        attrs={"units": "K"},
+    )
     valid = (fc.time + fc.prediction_timedelta).values.ravel()
     uniq, first = np.unique(valid, return_index=True)
     member0 = fc.isel(number=0).values.reshape(-1, fc.sizes["latitude"], fc.sizes["longitude"])
     member0 = np.where(np.isnan(member0), 275.0, member0)
-    truth = xr.Dataset({"t2m": (("time", "latitude", "longitude"), member0[first] + 0.5)},
-                       coords={"time": uniq, "latitude": fc.latitude, "longitude": fc.longitude})
+    truth = xr.Dataset(
+        {"t2m": (("time", "latitude", "longitude"), member0[first] + 0.5)},
+        coords={"time": uniq, "latitude": fc.latitude, "longitude": fc.longitude},
+    )
     truth["t2m"].attrs = {"units": "K"}
     truth.astype(np.float32).to_zarr(tmp_path / "truth.zarr", zarr_format=3)
     fc.to_dataset(name="t2m").to_zarr(tmp_path / "ukmo.zarr", zarr_format=3)
-    res, _ = verify(VerifyConfig(forecasts=[str(tmp_path / "ukmo.zarr")], truth=str(tmp_path / "truth.zarr"),
-                                 metrics=["crps", "spread", "ens_mean_rmse", "spread_skill"], block_mb=0.5))
+    res, _ = verify(
+        VerifyConfig(
+            forecasts=[str(tmp_path / "ukmo.zarr")],
+            truth=str(tmp_path / "truth.zarr"),
+            metrics=["crps", "spread", "ens_mean_rmse", "spread_skill"],
+            block_mb=0.5,
+        )
+    )
     got = res["t2m"].sel(forecast="ukmo", region="global")
     tv = truth["t2m"].astype(np.float32).sel(time=fc.time + fc.prediction_timedelta)
     w = xr.DataArray(brute_force_weights(fc.latitude.values), dims="latitude", coords={"latitude": fc.latitude})
@@ -223,18 +264,42 @@ def test_verify_ensemble_crps_spread_against_scores(tmp_path):
 def test_verify_cli_scorecard_and_errors(stores, tmp_path):
     p = stores["paths"]
     out = tmp_path / "s.zarr"
-    cmd = [sys.executable, "-m", "pipeline.cli", "verify", "--forecast", str(p["damped"]), str(p["persistence"]),
-           "--truth", str(p["truth"]), "--out", str(out), "--reference", "persistence", "--leads", "24h", "48h",
-           "--regions", "global", "uk", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "verify",
+        "--forecast",
+        str(p["damped"]),
+        str(p["persistence"]),
+        "--truth",
+        str(p["truth"]),
+        "--out",
+        str(out),
+        "--reference",
+        "persistence",
+        "--leads",
+        "24h",
+        "48h",
+        "--regions",
+        "global",
+        "uk",
+        "--quiet",
+    ]
     r = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "damped vs persistence" in r.stdout and "24h" in r.stdout
     assert out.exists()
     # region outside the domain: clear error, no store left behind
     bad = tmp_path / "bad.zarr"
-    r = subprocess.run(cmd[:10] + [str(bad), "--regions", "tropics", "--quiet"], check=False, capture_output=True,
-                       text=True,
-                       cwd=REPO, timeout=120)
+    r = subprocess.run(
+        cmd[:10] + [str(bad), "--regions", "tropics", "--quiet"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert "region 'tropics'" in r.stderr and "does not overlap the grid" in r.stderr and "350..362E" in r.stderr
     assert not bad.exists() and not list(tmp_path.glob(".bad.zarr*"))
@@ -260,8 +325,14 @@ def test_verify_bad_inputs_name_the_files(stores, tmp_path):
     with pytest.raises(WxemuError, match="share no variable"):
         verify(VerifyConfig(forecasts=[str(tmp_path / "u10.zarr")], truth=truth, out=str(tmp_path / "o.zarr")))
     with pytest.raises(WxemuError, match=r"truth .*era5.zarr: variable\(s\) \['10m_u_component_of_wind'\]"):
-        verify(VerifyConfig(forecasts=[str(tmp_path / "u10.zarr")], truth=truth, out=str(tmp_path / "o.zarr"),
-                            variables=["10m_u_component_of_wind"]))
+        verify(
+            VerifyConfig(
+                forecasts=[str(tmp_path / "u10.zarr")],
+                truth=truth,
+                out=str(tmp_path / "o.zarr"),
+                variables=["10m_u_component_of_wind"],
+            )
+        )
     # an incomplete wxemu truth store is refused
     inc = stores["truth"].isel(time=slice(0, 10)).assign_attrs(wxemu_complete=False)
     inc.to_zarr(tmp_path / "inc.zarr", zarr_format=3, consolidated=True)

@@ -19,8 +19,15 @@ def brute(lat):
     return out / out.mean()
 
 
-@pytest.mark.parametrize("lat", [np.linspace(-90, 90, 121), np.linspace(-87.1875, 87.1875, 32),
-                                 np.arange(50, 58.01, 0.25), np.array([-10.0, 0.0, 25.0, 30.0])])
+@pytest.mark.parametrize(
+    "lat",
+    [
+        np.linspace(-90, 90, 121),
+        np.linspace(-87.1875, 87.1875, 32),
+        np.arange(50, 58.01, 0.25),
+        np.array([-10.0, 0.0, 25.0, 30.0]),
+    ],
+)
 def test_weights_match_brute_force_band_areas(lat):
     np.testing.assert_allclose(latitude_weights(lat), brute(lat), rtol=1e-10)
     assert latitude_weights(lat).mean() == pytest.approx(1.0)
