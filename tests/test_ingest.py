@@ -28,6 +28,7 @@ from data_catalog import ingest as ing
 from data_catalog import store
 from data_catalog import store_protocol as sp
 from data_catalog.errors import IncompleteStoreError, InputDataError, WxemuError
+from data_catalog.forecast_ingest import ingest_forecast
 from data_catalog.ingest.blocks import narrow_to_block, plan_blocks, source_bounds, steps_per_block
 from data_catalog.ingest.checksums import fingerprint_sources
 from data_catalog.ingest.config import config_from_json
@@ -925,3 +926,24 @@ def test_region_mb_is_a_hidden_deprecated_alias(tmp_path, uk_nc, capsys) -> None
         wxemu(["ingest", "--help"])
     help_text = capsys.readouterr().out
     assert "--block-mb" in help_text and "--region-mb" not in help_text
+
+
+def test_forecast_ingest_takes_the_writer_lock(tmp_path, sample) -> None:
+    """`wxemu ingest --forecast` honours the same lock: a second writer fails at once and writes nothing."""
+    out = str(tmp_path / "fc.zarr")
+    with sp.writer_lock(out, stage="ingest"):
+        with pytest.raises(sp.StoreLockedError, match=r"fc\.zarr: another writer holds the store: wxemu ingest"):
+            ingest_forecast([sample("t_analysis_and_fc_0.grib")], out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    ingest_forecast([sample("t_analysis_and_fc_0.grib")], out)
+    attrs = sp.root_attrs(out)
+    assert sp.is_complete(out) and attrs["wxemu_command"].startswith("wxemu ingest --forecast")
+    assert attrs["wxemu_created"] and attrs["wxemu_sources"][0]["path"].endswith("t_analysis_and_fc_0.grib")
+
+
+def test_the_package_is_callable_as_the_stage_function(tmp_path, uk_nc) -> None:
+    """`from data_catalog import ingest` may give the package or the function (import order): both run it."""
+    import data_catalog.ingest as package
+
+    result = package(_cfg([uk_nc["01"]], tmp_path / "uk.zarr"))
+    assert result.n_times == 24 and result.blocks_written == 1 and store.is_complete(result.out)

@@ -7,7 +7,14 @@ beside the writes), ``sources`` (open, map, combine, validate), ``blocks`` (time
 dask cluster, progress), ``climatology_write``, ``finish`` (statistics, climatology, provenance, complete),
 ``create`` and ``append`` (the two kinds of write), ``run`` (:func:`ingest`, under the store's writer lock),
 ``hooks`` (callbacks for tests and tools).
+
+The package is also callable as :func:`ingest` itself: ``data_catalog.ingest`` names both this package and the
+function the package ``data_catalog`` exports (``from data_catalog import ingest``), and which of the two that
+attribute holds depends on import order; calling either runs the ingest.
 """
+
+import sys
+import types
 
 from data_catalog.ingest.checksums import file_fingerprint
 from data_catalog.ingest.config import IngestConfig, IngestResult
@@ -25,3 +32,13 @@ __all__ = [
     "file_fingerprint",
     "ingest",
 ]
+
+
+class _IngestPackage(types.ModuleType):
+    """This package's module type: calling it calls :func:`ingest`."""
+
+    def __call__(self, cfg: IngestConfig, **kwargs) -> IngestResult:
+        return ingest(cfg, **kwargs)
+
+
+sys.modules[__name__].__class__ = _IngestPackage
