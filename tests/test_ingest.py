@@ -27,7 +27,7 @@ import xarray as xr
 from data_catalog import ingest as ing
 from data_catalog import store
 from data_catalog import store_protocol as sp
-from data_catalog.errors import IncompleteStoreError, InputDataError, WxemuError
+from data_catalog.errors import ConfigError, IncompleteStoreError, InputDataError, WxemuError
 from data_catalog.forecast_ingest import ingest_forecast
 from data_catalog.ingest.blocks import narrow_to_block, plan_blocks, source_bounds, steps_per_block
 from data_catalog.ingest.checksums import fingerprint_sources
@@ -947,3 +947,15 @@ def test_the_package_is_callable_as_the_stage_function(tmp_path, uk_nc) -> None:
 
     result = package(_cfg([uk_nc["01"]], tmp_path / "uk.zarr"))
     assert result.n_times == 24 and result.blocks_written == 1 and store.is_complete(result.out)
+
+
+def test_config_from_yaml(tmp_path, uk_nc) -> None:
+    path = tmp_path / "ingest.yaml"
+    path.write_text(f"sources: [{uk_nc['01']}]\nout: {tmp_path / 'uk.zarr'}\nblock_mb: 0.08\nunits: {{t2m: K}}\n")
+    cfg = ing.IngestConfig.from_yaml(str(path))
+    assert cfg.sources == (uk_nc["01"],) and cfg.block_mb == 0.08 and cfg.units == (("t2m", "K"),)
+    assert ing.ingest(dataclass_replace(cfg, progress=False)).blocks_written == 2
+    with pytest.raises(ConfigError, match="unknown field.*region_mb"):
+        ing.IngestConfig.from_dict({"sources": ["x"], "out": "y", "region_mb": 1})
+    with pytest.raises(ConfigError, match="--grid must be a positive resolution"):
+        ing.IngestConfig.from_dict({"sources": ["x"], "out": "y", "grid": float("nan")})

@@ -9,6 +9,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from data_catalog.errors import ConfigError
 
 #: How the climatology is made (IngestConfig.climatology_pass).
@@ -94,6 +96,42 @@ class IngestConfig:
             raise ConfigError(
                 f"ingest: --climatology-window must be a positive odd number of days, got {self.climatology_window}"
             )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IngestConfig:
+        """A config from a flat mapping (YAML): lists become tuples, mappings (``mapping``, ``units``,
+        ``time_from``, ``storage_options``) become (key, value) pairs; unknown keys are a ConfigError."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise ConfigError(
+                f"ingest config: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
+            )
+        raw = dict(d)
+        if isinstance(raw.get("sources"), str):
+            raw["sources"] = [raw["sources"]]
+        for key in ("sources", "variables", "levels"):
+            if isinstance(raw.get(key), list):
+                raw[key] = tuple(raw[key])
+        for key in ("time_from", "mapping", "units", "storage_options"):
+            if isinstance(raw.get(key), dict):
+                raw[key] = tuple(sorted(raw[key].items()))
+        try:
+            return cls(**raw)
+        except TypeError as exc:
+            raise ConfigError(f"ingest config: {exc}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str) -> IngestConfig:
+        """A config from a flat YAML file (the fields of this class)."""
+        try:
+            with open(path) as f:
+                d = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read the ingest config ({exc})") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: an ingest config is a mapping of fields")
+        return cls.from_dict(d)
 
     def recipe(self) -> dict[str, Any]:
         """The fields that determine the data (JSON-able), with the equivalent command line."""
