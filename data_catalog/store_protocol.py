@@ -311,6 +311,13 @@ def _create_lock(fs: fsspec.AbstractFileSystem, path: str, payload: bytes) -> bo
         return True
     except FileExistsError:
         return False
+    except (ValueError, NotImplementedError):  # a file system without exclusive create: check, then write
+        log.warning("%s: this file system cannot create the lock atomically; checking, then writing it", path)
+        if fs.exists(path):
+            return False
+        with fs.open(path, "wb") as f:
+            f.write(payload)
+        return True
 
 
 def _describe(record: Mapping[str, Any]) -> str:

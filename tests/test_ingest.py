@@ -959,3 +959,21 @@ def test_config_from_yaml(tmp_path, uk_nc) -> None:
         ing.IngestConfig.from_dict({"sources": ["x"], "out": "y", "region_mb": 1})
     with pytest.raises(ConfigError, match="--grid must be a positive resolution"):
         ing.IngestConfig.from_dict({"sources": ["x"], "out": "y", "grid": float("nan")})
+
+
+def test_interrupted_append_resumed_with_another_block_size_is_refused(tmp_path, uk_nc, monkeypatch) -> None:
+    """The done-markers number the planned blocks: resuming an append with another --block-mb would skip blocks
+    never written (and mark the store complete with a hole); it is refused, naming the command to re-run."""
+    out = tmp_path / "uk.zarr"
+    ing.ingest(_cfg([uk_nc["01"]], out))
+    monkeypatch.setenv(ing.CRASH_ENV, "1")
+    with pytest.raises(ing.SimulatedCrash):
+        ing.ingest(_cfg([uk_nc["02"]], out, append=True, block_mb=0.08, threads=1))
+    monkeypatch.delenv(ing.CRASH_ENV)
+    with pytest.raises(IncompleteStoreError, match=r"re-run the same ingest command \('wxemu ingest .*--append'\)"):
+        store.open_store(str(out))
+    with pytest.raises(WxemuError, match="planned blocks differ"):
+        ing.ingest(_cfg([uk_nc["02"]], out, append=True))
+    ing.ingest(_cfg([uk_nc["02"]], out, append=True, block_mb=0.08))
+    ds = store.open_store(str(out))
+    assert ds.sizes["time"] == 48 and not np.isnan(ds["2m_temperature"].values).any()
