@@ -204,10 +204,6 @@ def config_from_args(args: argparse.Namespace):
         storage_options=tuple(sorted(options.items())) if options else None,
         append=args.append,
         overwrite=args.overwrite,
-        scheduler=args.scheduler,
-        workers=args.workers,
-        threads=args.threads,
-        progress=not args.quiet and sys.stderr.isatty(),
     )
 
 
@@ -267,7 +263,13 @@ def run(args: argparse.Namespace) -> int:
         return run_forecast(args)
     from data_catalog.ingest import ingest
 
-    result = ingest(config_from_args(args))
+    result = ingest(
+        config_from_args(args),
+        threads=args.threads,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
     mb = sum(s["bytes"] or 0 for s in result.sources) / 1e6  # None: a remote Zarr store (not listed)
     print(
         f"{result.out}: {result.status}: {result.n_times} times, {result.blocks_written} blocks written, "

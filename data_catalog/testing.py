@@ -134,6 +134,5 @@ def ingest_uk_sample(out: str | Path) -> Path:
         out=str(out),
         stats_start="2019-03-01T00",
         stats_end="2019-03-21T23",
-        progress=False,
     )
     return Path(ingest(cfg).out)

@@ -31,7 +31,7 @@ from data_catalog.errors import ConfigError, IncompleteStoreError, InputDataErro
 from data_catalog.forecast_ingest import ingest_forecast
 from data_catalog.ingest.blocks import narrow_to_block, plan_blocks, source_bounds, steps_per_block
 from data_catalog.ingest.checksums import fingerprint_sources
-from data_catalog.ingest.config import config_from_json
+from data_catalog.ingest.config import RunOptions, config_from_json
 from data_catalog.ingest.executor import dask_client
 from data_catalog.ingest.partials import climatology_bins_bytes
 from data_catalog.ingest.sources import open_sources
@@ -68,7 +68,6 @@ def uk_nc(tmp_path_factory, uk_raw) -> dict[str, str]:
 
 
 def _cfg(sources, out, **kw) -> ing.IngestConfig:
-    kw.setdefault("progress", False)
     return ing.IngestConfig(sources=tuple(map(str, sources)), out=str(out), **kw)
 
 
@@ -137,7 +136,7 @@ def test_resume_after_crash_is_identical(tmp_path, uk_nc, uk_store, markers) -> 
             raise ing.SimulatedCrash("killed")
 
     with pytest.raises(ing.SimulatedCrash):
-        ing.ingest(dataclass_replace(cfg, threads=1), hooks=ing.IngestHooks(after_block=crash))
+        ing.ingest(cfg, threads=1, hooks=ing.IngestHooks(after_block=crash))
     assert not store.is_complete(str(out))
     with pytest.raises(IncompleteStoreError, match="re-run the same ingest command"):
         store.open_store(str(out))
@@ -260,7 +259,7 @@ def test_first_write_does_not_wait_for_the_checksums(tmp_path, uk_nc, uk_store) 
 
     release, _, hooks = _held_checksums(after_block=after)
     paths = [uk_nc["01"], uk_nc["02"], uk_nc["03"]]
-    ing.ingest(_cfg(paths, out, block_mb=0.08, threads=1), hooks=hooks)
+    ing.ingest(_cfg(paths, out, block_mb=0.08), threads=1, hooks=hooks)
     assert [set(s) for s in planned[0]] == [{"path", "bytes", "mtime_ns"}] * 3
     assert planned[0][0]["bytes"] == Path(paths[0]).stat().st_size
     assert store.root_attrs(str(out))["wxemu_sources"] == store.root_attrs(uk_store)["wxemu_sources"]
@@ -272,7 +271,7 @@ def _interrupted_ingest(tmp_path, uk_nc, *, hashed: bool) -> tuple[Path, ing.Ing
     rewritten with them after the next block) or not yet (the hashing held until the crash)."""
     src = tmp_path / "day.nc"
     shutil.copy(uk_nc["01"], src)
-    cfg = _cfg([src], tmp_path / "uk.zarr", block_mb=0.08, threads=1)
+    cfg = _cfg([src], tmp_path / "uk.zarr", block_mb=0.08)
 
     def crash(n: int) -> None:
         release.set()
@@ -283,7 +282,7 @@ def _interrupted_ingest(tmp_path, uk_nc, *, hashed: bool) -> tuple[Path, ing.Ing
 
     release, known, hooks = _held_checksums(after_block=crash)
     with pytest.raises(ing.SimulatedCrash):
-        ing.ingest(cfg, hooks=hooks)
+        ing.ingest(cfg, threads=1, hooks=hooks)
     return src, cfg
 
 
@@ -329,13 +328,13 @@ def test_source_rewritten_while_ingested_is_refused(tmp_path, uk_nc) -> None:
 
     release, _, hooks = _held_checksums(after_block=touch)
     with pytest.raises(InputDataError, match=r"day\.nc: changed while it was being ingested"):
-        ing.ingest(_cfg([src], out, block_mb=0.08, threads=1), hooks=hooks)
+        ing.ingest(_cfg([src], out, block_mb=0.08), threads=1, hooks=hooks)
     assert not out.exists()
 
 
 def test_local_cluster_matches_default_path(tmp_path, uk_nc, uk_store, monkeypatch) -> None:
     out = tmp_path / "uk.zarr"
-    cfg = _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, block_mb=0.08, workers=1, cluster_processes=False)
+    cfg = _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, block_mb=0.08)
     import distributed
 
     mapped, client_map = [], distributed.Client.map
@@ -348,7 +347,7 @@ def test_local_cluster_matches_default_path(tmp_path, uk_nc, uk_store, monkeypat
         "submit",
         lambda self, fn, *a, **k: submitted.add(fn.__name__) or client_submit(self, fn, *a, **k),
     )
-    result = ing.ingest(cfg)
+    result = ing.ingest(cfg, workers=1, cluster_processes=False)
     assert result.blocks_written == 6
     xr.testing.assert_identical(
         store.open_store(str(out)).load().drop_attrs(), store.open_store(uk_store).load().drop_attrs()
@@ -408,7 +407,7 @@ def test_bad_source_fails_without_waiting_for_the_checksums(tmp_path, uk_nc) -> 
     bad.write_bytes(b"not a netcdf file")
     out = tmp_path / "uk.zarr"
     with pytest.raises(InputDataError, match=r"d2\.nc: cannot read NetCDF"):
-        ing.ingest(_cfg(paths, out, threads=2), hooks=ing.IngestHooks(hash_file=slow))
+        ing.ingest(_cfg(paths, out), threads=2, hooks=ing.IngestHooks(hash_file=slow))
     assert not out.exists()
     gate.set()
     for t in threading.enumerate():
@@ -589,12 +588,6 @@ def test_existing_store_needs_overwrite(tmp_path, uk_nc) -> None:
     assert pd.Timestamp(store.open_store(str(out))["time"].values[0]) == pd.Timestamp("2019-03-02")
 
 
-def dataclass_replace(cfg: ing.IngestConfig, **kw) -> ing.IngestConfig:
-    import dataclasses
-
-    return dataclasses.replace(cfg, **kw)
-
-
 def test_interrupted_append_resumes(tmp_path, uk_nc, uk_store, monkeypatch) -> None:
     out = tmp_path / "uk.zarr"
     ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], out))
@@ -716,7 +709,7 @@ def test_progress_covers_checksums_opening_and_blocks(tmp_path, uk_nc, capsys) -
     anything is written) as well as the blocks and the climatology tasks."""
     out = tmp_path / "uk.zarr"
     ing.ingest(
-        _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, progress=True, block_mb=0.08, climatology_pass="store")
+        _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, block_mb=0.08, climatology_pass="store"), progress=True
     )
     err = capsys.readouterr().err
     lines = {line.split()[0]: line for line in err.splitlines() if line.strip()}
@@ -759,8 +752,8 @@ def test_climatology_pass_option_is_validated() -> None:
 def test_checksums_on_threads_match_one_thread_in_order(uk_nc) -> None:
     paths = [uk_nc[k] for k in ("01", "02", "03", "04")]
     done = []
-    one = fingerprint_sources(_cfg(paths, "x.zarr", threads=1), paths)
-    three = fingerprint_sources(_cfg(paths, "x.zarr", threads=3), paths, lambda: done.append(1))
+    one = fingerprint_sources(paths, threads=1)
+    three = fingerprint_sources(paths, threads=3, on_done=lambda: done.append(1))
     assert three == one and [s["path"] for s in one] == paths and len(done) == 4
     assert one[0]["sha256"] == hashlib.sha256(Path(paths[0]).read_bytes()).hexdigest()
 
@@ -779,7 +772,7 @@ def test_checksums_on_threads_stop_at_the_first_failure(tmp_path, uk_nc) -> None
 
     paths = [str(tmp_path / "gone.nc")] + [uk_nc["01"]] * 20
     with pytest.raises(InputDataError, match=r"gone\.nc: no such file"):
-        fingerprint_sources(_cfg(paths, "x.zarr", threads=3), paths, hash_file=slow)
+        fingerprint_sources(paths, threads=3, hash_file=slow)
     assert len(hashed) <= 3
 
 
@@ -788,8 +781,7 @@ def test_local_cluster_workers_keep_the_default_malloc_trim() -> None:
     LocalCluster the ingest starts (real worker processes) does not."""
     import os
 
-    cfg = ing.IngestConfig(sources=("x",), out="y.zarr", workers=1, progress=False)
-    with dask_client(cfg) as client:
+    with dask_client(RunOptions(workers=1)) as client:
         env = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     assert list(env.values()) == [None]
 
@@ -954,7 +946,7 @@ def test_config_from_yaml(tmp_path, uk_nc) -> None:
     path.write_text(f"sources: [{uk_nc['01']}]\nout: {tmp_path / 'uk.zarr'}\nblock_mb: 0.08\nunits: {{t2m: K}}\n")
     cfg = ing.IngestConfig.from_yaml(str(path))
     assert cfg.sources == (uk_nc["01"],) and cfg.block_mb == 0.08 and cfg.units == (("t2m", "K"),)
-    assert ing.ingest(dataclass_replace(cfg, progress=False)).blocks_written == 2
+    assert ing.ingest(cfg).blocks_written == 2
     with pytest.raises(ConfigError, match="unknown field.*region_mb"):
         ing.IngestConfig.from_dict({"sources": ["x"], "out": "y", "region_mb": 1})
     with pytest.raises(ConfigError, match="--grid must be a positive resolution"):
@@ -968,7 +960,7 @@ def test_interrupted_append_resumed_with_another_block_size_is_refused(tmp_path,
     ing.ingest(_cfg([uk_nc["01"]], out))
     monkeypatch.setenv(ing.CRASH_ENV, "1")
     with pytest.raises(ing.SimulatedCrash):
-        ing.ingest(_cfg([uk_nc["02"]], out, append=True, block_mb=0.08, threads=1))
+        ing.ingest(_cfg([uk_nc["02"]], out, append=True, block_mb=0.08), threads=1)
     monkeypatch.delenv(ing.CRASH_ENV)
     with pytest.raises(IncompleteStoreError, match=r"re-run the same ingest command \('wxemu ingest .*--append'\)"):
         store.open_store(str(out))

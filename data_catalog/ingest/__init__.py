@@ -17,7 +17,7 @@ import sys
 import types
 
 from data_catalog.ingest.checksums import file_fingerprint
-from data_catalog.ingest.config import IngestConfig, IngestResult
+from data_catalog.ingest.config import IngestConfig, IngestResult, RunOptions
 from data_catalog.ingest.finish import KEPT_SUMS_ATTR
 from data_catalog.ingest.hooks import CRASH_ENV, IngestHooks, SimulatedCrash
 from data_catalog.ingest.run import ingest
@@ -28,6 +28,7 @@ __all__ = [
     "IngestConfig",
     "IngestHooks",
     "IngestResult",
+    "RunOptions",
     "SimulatedCrash",
     "file_fingerprint",
     "ingest",

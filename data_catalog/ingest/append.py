@@ -17,7 +17,7 @@ from data_catalog.climatology import climatology_days
 from data_catalog.errors import InputDataError, WxemuError
 from data_catalog.ingest.blocks import BlockJob, plan_blocks, source_bounds, steps_per_block
 from data_catalog.ingest.checksums import SourceChecksums, describe_changes
-from data_catalog.ingest.config import IngestConfig, IngestResult, same_recipe
+from data_catalog.ingest.config import IngestConfig, IngestResult, RunOptions, same_recipe
 from data_catalog.ingest.executor import run_blocks
 from data_catalog.ingest.finish import finish, kept_partial
 from data_catalog.ingest.hooks import IngestHooks
@@ -33,22 +33,30 @@ from data_catalog.ingest.partials import (
 from data_catalog.ingest.sources import first_step, open_sources, resolve_sources
 
 
-def append(cfg: IngestConfig, hooks: IngestHooks, client: Any = None) -> IngestResult:
+def append(cfg: IngestConfig, run: RunOptions, hooks: IngestHooks, client: Any = None) -> IngestResult:
     """Extend a complete store with the times that follow its last one (or resume an interrupted append); the
     caller holds the writer lock."""
     if not sp.store_exists(cfg.out, storage_options=cfg.options):
         raise WxemuError(f"{cfg.out}: --append needs an existing store; run without --append to create it")
     checksums = SourceChecksums(  # hashed beside the writes
-        cfg, resolve_sources(cfg), lambda: None, client, hash_file=hooks.hash_file, on_known=hooks.checksums_known
+        cfg,
+        resolve_sources(cfg),
+        lambda: None,
+        client,
+        threads=run.threads,
+        hash_file=hooks.hash_file,
+        on_known=hooks.checksums_known,
     )
     try:
-        return _append_to(cfg, hooks, client, checksums)
+        return _append_to(cfg, run, hooks, client, checksums)
     except BaseException:
         checksums.stop()
         raise
 
 
-def _append_to(cfg: IngestConfig, hooks: IngestHooks, client: Any, checksums: SourceChecksums) -> IngestResult:
+def _append_to(
+    cfg: IngestConfig, run: RunOptions, hooks: IngestHooks, client: Any, checksums: SourceChecksums
+) -> IngestResult:
     attrs = sp.root_attrs(cfg.out, storage_options=cfg.options)
     resume_plan = sp.read_resume_plan(cfg.out, storage_options=cfg.options)
     new_recipe = cfg.recipe()
@@ -113,7 +121,7 @@ def _append_to(cfg: IngestConfig, hooks: IngestHooks, client: Any, checksums: So
                 times,
                 bytes_per_step(new),
                 cfg.out,
-                clustered=bool(cfg.scheduler or cfg.workers),
+                clustered=run.clustered,
                 available=hooks.available_memory(),
             ),
         )
@@ -155,7 +163,7 @@ def _append_to(cfg: IngestConfig, hooks: IngestHooks, client: Any, checksums: So
     stats_plan = combiner.plan if combiner is not None else None
     jobs = [BlockJob(i, a, b, offset, stats_plan) for i, a, b in todo]
     try:
-        written = run_blocks(cfg, opened, jobs, after_each, combiner=combiner, client=client)
+        written = run_blocks(run, opened, jobs, after_each, combiner=combiner, client=client)
         sources = checksums.result()
     except WxemuError:
         # bad new data (or a source rewritten meanwhile): roll the store back to its old extent, complete again
@@ -167,6 +175,7 @@ def _append_to(cfg: IngestConfig, hooks: IngestHooks, client: Any, checksums: So
     # a period that ends before the new times (bounded --stats-end) keeps its statistics and climatology
     made = finish(
         stats_cfg,
+        run,
         merged_sources,
         {**base, "appended": appended},
         combiner=combiner,

@@ -90,7 +90,7 @@ class Cancelled(Exception):
 class SourceChecksums:
     """The sources' fingerprints (provenance, resume checks), computed beside the ingest instead of before it.
 
-    Every source is hashed (sha256) in the background from the start, on ``cfg.threads - 1`` threads or as tasks
+    Every source is hashed (sha256) in the background from the start, on ``threads - 1`` threads or as tasks
     on the cluster (:func:`fingerprint_sources`), while the sources are opened and validated and then while the blocks
     are written: an archive that takes hours to hash no longer delays the first write by hours. Until its sha256
     is known, a local file is identified in the plan by its size and modification time (:meth:`for_plan`, what
@@ -107,6 +107,7 @@ class SourceChecksums:
         on_done: Callable[[], None],
         client: Any = None,
         *,
+        threads: int = 2,
         hash_file: HashFile | None = None,
         on_known: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
@@ -124,7 +125,9 @@ class SourceChecksums:
         def run() -> list[dict[str, Any]]:
             t0 = time.perf_counter()
             try:
-                known = fingerprint_sources(cfg, self.paths, done_one, client, hash_file=hash_file)
+                known = fingerprint_sources(
+                    self.paths, cfg.options, threads=threads, on_done=done_one, client=client, hash_file=hash_file
+                )
             finally:
                 self.seconds = time.perf_counter() - t0
             self._known = known
@@ -207,15 +210,16 @@ def describe_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> st
 
 
 def fingerprint_sources(
-    cfg: IngestConfig,
     paths: Sequence[str],
+    storage_options: dict | None = None,
+    *,
+    threads: int = 2,
     on_done: Callable[[], None] | None = None,
     client: Any = None,
-    *,
     hash_file: HashFile | None = None,
 ) -> list[dict[str, Any]]:
     """The fingerprints of ``paths``, in order: on the cluster's workers when there is a
-    ``client`` (a TB-scale archive is hashed by every node at once), else on ``cfg.threads - 1`` threads (sha256
+    ``client`` (a TB-scale archive is hashed by every node at once), else on ``threads - 1`` threads (sha256
     releases the GIL; one core is left to the opening, validation and writes that run meanwhile: on 2 cores a
     second hashing thread only slowed the opening; a node with more cores and a parallel file system hashes a
     large archive that many times faster). ``on_done()`` after each file (progress). ``hash_file``: the
@@ -224,19 +228,19 @@ def fingerprint_sources(
     if client is not None and paths:
         from dask.distributed import as_completed
 
-        futures = client.map(hash_file, list(paths), storage_options=cfg.options, pure=False)
+        futures = client.map(hash_file, list(paths), storage_options=storage_options, pure=False)
         for _ in as_completed(futures):
             if on_done is not None:
                 on_done()
         return client.gather(futures)
 
     def one(path: str) -> dict[str, Any]:
-        fp = hash_file(path, cfg.options)
+        fp = hash_file(path, storage_options)
         if on_done is not None:
             on_done()
         return fp
 
-    threads = min(len(paths), cfg.threads - 1)
+    threads = min(len(paths), threads - 1)
     if threads <= 1:
         return [one(p) for p in paths]
     with ThreadPoolExecutor(max_workers=threads) as pool:

@@ -12,15 +12,17 @@ import xarray as xr
 from data_catalog import store as st
 from data_catalog import store_climatology as sc
 from data_catalog.climatology import N_DAYS, climatology_days, climatology_template, day_runs
-from data_catalog.ingest.config import IngestConfig
+from data_catalog.ingest.config import IngestConfig, RunOptions
 from data_catalog.ingest.executor import parallelism, run_tasks
 from data_catalog.ingest.partials import StatsPlan
 
 
-def write_climatology(cfg: IngestConfig, ds: xr.Dataset, clim, *, days_per_block: int | None = None) -> None:
+def write_climatology(
+    cfg: IngestConfig, run: RunOptions, ds: xr.Dataset, clim, *, days_per_block: int | None = None
+) -> None:
     """Write the climatology group: only the days whose window holds data (the other chunks are never written
     and read as NaN), ``days_per_block`` days per write (default: about ``cfg.block_mb`` of float32). The blocks
-    are computed in order here while earlier ones are written on ``cfg.threads`` threads (the writes release
+    are computed in order here while earlier ones are written on ``run.threads`` threads (the writes release
     the GIL). ``clim``: (accumulator, {name: dims after time})."""
     acc, dims = clim
     create_climatology_group(cfg, ds, acc.hours, acc.window, dims)
@@ -32,7 +34,7 @@ def write_climatology(cfg: IngestConfig, ds: xr.Dataset, clim, *, days_per_block
         return spare.pop() if spare else np.empty(shape, dtype=dtype)
 
     blocks = {n: acc.blocks(n, runs, dtype="f4", alloc=alloc) for n in dims}
-    threads = max(1, cfg.threads)
+    threads = max(1, run.threads)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         pending: list[tuple[Any, dict[str, np.ndarray]]] = []
 
@@ -79,6 +81,7 @@ def create_climatology_group(cfg: IngestConfig, ds: xr.Dataset, hours: np.ndarra
 
 def write_climatology_from_store(
     cfg: IngestConfig,
+    run: RunOptions,
     ds: xr.Dataset,
     plan: StatsPlan,
     times: np.ndarray,
@@ -87,7 +90,7 @@ def write_climatology_from_store(
     days: np.ndarray | None = None,
 ) -> None:
     """Write the climatology group from the data already in the store (``data_catalog.store_climatology``):
-    tasks of contiguous days per variable, on ``client``'s workers or on ``cfg.threads`` threads. ``days``:
+    tasks of contiguous days per variable, on ``client``'s workers or on ``run.threads`` threads. ``days``:
     only these days of year, into the existing group (an append's); default: the group is made anew."""
     names = st.time_variables(ds)
     dims = {n: ds[n].dims[1:] for n in names}
@@ -106,11 +109,11 @@ def write_climatology_from_store(
         plan.hour_step,
         plan.window,
         runs,
-        parallelism(cfg, client),
+        parallelism(run, client),
         per_point=cfg.allow_nan,
     )
     run_tasks(
-        cfg,
+        run,
         client,
         [(i, sc.run_task, (t,)) for i, t in enumerate(tasks)],
         lambda key, days: None,

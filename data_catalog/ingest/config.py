@@ -39,6 +39,8 @@ class IngestConfig:
     and the bins fit in half the available memory, else store).
     time_from/mapping/units/member/fmt: passed to the reader and the canonical mapping. allow_nan: accept NaN
     values (otherwise every block is checked as it is written, and the error names the file and the time).
+    storage_options: fsspec options for the sources and ``out``. append: add the times after the end of an
+    existing complete store; overwrite: replace an existing store. How the ingest runs is :class:`RunOptions`.
     """
 
     sources: tuple[str, ...]
@@ -63,14 +65,9 @@ class IngestConfig:
     fmt: str | None = None
     allow_nan: bool = False
     storage_options: tuple[tuple[str, Any], ...] | None = None
-    # how to run (not part of the recipe)
+    # what to do with an existing store (not part of the recipe)
     append: bool = False
     overwrite: bool = False
-    scheduler: str | None = None
-    workers: int | None = None
-    threads: int = 2
-    cluster_processes: bool = True
-    progress: bool = True
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -83,8 +80,6 @@ class IngestConfig:
             raise ConfigError(f"ingest: --block-mb must be a positive number of MB, got {self.block_mb}")
         if self.append and self.overwrite:
             raise ConfigError("ingest: --append and --overwrite exclude each other")
-        if self.scheduler and self.workers:
-            raise ConfigError("ingest: give --scheduler (an existing cluster) or --workers (a local one), not both")
         if not 1 <= self.climatology_hour_step <= 24:
             raise ConfigError(f"ingest: --climatology-hour-step must be 1..24, got {self.climatology_hour_step}")
         if self.climatology_pass not in CLIMATOLOGY_PASSES:
@@ -198,6 +193,33 @@ class IngestConfig:
     @property
     def options(self) -> dict[str, Any] | None:
         return dict(self.storage_options) if self.storage_options else None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How an ingest runs (the same store either way): ``threads`` of the default path (block writes,
+    climatology tasks, and one fewer for the checksums); ``workers``: a local dask cluster of that many worker
+    processes (``cluster_processes=False``: threads, for tests), or ``scheduler``: the address of an existing
+    dask.distributed scheduler (e.g. a SLURMCluster); ``progress``: rich progress displays on stderr."""
+
+    threads: int = 2
+    workers: int | None = None
+    scheduler: str | None = None
+    cluster_processes: bool = True
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise ConfigError(f"ingest: --threads must be >= 1, got {self.threads}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"ingest: --workers must be >= 1, got {self.workers}")
+        if self.scheduler and self.workers:
+            raise ConfigError("ingest: give --scheduler (an existing cluster) or --workers (a local one), not both")
+
+    @property
+    def clustered(self) -> bool:
+        """The tasks run on a dask cluster."""
+        return bool(self.scheduler or self.workers)
 
 
 def _jsonable(value: Any) -> Any:

@@ -10,7 +10,7 @@ from data_catalog import store_protocol as sp
 from data_catalog.errors import WxemuError
 from data_catalog.ingest.blocks import BlockJob, plan_blocks, source_bounds, steps_per_block
 from data_catalog.ingest.checksums import HashProgress, SourceChecksums, describe_changes
-from data_catalog.ingest.config import IngestConfig, IngestResult, same_recipe
+from data_catalog.ingest.config import IngestConfig, IngestResult, RunOptions, same_recipe
 from data_catalog.ingest.executor import await_checksums, run_blocks, source_progress, timed
 from data_catalog.ingest.finish import finish
 from data_catalog.ingest.hooks import IngestHooks
@@ -62,7 +62,7 @@ def check_resumable(cfg: IngestConfig, checksums: SourceChecksums, recipe: dict[
     return None
 
 
-def create(cfg: IngestConfig, hooks: IngestHooks, client: Any) -> IngestResult:
+def create(cfg: IngestConfig, run: RunOptions, hooks: IngestHooks, client: Any) -> IngestResult:
     """A new store, or the resumption of an interrupted ingest into one (the caller holds the writer lock)."""
     timings: dict[str, float] = {}
     exists = sp.store_exists(cfg.out, storage_options=cfg.options)
@@ -70,9 +70,11 @@ def create(cfg: IngestConfig, hooks: IngestHooks, client: Any) -> IngestResult:
     hashed = HashProgress()
     # the checksums (sha256 releases the GIL) are computed while the sources are opened and validated, and on
     # while the blocks are written (SourceChecksums)
-    checksums = SourceChecksums(cfg, paths, hashed, client, hash_file=hooks.hash_file, on_known=hooks.checksums_known)
+    checksums = SourceChecksums(
+        cfg, paths, hashed, client, threads=run.threads, hash_file=hooks.hash_file, on_known=hooks.checksums_known
+    )
     try:
-        with source_progress(cfg, len(paths), hashed) as on_open:
+        with source_progress(cfg, run, len(paths), hashed) as on_open:
             recipe = cfg.recipe()
             resuming = False
             if exists and not cfg.overwrite:
@@ -102,7 +104,7 @@ def create(cfg: IngestConfig, hooks: IngestHooks, client: Any) -> IngestResult:
                 times,
                 bytes_per_step(ds),
                 source,
-                clustered=bool(cfg.scheduler or cfg.workers),
+                clustered=run.clustered,
                 available=hooks.available_memory(),
             )
             stats_plan = make_stats_plan(
@@ -152,11 +154,11 @@ def create(cfg: IngestConfig, hooks: IngestHooks, client: Any) -> IngestResult:
                 read_back(cfg, combiner, [(a, b) for _, a, b in units_done], times, names, reads)
         after_each = checksums.block_hook({"mode": "create", "recipe": recipe, "blocks": blocks}, hooks.after_block)
         with timed(timings, "write"):
-            written = run_blocks(cfg, opened, todo, after_each, combiner=combiner, client=client)
+            written = run_blocks(run, opened, todo, after_each, combiner=combiner, client=client)
         with timed(timings, "checksums wait"):  # only what the hashing outlasted the writes by
-            sources = await_checksums(cfg, checksums, hashed)
+            sources = await_checksums(run, checksums, hashed)
         timings["fingerprint"] = checksums.seconds  # beside the opening and the writes
-        made = finish(cfg, sources, timings=timings, combiner=combiner, times=times, client=client)
+        made = finish(cfg, run, sources, timings=timings, combiner=combiner, times=times, client=client)
     except BaseException as exc:
         checksums.stop()
         if created and isinstance(exc, WxemuError):  # bad data found while writing a store this run created:

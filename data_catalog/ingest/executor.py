@@ -22,7 +22,7 @@ from data_catalog.ingest.blocks import (
     write_block_on_worker,
 )
 from data_catalog.ingest.checksums import HashProgress, SourceChecksums
-from data_catalog.ingest.config import IngestConfig
+from data_catalog.ingest.config import IngestConfig, RunOptions
 from data_catalog.ingest.partials import BlockPartial, PartialCombiner
 from data_catalog.ingest.sources import OpenedSources
 
@@ -44,25 +44,25 @@ def progress_display(enabled: bool, total: int, description: str, unit: str = "b
 
 
 @contextlib.contextmanager
-def dask_client(cfg: IngestConfig):
+def dask_client(run: RunOptions) -> Iterator[Any]:
     """A dask.distributed Client for ``--scheduler``/``--workers`` (a LocalCluster of single-threaded worker
     processes), None for the default thread pool; closed (and the local cluster stopped) on exit."""
-    if not (cfg.scheduler or cfg.workers):
+    if not run.clustered:
         yield None
         return
     import dask
     from dask.distributed import Client, LocalCluster
 
     cluster = None
-    if cfg.scheduler:
-        client = Client(cfg.scheduler)
+    if run.scheduler:
+        client = Client(run.scheduler)
     else:
         # dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers: every block- or field-sized buffer is
         # then handed back to the OS when freed and faulted in again when the next is made, which measured 1.8x
         # slower per climatology task here; the ingest's buffers are short-lived, so glibc's default is kept
         with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
             cluster = LocalCluster(
-                n_workers=cfg.workers, threads_per_worker=1, processes=cfg.cluster_processes, dashboard_address=None
+                n_workers=run.workers, threads_per_worker=1, processes=run.cluster_processes, dashboard_address=None
             )
         client = Client(cluster)
     try:
@@ -73,25 +73,25 @@ def dask_client(cfg: IngestConfig):
             cluster.close()
 
 
-def parallelism(cfg: IngestConfig, client: Any) -> int:
-    """How many tasks run at once: the cluster's threads, else ``cfg.threads``."""
-    return max(1, sum(client.nthreads().values())) if client is not None else max(1, cfg.threads)
+def parallelism(run: RunOptions, client: Any) -> int:
+    """How many tasks run at once: the cluster's threads, else ``run.threads``."""
+    return max(1, sum(client.nthreads().values())) if client is not None else max(1, run.threads)
 
 
 def run_tasks(
-    cfg: IngestConfig,
+    run: RunOptions,
     client: Any,
     calls: Sequence[tuple[Any, Callable, tuple]],
     on_result: Callable[[Any, Any], None],
     description: str,
     unit: str,
 ) -> int:
-    """Run ``calls`` [(key, fn, args)] on the cluster (``client``) or on ``cfg.threads`` threads, at most two per
+    """Run ``calls`` [(key, fn, args)] on the cluster (``client``) or on ``run.threads`` threads, at most two per
     thread queued at once; ``on_result(key, result)`` in this process as each finishes. Returns how many ran.
     The first failure cancels the rest and is raised."""
     if not calls:
         return 0
-    progress, task = progress_display(cfg.progress, len(calls), description, unit)
+    progress, task = progress_display(run.progress, len(calls), description, unit)
     done = 0
     with progress:
         if client is not None:
@@ -107,7 +107,7 @@ def run_tasks(
                 client.cancel(list(futures))
                 raise
             return done
-        threads = max(1, cfg.threads)
+        threads = max(1, run.threads)
         with ThreadPoolExecutor(max_workers=threads) as pool:
             pending: set = set()
             keys: dict[Any, Any] = {}
@@ -132,7 +132,7 @@ def run_tasks(
 
 
 def run_blocks(
-    cfg: IngestConfig,
+    run: RunOptions,
     opened: OpenedSources,
     jobs: list[BlockJob],
     after_block: Callable[[int], None] | None,
@@ -154,7 +154,7 @@ def run_blocks(
 
     if client is None:
         calls = [(job.start, write_block, (job, opened)) for job in jobs]
-        return run_tasks(cfg, client, calls, on_result, "write", "blocks")
+        return run_tasks(run, client, calls, on_result, "write", "blocks")
     cache = client.scatter(OpenedSourcesCache(), broadcast=True, hash=False)
     try:
         calls = []
@@ -162,17 +162,19 @@ def run_blocks(
             sources_json, first_time = narrow_to_block(opened, job.start, job.stop, job.offset)
             job = dataclasses.replace(job, sources_json=sources_json, first_time=first_time)
             calls.append((job.start, write_block_on_worker, (job, cache)))
-        return run_tasks(cfg, client, calls, on_result, "write", "blocks")
+        return run_tasks(run, client, calls, on_result, "write", "blocks")
     finally:
         client.cancel([cache])
 
 
 @contextlib.contextmanager
-def source_progress(cfg: IngestConfig, n_files: int, hashed: HashProgress) -> Iterator[Callable[[str], None]]:
+def source_progress(
+    cfg: IngestConfig, run: RunOptions, n_files: int, hashed: HashProgress
+) -> Iterator[Callable[[str], None]]:
     """Progress of the two steps that begin before anything is written, which take minutes for a large archive:
     the checksums (``hashed``, called by the hashing threads per file) and opening + validating the sources
     (yields the callback :func:`~data_catalog.ingest.sources.open_sources` calls after each source)."""
-    progress, task = progress_display(cfg.progress, n_files, "checksums", "files")
+    progress, task = progress_display(run.progress, n_files, "checksums", "files")
     opened = progress.add_task(
         "open + validate", total=None if any(is_catalog_name(s) for s in cfg.sources) else n_files
     )
@@ -180,12 +182,12 @@ def source_progress(cfg: IngestConfig, n_files: int, hashed: HashProgress) -> It
         yield lambda name: progress.advance(opened)
 
 
-def await_checksums(cfg: IngestConfig, checksums: SourceChecksums, hashed: HashProgress) -> list[dict[str, Any]]:
+def await_checksums(run: RunOptions, checksums: SourceChecksums, hashed: HashProgress) -> list[dict[str, Any]]:
     """The sources' fingerprints, showing the progress of the hashing that went on after the opening's display
     closed (and may outlast the writes)."""
     if checksums.done() and hashed.shown == len(checksums.paths):
         return checksums.result()
-    progress, task = progress_display(cfg.progress, len(checksums.paths), "checksums", "files")
+    progress, task = progress_display(run.progress, len(checksums.paths), "checksums", "files")
     with progress, hashed.attached(progress, task):
         return checksums.result()
 

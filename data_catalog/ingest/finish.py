@@ -13,7 +13,7 @@ from data_catalog import store_protocol as sp
 from data_catalog.climatology import ClimatologyAccumulator
 from data_catalog.errors import WxemuError
 from data_catalog.ingest.climatology_write import write_climatology, write_climatology_from_store
-from data_catalog.ingest.config import IngestConfig
+from data_catalog.ingest.config import IngestConfig, RunOptions
 from data_catalog.ingest.executor import timed
 from data_catalog.ingest.partials import BlockPartial, PartialCombiner, StatsPlan
 from data_catalog.stats import MomentSums, stats_dataset, stats_from_sums
@@ -73,6 +73,7 @@ def kept_partial(
 
 def finish(
     cfg: IngestConfig,
+    run: RunOptions,
     sources: list[dict[str, Any]],
     recipe: dict[str, Any] | None = None,
     timings: dict[str, float] | None = None,
@@ -101,9 +102,9 @@ def finish(
             dims = {n: lazy[n].dims[1:] for n in names}
             made = "bins" if plan.clim_in_memory else "store"
             if plan.clim_in_memory:
-                write_climatology(cfg, lazy, (combiner.clim, dims))
+                write_climatology(cfg, run, lazy, (combiner.clim, dims))
             else:
-                write_climatology_from_store(cfg, lazy, plan, times, client, days=clim_days)
+                write_climatology_from_store(cfg, run, lazy, plan, times, client, days=clim_days)
         stats_period = [iso(times[plan.p0]), iso(times[plan.p1 - 1])]
         kept = kept_sums_attr(plan, combiner.sums, times)
     else:
