@@ -29,7 +29,7 @@ NAMES = [
 PENDING: dict[str, str] = {
     "02_train_emulators.ipynb": "pipeline.train/TrainConfig (branch api) not merged yet",
     "03_forecast_and_verify.ipynb": "pipeline.forecast (branch api) and VerifyResult (branch verify) not merged yet",
-    "04_comparison_study.ipynb": "pipeline.forecast (branch api) and VerifyResult (branch verify) not merged yet",
+    "04_comparison_study.ipynb": "pipeline.train (branch api) and workflows.study (branch metoffice) not merged yet",
     "05_explain.ipynb": "pipeline.train (branch api) not merged yet",
 }
 CELL_TIMEOUT_S = 600
