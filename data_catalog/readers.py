@@ -17,6 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from data_catalog.errors import InputDataError
+from data_catalog.integrity import check_file_size, guard_reads
 
 log = logging.getLogger(__name__)
 
@@ -258,23 +259,28 @@ def _open_grib(path: str, local: str, variables: list[str] | None, grib_filter: 
 
 
 def _open_netcdf(path: str, local: str) -> xr.Dataset:
+    check_file_size(local, path)  # NetCDF3 reads past the end as zeros: compare with what the header promises
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # CF decoding chatter about int attributes
-            return xr.open_dataset(local, chunks={})
+            lazy = xr.open_dataset(local, chunks=None)
     except Exception as exc:
-        raise InputDataError(f"{path}: cannot read NetCDF ({type(exc).__name__}: {exc})") from None
+        raise InputDataError(
+            f"{path}: cannot read NetCDF: corrupt or not NetCDF ({type(exc).__name__}: {exc})"
+        ) from None
+    return guard_reads(lazy, path, "NetCDF data")
 
 
 def _open_zarr(path: str, storage_options: dict | None) -> xr.Dataset:
     try:
-        return xr.open_zarr(
-            path, storage_options=storage_options or None, chunks={}, consolidated=None, decode_timedelta=True
+        lazy = xr.open_zarr(
+            path, storage_options=storage_options or None, chunks=None, consolidated=None, decode_timedelta=True
         )
     except FileNotFoundError as exc:
         raise InputDataError(f"{path}: no such Zarr store") from exc
     except Exception as exc:
         raise InputDataError(f"{path}: cannot open Zarr store ({type(exc).__name__}: {exc})") from None
+    return guard_reads(lazy, path, "Zarr chunk")
 
 
 def open_source(
