@@ -59,6 +59,7 @@ from dask.local import (
 from data_catalog import store as st
 from data_catalog.catalog import is_catalog_name
 from data_catalog.errors import ConfigError, InputDataError, WxemuError
+from data_catalog.plausibility import refuse_implausible  # reliability
 from data_catalog.version import wxemu_version
 
 #: How the climatology is made (IngestConfig.climatology_pass).
@@ -113,6 +114,7 @@ class IngestConfig:
     member: int | None = None
     fmt: str | None = None
     allow_nan: bool = False
+    allow_implausible: bool = False  # reliability: store values outside data_catalog.plausibility.BOUNDS
     storage_options: tuple[tuple[str, Any], ...] | None = None
     # how to run (not part of the recipe)
     append: bool = False
@@ -201,6 +203,8 @@ class IngestConfig:
             argv += ["--climatology-hour-step", str(self.climatology_hour_step)]
         if self.allow_nan:
             argv.append("--allow-nan")
+        if self.allow_implausible:  # reliability
+            argv.append("--allow-implausible")
         if self.append:
             argv.append("--append")
         return shlex.join(argv)
@@ -726,6 +730,8 @@ def write_one_region(
         for n, values in arrays.items():
             if values.size and np.isnan(values.min()):  # min is NaN if any value is (one pass, no mask)
                 raise _nan_error(cfg_json, part, n, values)
+    if not cfg.allow_implausible:  # reliability: physically impossible values (data_catalog.plausibility)
+        refuse_implausible(part, arrays, _SPANS.get(cfg_json, []))
     st.write_region(cfg.out, arrays, a, storage_options=cfg.options)
     partial = block_partial(plan, arrays, part["time"].values, a) if plan is not None else None
     st.mark_region_done(cfg.out, index, _region_record(plan, partial), storage_options=cfg.options)
