@@ -117,6 +117,50 @@ def check_time_axis(times: pd.DatetimeIndex, source: str, *, regular: bool) -> N
 
 
 # ---------------------------------------------------------------------------------------------- coordinates
+_PROJECTIONS = {
+    "lambert": "Lambert conformal",
+    "lambert_conformal_conic": "Lambert conformal",
+    "lambert_azimuthal_equal_area": "Lambert azimuthal equal-area",
+    "polar_stereographic": "polar stereographic",
+    "mercator": "Mercator",
+    "transverse_mercator": "transverse Mercator",
+    "rotated_ll": "rotated latitude-longitude",
+    "rotated_latitude_longitude": "rotated latitude-longitude",
+    "space_view": "geostationary (space view)",
+    "geostationary": "geostationary",
+    "albers_conical_equal_area": "Albers equal-area",
+    "stereographic": "stereographic",
+}
+_LATLON_GRIDS = {"regular_ll", "regular_gg", "reduced_gg", "reduced_ll", "latitude_longitude"}
+
+
+def refuse_projected_grid(ds: xr.Dataset, source: str) -> None:
+    """Raise for a projected grid (GRIB ``gridType`` such as ``lambert``, a CF ``grid_mapping`` other than
+    latitude_longitude, or 2-D latitude/longitude), naming the projection: wxemu needs a latitude-longitude grid."""
+    kinds = []
+    for var in ds.data_vars.values():
+        grid_type = var.attrs.get("GRIB_gridType")
+        if isinstance(grid_type, str) and grid_type not in _LATLON_GRIDS:
+            kinds.append(f"GRIB gridType {grid_type!r}")
+        mapping = var.attrs.get("grid_mapping")
+        if isinstance(mapping, str) and mapping in ds.variables:
+            name = str(ds[mapping].attrs.get("grid_mapping_name", ""))
+            if name and name not in _LATLON_GRIDS:
+                kinds.append(f"CF grid_mapping {name!r}")
+    two_d = [c for c in ("latitude", "lat", "longitude", "lon") if c in ds.coords and ds[c].ndim == 2]
+    if not kinds and not two_d:
+        return
+    key = kinds[0].split("'")[1] if kinds else ""
+    name = _PROJECTIONS.get(key, key or "unknown projection")
+    dims = sorted(map(str, ds[two_d[0]].dims)) if two_d else None
+    raise InputDataError(
+        f"{source}: a projected grid ({name}: {kinds[0] if kinds else '2-D latitude/longitude'}"
+        + (f" on dimensions {dims}" if dims else "")
+        + "), not a regular latitude-longitude grid; regrid it onto one first (e.g. `cdo remapcon,r360x180`, "
+        "or xESMF), then ingest the result"
+    )
+
+
 def refuse_forecast_fields(ds: xr.Dataset, source: str) -> None:
     """Raise for forecast fields (a GRIB ``step`` other than 0) on a reference-time axis: stored as an analysis
     they would land at their reference time, not at the time they are valid for."""
@@ -563,6 +607,7 @@ def canonicalise(
     refuse_dateless_dims(ds, source)
     coord_mapping = {k: v for k, v in mapping.items() if k in ds.coords or k in ds.dims}
     var_mapping = {k: v for k, v in mapping.items() if k in ds.data_vars}
+    refuse_projected_grid(ds, source)
     member = single_member(ds)
     if member is not None:
         ds = ds.expand_dims("number")  # one member of an ensemble: keep its number (handle_members decides)

@@ -264,6 +264,11 @@ def run_forecast(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "forecast", False):
         return run_forecast(args)
+    if args.grib_filter:  # reliability: never silently ignored
+        raise ConfigError(
+            "ingest: --grib-filter applies to --forecast only; for an analysis store give a catalog entry with "
+            "`grib_filter` (see `wxemu catalog show era5-t2m-uk-2019-03` for the entry format)"
+        )
     from data_catalog.ingest import ingest
 
     result = ingest(config_from_args(args))

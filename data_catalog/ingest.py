@@ -387,7 +387,7 @@ class SourceChecksums:
 
 def resolve_sources(cfg: IngestConfig) -> list[str]:
     """The concrete files/stores behind the SOURCE arguments (catalog entries resolved, globs expanded)."""
-    from data_catalog.readers import apply_url_map, expand_paths
+    from data_catalog.readers import apply_url_map, check_reachable, expand_paths
 
     paths: list[str] = []
     for source in cfg.sources:
@@ -412,6 +412,8 @@ def resolve_sources(cfg: IngestConfig) -> list[str]:
                 paths.append(apply_url_map(location))
         else:
             paths += expand_paths([source], storage_options=cfg.options)
+    for path in dict.fromkeys(paths):  # reliability: an unreachable cloud host fails at once (not after retries)
+        check_reachable(path, cfg.options)
     return list(dict.fromkeys(paths))
 
 
