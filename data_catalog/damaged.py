@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 
@@ -54,6 +55,13 @@ def grib_keys(path: str, keys: tuple[str, ...]) -> list[dict[str, Any]]:
     return out
 
 
+def handle_size(handle: Any) -> int:
+    """Number of grid points of an eccodes GRIB handle."""
+    import eccodes
+
+    return int(eccodes.codes_get_size(handle, "values"))
+
+
 def edit_grib(
     src: str,
     dst: str,
@@ -63,8 +71,9 @@ def edit_grib(
     **keys: Any,
 ) -> str:
     """Write the messages of ``src`` to ``dst`` with the header ``keys`` set (eccodes ``codes_set``, in the order
-    given, e.g. ``dataType="fc", stepRange="3"``). ``keep(message)`` receives ``shortName``, ``number``,
-    ``level``, ``dataDate``, ``dataTime`` and decides whether a message is copied; ``limit`` caps the count."""
+    given, e.g. ``dataType="fc", stepRange="3"``; ``values`` sets the field, a scalar or the whole array).
+    ``keep(message)`` receives ``shortName``, ``number``, ``level``, ``dataDate``, ``dataTime`` and decides whether
+    a message is copied; ``limit`` caps the count."""
     import eccodes
 
     written = 0
@@ -77,7 +86,10 @@ def edit_grib(
                 if keep is not None and not keep(info):
                     continue
                 for key, value in keys.items():
-                    eccodes.codes_set(handle, key, value)
+                    if key == "values":
+                        eccodes.codes_set_values(handle, np.broadcast_to(value, (handle_size(handle),)).copy())
+                    else:
+                        eccodes.codes_set(handle, key, value)
                 out.write(eccodes.codes_get_message(handle))
                 written += 1
             finally:
@@ -90,12 +102,27 @@ def edit_grib(
     return dst
 
 
-def relabel_units(src: str, dst: str, units: Mapping[str, str], *, fmt: str = "NETCDF3_64BIT") -> str:
-    """Write ``src`` (any file xarray opens) to NetCDF ``dst`` with the ``units`` attribute of each variable in
-    ``units`` replaced and the values unchanged (e.g. degrees Celsius labelled K)."""
-    with xr.open_dataset(src) as ds:
-        ds = ds.load()
+def relabel_units(
+    src: str,
+    dst: str,
+    units: Mapping[str, str],
+    *,
+    offsets: Mapping[str, float] | None = None,
+    isel: Mapping[str, Any] | None = None,
+    fmt: str = "NETCDF3_64BIT",
+) -> str:
+    """Write ``src`` (any file xarray opens; GRIB through cfgrib) to NetCDF ``dst`` with the ``units`` attribute
+    of each variable in ``units`` replaced. ``offsets`` are added to the values first (``{"t2m": -273.15}`` with
+    ``{"t2m": "K"}``: degrees Celsius labelled K); ``isel`` selects a part first (``{"time": slice(0, 24)}``)."""
+    kwargs = {"backend_kwargs": {"indexpath": ""}} if str(src).endswith((".grib", ".grb", ".grib2")) else {}
+    with xr.open_dataset(src, **kwargs) as ds:
+        ds = (ds.isel(dict(isel)) if isel else ds).load()
+    for name, offset in (offsets or {}).items():
+        ds[name] = (ds[name] + offset).assign_attrs(ds[name].attrs)
     for name, value in units.items():
         ds[name].attrs["units"] = value
+    for var in ds.variables.values():  # cfgrib's attributes are not all NetCDF-writable
+        var.attrs = {k: v for k, v in var.attrs.items() if not k.startswith("GRIB_")}
+    ds.attrs = {k: v for k, v in ds.attrs.items() if not k.startswith("GRIB_")}
     ds.to_netcdf(dst, format=fmt)
     return dst
