@@ -124,7 +124,9 @@ def test_forecast_ingest_refuses_impossible_winds(sample, tmp_path):
     out = tmp_path / "fc.zarr"
     with pytest.raises(
         InputDataError,
-        match=r"u500.grib: 5328 of 5328 values of u_component_of_wind are physically impossible \(outside -250 .. 250 m s-1; first 500 at time=2017-10-18 12:00:00, prediction_timedelta=0 days 06:00:00, level=500, latitude=-90.0",
+        match=r"u500.grib: 5328 of 5328 values of u_component_of_wind are physically impossible \(outside -250 .. "
+        r"250 m s-1; first 500 at time=2017-10-18 12:00:00, prediction_timedelta=0 days 06:00:00, level=500, "
+        r"latitude=-90.0",
     ):
         ingest_forecast([path], str(out), levels=[500])
     assert not out.exists() and not list(tmp_path.glob(".fc.zarr.tmp-*"))
