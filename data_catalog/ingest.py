@@ -130,7 +130,7 @@ class IngestConfig:
             raise ConfigError("ingest: no SOURCE given")
         if self.chunk_time < 1:
             raise ConfigError(f"ingest: --chunk-time must be >= 1, got {self.chunk_time}")
-        if self.grid is not None and self.grid <= 0:
+        if self.grid is not None and not 0 < self.grid < 360:  # reliability: NaN and inf refused too
             raise ConfigError(f"ingest: --grid must be a positive resolution in degrees, got {self.grid}")
         if self.append and self.overwrite:
             raise ConfigError("ingest: --append and --overwrite exclude each other")

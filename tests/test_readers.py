@@ -10,6 +10,7 @@ import time
 import dask.array
 import eccodes
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -310,3 +311,13 @@ def test_unreachable_cloud_host_fails_at_once(monkeypatch):
     with pytest.raises(InputDataError, match=rf"cannot reach 127.0.0.1:{port}"):
         open_source("gs://bucket/era5-no-suffix", storage_options={"token": "anon"})
     assert time.monotonic() - t0 < 10
+
+
+def test_grib_cut_at_a_message_boundary_reads_the_whole_messages(sample, tmp_path):
+    """A GRIB cut exactly between messages is a valid, shorter file (no format can tell): it is read as the
+    messages it holds, each at its own time, never padded with zeros."""
+    path = truncated_copy(sample("era5-2mt-2019-03-uk.grib"), str(tmp_path / "half.grib"), 0.5)
+    ds = open_source(path)
+    assert ds.sizes["time"] == 372 and pd.Timestamp(ds["time"].values[-1]) == pd.Timestamp("2019-03-16T11")
+    full = open_source(sample("era5-2mt-2019-03-uk.grib"))
+    np.testing.assert_array_equal(ds["t2m"].values, full["t2m"].isel(time=slice(0, 372)).values)
