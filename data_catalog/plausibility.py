@@ -107,14 +107,17 @@ def _label(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def describe(found: Implausible, source: str, dims: Sequence[str], coords: Mapping[str, np.ndarray]) -> str:
-    """The user's message for ``found``: ``source`` (files), the count, the first position by coordinate."""
+def describe(
+    found: Implausible, source: str, dims: Sequence[str], coords: Mapping[str, np.ndarray], scope: str = ""
+) -> str:
+    """The user's message for ``found``: ``source`` (files), the count (of the values checked: ``scope`` says
+    which, e.g. " in times A .. B"), the first position by coordinate."""
     where = ", ".join(
         f"{d}={_label(coords[d][i]) if d in coords else i}" for d, i in zip(dims, found.first_index, strict=True)
     )
     b = found.bounds
     return (
-        f"{source}: {found.count} of {found.size} values of {found.variable} are physically impossible "
+        f"{source}: {found.count} of {found.size} values of {found.variable}{scope} are physically impossible "
         f"(outside {b.low:g} .. {b.high:g} {b.units}; first {found.first_value:g} at {where}): wrong units "
         f"(declare them with --units NAME=UNITS), a wrong variable or damaged data; pass --allow-implausible "
         "(allow_implausible=True) to store them anyway"
@@ -133,11 +136,12 @@ def refuse_implausible(
             continue
         dims = part[name].dims
         coords = {d: part[d].values for d in dims if d in part.coords}
-        files = "the sources"
+        files, scope = "the sources", ""
         if "time" in dims:
             t = coords["time"][found.first_index[dims.index("time")]]
             files = ", ".join(f for f, a, b in spans if a <= t <= b) or files
-        raise InputDataError(describe(found, files, dims, coords))
+            scope = f" in times {_label(coords['time'][0])} .. {_label(coords['time'][-1])}"
+        raise InputDataError(describe(found, files, dims, coords, scope))
 
 
 def refuse_implausible_dataset(ds: xr.Dataset, source: str) -> None:
@@ -168,7 +172,7 @@ def guard_plausible(da: xr.DataArray, name: str, source: str) -> xr.DataArray:
         if found is not None:
             offsets = [lo for lo, _ in block_info[0]["array-location"]] if block_info else [0] * block.ndim
             shifted = dataclasses.replace(found, first_index=tuple(o + i for o, i in zip(offsets, found.first_index)))
-            raise InputDataError(describe(shifted, source, dims, coords))
+            raise InputDataError(describe(shifted, source, dims, coords, " in the block read"))
         return block
 
     return da.copy(data=da.data.map_blocks(check, dtype=da.dtype))

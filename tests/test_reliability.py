@@ -100,7 +100,8 @@ def test_celsius_labelled_kelvin_is_refused_with_count_and_position(sample, tmp_
     first = float(xr.open_dataset(path)["t2m"].isel(time=0).values[::-1][0, 0])  # south-west corner, as stored
     with pytest.raises(
         InputDataError,
-        match=rf"t2m_celsius.nc: 38808 of 38808 values of 2m_temperature are physically impossible \(outside "
+        match=rf"t2m_celsius.nc: 38808 of 38808 values of 2m_temperature in times 2019-03-01 00:00:00 .. "
+        rf"2019-03-01 23:00:00 are physically impossible \(outside "
         rf"150 .. 350 K; first {first:g} at time=2019-03-01 00:00:00, latitude=50.0, longitude=350.0\).*"
         r"--units.*--allow-implausible",
     ):
@@ -124,7 +125,8 @@ def test_forecast_ingest_refuses_impossible_winds(sample, tmp_path):
     out = tmp_path / "fc.zarr"
     with pytest.raises(
         InputDataError,
-        match=r"u500.grib: 5328 of 5328 values of u_component_of_wind are physically impossible \(outside -250 .. "
+        match=r"u500.grib: 5328 of 5328 values of u_component_of_wind in the block read are physically impossible "
+        r"\(outside -250 .. "
         r"250 m s-1; first 500 at time=2017-10-18 12:00:00, prediction_timedelta=0 days 06:00:00, level=500, "
         r"latitude=-90.0",
     ):
