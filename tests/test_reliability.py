@@ -136,6 +136,17 @@ def test_forecast_ingest_refuses_impossible_winds(sample, tmp_path):
     assert float(ds["u_component_of_wind"].max()) == 500.0
 
 
+def test_the_cfgrib_t_sample_is_refused_as_temperature(sample, tmp_path, capsys):
+    """cfgrib's t_analysis_and_fc_0.grib holds "temperatures" of -0.0004..0.03 K (a test field): refused as
+    analysis and as forecast; the tests that use it as plain numbers opt out with --allow-implausible."""
+    path = sample("t_analysis_and_fc_0.grib")
+    for argv in (["ingest"], ["ingest", "--forecast"]):
+        assert main([*argv, path, "--out", str(tmp_path / "t.zarr")]) == 2
+        err = capsys.readouterr().err
+        assert "2664 of 2664 values of temperature" in err and "outside 150 .. 350 K" in err
+        assert not (tmp_path / "t.zarr").exists()
+
+
 # ------------------------------------------------------------------------------------------ valid time, members
 def test_forecast_fields_ingested_as_analysis_are_refused(sample, tmp_path, capsys):
     """Issue 22 case 1: +3 h fields were stored 3 h early. Refused with the hint --forecast, which stores them
