@@ -29,7 +29,7 @@ TABLE = ROOT / "docs" / "reliability.md"
 
 
 def _ingest(sources, out, **kw):
-    return ingest(IngestConfig(sources=tuple(sources), out=str(out), progress=False, threads=1, **kw))
+    return ingest(IngestConfig(sources=tuple(sources), out=str(out), **kw))
 
 
 def _refused_and_nothing_complete(out: Path) -> None:
