@@ -72,6 +72,37 @@ class _Header:
             self.take(size + (-size) % 4)
 
 
+def _netcdf3_variables(data: bytes) -> tuple[int, list[tuple[str, bool, int, int]]]:
+    """(numrecs, [(name, is a record variable, begin offset, data bytes per variable or per record)]) from the
+    first bytes of a NetCDF3 file; EOFError when ``data`` ends inside the header, ValueError for garbage."""
+    h = _Header(data, data[3])
+    numrecs = h.count()
+    tag, ndims = h.u32(), h.count()
+    if tag not in (0, _NC_DIMENSION):
+        raise ValueError(f"bad dimension list tag {tag:#x}")
+    dims = []
+    for _ in range(ndims):
+        h.name()
+        dims.append(h.count())
+    h.skip_attributes()
+    tag, nvars = h.u32(), h.count()
+    if tag not in (0, _NC_VARIABLE):
+        raise ValueError(f"bad variable list tag {tag:#x}")
+    variables = []
+    for _ in range(nvars):
+        name = h.name()
+        dimids = [h.count() for _ in range(h.count())]
+        h.skip_attributes()
+        nc_type, _vsize = h.u32(), h.count()  # recomputed from the shape: vsize saturates above 4 GiB
+        begin = h.u32() if data[3] == 1 else h.u64()
+        if nc_type not in _NC_TYPE_SIZES or any(d >= len(dims) for d in dimids):
+            raise ValueError(f"variable {name!r}: bad type or dimension")
+        record = bool(dimids) and dims[dimids[0]] == 0
+        shape = [dims[d] for d in dimids[1:]] if record else [dims[d] for d in dimids]
+        variables.append((name, record, begin, int(np.prod(shape, dtype=np.int64)) * _NC_TYPE_SIZES[nc_type]))
+    return numrecs, variables
+
+
 def netcdf3_expected_size(path: str) -> tuple[int, str] | None:
     """(bytes the header of NetCDF3 file ``path`` promises, the variable that ends last), or None when the file
     is not NetCDF3 or streams its records (numrecs unknown). Raises InputDataError for a header that cannot be
@@ -80,43 +111,30 @@ def netcdf3_expected_size(path: str) -> tuple[int, str] | None:
         magic = f.read(4)
         if magic[:3] != b"CDF" or magic[3] not in (1, 2, 5):
             return None
-        head = f.read(4 * 2**20)  # headers are small; a header larger than this is only partly checked
-    h = _Header(magic + head, magic[3])
-    try:
-        numrecs = h.count()
-        tag, ndims = h.u32(), h.count()
-        if tag not in (0, _NC_DIMENSION):
-            raise ValueError(f"bad dimension list tag {tag:#x}")
-        dims = []
-        for _ in range(ndims):
-            h.name()
-            dims.append(h.count())
-        h.skip_attributes()
-        tag, nvars = h.u32(), h.count()
-        if tag not in (0, _NC_VARIABLE):
-            raise ValueError(f"bad variable list tag {tag:#x}")
-        variables = []
-        for _ in range(nvars):
-            name = h.name()
-            dimids = [h.count() for _ in range(h.count())]
-            h.skip_attributes()
-            nc_type, _vsize = h.u32(), h.count()  # recomputed from the shape: vsize saturates above 4 GiB
-            begin = h.u32() if magic[3] == 1 else h.u64()
-            if nc_type not in _NC_TYPE_SIZES or any(d >= len(dims) for d in dimids):
-                raise ValueError(f"variable {name!r}: bad type or dimension")
-            record = bool(dimids) and dims[dimids[0]] == 0
-            shape = [dims[d] for d in dimids[1:]] if record else [dims[d] for d in dimids]
-            variables.append((name, record, begin, int(np.prod(shape, dtype=np.int64)) * _NC_TYPE_SIZES[nc_type]))
-    except (EOFError, ValueError) as exc:
-        why = "it ends inside the header" if isinstance(exc, EOFError) else f"the header is corrupt ({exc})"
-        raise InputDataError(f"{path}: truncated or corrupt NetCDF3 file: {why}") from None
+        n = 2**16  # headers are small: read more only when one is not
+        while True:
+            f.seek(0)
+            data = f.read(n)
+            try:
+                numrecs, variables = _netcdf3_variables(data)
+                break
+            except EOFError:
+                if len(data) < n:  # the whole file was read: it ends inside its header
+                    raise InputDataError(
+                        f"{path}: truncated or corrupt NetCDF3 file: it ends inside the header"
+                    ) from None
+                n *= 16
+            except ValueError as exc:
+                raise InputDataError(
+                    f"{path}: truncated or corrupt NetCDF3 file: the header is corrupt ({exc})"
+                ) from None
     if numrecs == _STREAMING:
         return None
     records = [v for v in variables if v[1]]
     recsize = records[0][3] if len(records) == 1 else sum(size + (-size) % 4 for *_, size in records)
     expected, last = 0, ""
-    for name, record, begin, size in variables:
-        end = begin + size if not record else (begin + (numrecs - 1) * recsize + size if numrecs else 0)
+    for name, record, begin, nbytes in variables:
+        end = begin + nbytes if not record else (begin + (numrecs - 1) * recsize + nbytes if numrecs else 0)
         if end > expected:
             expected, last = end, name
     return expected, last

@@ -257,6 +257,11 @@ def test_netcdf3_expected_size_matches_intact_files(sample, tmp_path):
             part.to_netcdf(path, format=fmt, unlimited_dims=[unlimited] if unlimited else None)
             assert netcdf3_expected_size(path)[0] == os.path.getsize(path), (fmt, unlimited)
             xr.testing.assert_allclose(open_source(path).load(), part.astype(open_source(path).dtypes))
+    big = str(tmp_path / "big-header.nc")  # a header of 300 kB (read in growing steps)
+    part.assign_attrs(history="x" * 300_000).to_netcdf(big, format="NETCDF3_64BIT")
+    assert netcdf3_expected_size(big)[0] == os.path.getsize(big)
+    with pytest.raises(InputDataError, match="it ends inside the header"):
+        open_source(truncated_copy(big, str(tmp_path / "big-cut.nc"), 0.05))
 
 
 def test_truncated_netcdf4_is_named(netcdf4_copy, tmp_path):
