@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
     if args.grib_filter:  # reliability: never silently ignored
         raise ConfigError(
             "ingest: --grib-filter applies to --forecast only; for an analysis store give a catalog entry with "
-            "`grib_filter` (see `wxemu catalog show era5-t2m-uk-2019-03` for the entry format)"
+            "`grib_filter: {KEY: VALUE}` (a catalog file: --catalog or $WXEMU_CATALOG)"
         )
     from data_catalog.ingest import ingest
 
