@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
     if args.grib_filter:  # reliability: never silently ignored
         raise ConfigError(
             "ingest: --grib-filter applies to --forecast only; for an analysis store give a catalog entry with "
-            "`grib_filter: {KEY: VALUE}` (a catalog file: --catalog or $WXEMU_CATALOG)"
+            "`grib_filter: {KEY: VALUE}` in a catalog file named by $WXEMU_CATALOG"
         )
     from data_catalog.ingest import ingest
 
