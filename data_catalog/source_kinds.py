@@ -71,8 +71,10 @@ def refuse_forecast_fields(ds: xr.Dataset, source: str) -> None:
         return
     when = pd.Timestamp(np.atleast_1d(ds["time"].values)[0]) if "time" in ds.coords else None
     at = f" from reference time {when} (valid {when + leads[0]})" if when is not None else ""
+    hours = leads[0] / pd.Timedelta(hours=1)
+    lead = f"+{hours:g}h" if hours == int(hours) else str(leads[0])
     raise InputDataError(
-        f"{source}: holds forecast fields, not analyses (lead {leads[0]}{at}); as an analysis they would be "
+        f"{source}: holds forecast fields, not analyses (lead {lead}{at}); as an analysis they would be "
         "stored at the wrong time: ingest it with --forecast (to_canonical_forecast, a catalog entry of kind "
         "forecast), or read it at its valid time on purpose (to_canonical(..., at_valid_time=True))"
     )

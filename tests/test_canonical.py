@@ -310,7 +310,7 @@ def test_forecast_fields_are_refused_as_analysis_or_read_at_valid_time(sample, t
     path = _first_t2m_messages(sample, tmp_path, "fc3.grib", n_messages, dataType="fc", stepRange="3")
     with pytest.raises(
         InputDataError,
-        match=r"fc3.grib: holds forecast fields, not analyses \(lead 0 days 03:00:00 "
+        match=r"fc3.grib: holds forecast fields, not analyses \(lead \+3h "
         r"from reference time 2019-03-01 00:00:00 \(valid 2019-03-01 03:00:00\)\).*--forecast",
     ):
         to_canonical(open_source(path), source=path)
@@ -353,7 +353,7 @@ def test_one_ensemble_member_is_kept_or_refused(sample, tmp_path):
 def test_one_member_forecast_keeps_its_number(sample, tmp_path):
     """Member 3 at +72 h: refused as an analysis (forecast fields), and read as a forecast with number 3 kept."""
     path = _one_member(sample, tmp_path, "pf72.grib", stepRange="72")
-    with pytest.raises(InputDataError, match="pf72.grib: holds forecast fields.*lead 3 days.*--forecast"):
+    with pytest.raises(InputDataError, match="pf72.grib: holds forecast fields.*lead \\+72h.*--forecast"):
         to_canonical(open_source(path), source=path, ensemble=False)
     fc = to_canonical_forecast(open_source(path), source=path)
     assert fc["number"].values.tolist() == [3]
