@@ -111,10 +111,25 @@ def _open_part(
             ds = _select_leads(ds, lead_times, f"catalog entry {source!r}")
         return [(f"catalog entry {source!r}", ds, source)]
     from data_catalog.forecasts import to_canonical_forecast
-    from data_catalog.readers import expand_paths, open_source
+    from data_catalog.readers import detect_format, expand_paths, open_pp_group, open_source
 
     out = []
-    for path in expand_paths([source], storage_options=dict(storage_options or {}) or None):
+    paths = expand_paths([source], storage_options=dict(storage_options or {}) or None)
+    options = dict(storage_options or {}) or None
+    if fmt == "pp" or (fmt is None and all(detect_format(p, options) == "pp" for p in paths)):  # metoffice
+        raw = open_pp_group(paths, storage_options=options)  # members/leads spread over files merge (GloSea4)
+        ds = to_canonical_forecast(
+            raw,
+            source=source,
+            mapping=dict(mapping) if mapping else None,
+            start=start,
+            end=end,
+            lead_times=lead_times,
+            units=dict(units) if units else None,
+            **common,
+        )
+        return [(paths[0] if len(paths) == 1 else source, ds, "ukmo")]
+    for path in paths:
         raw = open_source(
             path,
             fmt,
@@ -338,8 +353,8 @@ def ingest_forecast(
             entry = d.attrs.get("wxemu_catalog_entry")
             location = load_catalog().location(entry)
             fingerprints.append({**fingerprint(location, options), "catalog_entry": entry})
-        else:
-            fingerprints.append(fingerprint(label, options))
+        else:  # metoffice: PP files read together list their files (data_catalog.um)
+            fingerprints += [fingerprint(p, options) for p in d.attrs.get("source_files") or [label]]
     recipe: dict[str, Any] = {
         "sources": list(sources),
         "variables": list(variables) if variables else None,
@@ -357,7 +372,7 @@ def ingest_forecast(
     recipe["command"] = _command(sources, out, recipe)
     attrs = {
         k: ds.attrs[k]
-        for k in ("licence", "attribution", "wxemu_catalog_entry", "institution")
+        for k in ("licence", "attribution", "wxemu_catalog_entry", "institution", "regridding", "um_lagged_ensemble")
         if isinstance(ds.attrs.get(k), str)
     }
     attrs.update(

@@ -585,7 +585,7 @@ def build_dataset(cfg: IngestConfig) -> xr.Dataset:
         from data_catalog.regrid import regrid_dataset
 
         ds = regrid_dataset(ds, cfg.grid)
-    ds.attrs = {k: v for k, v in ds.attrs.items() if k in ("Conventions", "licence", "attribution")}
+    ds.attrs = {k: v for k, v in ds.attrs.items() if k in ("Conventions", "licence", "attribution", "regridding")}
     if ds.nbytes <= cfg.load_mb * 1e6:
         ds = ds.load()  # small: read every source once (a GRIB file is one dask chunk: re-reading it is slow)
     return ds
