@@ -189,26 +189,38 @@ def apply_matrix(values: np.ndarray, w: scipy.sparse.csr_matrix, shape: tuple[in
     return out.reshape(*lead, *shape).astype(np.asarray(values).dtype if v.dtype.kind == "f" else "f4")
 
 
-def regrid(cube, grid: RegularGrid, method: str):
-    """``cube`` on ``grid`` by ``method`` (``linear`` or ``conservative``); lazy data stay lazy."""
+def grid_key(cube) -> tuple:
+    """A hashable key of ``cube``'s horizontal grid: fields with equal keys share one regridder."""
+    y, x = _horizontal(cube)
+    return (repr(cube.coord_system()), y.name(), y.points.tobytes(), x.name(), x.points.tobytes())
+
+
+def regridder(cube, grid: RegularGrid, method: str):
+    """A function taking a 2-D (or more) cube on ``cube``'s grid to ``grid`` by ``method`` (``linear`` or
+    ``conservative``); the weights are computed once. Lazy data stay lazy."""
     import dask.array as da
     import iris.analysis
 
     if method not in METHODS:
         raise InputDataError(f"regrid method {method!r}: expected one of {', '.join(METHODS)}")
-    tgt = target_cube(cube, grid)
-    out = cube.regrid(tgt, iris.analysis.Linear(extrapolation_mode="nan"))
+    linear = iris.analysis.Linear(extrapolation_mode="nan").regridder(cube, target_cube(cube, grid))
     if method == "linear":
-        return out
+        return linear
     w = conservative_matrix(cube, grid)
     shape = (len(grid.latitude), len(grid.longitude))
-    data = cube.core_data()
-    y_dim, x_dim = cube.coord_dims(_horizontal(cube)[0])[0], cube.coord_dims(_horizontal(cube)[1])[0]
-    if (y_dim, x_dim) != (cube.ndim - 2, cube.ndim - 1):
-        raise InputDataError(f"{cube.name()}: horizontal dimensions are not the last two; cannot regrid")
-    if isinstance(data, da.Array):
-        data = data.rechunk({cube.ndim - 2: -1, cube.ndim - 1: -1})
-        new = data.map_blocks(apply_matrix, w, shape, dtype="f4", chunks=(*data.chunks[:-2], (shape[0],), (shape[1],)))
-    else:
-        new = apply_matrix(np.ma.filled(np.ma.asarray(data, dtype="f8"), np.nan), w, shape)
-    return out.copy(data=new)
+
+    def conservative(src):
+        out = linear(src)  # coordinates and metadata of the target; the values are replaced
+        y, x = _horizontal(src)
+        if (src.coord_dims(y)[0], src.coord_dims(x)[0]) != (src.ndim - 2, src.ndim - 1):
+            raise InputDataError(f"{src.name()}: horizontal dimensions are not the last two; cannot regrid")
+        data = src.core_data()
+        if isinstance(data, da.Array):
+            data = data.rechunk({src.ndim - 2: -1, src.ndim - 1: -1})
+            chunks = (*data.chunks[:-2], (shape[0],), (shape[1],))
+            new = data.map_blocks(apply_matrix, w, shape, dtype="f4", chunks=chunks)
+        else:
+            new = apply_matrix(np.ma.filled(np.ma.asarray(data, dtype="f8"), np.nan), w, shape)
+        return out.copy(data=new)
+
+    return conservative

@@ -33,6 +33,7 @@ from data_catalog import conventions as conv
 from data_catalog.errors import InputDataError
 from data_catalog.um import grid as ug
 from data_catalog.um import stash as us
+from data_catalog.um.detect import check_pp_records, is_um_magic
 
 REGRID_CHOICES = ("auto", "linear", "conservative")
 #: Environment variable choosing the regrid method where the caller gives none (``auto`` by default).
@@ -142,6 +143,10 @@ def load_fields(paths: Sequence[str], sources: Sequence[str] | None = None) -> l
     iris = _iris()
     out = []
     for path, label in zip(paths, sources or paths):
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if is_um_magic(head) and int.from_bytes(head[:4], "big") in (256, 512):  # a PP file (not a fieldsfile)
+            check_pp_records(path, label)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -254,6 +259,7 @@ def _onto_grid(fields: list[_Field], target: ug.RegularGrid | None, regrid: str)
     """Regrid the fields that are not on ``target`` (default: the first field's own regular grid, or the
     default target of a rotated/irregular one); returns the fields and one provenance line per variable."""
     notes: dict[str, str] = {}
+    regridders: dict[tuple, object] = {}
     for f in fields:
         reason = ug.needs_regrid(f.cube)
         if target is None:
@@ -262,7 +268,10 @@ def _onto_grid(fields: list[_Field], target: ug.RegularGrid | None, regrid: str)
             continue
         method = _method(f.name, regrid)
         src = f"{reason} grid" if reason else "regular grid other than the first field's"
-        f.cube = ug.regrid(f.cube, target, method)
+        key = (method, ug.grid_key(f.cube))
+        if key not in regridders:
+            regridders[key] = ug.regridder(f.cube, target, method)
+        f.cube = regridders[key](f.cube)
         how = "iris.analysis.Linear" if method == "linear" else f"area-weighted, {ug.SUBCELLS}x{ug.SUBCELLS} sub-cells"
         notes[f.name] = f"{f.name}: {method} ({how}) from a {src} onto a {target.describe()}"
     return fields, list(notes.values())
