@@ -77,8 +77,17 @@ def model_from_attrs(attrs: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _all_pp(sources: Sequence[str], options: dict | None) -> bool:
+    """metoffice: True when every SOURCE is a (glob of) Met Office PP file(s): they are read as one group."""
+    from data_catalog.readers import detect_format, expand_paths
+
+    if any(is_catalog_name(s) for s in sources):
+        return False
+    return all(detect_format(p, options) == "pp" for p in expand_paths(list(sources), storage_options=options))
+
+
 def _open_part(
-    source: str,
+    source: str | tuple[str, ...],
     *,
     variables,
     levels,
@@ -92,13 +101,14 @@ def _open_part(
     mapping,
     units,
 ) -> list[tuple[str, xr.Dataset, str | None]]:
-    """[(path or entry label, canonical forecast, implied model name)] for one SOURCE argument."""
+    """[(path or entry label, canonical forecast, implied model name)] for one SOURCE argument (a tuple: a
+    group of PP sources read together)."""
     common = {
         "variables": list(variables) if variables else None,
         "levels": list(levels) if levels else None,
         "allow_nan": allow_nan,
     }
-    if is_catalog_name(source):
+    if isinstance(source, str) and is_catalog_name(source):
         from data_catalog.catalog import get_entry, open_dataset
 
         entry = get_entry(source)
@@ -114,13 +124,15 @@ def _open_part(
     from data_catalog.readers import detect_format, expand_paths, open_pp_group, open_source
 
     out = []
-    paths = expand_paths([source], storage_options=dict(storage_options or {}) or None)
+    group = list(source) if isinstance(source, tuple) else [source]  # metoffice: a tuple is a PP group
+    paths = expand_paths(group, storage_options=dict(storage_options or {}) or None)
     options = dict(storage_options or {}) or None
     if fmt == "pp" or (fmt is None and all(detect_format(p, options) == "pp" for p in paths)):  # metoffice
         raw = open_pp_group(paths, storage_options=options)  # members/leads spread over files merge (GloSea4)
+        label = paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
         ds = to_canonical_forecast(
             raw,
-            source=source,
+            source=label,
             mapping=dict(mapping) if mapping else None,
             start=start,
             end=end,
@@ -128,7 +140,7 @@ def _open_part(
             units=dict(units) if units else None,
             **common,
         )
-        return [(paths[0] if len(paths) == 1 else source, ds, "ukmo")]
+        return [(label, ds, "ukmo")]
     for path in paths:
         raw = open_source(
             path,
@@ -325,7 +337,8 @@ def ingest_forecast(
         raise WxemuError(f"{out}: exists; pass --overwrite (overwrite=True) to replace it")
     lead_list = [str(pd.Timedelta(v)) if not isinstance(v, str) else v for v in lead_times] if lead_times else None
     found: list[tuple[str, xr.Dataset, str | None]] = []
-    for source in sources:
+    # metoffice: SOURCEs that are all PP files are read as one group (an ensemble spread over files)
+    for source in [tuple(sources)] if fmt == "pp" or (fmt is None and _all_pp(sources, options)) else sources:
         found += _open_part(
             source,
             variables=variables,
