@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -208,9 +209,24 @@ def write_scorecards(per_init: xr.Dataset, reference: str, metric: str, folder: 
         card.to_netcdf(path)
         console = Console(record=True, width=160, file=io.StringIO())
         console.print(render_scorecard(card))
-        (folder / f"{name}-vs-{reference}.txt").write_text(console.export_text())
+        text = console.export_text() + _significant(card)
+        (folder / f"{name}-vs-{reference}.txt").write_text(text)
         out[name] = str(path)
     return out
+
+
+def _significant(card: xr.Dataset, alpha: float = 0.05) -> str:
+    """The scorecard's cells significant at ``alpha`` as text lines (the table's bold does not survive as text)."""
+    lines = []
+    for var, da in card.data_vars.items():
+        rel, p = da.sel(quantity="relative_difference"), da.sel(quantity="p_value")
+        for idx in zip(*np.nonzero((p < alpha).values)):
+            where = {d: p[d].values[i] for d, i in zip(p.dims, idx)}
+            lead = pd.Timedelta(where.pop("prediction_timedelta"))
+            cell = ", ".join(f"{k}={v}" for k, v in where.items())
+            lines.append(f"  {var} {cell} lead {lead}: {100 * float(rel[idx]):+.1f}% (p={float(p[idx]):.3g})")
+    head = f"significant at p < {alpha}: {len(lines)} of the cells"
+    return "\n".join([head, *lines]) + "\n"
 
 
 def run_study(config: StudyConfig, *, progress: bool = False) -> StudyResult:

@@ -1,0 +1,100 @@
+"""`wxemu study`: the worked studies run end to end on real files and their scores equal numpy's."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from data_catalog.errors import ConfigError
+from pipeline.cli import main as wxemu
+from workflows.study import StudyConfig, run_study
+
+STUDIES = Path(__file__).resolve().parents[1] / "workflows" / "studies"
+
+
+def _band_weights(lat: np.ndarray) -> np.ndarray:
+    """sin(upper) - sin(lower) of each latitude row's band (edges halfway between rows, clipped to +-90)."""
+    mid = 0.5 * (lat[1:] + lat[:-1])
+    edges = np.clip(np.concatenate([[lat[0] - (mid[0] - lat[0])], mid, [lat[-1] + (lat[-1] - mid[-1])]]), -90, 90)
+    return np.abs(np.diff(np.sin(np.deg2rad(edges))))
+
+
+def _mean(field: np.ndarray, w_lat: np.ndarray) -> float:
+    w = w_lat[:, None] * np.ones(field.shape[-1])
+    return float((field * w).sum() / w.sum())
+
+
+def test_glosea4_perfect_model_study_scores_equal_numpy(tmp_path):
+    pytest.importorskip("iris")
+    cfg = dataclasses.replace(StudyConfig.from_yaml(STUDIES / "glosea4-2011.yaml"), out=str(tmp_path / "g4"))
+    result = run_study(cfg)
+    truth = xr.open_zarr(result.truth).load()
+    fc = xr.open_zarr(result.forecasts["glosea4"]).load()
+    assert fc["number"].values.tolist() == [1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13]  # member 0 is the truth
+    assert truth.sizes["time"] == 6 and "perfect model" in truth.attrs["wxemu_truth_note"]
+    scores = xr.open_zarr(result.scores).load()
+    w_lat = _band_weights(fc["latitude"].values)
+    for k, lead in enumerate(fc["prediction_timedelta"].values):
+        valid = fc["time"].values[0] + lead
+        y = truth["skin_temperature"].sel(time=valid).values.astype("f8")
+        x = fc["skin_temperature"].isel(time=0, prediction_timedelta=k).values.astype("f8")  # (member, lat, lon)
+        rmse = np.sqrt(_mean((x.mean(axis=0) - y) ** 2, w_lat))
+        m = x.shape[0]
+        crps = np.abs(x - y).mean(axis=0) - np.abs(x[:, None] - x[None, :]).sum(axis=(0, 1)) / (2 * m * (m - 1))
+        got = scores["skin_temperature"].sel(forecast="glosea4", region="global", prediction_timedelta=lead)
+        np.testing.assert_allclose(float(got.sel(metric="ens_mean_rmse")), rmse, rtol=1e-5)
+        np.testing.assert_allclose(float(got.sel(metric="crps")), _mean(crps, w_lat), rtol=1e-5)
+    card = xr.open_dataset(result.scorecards["glosea4"])
+    assert card.attrs["reference"] == "glosea4-latest" and "p_value" in card["quantity"].values
+    assert Path(result.out, "study.json").exists()
+
+
+def test_uk_era5_study_baselines_with_significance_equal_numpy(tmp_path):
+    cfg = dataclasses.replace(StudyConfig.from_yaml(STUDIES / "uk-era5-2019-03.yaml"), out=str(tmp_path / "uk"))
+    result = run_study(cfg)
+    truth = xr.open_zarr(result.truth)["2m_temperature"].load()
+    fc = xr.open_zarr(result.forecasts["persistence"])
+    inits = fc["time"].values
+    assert len(inits) == 51
+    w_lat = _band_weights(truth["latitude"].values)
+    lead = np.timedelta64(24, "h")
+    mse = [
+        _mean((truth.sel(time=t).values.astype("f8") - truth.sel(time=t + lead).values.astype("f8")) ** 2, w_lat)
+        for t in inits
+    ]
+    scores = xr.open_zarr(result.scores).load()
+    got = scores["2m_temperature"].sel(metric="rmse", forecast="persistence", region="global")
+    np.testing.assert_allclose(float(got.sel(prediction_timedelta=lead)), np.sqrt(np.mean(mse)), rtol=1e-5)
+    card = xr.open_dataset(result.scorecards["persistence"])
+    p = card["2m_temperature"].sel(quantity="p_value", region="global").values
+    assert np.isfinite(p).all() and (p < 0.05).any()  # 51 inits: some differences are significant
+    text = Path(result.scorecards["persistence"]).with_suffix(".txt").read_text()
+    assert "persistence vs climatology" in text and "p < 0.05" in text
+
+
+def test_study_cli_and_bad_study_files(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("truth: sample:era5-2mt-2019-03-uk.grib\nbaselines: [persistence]\nforecast_typo: 1\n")
+    assert wxemu(["study", str(bad)]) == 2
+    assert "unknown option(s) ['forecast_typo']" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="inits: emulators and baselines need initial times"):
+        StudyConfig(truth="x.grib", baselines=("persistence",))
+    with pytest.raises(ConfigError, match="baselines: \\['analogues'\\] unknown"):
+        StudyConfig(truth="x.grib", baselines=("analogues",), inits="2019-03-05")
+    with pytest.raises(ConfigError, match="truth: name the analysis"):
+        StudyConfig(forecasts={"a": "x.grib"})
+    study = tmp_path / "s.yaml"
+    study.write_text(
+        "truth: sample:era5-2mt-2019-03-uk.grib\ninits: 2019-03-20T00/2019-03-21T00/12h\nlead: 6h\n"
+        "baselines: [persistence]\nreference: ukmo\n"
+    )
+    assert wxemu(["study", str(study), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "reference: 'ukmo' is not one of the forecasts ['persistence']" in err
+    assert not (tmp_path / "out" / "scores.zarr").exists()
+    assert pd.Timestamp("2019-03-20") in pd.DatetimeIndex(xr.open_zarr(tmp_path / "out" / "truth.zarr")["time"].values)
