@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import _synthetic
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,3 +99,44 @@ def test_study_cli_and_bad_study_files(tmp_path, capsys):
     assert "reference: 'ukmo' is not one of the forecasts ['persistence']" in err
     assert not (tmp_path / "out" / "scores.zarr").exists()
     assert pd.Timestamp("2019-03-20") in pd.DatetimeIndex(xr.open_zarr(tmp_path / "out" / "truth.zarr")["time"].values)
+
+
+def test_study_scores_an_emulator_checkpoint_with_the_baselines(tmp_path):
+    """An (untrained, tiny) emulator checkpoint built as `wxemu train` builds it, on the real UK store used in place
+    as the truth: the study runs it, names it by its model kind and scores it with the baseline."""
+    import torch
+
+    from models.base import build_model
+    from pipeline.checkpoint import save_checkpoint
+    from pipeline.datamodule import WindowDataModule
+    from pipeline.train import build_header
+    from pipeline.train_config import load_train_config
+
+    store = str(_synthetic.cached_uk_store())
+    cfg = load_train_config(None, {"data": {"step_hours": [1, 6]}}).model_dump(mode="json")
+    d = cfg["data"]
+    dm = WindowDataModule(
+        store, train=d["train"], val=d["val"], test=d["test"], step_hours=[1, 6], diff_stats_samples=8
+    )
+    dm.setup()
+    torch.manual_seed(0)
+    lat, lon = dm.layout.latitude, dm.layout.longitude
+    model = build_model("graph", latitude=lat, longitude=lon, n_state=1, n_forcing=5, config={"latent": 8})
+    ckpt = save_checkpoint(tmp_path / "model.safetensors", model, build_header(dm, model, cfg, store))
+    study = StudyConfig(
+        truth=store,
+        inits="2019-03-25T00/2019-03-27T00/12h",
+        lead="12h",
+        step="6h",
+        emulators=(str(ckpt),),
+        baselines=("persistence",),
+        reference="persistence",
+        metrics=("rmse",),
+        out=str(tmp_path / "study"),
+    )
+    result = run_study(study)
+    assert result.truth == store and set(result.forecasts) == {"persistence", "graph"}
+    scores = xr.open_zarr(result.scores).load()
+    rmse = scores["2m_temperature"].sel(metric="rmse", forecast="graph", region="global").values
+    assert np.isfinite(rmse).all() and (rmse > 0).all()
+    assert Path(result.scorecards["graph"]).exists()
