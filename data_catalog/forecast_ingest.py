@@ -140,6 +140,11 @@ def _open_part(
             units=dict(units) if units else None,
             **common,
         )
+        if not any("prediction_timedelta" in ds[v].dims for v in ds.data_vars):
+            raise ForecastIngestError(
+                f"{label}: variables {sorted(map(str, ds.data_vars))} are static fields (no forecast time); "
+                "a forecast store needs time-dependent variables"
+            )
         return [(label, ds, "ukmo")]
     for path in paths:
         raw = open_source(

@@ -113,7 +113,7 @@ def test_every_sample_pp_file_ingests_with_iris_values_or_is_refused_clearly():
     assert any("colpex" in p for p in refused) and any("northward_sea_ice" in p for p in refused)
 
 
-def test_rotated_pole_fields_select_and_match_iris_interpolation():
+def test_rotated_pole_fields_select_and_match_iris_interpolation(tmp_path):
     path = os.path.join(iris_sample_dir(), "uk_hires.pp")
     raw = open_source(path)
     ds = to_canonical_forecast(raw, source=path, variables=["geopotential_at_surface"])
@@ -122,6 +122,9 @@ def test_rotated_pole_fields_select_and_match_iris_interpolation():
     assert np.allclose(np.diff(lat), np.diff(lat)[0]) and 52.5 < lat[0] < lat[-1] < 55.4
     assert _check_spot_values(path, raw, ds) == 3
     assert not np.isnan(ds["geopotential_at_surface"].values).any()
+    with pytest.raises(InputDataError, match="uk_hires.pp: variables \\['geopotential_at_surface'\\] are static"):
+        ingest_forecast([path], str(tmp_path / "x.zarr"), variables=["geopotential_at_surface"])
+    assert not (tmp_path / "x.zarr").exists()
 
 
 def _area_mean(values: np.ndarray, lat: np.ndarray) -> float:
@@ -227,3 +230,14 @@ def test_pp_without_suffix_is_detected_by_its_first_bytes(tmp_path):
     copy = tmp_path / "umglaa_pa000"
     shutil.copy(os.path.join(iris_sample_dir(), "air_temp.pp"), copy)
     assert detect_format(str(copy)) == "pp"
+
+
+def test_a_field_iris_fails_to_read_while_writing_is_refused_naming_the_file(tmp_path, capsys):
+    good = open(os.path.join(iris_sample_dir(), "air_temp.pp"), "rb").read()
+    bad = tmp_path / "packed.pp"
+    bad.write_bytes(_header_word(good, 20, 1))  # LBPACK 1 (WGDOS) over unpacked data: fails when the data are read
+    out = tmp_path / "packed.zarr"
+    assert wxemu(["ingest", str(bad), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "packed.pp: iris cannot read field temperature" in err and "Traceback" not in err
+    assert not out.exists()

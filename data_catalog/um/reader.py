@@ -51,6 +51,7 @@ class _Field:
     level: float | None
     model_level: int | None
     units: str
+    source: str = ""
     attrs: dict = field(default_factory=dict)
 
 
@@ -133,6 +134,7 @@ def _to_field(cube, path: str) -> _Field:
         level=level,
         model_level=int(model_level.points[0]) if model_level is not None else None,
         units=units,
+        source=path,
         attrs={"um_stash": stash or "", "um_cf_name": cube.name()},
     )
 
@@ -164,6 +166,22 @@ def load_fields(paths: Sequence[str], sources: Sequence[str] | None = None) -> l
     return out
 
 
+def _read(cube, name: str, source: str) -> np.ndarray:
+    """A field's values as float32 with NaN where masked; what iris fails to read raises InputDataError."""
+    try:
+        return np.ma.filled(np.ma.asarray(cube.data, dtype="f4"), np.nan)
+    except Exception as exc:  # iris reads lazily: a corrupt data record fails only here
+        raise InputDataError(f"{source}: iris cannot read field {name} ({type(exc).__name__}: {exc})") from None
+
+
+def _lazy(f: _Field):
+    import dask
+    import dask.array as da
+
+    shape = (f.cube.coord("latitude").shape[0], f.cube.coord("longitude").shape[0])
+    return da.from_delayed(dask.delayed(_read, pure=False)(f.cube, f.name, f.source), shape, dtype="f4")
+
+
 def _lagged(fields: list[_Field]) -> dict[int, str] | None:
     """{member: reference time} when the members come from different reference times but share validity times
     (a lagged ensemble), else None."""
@@ -191,7 +209,7 @@ def _stack(name: str, fields: list[_Field], label: str) -> tuple[xr.DataArray, d
         f = fields[0]
         lat, lon = f.cube.coord("latitude").points, f.cube.coord("longitude").points
         arr = xr.DataArray(
-            da.asarray(f.cube.core_data()).astype("f4"),
+            _lazy(f),
             dims=("latitude", "longitude"),
             coords={"latitude": lat.astype("f8"), "longitude": lon.astype("f8")},
             attrs={"units": f.units, **f.attrs},
@@ -217,7 +235,7 @@ def _stack(name: str, fields: list[_Field], label: str) -> tuple[xr.DataArray, d
     arrays = []
     for idx in np.ndindex(*[len(a) for a in axes]):
         f = keyed.get(tuple(axes[i][j] for i, j in enumerate(idx)))
-        arrays.append(da.asarray(f.cube.core_data()).astype("f4") if f is not None else blank)
+        arrays.append(_lazy(f) if f is not None else blank)
     data = da.stack(arrays).reshape(*[len(a) for a in axes], lat.size, lon.size)
     dims = ["time", "step", "number", "level", "model_level_number", "latitude", "longitude"]
     coords: dict = {
