@@ -1537,7 +1537,11 @@ def _create(cfg: IngestConfig, after_region: Callable[[int], None] | None, clien
                 st.create_store(
                     cfg.out,
                     ds,
-                    attrs={"wxemu_recipe": recipe, "wxemu_version": wxemu_version()},
+                    attrs={
+                        "wxemu_recipe": recipe,
+                        "wxemu_version": wxemu_version(),
+                        **{k: ds.attrs[k] for k in ("regridding",) if k in ds.attrs},  # metoffice: provenance
+                    },
                     chunk_time=cfg.chunk_time,
                     storage_options=cfg.options,
                 )

@@ -241,3 +241,15 @@ def test_a_field_iris_fails_to_read_while_writing_is_refused_naming_the_file(tmp
     err = capsys.readouterr().err
     assert "packed.pp: iris cannot read field temperature" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_the_regrid_choice_is_recorded_in_the_analysis_store(tmp_path):
+    path = os.path.join(iris_sample_dir(), "UM", "northward_sea_ice_velocity.1890.01.01.00.00.pp")
+    out = str(tmp_path / "ice.zarr")
+    # the ocean model's velocity mapped by its STASH code (a test of the mapping, not a physical equivalence)
+    argv = ["ingest", path, "--out", out, "--mapping", "m02s00i149=10m_v_component_of_wind", "--allow-nan", "--quiet"]
+    assert wxemu(argv) == 0
+    ds = open_store(out)
+    assert "linear (iris.analysis.Linear) from the source's irregular latitude/longitude" in ds.attrs["regridding"]
+    lat = ds["latitude"].values
+    assert np.allclose(np.diff(lat), 1.0)

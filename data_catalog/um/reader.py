@@ -291,7 +291,7 @@ def _onto_grid(fields: list[_Field], target: ug.RegularGrid | None, regrid: str)
             regridders[key] = ug.regridder(f.cube, target, method)
         f.cube = regridders[key](f.cube)
         how = "iris.analysis.Linear" if method == "linear" else f"area-weighted, {ug.SUBCELLS}x{ug.SUBCELLS} sub-cells"
-        notes[f.name] = f"{f.name}: {method} ({how}) from a {src} onto a {target.describe()}"
+        notes[f.name] = f"{f.name}: {method} ({how}) from the source's {src} onto a {target.describe()}"
     return fields, list(notes.values())
 
 
