@@ -243,7 +243,7 @@ def test_a_field_iris_fails_to_read_while_writing_is_refused_naming_the_file(tmp
     assert not out.exists()
 
 
-def test_the_regrid_choice_is_recorded_in_the_analysis_store(tmp_path):
+def test_the_regrid_choice_is_recorded_in_the_analysis_store(tmp_path, monkeypatch):
     path = os.path.join(iris_sample_dir(), "UM", "northward_sea_ice_velocity.1890.01.01.00.00.pp")
     out = str(tmp_path / "ice.zarr")
     # the ocean model's velocity mapped by its STASH code (a test of the mapping, not a physical equivalence)
@@ -253,3 +253,6 @@ def test_the_regrid_choice_is_recorded_in_the_analysis_store(tmp_path):
     assert "linear (iris.analysis.Linear) from the source's irregular latitude/longitude" in ds.attrs["regridding"]
     lat = ds["latitude"].values
     assert np.allclose(np.diff(lat), 1.0)
+    monkeypatch.setenv("WXEMU_UM_REGRID", "conservative")  # asked for on the command line
+    assert wxemu([*argv[:3], str(tmp_path / "ice2.zarr"), *argv[4:]]) == 0
+    assert "conservative (area-weighted, 4x4 sub-cells)" in open_store(str(tmp_path / "ice2.zarr")).attrs["regridding"]

@@ -169,7 +169,9 @@ def load_fields(paths: Sequence[str], sources: Sequence[str] | None = None) -> l
 def _read(cube, name: str, source: str) -> np.ndarray:
     """A field's values as float32 with NaN where masked; what iris fails to read raises InputDataError."""
     try:
-        return np.ma.filled(np.ma.asarray(cube.data, dtype="f4"), np.nan)
+        data = cube.core_data()  # computed here, not realised in the cube (which would keep it in memory)
+        data = data.compute(scheduler="synchronous") if hasattr(data, "compute") else data
+        return np.ma.filled(np.ma.asarray(data, dtype="f4"), np.nan)
     except Exception as exc:  # iris reads lazily: a corrupt data record fails only here
         raise InputDataError(f"{source}: iris cannot read field {name} ({type(exc).__name__}: {exc})") from None
 
