@@ -140,3 +140,25 @@ def test_study_scores_an_emulator_checkpoint_with_the_baselines(tmp_path):
     rmse = scores["2m_temperature"].sel(metric="rmse", forecast="graph", region="global").values
     assert np.isfinite(rmse).all() and (rmse > 0).all()
     assert Path(result.scorecards["graph"]).exists()
+
+
+def test_study_reads_remote_pp_forecasts_and_truth_over_http(tmp_path, http_server, monkeypatch):
+    """The same perfect-model study with the truth and the forecast files fetched over HTTP (fsspec)."""
+    pytest.importorskip("iris")
+    from data_catalog.um import iris_sample_dir
+
+    monkeypatch.setenv("WXEMU_CACHE_DIR", str(tmp_path / "cache"))
+    base = http_server(str(Path(iris_sample_dir()) / "GloSea4"))
+    study = StudyConfig(
+        truth=base + "ensemble_000.pp",
+        truth_member=0,
+        forecasts={"glosea4-latest": [base + f"ensemble_01{k}.pp" for k in range(4)]},
+        metrics=("ens_mean_rmse",),
+        out=str(tmp_path / "remote"),
+    )
+    result = run_study(study)
+    fc = xr.open_zarr(result.forecasts["glosea4-latest"])
+    assert fc["number"].values.tolist() == [10, 11, 12, 13]
+    assert [s["path"] for s in fc.attrs["wxemu_sources"]][0].startswith("http://127.0.0.1")
+    scores = xr.open_zarr(result.scores)
+    assert np.isfinite(scores["skin_temperature"].sel(metric="ens_mean_rmse").values).all()
