@@ -17,12 +17,15 @@ the source domain, so no target cell reaches outside it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse
 
 from data_catalog.errors import InputDataError
 from data_catalog.regrid import cell_bounds
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 #: Sub-cells per source cell side in conservative regridding from a rotated/projected grid.
 SUBCELLS = 4
@@ -145,6 +148,8 @@ def conservative_matrix(cube, grid: RegularGrid, subcells: int = SUBCELLS) -> sc
     """(n_target, n_source) row-normalised weights: target = area-weighted mean of the source sub-cells whose
     centres fall in it (flattened row-major ``(y, x)`` on both sides). Rows of target cells less than half
     covered are empty (the caller sets NaN there)."""
+    import scipy.sparse
+
     y, x = _horizontal(cube)
     yb, xb = cell_bounds(y.points), cell_bounds(x.points)
     frac = (np.arange(subcells) + 0.5) / subcells
