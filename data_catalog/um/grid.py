@@ -4,8 +4,9 @@ latitude/longitude grid.
 Two methods (see docs/metoffice.md):
 
 * ``linear``: ``iris.analysis.Linear`` (bilinear in the source's own coordinates; NaN outside the source).
-* ``conservative``: area-weighted means. ``iris.analysis.AreaWeighted`` needs one coordinate system on both
-  sides, so for a rotated or projected source each source cell is split into ``SUBCELLS`` x ``SUBCELLS``
+* ``conservative``: area-weighted means: ``iris.analysis.AreaWeighted`` for a latitude/longitude source (an
+  irregular one, or another regular grid). It needs one coordinate system on both sides, so for a rotated or
+  projected source each source cell is split into ``SUBCELLS`` x ``SUBCELLS``
   sub-cells (values copied, so the split conserves exactly), their centres are mapped to true latitude/longitude
   and each target cell takes the area-weighted mean of the sub-cells whose centres fall in it. Sub-cell areas
   are true areas (a rotation of the sphere keeps areas; projected grids use cos(latitude) x the true spacing).
@@ -200,6 +201,27 @@ def grid_key(cube) -> tuple:
     return (repr(cube.coord_system()), y.name(), y.points.tobytes(), x.name(), x.points.tobytes())
 
 
+def same_system(cube) -> bool:
+    """True when ``cube`` is on latitude/longitude (GeogCS): ``iris.analysis.AreaWeighted`` regrids it."""
+    from iris.coord_systems import GeogCS
+
+    cs = cube.coord_system()
+    y, x = _horizontal(cube)
+    return (cs is None or isinstance(cs, GeogCS)) and (y.name(), x.name()) == ("latitude", "longitude")
+
+
+def with_bounds(cube):
+    """``cube``, or a copy whose horizontal coordinates have guessed bounds (AreaWeighted needs them)."""
+    y, x = _horizontal(cube)
+    if y.has_bounds() and x.has_bounds():
+        return cube
+    cube = cube.copy()
+    for c in _horizontal(cube):
+        if not c.has_bounds():
+            c.guess_bounds()
+    return cube
+
+
 def regridder(cube, grid: RegularGrid, method: str):
     """A function taking a 2-D (or more) cube on ``cube``'s grid to ``grid`` by ``method`` (``linear`` or
     ``conservative``); the weights are computed once. Lazy data stay lazy."""
@@ -211,6 +233,9 @@ def regridder(cube, grid: RegularGrid, method: str):
     linear = iris.analysis.Linear(extrapolation_mode="nan").regridder(cube, target_cube(cube, grid))
     if method == "linear":
         return linear
+    if same_system(cube):  # one coordinate system on both sides: iris's own area-weighted regridding
+        area = iris.analysis.AreaWeighted().regridder(with_bounds(cube), target_cube(cube, grid))
+        return lambda src: area(with_bounds(src))
     w = conservative_matrix(cube, grid)
     shape = (len(grid.latitude), len(grid.longitude))
 

@@ -288,11 +288,17 @@ def _onto_grid(fields: list[_Field], target: ug.RegularGrid | None, regrid: str)
             continue
         method = _method(f.name, regrid)
         src = f"{reason} grid" if reason else "regular grid other than the first field's"
+        how = (
+            "iris.analysis.Linear"
+            if method == "linear"
+            else "iris.analysis.AreaWeighted"
+            if ug.same_system(f.cube)
+            else f"area-weighted, {ug.SUBCELLS}x{ug.SUBCELLS} sub-cells"
+        )
         key = (method, ug.grid_key(f.cube))
         if key not in regridders:
             regridders[key] = ug.regridder(f.cube, target, method)
         f.cube = regridders[key](f.cube)
-        how = "iris.analysis.Linear" if method == "linear" else f"area-weighted, {ug.SUBCELLS}x{ug.SUBCELLS} sub-cells"
         notes[f.name] = f"{f.name}: {method} ({how}) from the source's {src} onto a {target.describe()}"
     return fields, list(notes.values())
 
