@@ -131,7 +131,6 @@ def prepare_truth(cfg: StudyConfig, work: Path) -> str:
             end=cfg.truth_end,
             storage_options=cfg.storage_options,
             overwrite=True,
-            progress=False,
         )
     )
     return str(result.out)
