@@ -53,6 +53,7 @@ def test_glosea4_perfect_model_study_scores_equal_numpy(tmp_path):
     card = xr.open_dataset(result.scorecards["glosea4"])
     assert card.attrs["reference"] == "glosea4-latest" and "p_value" in card["quantity"].values
     assert Path(result.out, "study.json").exists()
+    assert result.site is None or Path(result.site, "index.html").exists()  # the site, where the dashboard is
 
 
 def test_uk_era5_study_baselines_with_significance_equal_numpy(tmp_path):

@@ -261,7 +261,13 @@ def run_study(config: StudyConfig, *, progress: bool = False) -> StudyResult:
     if build_dashboard is not None:
         site = str(work / "site")
         build_dashboard(
-            DashboardConfig(scores=(str(scores_path),), out=site, reference=config.reference, title=config.name)
+            DashboardConfig(
+                scores=(str(scores_path),),
+                out=site,
+                reference=config.reference,
+                metric=config.scorecard_metric,
+                title=config.name,
+            )
         )
     record: dict[str, Any] = {
         "study": {k: v for k, v in dataclasses.asdict(config).items()},
