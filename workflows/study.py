@@ -23,6 +23,7 @@ import dataclasses
 import io
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,9 @@ def _truth_from_member(cfg: StudyConfig, sources: list[str], work: Path) -> str:
     out = work / "truth.zarr"
     if out.exists():
         shutil.rmtree(out)
-    truth.chunk({"time": 1}).to_zarr(out, mode="w", zarr_format=3, consolidated=True)
+    with warnings.catch_warnings():  # zarr: consolidated metadata is not yet in the v3 specification
+        warnings.simplefilter("ignore")
+        truth.chunk({"time": 1}).to_zarr(out, mode="w", zarr_format=3, consolidated=True)
     shutil.rmtree(work / "truth-forecast.zarr")
     return str(out)
 
