@@ -35,6 +35,7 @@ from data_catalog import store as st
 from data_catalog import store_protocol as sp
 from data_catalog.catalog import is_catalog_name
 from data_catalog.errors import InputDataError, WxemuError
+from data_catalog.um_forecasts import open_pp_forecast, pp_group  # metoffice
 
 KIND = "forecast"
 CHUNK_MB = 64.0
@@ -76,17 +77,8 @@ def model_from_attrs(attrs: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _all_pp(sources: Sequence[str], options: dict | None) -> bool:
-    """metoffice: True when every SOURCE is a (glob of) Met Office PP file(s): they are read as one group."""
-    from data_catalog.readers import detect_format, expand_paths
-
-    if any(is_catalog_name(s) for s in sources):
-        return False
-    return all(detect_format(p, options) == "pp" for p in expand_paths(list(sources), storage_options=options))
-
-
 def _open_part(
-    source: str | tuple[str, ...],
+    source: str,
     *,
     variables,
     levels,
@@ -100,14 +92,13 @@ def _open_part(
     mapping,
     units,
 ) -> list[tuple[str, xr.Dataset, str | None]]:
-    """[(path or entry label, canonical forecast, implied model name)] for one SOURCE argument (a tuple: a
-    group of PP sources read together)."""
+    """[(path or entry label, canonical forecast, implied model name)] for one SOURCE argument."""
     common = {
         "variables": list(variables) if variables else None,
         "levels": list(levels) if levels else None,
         "allow_nan": allow_nan,
     }
-    if isinstance(source, str) and is_catalog_name(source):
+    if is_catalog_name(source):
         from data_catalog.catalog import get_entry, open_dataset
 
         entry = get_entry(source)
@@ -120,32 +111,10 @@ def _open_part(
             ds = _select_leads(ds, lead_times, f"catalog entry {source!r}")
         return [(f"catalog entry {source!r}", ds, source)]
     from data_catalog.forecasts import to_canonical_forecast
-    from data_catalog.readers import detect_format, expand_paths, open_pp_group, open_source
+    from data_catalog.readers import expand_paths, open_source
 
     out = []
-    group = list(source) if isinstance(source, tuple) else [source]  # metoffice: a tuple is a PP group
-    paths = expand_paths(group, storage_options=dict(storage_options or {}) or None)
-    options = dict(storage_options or {}) or None
-    if fmt == "pp" or (fmt is None and all(detect_format(p, options) == "pp" for p in paths)):  # metoffice
-        raw = open_pp_group(paths, storage_options=options)  # members/leads spread over files merge (GloSea4)
-        label = paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
-        ds = to_canonical_forecast(
-            raw,
-            source=label,
-            mapping=dict(mapping) if mapping else None,
-            start=start,
-            end=end,
-            lead_times=lead_times,
-            units=dict(units) if units else None,
-            **common,
-        )
-        if not any("prediction_timedelta" in ds[v].dims for v in ds.data_vars):
-            raise ForecastIngestError(
-                f"{label}: variables {sorted(map(str, ds.data_vars))} are static fields (no forecast time); "
-                "a forecast store needs time-dependent variables"
-            )
-        return [(label, ds, "ukmo")]
-    for path in paths:
+    for path in expand_paths([source], storage_options=dict(storage_options or {}) or None):
         raw = open_source(
             path,
             fmt,
@@ -369,8 +338,12 @@ def _ingest_forecast_locked(sources: list[str], out: str, options: dict | None, 
         raise WxemuError(f"{out}: exists; pass --overwrite (overwrite=True) to replace it")
     lead_list = [str(pd.Timedelta(v)) if not isinstance(v, str) else v for v in lead_times] if lead_times else None
     found: list[tuple[str, xr.Dataset, str | None]] = []
-    # metoffice: SOURCEs that are all PP files are read as one group (an ensemble spread over files)
-    for source in [tuple(sources)] if fmt == "pp" or (fmt is None and _all_pp(sources, options)) else sources:
+    pp = pp_group(sources, fmt, options)  # metoffice: all-PP SOURCEs are read together (data_catalog.um_forecasts)
+    if pp:
+        sel = {"variables": list(variables) if variables else None, "levels": list(levels) if levels else None}
+        sel.update(start=start, end=end, lead_times=lead_list, allow_nan=allow_nan)
+        found.append(open_pp_forecast(pp, storage_options=options, mapping=mapping, units=units, **sel))
+    for source in [] if pp else sources:
         found += _open_part(
             source,
             variables=variables,
@@ -398,7 +371,7 @@ def _ingest_forecast_locked(sources: list[str], out: str, options: dict | None, 
             entry = d.attrs.get("wxemu_catalog_entry")
             location = load_catalog().location(entry)
             fingerprints.append({**fingerprint(location, options), "catalog_entry": entry})
-        else:  # metoffice: PP files read together list their files (data_catalog.um)
+        else:  # metoffice: PP files read together list their files
             fingerprints += [fingerprint(p, options) for p in d.attrs.get("source_files") or [label]]
     recipe: dict[str, Any] = {
         "sources": list(sources),
