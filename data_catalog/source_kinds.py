@@ -1,8 +1,8 @@
 """What kind of source a dataset is, decided before it is mapped onto the canonical convention: the facts a store
 would otherwise record wrongly (issue 22; docs/reliability.md).
 
-* forecast fields (a GRIB ``step`` other than 0) are no analysis at their reference time
-  (:func:`refuse_forecast_fields`);
+* GRIB forecast fields (a ``step`` other than 0) are no analysis, at their reference time or (unasked) at their
+  valid time (:func:`refuse_forecast_fields`); other sources' fields are stored at their valid time;
 * one member of an ensemble is no deterministic field (:func:`single_member`);
 * a projected grid (Lambert, polar stereographic, rotated pole...) is no latitude-longitude grid
   (:func:`refuse_projected_grid`).
@@ -60,10 +60,18 @@ def refuse_projected_grid(ds: xr.Dataset, source: str) -> None:
     )
 
 
+def is_grib(ds: xr.Dataset) -> bool:
+    """Whether ``ds`` was read by cfgrib (its variables carry ``GRIB_*`` attributes)."""
+    return any(str(k).startswith("GRIB_") for v in ds.data_vars.values() for k in v.attrs)
+
+
 def refuse_forecast_fields(ds: xr.Dataset, source: str) -> None:
-    """Raise for forecast fields (a GRIB ``step`` other than 0) on a reference-time axis: stored as an analysis
-    they would land at their reference time, not at the time they are valid for."""
-    if "step" not in ds.coords or "valid_time" in ds.dims:
+    """Raise for GRIB forecast fields (a ``step`` other than 0) read as an analysis: GRIB tells analyses from
+    forecasts, and a forecast field is no analysis, neither at its reference time nor, unasked, at its valid time.
+
+    Other readers' ``step`` (the Met Office PP reader's forecast period, e.g. the time since a climate run began)
+    carries no such distinction: their fields are stored at their valid time (``valid_time``)."""
+    if "step" not in ds.coords or "valid_time" in ds.dims or not is_grib(ds):
         return
     steps = pd.to_timedelta(np.atleast_1d(ds["step"].values).ravel())
     leads = sorted({s for s in steps if s != pd.Timedelta(0)})

@@ -400,3 +400,22 @@ def test_cf_grid_mapping_is_named():
     )
     with pytest.raises(InputDataError, match=r"polar.nc: a projected grid \(polar stereographic: CF grid_mapping"):
         to_canonical(ds, source="polar.nc")
+
+
+def test_non_grib_fields_with_a_step_are_stored_at_their_valid_time():
+    """A reader without GRIB's analysis/forecast distinction (e.g. the Met Office PP reader: forecast period since
+    a climate run began) gives time, step and valid_time: the field is stored at its valid time, also when the
+    time is a single scalar (it was stored at its reference time)."""
+    ref, step = pd.Timestamp("1998-03-01T03"), pd.Timedelta("6597h")
+    ds = xr.Dataset(
+        {"air_temperature": (("latitude", "longitude"), np.full((3, 4), 280.0, "f4"), {"units": "K"})},
+        coords={
+            "time": ref,
+            "step": step,
+            "valid_time": ref + step,
+            "latitude": [0.0, 1.0, 2.0],
+            "longitude": [0.0, 1.0, 2.0, 3.0],
+        },
+    )
+    out = to_canonical(ds, source="um.pp", mapping={"air_temperature": "2m_temperature"})
+    assert pd.DatetimeIndex(out["time"].values).tolist() == [pd.Timestamp("1998-12-01T00")]
