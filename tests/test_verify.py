@@ -112,7 +112,7 @@ def test_verify_deterministic_matches_scores_and_xskillscore(stores):
 
     p = stores["paths"]
     out = stores["tmp"] / "scores.zarr"
-    res, per_init = verify(
+    result = verify(
         VerifyConfig(
             forecasts=[str(p["persistence"]), str(p["damped"])],
             truth=str(p["truth"]),
@@ -121,6 +121,8 @@ def test_verify_deterministic_matches_scores_and_xskillscore(stores):
             overwrite=True,
         )
     )
+    res, per_init = result.scores, result.per_init
+    assert result.path == str(out)
     assert res["2m_temperature"].dims == ("metric", "forecast", "region", "prediction_timedelta")
     assert list(res.forecast.values) == ["persistence", "damped"]
     assert list(res.metric.values) == ["rmse", "mae", "bias", "acc"]
@@ -193,11 +195,11 @@ def test_verify_regrids_other_grid_and_records_it(stores, tmp_path):
     fc = fc.to_dataset(name="2m_temperature")
     fc["2m_temperature"].attrs = {"units": "K"}
     fc.to_zarr(tmp_path / "coarse.zarr", zarr_format=3)
-    res, _ = verify(
+    res = verify(
         VerifyConfig(
             forecasts=[str(tmp_path / "coarse.zarr")], truth=str(tmp_path / "truth.zarr"), metrics=["bias", "rmse"]
         )
-    )
+    ).scores
     assert "bilinear" in res.attrs["regridding"] and "coarse" in res.attrs["regridding"]
     np.testing.assert_allclose(res["2m_temperature"].sel(metric="bias"), 1.0, atol=1e-4)
     np.testing.assert_allclose(res["2m_temperature"].sel(metric="rmse"), 1.0, atol=1e-4)
@@ -238,14 +240,14 @@ def test_verify_ensemble_crps_spread_against_scores(tmp_path):
     truth["t2m"].attrs = {"units": "K"}
     truth.astype(np.float32).to_zarr(tmp_path / "truth.zarr", zarr_format=3)
     fc.to_dataset(name="t2m").to_zarr(tmp_path / "ukmo.zarr", zarr_format=3)
-    res, _ = verify(
+    res = verify(
         VerifyConfig(
             forecasts=[str(tmp_path / "ukmo.zarr")],
             truth=str(tmp_path / "truth.zarr"),
             metrics=["crps", "spread", "ens_mean_rmse", "spread_skill"],
             block_mb=0.5,
         )
-    )
+    ).scores
     got = res["t2m"].sel(forecast="ukmo", region="global")
     tv = truth["t2m"].astype(np.float32).sel(time=fc.time + fc.prediction_timedelta)
     w = xr.DataArray(brute_force_weights(fc.latitude.values), dims="latitude", coords={"latitude": fc.latitude})
@@ -374,29 +376,22 @@ def test_plan_blocks_fit_the_budget_and_prefetch_only_when_two_fit():
     assert plan.blocks == [(i, i + 1) for i in range(n_init)] and not plan.prefetch
 
 
-def test_verify_scores_do_not_depend_on_blocks_or_chunks(stores, tmp_path, monkeypatch):
-    """Blocks of a few inits cutting across the forecast's Zarr time chunks (and no prefetch) give the scores of
-    one block holding everything; the forecast blocks read stay within the budget."""
-    import pipeline.verify as V
-
+def test_verify_scores_do_not_depend_on_blocks_or_chunks(stores, tmp_path):
+    """Blocks of a few inits cutting across the forecast's Zarr time chunks give the scores of one block holding
+    everything; the blocks read stay within the budget and cover every init once."""
     p = stores["paths"]
     damped = stores["damped"].chunk({"time": 3})
     path = tmp_path / "damped_chunked.zarr"
     damped.to_zarr(path, mode="w", zarr_format=3)
-    whole, whole_pi = verify(VerifyConfig(forecasts=[str(path)], truth=str(p["truth"]), block_mb=1024))
+    whole = verify(VerifyConfig(forecasts=[str(path)], truth=str(p["truth"]), block_mb=1024))
     per_init_bytes = damped["2m_temperature"].isel(time=0).nbytes
-    sizes = []
-    load = V._load_forecast_block
-
-    def spy(plan, var, t0, t1, truth):
-        out = load(plan, var, t0, t1, truth)
-        sizes.append(out.nbytes)
-        return out
-
-    monkeypatch.setattr(V, "_load_forecast_block", spy)
     budget_mb = 5.5 * per_init_bytes / 2**20  # ~ 2-4 inits with truth rows and climatology fields
-    small, small_pi = verify(VerifyConfig(forecasts=[str(path)], truth=str(p["truth"]), block_mb=budget_mb))
-    assert len(sizes) > 10 and max(sizes) <= budget_mb * 2**20 and max(sizes) < 5 * per_init_bytes
-    assert sum(sizes) == damped["2m_temperature"].nbytes  # every init read exactly once
-    xr.testing.assert_allclose(whole, small, rtol=1e-6)
-    xr.testing.assert_allclose(whole_pi, small_pi, rtol=1e-6)
+    small = verify(VerifyConfig(forecasts=[str(path)], truth=str(p["truth"]), block_mb=budget_mb))
+    assert whole.blocks[("damped", "2m_temperature")] == [(0, damped.sizes["time"])]
+    blocks = small.blocks[("damped", "2m_temperature")]
+    sizes = [(b - a) * per_init_bytes for a, b in blocks]
+    assert len(blocks) > 10 and max(sizes) <= budget_mb * 2**20 and max(sizes) < 5 * per_init_bytes
+    assert blocks[0][0] == 0 and blocks[-1][1] == damped.sizes["time"]
+    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))  # every init read exactly once
+    xr.testing.assert_allclose(whole.scores, small.scores, rtol=1e-6)
+    xr.testing.assert_allclose(whole.per_init, small.per_init, rtol=1e-6)
