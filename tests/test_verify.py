@@ -395,3 +395,142 @@ def test_verify_scores_do_not_depend_on_blocks_or_chunks(stores, tmp_path):
     assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))  # every init read exactly once
     xr.testing.assert_allclose(whole.scores, small.scores, rtol=1e-6)
     xr.testing.assert_allclose(whole.per_init, small.per_init, rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ WeatherBench2 user
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    from pipeline.verify.testing import synthetic_stores
+
+    root = tmp_path_factory.mktemp("synthetic")
+    return {
+        "lat_first": synthetic_stores(root / "lat_first", n_init=6, time_chunk=4),
+        "lon_first": synthetic_stores(root / "lon_first", n_init=6, time_chunk=4, lon_first=True),
+    }
+
+
+def test_longitude_first_stores_give_the_same_scores(synthetic):
+    """WeatherBench2's published layout (longitude before latitude) and latitude-first stores: equal numbers."""
+    a, b = synthetic["lat_first"], synthetic["lon_first"]
+    assert xr.open_zarr(b["forecast"])["temperature"].dims[-2:] == ("longitude", "latitude")
+    cfg = {"regions": ["global", "tropics", "europe"], "metrics": ["wb2"], "block_mb": 0.05}
+    ra = verify(VerifyConfig(forecasts=[a["forecast"]], truth=a["truth"], **cfg))
+    rb = verify(VerifyConfig(forecasts=[b["forecast"]], truth=b["truth"], **cfg))
+    assert len(ra.blocks[("synthetic", "temperature")]) > 1
+    xr.testing.assert_equal(ra.scores, rb.scores)
+    xr.testing.assert_equal(ra.spectra, rb.spectra)
+    assert list(ra.scores.metric.values) == ["mse", "rmse", "acc", "bias", "mae", "rmse_sqrt_before_time_avg"]
+    # rmse_sqrt_before_time_avg: mean over inits of the per-init RMSE (<= rmse, Jensen)
+    t = ra.scores["2m_temperature"].sel(forecast="synthetic", region="global")
+    pi = ra.per_init["2m_temperature"].sel(forecast="synthetic", region="global")
+    np.testing.assert_allclose(
+        t.sel(metric="rmse_sqrt_before_time_avg"), np.sqrt(pi.sel(metric="mse")).mean("time"), rtol=1e-6
+    )
+    assert (t.sel(metric="rmse_sqrt_before_time_avg") <= t.sel(metric="rmse") + 1e-6).all()
+
+
+def test_distributed_blocks_give_the_same_scores(synthetic):
+    """Blocks of inits as tasks on a real 2-worker LocalCluster: the scores of one process, exactly."""
+    p = synthetic["lat_first"]
+    cfg = VerifyConfig(forecasts=[p["forecast"]], truth=p["truth"], regions=["global", "arctic"], block_mb=0.05)
+    one = verify(cfg)
+    two = verify(cfg, workers=2)
+    assert len(two.blocks[("synthetic", "temperature")]) >= 2
+    xr.testing.assert_equal(one.scores.drop_attrs(), two.scores.drop_attrs())
+    xr.testing.assert_equal(one.per_init, two.per_init)
+    xr.testing.assert_allclose(one.spectra, two.spectra, rtol=1e-12)
+
+
+def test_wb2_export_has_weatherbench2s_results_layout(synthetic, tmp_path):
+    p = synthetic["lat_first"]
+    out = tmp_path / "wb2"
+    res = verify(
+        VerifyConfig(
+            forecasts=[p["forecast"]],
+            truth=p["truth"],
+            out=str(out),
+            out_format="wb2",
+            regions=["global", "northern_hemisphere", "europe"],
+            metrics=["rmse", "acc", "bias", "mae", "rmse_sqrt_before_time_avg"],
+        )
+    )
+    assert sorted(f.name for f in out.iterdir()) == ["synthetic_deterministic.nc"]
+    ds = xr.open_dataset(out / "synthetic_deterministic.nc")
+    assert ds["temperature"].dims == ("metric", "region", "lead_time", "level")
+    assert ds["2m_temperature"].dims == ("metric", "region", "lead_time")
+    assert ds["lead_time"].dtype.kind == "m" and ds["temperature"].dtype == np.float64
+    assert list(ds.region.values) == ["global", "northern-hemisphere", "europe"]
+    assert list(ds.metric.values) == ["mse", "rmse", "mae", "bias", "acc", "rmse_sqrt_before_time_avg"]
+    sc = res.scores["temperature"].sel(forecast="synthetic").rename(prediction_timedelta="lead_time")
+    np.testing.assert_allclose(ds["temperature"].sel(metric="rmse"), sc.sel(metric="rmse"))
+    np.testing.assert_allclose(ds["temperature"].sel(metric="mse"), sc.sel(metric="rmse") ** 2)
+    np.testing.assert_allclose(ds["temperature"].sel(metric="acc"), sc.sel(metric="acc"))
+
+
+def test_missing_climatology_is_named_and_the_default_says_what_it_left_out(synthetic, tmp_path):
+    p = synthetic["lat_first"]
+    bare = xr.open_zarr(p["truth"])  # the root only: no climatology group
+    bare.to_zarr(tmp_path / "bare.zarr", zarr_format=3)
+    with pytest.raises(WxemuError, match=r"acc need a climatology.*bare.zarr.*pass --climatology STORE"):
+        verify(VerifyConfig(forecasts=[p["forecast"]], truth=str(tmp_path / "bare.zarr"), metrics=["rmse", "acc"]))
+    res = verify(VerifyConfig(forecasts=[p["forecast"]], truth=str(tmp_path / "bare.zarr")))
+    assert list(res.scores.metric.values) == ["rmse", "mae", "bias"]
+    assert len(res.notes) == 1 and "left out acc: no climatology" in res.notes[0]
+    # ... and passing one brings ACC back
+    res = verify(VerifyConfig(forecasts=[p["forecast"]], truth=str(tmp_path / "bare.zarr"), climatology=p["truth"]))
+    assert "acc" in res.scores.metric.values and not res.notes
+
+
+def test_cli_summary_plain_names_and_markup_in_attributes(synthetic, tmp_path, capsys):
+    """The summary prints plain names; a model name with rich markup (``[/]``) is printed as text, no crash."""
+    from pipeline.cli import main
+
+    p = synthetic["lat_first"]
+    odd = xr.open_zarr(p["forecast"]).load()
+    odd.attrs["wxemu_model"] = "[/]odd[bold]"
+    odd.to_zarr(tmp_path / "odd.zarr", zarr_format=3)
+    argv = ["verify", "--forecast", p["forecast"], str(tmp_path / "odd.zarr"), "--truth", p["truth"]]
+    argv += ["--out", str(tmp_path / "s.zarr"), "--reference", "synthetic", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "metrics rmse, mae, bias, acc x forecasts synthetic, [/]odd[bold] x regions global" in out
+    assert "np.str_" not in out and "[/]odd[bold] vs synthetic" in out
+
+
+def test_nan_scores_are_refused_unless_allowed(synthetic, tmp_path):
+    p = synthetic["lat_first"]
+    fc = xr.open_zarr(p["forecast"]).load()
+    holes = fc.copy(deep=True)
+    holes["2m_temperature"][2, 1, 3, 4] = np.nan  # init 3, lead 24 h: one NaN point
+    holes.to_zarr(tmp_path / "holes.zarr", zarr_format=3)
+    cfg = {"truth": p["truth"], "out": str(tmp_path / "s.zarr")}
+    with pytest.raises(
+        WxemuError,
+        match=r"forecast synthetic \(.*holes.zarr\): variable '2m_temperature' would get NaN/Inf scores from lead "
+        r"1 days 00:00:00 on \(first at initial time 2020-01-02 00:00:00, 1 of 18 .*--allow-nan",
+    ):
+        verify(VerifyConfig(forecasts=[str(tmp_path / "holes.zarr")], **cfg))
+    assert not (tmp_path / "s.zarr").exists()
+    res = verify(VerifyConfig(forecasts=[str(tmp_path / "holes.zarr")], allow_nan=True, **cfg))
+    assert (tmp_path / "s.zarr").exists() and np.isfinite(res.scores["temperature"]).all()
+    # a model with NaN weights: an all-NaN forecast
+    nan = fc.copy(deep=True)
+    nan["temperature"][:] = np.nan
+    nan.to_zarr(tmp_path / "nan.zarr", zarr_format=3)
+    with pytest.raises(WxemuError, match=r"variable 'temperature' is NaN everywhere at lead 0 days 12:00:00"):
+        verify(VerifyConfig(forecasts=[str(tmp_path / "nan.zarr")], truth=p["truth"]))
+
+
+def test_incomplete_forecast_store_says_rerun_wxemu_forecast(synthetic, tmp_path):
+    p = synthetic["lat_first"]
+    fc = xr.open_zarr(p["forecast"]).load()
+    fc.attrs.update(
+        wxemu_complete=False,
+        wxemu_forecast_request={"wxemu_model": "graph", "store": "uk.zarr", "init": ["2020-01-01T00"]},
+    )
+    fc.to_zarr(tmp_path / "fc.zarr", zarr_format=3)
+    with pytest.raises(
+        WxemuError, match=r"fc.zarr: store is incomplete.*re-run the same `wxemu forecast` command"
+    ) as e:
+        verify(VerifyConfig(forecasts=[str(tmp_path / "fc.zarr")], truth=p["truth"]))
+    assert "ingest" not in str(e.value)
