@@ -534,3 +534,19 @@ def test_incomplete_forecast_store_says_rerun_wxemu_forecast(synthetic, tmp_path
     ) as e:
         verify(VerifyConfig(forecasts=[str(tmp_path / "fc.zarr")], truth=p["truth"]))
     assert "ingest" not in str(e.value)
+
+
+def test_config_validates_fields_and_reads_flat_yaml(tmp_path):
+    from data_catalog.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"VerifyConfig.forecasts: no forecast store given"):
+        VerifyConfig(truth="t.zarr")
+    with pytest.raises(ConfigError, match=r"VerifyConfig.block_mb: --block-mb must be positive, got -1"):
+        VerifyConfig(forecasts=["f.zarr"], truth="t.zarr", block_mb=-1)
+    with pytest.raises(ConfigError, match=r"VerifyConfig.leads: --leads: cannot read 'soon'"):
+        VerifyConfig(forecasts=["f.zarr"], truth="t.zarr", leads=["24h", "soon"])
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['regoins'\]"):
+        VerifyConfig.from_dict({"forecasts": ["f.zarr"], "truth": "t.zarr", "regoins": ["uk"]})
+    (tmp_path / "v.yaml").write_text("forecasts: [a.zarr, b.zarr]\ntruth: t.zarr\nregions: [europe]\nblock_mb: 16\n")
+    cfg = VerifyConfig.from_yaml(tmp_path / "v.yaml")
+    assert cfg.forecasts == ("a.zarr", "b.zarr") and cfg.regions == ("europe",) and cfg.block_mb == 16
