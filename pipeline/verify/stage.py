@@ -72,6 +72,10 @@ def choose_metrics(config: VerifyConfig, any_ensemble: bool, have_clim: bool) ->
     return [m for m in metrics if not M.needs_climatology(m)], notes
 
 
+def _lead(value: np.timedelta64) -> str:
+    return f"+{pd.Timedelta(value) / pd.Timedelta(hours=1):g} h"
+
+
 def check_finite(plan: ForecastPlan, name: str, var: str, vstats: VariableStats) -> None:
     """Raise :class:`VerifyError` when scores of ``var`` would be non-finite: NaN/Inf in the forecast or the
     truth at a scored (init, lead), or a lead whose forecast is NaN at every initial time."""
@@ -86,7 +90,7 @@ def check_finite(plan: ForecastPlan, name: str, var: str, vstats: VariableStats)
             i = int(np.nonzero(bad[:, j])[0][0])
             raise VerifyError(
                 f"forecast {name} ({plan.path}): variable {var!r} would get NaN/Inf scores from lead "
-                f"{pd.Timedelta(plan.leads[j])} on (first at initial time {pd.Timestamp(plan.inits[i])}, "
+                f"{_lead(plan.leads[j])} on (first at initial time {pd.Timestamp(plan.inits[i])}, "
                 f"{int(bad.sum())} of {int((status != NO_TRUTH).sum())} scored (init, lead) pairs): {what} there; "
                 f"pass --allow-nan (VerifyConfig.allow_nan) to write such scores anyway"
             )
@@ -97,7 +101,7 @@ def check_finite(plan: ForecastPlan, name: str, var: str, vstats: VariableStats)
         n = int((status[:, j] == MISSING).sum())
         raise VerifyError(
             f"forecast {name} ({plan.path}): variable {var!r} is NaN everywhere at lead "
-            f"{pd.Timedelta(plan.leads[j])} for all {n} initial times with truth ({int(empty.sum())} of "
+            f"{_lead(plan.leads[j])} for all {n} initial times with truth ({int(empty.sum())} of "
             f"{len(plan.leads)} leads are): nothing to score (a model with NaN weights?); pass --allow-nan "
             f"(VerifyConfig.allow_nan) to write NaN scores anyway"
         )

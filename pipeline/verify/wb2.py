@@ -2,7 +2,8 @@
 
 WeatherBench2's ``evaluate`` writes one NetCDF file per evaluation (``{prefix}deterministic.nc``,
 ``{prefix}probabilistic.nc``) with one variable per forecast variable, dims (``metric``, ``region``, ``lead_time``,
-[``level``]), its metric names (``mse``, ``rmse``, ``acc``, ``bias``, ``mae``, ``rmse_sqrt_before_time_avg``;
+[``level``]), NetCDF3 (what its ``to_netcdf()`` without a path writes, and what its ``open_nc`` reads from a file
+object without h5py), its metric names (``mse``, ``rmse``, ``acc``, ``bias``, ``mae``, ``rmse_sqrt_before_time_avg``;
 ``crps``, ``ensemble_mean_rmse``, ``ensemble_mean_mse``, ``ensemble_variance``) and its region names.
 :func:`export_wb2` writes that layout for each forecast, ``{forecast}_{evaluation}.nc``, into a directory.
 """
@@ -83,7 +84,7 @@ def export_wb2(scores: xr.Dataset, out_dir: str, *, overwrite: bool = False) -> 
                 ds = wb2_results(scores, forecast, evaluation)
                 if ds.data_vars:
                     name = f"{safe}_{evaluation}.nc"
-                    ds.to_netcdf(tmp / name)
+                    ds.to_netcdf(tmp / name, engine="scipy")  # NetCDF3, as WB2's own ``dataset.to_netcdf()``
                     names.append(name)
         if target.exists():
             shutil.rmtree(target)
