@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,7 +17,7 @@ from pipeline.regions import parse_regions, region_weights
 from pipeline.verify.config import VerifyConfig, VerifyError, VerifyResult, parse_leads
 from pipeline.verify.distributed import dask_client, score_variable_distributed
 from pipeline.verify.inputs import open_climatology_for, open_dataset
-from pipeline.verify.plan import ForecastPlan, plan_blocks, plan_forecast
+from pipeline.verify.plan import BlockPlan, ForecastPlan, plan_blocks, plan_forecast
 from pipeline.verify.reader import F32, climatology_keys
 from pipeline.verify.scoring import (
     BAD_FORECAST,
@@ -23,6 +25,7 @@ from pipeline.verify.scoring import (
     MISSING,
     NO_TRUTH,
     Sources,
+    SpectrumGrid,
     VariableJob,
     VariableStats,
     score_variable,
@@ -114,6 +117,74 @@ def _unique_names(plans: Sequence[ForecastPlan]) -> list[str]:
     return names
 
 
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    """What every forecast of a run is scored against."""
+
+    config: VerifyConfig
+    truth: xr.Dataset
+    climatology: xr.Dataset | None
+    regions: list
+    weights: np.ndarray  # (npoints, n_regions) float32
+    grid: SpectrumGrid | None
+
+
+def _variable_job(ctx: _Context, plan: ForecastPlan, var: str, stat_names: tuple[str, ...]) -> VariableJob:
+    fda = plan.forecast[var]
+    levels = fda["level"].values if "level" in fda.dims else None
+    clim_keys = None
+    if any(s in M.ANOMALY_STATISTICS for s in stat_names):
+        used = np.unique(plan.truth_index[plan.truth_index >= 0])
+        clim_keys = np.full(ctx.truth.sizes["time"], -1)
+        clim_keys[used] = climatology_keys(ctx.climatology[var], ctx.truth["time"].values[used])
+    return VariableJob(
+        plan.path, ctx.config.truth, ctx.config.climatology, var, plan.leads, plan.truth_index,
+        plan.regrid is not None, levels, fda.sizes.get("number", 1), plan.ensemble, stat_names, ctx.weights,
+        clim_keys, ctx.grid,
+    )  # fmt: skip
+
+
+def _block_plan(ctx: _Context, job: VariableJob, prefetch: bool) -> BlockPlan:
+    row_bytes = job.n_levels * ctx.weights.shape[0] * F32
+    # per (init, lead): err + one statistic field + 2 anomalies; ensembles: mean, members - truth, sorted
+    temp_bytes = row_bytes * (4 + (2 * job.n_members + 1 if job.ensemble else 0))
+    init_bytes = len(job.leads) * job.n_members * row_bytes
+    budget = ctx.config.block_mb * 2**20
+    return plan_blocks(
+        job.truth_index, job.clim_keys, init_bytes, row_bytes, temp_bytes, budget, allow_prefetch=prefetch
+    )
+
+
+def _score_forecast(
+    ctx: _Context, plan: ForecastPlan, metrics: list[M.Metric], name: str, client: Any, progress: bool
+) -> tuple[xr.Dataset, xr.Dataset, dict[str, xr.DataArray], dict[tuple[str, str], list[tuple[int, int]]]]:
+    """Scores and per-init scores of one forecast (dim ``forecast`` = [name]), its spectra per variable and the
+    blocks read, in this process (``client`` None) or as tasks on a dask cluster."""
+    stat_names = tuple(M.required_statistics(metrics))
+    sc_vars, pi_vars, spectra, blocks = {}, {}, {}, {}
+    for var in plan.variables:
+        job = _variable_job(ctx, plan, var, stat_names)
+        bplan = _block_plan(ctx, job, prefetch=client is None)
+        blocks[(name, var)] = list(bplan.blocks)
+        if client is None:
+            cda = ctx.climatology[var] if job.clim_keys is not None else None
+            sources = Sources(plan.forecast[var], ctx.truth[var], cda, ctx.truth)
+            vstats = score_variable(sources, job, bplan, progress=progress, label=plan.name)
+        else:
+            vstats = score_variable_distributed(client, job, bplan)
+        if not ctx.config.allow_nan:
+            check_finite(plan, name, var, vstats)
+        sc_vars[var], pi_vars[var] = variable_scores(plan, var, vstats, metrics, ctx.regions, job.levels)
+        if ctx.grid is not None:
+            sp = variable_spectra(plan, var, vstats, ctx.grid, job.levels)
+            spectra[var] = sp.assign_coords(forecast=[name, "truth"])
+    counts = xr.DataArray(
+        (plan.truth_index >= 0).sum(axis=0), dims="prediction_timedelta", coords={"prediction_timedelta": plan.leads}
+    )
+    scores = xr.Dataset(sc_vars).assign_coords(n_init=counts).expand_dims(forecast=[name])
+    return scores, xr.Dataset(pi_vars).expand_dims(forecast=[name]), spectra, blocks
+
+
 def verify(
     config: VerifyConfig, *, progress: bool = False, workers: int | None = None, scheduler: str | None = None
 ) -> VerifyResult:
@@ -151,56 +222,19 @@ def verify(
     names = _unique_names(plans)
     if config.reference is not None and config.reference not in names:
         raise VerifyError(f"--reference {config.reference!r} is not one of the forecasts {names}")
-    budget = config.block_mb * 2**20
+    ctx = _Context(config, truth, climatology, regions, weights, grid)
     all_scores, all_per_init, all_spectra, blocks = [], [], {}, {}
     with contextlib.ExitStack() as stack:
         client = (
             stack.enter_context(dask_client(workers=workers, scheduler=scheduler)) if workers or scheduler else None
         )
         for plan, ms, name in zip(plans, per_plan_metrics, names):
-            stat_names = tuple(M.required_statistics(ms))
-            need_clim = any(s in M.ANOMALY_STATISTICS for s in stat_names)
-            used = np.unique(plan.truth_index[plan.truth_index >= 0])
-            sc_vars, pi_vars = {}, {}
-            for var in plan.variables:
-                fda = plan.forecast[var]
-                levels = fda["level"].values if "level" in fda.dims else None
-                n_lev, n_mem = (1 if levels is None else len(levels)), fda.sizes.get("number", 1)
-                cda = climatology[var] if need_clim else None
-                clim_keys = None
-                if cda is not None:
-                    clim_keys = np.full(truth.sizes["time"], -1)
-                    clim_keys[used] = climatology_keys(cda, truth["time"].values[used])
-                job = VariableJob(
-                    plan.path, config.truth, config.climatology, var, plan.leads, plan.truth_index,
-                    plan.regrid is not None, levels, n_mem, plan.ensemble, stat_names, weights, clim_keys, grid,
-                )  # fmt: skip
-                row_bytes = n_lev * weights.shape[0] * F32
-                # per (init, lead): err + one statistic field + 2 anomalies; ensembles: mean, members - truth, sorted
-                temp_bytes = row_bytes * (4 + (2 * n_mem + 1 if plan.ensemble else 0))
-                bplan = plan_blocks(
-                    plan.truth_index, clim_keys, len(plan.leads) * n_mem * row_bytes, row_bytes, temp_bytes, budget,
-                    allow_prefetch=client is None,
-                )  # fmt: skip
-                blocks[(name, var)] = list(bplan.blocks)
-                if client is None:
-                    sources = Sources(fda, truth[var], cda, truth)
-                    vstats = score_variable(sources, job, bplan, progress=progress, label=plan.name)
-                else:
-                    vstats = score_variable_distributed(client, job, bplan)
-                if not config.allow_nan:
-                    check_finite(plan, name, var, vstats)
-                sc_vars[var], pi_vars[var] = variable_scores(plan, var, vstats, ms, regions, levels)
-                if grid is not None:
-                    sp = variable_spectra(plan, var, vstats, grid, levels)
-                    all_spectra.setdefault(var, []).append(sp.assign_coords(forecast=[name, "truth"]))
-            counts = xr.DataArray(
-                (plan.truth_index >= 0).sum(axis=0),
-                dims="prediction_timedelta",
-                coords={"prediction_timedelta": plan.leads},
-            )
-            all_scores.append(xr.Dataset(sc_vars).assign_coords(n_init=counts).expand_dims(forecast=[name]))
-            all_per_init.append(xr.Dataset(pi_vars).expand_dims(forecast=[name]))
+            sc, pi, spectra, plan_blocks_ = _score_forecast(ctx, plan, ms, name, client, progress)
+            all_scores.append(sc)
+            all_per_init.append(pi)
+            blocks.update(plan_blocks_)
+            for var, sp in spectra.items():
+                all_spectra.setdefault(var, []).append(sp)
     scores = xr.concat(all_scores, dim="forecast", join="outer", coords="different", compat="equals")
     per_init = xr.concat(all_per_init, dim="forecast", join="outer")
     per_init = per_init.transpose("metric", "forecast", "region", "time", ...)
