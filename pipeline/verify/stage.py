@@ -33,7 +33,7 @@ from pipeline.verify.scoring import (
     variable_scores,
     variable_spectra,
 )
-from pipeline.verify.store import provenance, write_scores
+from pipeline.verify.store import output_lock, provenance, write_scores
 from pipeline.verify.wb2 import export_wb2
 from pipeline.weights import latitude_weights
 
@@ -225,6 +225,7 @@ def verify(
     ctx = _Context(config, truth, climatology, regions, weights, grid)
     all_scores, all_per_init, all_spectra, blocks = [], [], {}, {}
     with contextlib.ExitStack() as stack:
+        stack.enter_context(output_lock(config.out))  # the writer lock: held until the output is written
         client = (
             stack.enter_context(dask_client(workers=workers, scheduler=scheduler)) if workers or scheduler else None
         )
@@ -235,20 +236,20 @@ def verify(
             blocks.update(plan_blocks_)
             for var, sp in spectra.items():
                 all_spectra.setdefault(var, []).append(sp)
-    scores = xr.concat(all_scores, dim="forecast", join="outer", coords="different", compat="equals")
-    per_init = xr.concat(all_per_init, dim="forecast", join="outer")
-    per_init = per_init.transpose("metric", "forecast", "region", "time", ...)
-    scores = scores.transpose("metric", "forecast", "region", "prediction_timedelta", ...)
-    scores.attrs = provenance(config, plans, names, regions, metrics, climatology is not None, notes)
-    per_init.attrs = {
-        "description": "per-initial-time scores: the quantity each metric averages over initial "
-        "times (MSE for rmse, ensemble variance for spread, ...)"
-    }
-    spectra = _spectra_dataset(all_spectra)
-    if config.out and config.out_format == "wb2":
-        export_wb2(scores, config.out, overwrite=config.overwrite)
-    elif config.out:
-        write_scores(scores, per_init, config.out, spectra=spectra, overwrite=config.overwrite)
+        scores = xr.concat(all_scores, dim="forecast", join="outer", coords="different", compat="equals")
+        per_init = xr.concat(all_per_init, dim="forecast", join="outer")
+        per_init = per_init.transpose("metric", "forecast", "region", "time", ...)
+        scores = scores.transpose("metric", "forecast", "region", "prediction_timedelta", ...)
+        scores.attrs = provenance(config, plans, names, regions, metrics, climatology is not None, notes)
+        per_init.attrs = {
+            "description": "per-initial-time scores: the quantity each metric averages over initial "
+            "times (MSE for rmse, ensemble variance for spread, ...)"
+        }
+        spectra = _spectra_dataset(all_spectra)
+        if config.out and config.out_format == "wb2":
+            export_wb2(scores, config.out, overwrite=config.overwrite)
+        elif config.out:
+            write_scores(scores, per_init, config.out, spectra=spectra, overwrite=config.overwrite)
     return VerifyResult(config.out, scores, per_init, spectra, blocks, tuple(notes))
 
 

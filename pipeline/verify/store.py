@@ -73,11 +73,14 @@ def provenance(
 
 
 @contextlib.contextmanager
-def _output_lock(out: str):
-    """The writer lock on the scores store.
+def output_lock(out: str | None):
+    """The writer lock on a verification's output, held from before scoring until it is written (a second run
+    on the same ``out`` fails at once). ``out`` None: no lock.
 
-    INTEGRATION POINT: once ``data_catalog.store_protocol.writer_lock`` lands (branch ``ingest``), replace the
-    body with ``with writer_lock(out, stage="verify"): yield``. Until then no lock is taken.
+    INTEGRATION POINT (the one call site is in :func:`pipeline.verify.stage.verify`): once
+    ``data_catalog.store_protocol.writer_lock`` lands (branch ``ingest``), replace the body with
+    ``if out is None: yield; return`` then ``with writer_lock(out, stage="verify"): yield``. Until then no lock is
+    taken.
     """
     yield
 
@@ -94,24 +97,23 @@ def write_scores(
     ``out`` atomically: into a hidden temporary sibling, renamed into place."""
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _output_lock(out):
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            with warnings.catch_warnings():  # fixed-length unicode coords and consolidated metadata are "unstable"
-                warnings.simplefilter("ignore")
-                scores.to_zarr(tmp, mode="w", consolidated=False, zarr_format=3)
-                per_init.to_zarr(tmp, group=PER_INIT_GROUP, mode="w", consolidated=False, zarr_format=3)
-                if spectra is not None and spectra.data_vars:
-                    spectra.to_zarr(tmp, group=SPECTRA_GROUP, mode="w", consolidated=False, zarr_format=3)
-                zarr.consolidate_metadata(str(tmp), zarr_format=3)
-            if target.exists():
-                if not overwrite:
-                    raise VerifyError(f"output {out} exists; pass --overwrite to replace it")
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        with warnings.catch_warnings():  # fixed-length unicode coords and consolidated metadata are "unstable" v3
+            warnings.simplefilter("ignore")
+            scores.to_zarr(tmp, mode="w", consolidated=False, zarr_format=3)
+            per_init.to_zarr(tmp, group=PER_INIT_GROUP, mode="w", consolidated=False, zarr_format=3)
+            if spectra is not None and spectra.data_vars:
+                spectra.to_zarr(tmp, group=SPECTRA_GROUP, mode="w", consolidated=False, zarr_format=3)
+            zarr.consolidate_metadata(str(tmp), zarr_format=3)
+        if target.exists():
+            if not overwrite:
+                raise VerifyError(f"output {out} exists; pass --overwrite to replace it")
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def open_scores(path: str) -> tuple[xr.Dataset, xr.Dataset]:
