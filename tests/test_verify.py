@@ -170,6 +170,16 @@ def test_verify_deterministic_matches_scores_and_xskillscore(stores):
     )
     # persistence at lead 0 is perfect
     assert float(res["2m_temperature"].sel(forecast="persistence", metric="rmse", region="global")[0]) == 0.0
+    # spectra on this regional grid: radially binned; persistence at lead 0 has the truth's spectrum
+    sp = result.spectra["2m_temperature"]
+    assert sp.attrs["spectrum"] == "radially binned 2-D" and list(sp.forecast.values) == [
+        "persistence",
+        "damped",
+        "truth",
+    ]
+    assert (np.diff(sp.wavelength_km.values) < 0).all()
+    np.testing.assert_allclose(sp.sel(forecast="persistence")[0], sp.sel(forecast="truth")[0], rtol=1e-12)
+    assert not np.allclose(sp.sel(forecast="damped")[0], sp.sel(forecast="truth")[0], rtol=1e-3)
 
 
 def test_verify_regrids_other_grid_and_records_it(stores, tmp_path):
@@ -261,6 +271,13 @@ def test_verify_ensemble_crps_spread_against_scores(tmp_path):
     ens_mse = ((fc.mean("number") - tv) ** 2).weighted(w).mean(["latitude", "longitude"]).where(scored).mean("time")
     np.testing.assert_allclose(got.sel(metric="ens_mean_rmse"), np.sqrt(ens_mse), rtol=3e-5)
     np.testing.assert_allclose(got.sel(metric="spread_skill"), np.sqrt(var / ens_mse), rtol=3e-5)
+    # WeatherBench2's probabilistic results: its names, ensemble_variance = spread ** 2
+    from pipeline.verify import wb2_results
+
+    prob = wb2_results(res, "ukmo", "probabilistic")["t2m"]
+    assert list(prob.metric.values) == ["crps", "ensemble_mean_rmse", "ensemble_mean_mse", "ensemble_variance"]
+    np.testing.assert_allclose(prob.sel(metric="ensemble_variance", region="global"), var, rtol=6e-5)
+    assert not wb2_results(res, "ukmo", "deterministic").data_vars
 
 
 def test_verify_cli_scorecard_and_errors(stores, tmp_path):
