@@ -148,8 +148,14 @@ def read_block(sources: Sources, job: VariableJob, t0: int, t1: int, have: Block
     return BlockData(fc, rows, clim)
 
 
-def compute_block(job: VariableJob, data: BlockData, t0: int, t1: int) -> BlockResult:
-    """Statistics (and spectra sums) of inits [t0, t1) from the block read by :func:`read_block`."""
+def compute_block(
+    job: VariableJob, data: BlockData, t0: int, t1: int, truth_spectra: dict[int, np.ndarray] | None = None
+) -> BlockResult:
+    """Statistics (and spectra sums) of inits [t0, t1) from the block read by :func:`read_block`.
+
+    ``truth_spectra``: spectra of truth rows already computed ({row: (L, n_wavenumbers)}), reused and filled in
+    (the previous block's, in :func:`score_variable`).
+    """
     n_lead, n_lev, n_reg = len(job.leads), job.n_levels, job.weights.shape[1]
     stats = {s: np.full((t1 - t0, n_lead, n_lev, n_reg), np.nan, np.float32) for s in job.stat_names}
     spectra = None
@@ -160,7 +166,7 @@ def compute_block(job: VariableJob, data: BlockData, t0: int, t1: int) -> BlockR
             "truth": np.zeros((n_lead, n_lev, nk)),
             "count": np.zeros(n_lead),
         }
-        truth_spectra: dict[int, np.ndarray] = {}
+        truth_spectra = {} if truth_spectra is None else truth_spectra
     member_axis = 1 if job.ensemble else None
     fc = data.forecast
     status = np.full((t1 - t0, n_lead), SCORED, np.int8)
@@ -224,6 +230,7 @@ def score_variable(
     results = []
     blocks = bplan.blocks
     held: BlockData | None = None
+    truth_spectra: dict[int, np.ndarray] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(read_block, sources, job, *blocks[0], held) if bplan.prefetch else None
         for k, (t0, t1) in enumerate(blocks):
@@ -234,7 +241,8 @@ def score_variable(
                 data = read_block(sources, job, t0, t1, held)
             held = data  # the next block reuses the truth rows and climatology fields it shares
             if data.forecast is not None:
-                results.append(compute_block(job, data, t0, t1))
+                truth_spectra = {r: v for r, v in truth_spectra.items() if r in data.rows}  # the rows shared
+                results.append(compute_block(job, data, t0, t1, truth_spectra))
             if progress:
                 print(f"  {label}: {job.var} inits {t1}/{n_init}", file=sys.stderr, flush=True)
     return combine(job, results)
