@@ -544,13 +544,11 @@ def test_nan_scores_are_refused_unless_allowed(synthetic, tmp_path):
 def test_incomplete_forecast_store_says_rerun_wxemu_forecast(synthetic, tmp_path):
     p = synthetic["lat_first"]
     fc = xr.open_zarr(p["forecast"]).load()
-    fc.attrs.update(
-        wxemu_complete=False,
-        wxemu_forecast_request={"wxemu_model": "graph", "store": "uk.zarr", "init": ["2020-01-01T00"]},
-    )
+    fc.attrs.update(wxemu_complete=False, wxemu_model="graph")  # a `wxemu forecast` killed midway
     fc.to_zarr(tmp_path / "fc.zarr", zarr_format=3)
     with pytest.raises(
-        WxemuError, match=r"fc.zarr: store is incomplete.*re-run the same `wxemu forecast` command"
+        WxemuError,
+        match=r"fc.zarr: store is incomplete \(forecast store.*re-run the same forecast command \(`wxemu forecast",
     ) as e:
         verify(VerifyConfig(forecasts=[str(tmp_path / "fc.zarr")], truth=p["truth"]))
     assert "ingest" not in str(e.value)
@@ -598,3 +596,17 @@ def test_longitude_first_blocks_read_as_fast_as_latitude_first(tmp_path):
     np.testing.assert_array_equal(lat_block, lon_block)
     assert lat_block.shape == (4, 4, 10, 61 * 120)
     assert t_lon < 5 * t_lat + 0.01, (t_lon, t_lat)
+
+
+def test_a_second_writer_to_the_same_scores_fails_at_once(synthetic, tmp_path):
+    from data_catalog.store_protocol import StoreLockedError, writer_lock
+
+    p = synthetic["lat_first"]
+    out = tmp_path / "s.zarr"
+    with writer_lock(str(out), stage="verify"):  # another verify (or any writer) holds --out
+        with pytest.raises(StoreLockedError, match=r"s.zarr: another writer holds the store: .*verify"):
+            verify(VerifyConfig(forecasts=[p["forecast"]], truth=p["truth"], out=str(out)))
+    assert not out.exists()
+    res = verify(VerifyConfig(forecasts=[p["forecast"]], truth=p["truth"], out=str(out)))  # the lock is gone
+    assert res.path == str(out) and out.exists() and not (tmp_path / "s.zarr.lock").exists()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["s.zarr"]

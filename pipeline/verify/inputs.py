@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from data_catalog.errors import IncompleteStoreError
-from data_catalog.store import is_complete, root_attrs
+from data_catalog.store_protocol import COMPLETE_ATTR, is_complete, require_complete, root_attrs
 from pipeline.regions import describe_grid
 from pipeline.verify.config import VerifyError
 
-COMPLETE_ATTR = "wxemu_complete"
-FORECAST_REQUEST_ATTR = "wxemu_forecast_request"
+#: The store role (:data:`data_catalog.store_protocol.WRITER_OF`) of what verify reads.
+ROLES = {"truth": "analysis", "forecast": "forecast", "climatology": "analysis"}
 
 
 def _attrs_or_none(path: str) -> dict | None:
@@ -37,43 +36,19 @@ def open_lazy(path: str, group: str | None = None) -> xr.Dataset:
         return xr.open_zarr(str(path), group=group, chunks=None)
 
 
-def _incomplete_message(path: str, role: str, attrs: dict) -> str:
-    recipe = attrs.get("wxemu_recipe")
-    command = recipe.get("command") if isinstance(recipe, dict) else None
-    if role == "forecast" or FORECAST_REQUEST_ATTR in attrs:
-        if command:  # a forecast store written by `wxemu ingest --forecast`
-            how = f"re-run the same ingest command ({command!r}), which resumes where it stopped"
-        else:
-            request = attrs.get(FORECAST_REQUEST_ATTR) or {}
-            model = request.get("wxemu_model") or attrs.get("wxemu_model") or "the same checkpoint"
-            store = request.get("store") or "the same store"
-            how = (
-                f"re-run the same `wxemu forecast` command (--checkpoint {model}, --store {store}, the same --init "
-                f"and --lead, --out {path}), which resumes where it stopped"
-            )
-        return (
-            f"{path}: store is incomplete (wxemu_complete is not True): the forecast run writing it was "
-            f"interrupted or is still running; to complete it {how}"
-        )
-    how = f"re-run the same ingest command ({command!r})" if command else "re-run the same `wxemu ingest` command"
-    return (
-        f"{path}: store is incomplete (wxemu_complete is not True): the ingest writing this {role} store was "
-        f"interrupted or is still running; to complete it {how}, which resumes where it stopped"
-    )
-
-
 def open_dataset(path: str, role: str) -> xr.Dataset:
     """Open a truth or forecast Zarr store lazily (no dask), latitude ascending.
 
     A wxemu store (root attribute ``wxemu_complete``) that is not complete raises
-    :class:`~data_catalog.errors.IncompleteStoreError` saying which command completes it; stores written
-    elsewhere (WeatherBench2's) are opened as they are.
+    :class:`~data_catalog.errors.IncompleteStoreError` saying which command completes it
+    (:func:`data_catalog.store_protocol.require_complete`); stores written elsewhere (WeatherBench2's) are opened
+    as they are.
     """
     if not Path(path).exists() and "://" not in str(path):
         raise VerifyError(f"{role} store {path}: no such file or directory")
     attrs = _attrs_or_none(path)
     if attrs is not None and COMPLETE_ATTR in attrs and not is_complete(path):
-        raise IncompleteStoreError(_incomplete_message(path, role, attrs))
+        require_complete(path, ROLES[role])
     try:
         ds = open_lazy(path)
     except Exception as exc:
@@ -87,7 +62,7 @@ def open_climatology_for(truth_path: str, climatology_path: str | None) -> xr.Da
     path = climatology_path or truth_path
     attrs = _attrs_or_none(path)
     if climatology_path and attrs is not None and COMPLETE_ATTR in attrs and not is_complete(path):
-        raise IncompleteStoreError(_incomplete_message(path, "climatology", attrs))
+        require_complete(path, ROLES["climatology"])
     for group in ("climatology", None):
         try:
             ds = open_lazy(path, group)

@@ -10,18 +10,16 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-import os
-import shutil
 import sys
-import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 import zarr
 
+from data_catalog import store_protocol as sp
 from data_catalog.version import wxemu_version
 from pipeline.metrics import Metric
 from pipeline.regions import AnyRegion
@@ -42,12 +40,17 @@ def provenance(
     left_out: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The root attributes of a scores store: what was scored, against what, how."""
+    command = " ".join(sys.argv)
+    sources = [{"role": "truth", "path": str(config.truth)}] + [
+        {"role": "forecast", "path": str(p.path)} for p in plans
+    ]
     return {
+        **sp.provenance(command=command, sources=sources),
         "wxemu_complete": True,
         "wxemu_version": wxemu_version(),
         "wxemu_stage": "verify",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
+        "command": command,
         "truth": str(config.truth),
         "climatology": str(config.climatology or (config.truth + "#climatology" if have_clim else "")),
         "forecasts": json.dumps(
@@ -73,16 +76,16 @@ def provenance(
 
 
 @contextlib.contextmanager
-def output_lock(out: str | None):
-    """The writer lock on a verification's output, held from before scoring until it is written (a second run
-    on the same ``out`` fails at once). ``out`` None: no lock.
-
-    INTEGRATION POINT (the one call site is in :func:`pipeline.verify.stage.verify`): once
-    ``data_catalog.store_protocol.writer_lock`` lands (branch ``ingest``), replace the body with
-    ``if out is None: yield; return`` then ``with writer_lock(out, stage="verify"): yield``. Until then no lock is
-    taken.
-    """
-    yield
+def output_lock(out: str | None) -> Iterator[None]:
+    """The writer lock on a verification's output (:func:`data_catalog.store_protocol.writer_lock`, ``OUT.lock``
+    beside it), held from before scoring until the output is written, so a second run on the same ``out`` fails
+    at once with :class:`~data_catalog.store_protocol.StoreLockedError`. ``out`` None: no lock."""
+    if out is None:
+        yield
+        return
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with sp.writer_lock(out, stage="verify"):
+        yield
 
 
 def write_scores(
@@ -94,26 +97,21 @@ def write_scores(
     overwrite: bool = False,
 ) -> None:
     """Write scores (root), per-init scores (group ``per_init``) and spectra (group ``spectra``) to Zarr at
-    ``out`` atomically: into a hidden temporary sibling, renamed into place."""
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    ``out`` (a path or fsspec URL) atomically: into a hidden temporary sibling marked incomplete, then
+    :func:`data_catalog.store_protocol.publish` (moved into place, marked complete)."""
+    if sp.store_exists(out) and not overwrite:
+        raise VerifyError(f"output {out} exists; pass --overwrite to replace it")
+    tmp = sp.tmp_sibling(out)
     try:
         with warnings.catch_warnings():  # fixed-length unicode coords and consolidated metadata are "unstable" v3
             warnings.simplefilter("ignore")
-            scores.to_zarr(tmp, mode="w", consolidated=False, zarr_format=3)
+            scores.assign_attrs({sp.COMPLETE_ATTR: False}).to_zarr(tmp, mode="w", consolidated=False, zarr_format=3)
             per_init.to_zarr(tmp, group=PER_INIT_GROUP, mode="w", consolidated=False, zarr_format=3)
             if spectra is not None and spectra.data_vars:
                 spectra.to_zarr(tmp, group=SPECTRA_GROUP, mode="w", consolidated=False, zarr_format=3)
-            zarr.consolidate_metadata(str(tmp), zarr_format=3)
-        if target.exists():
-            if not overwrite:
-                raise VerifyError(f"output {out} exists; pass --overwrite to replace it")
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        sp.publish(tmp, out)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        sp.discard(tmp)
 
 
 def open_scores(path: str) -> tuple[xr.Dataset, xr.Dataset]:
