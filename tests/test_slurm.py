@@ -1,15 +1,18 @@
 """Slurm for real: a one-node cluster (Debian's munge, slurmctld, slurmd) started on this machine by
 workflows/slurm/local-cluster.sh for the module and stopped after. On it: the forecast cycle's `forecast` task
-runs as a Slurm job submitted by Cylc (the workflow's Slurm platform), and `wxemu ingest` runs its regions on a
-dask-jobqueue SLURMCluster. Skipped, saying so, only when Slurm or Cylc is not installed (make slurm-install)."""
+runs as a Slurm job submitted by Cylc (the workflow's Slurm platform), `wxemu ingest` runs its regions on a
+dask-jobqueue SLURMCluster, and workflows/slurm/train.sbatch runs a two-task DDP job (gloo, CPU). Skipped, saying
+so, only when Slurm or Cylc is not installed (make slurm-install, make cycle-install)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import _synthetic
 import pytest
 import xarray as xr
 from distributed import Client
@@ -21,6 +24,7 @@ from workflows.cycle.cylc_env import cylc, find_cylc, global_config, scheduler_e
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "workflows" / "slurm" / "local-cluster.sh"
 FLOW = REPO / "workflows" / "forecast-cycle"
+TRAIN = REPO / "workflows" / "slurm" / "train.sbatch"
 POINT = "20190315T0000Z"
 SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "sinfo")
 
@@ -125,3 +129,38 @@ def test_ingest_on_a_slurm_dask_cluster(slurm, tmp_path, sample, monkeypatch):
     xr.testing.assert_equal(
         xr.open_zarr(result.out, consolidated=None).load(), xr.open_zarr(local.out, consolidated=None).load()
     )
+
+
+def test_train_sbatch_runs_a_two_task_ddp_job(slurm, tmp_path):
+    """workflows/slurm/train.sbatch as submitted, two tasks on the one node, CPU (gloo) instead of GPUs."""
+    store = _synthetic.write_canonical_store(
+        _synthetic.synthetic_dataset(n_time=48, n_lat=6, n_lon=8), tmp_path / "s.zarr"
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model: {config: {latent: 8, processor_layers: 1}}\n"
+        "data: {train: ['2020-01-01T00', '2020-01-02T05'], val: ['2020-01-02T06', '2020-01-02T23'],\n"
+        "       test: ['2020-01-02T06', '2020-01-02T23'], step_hours: [1], batch_size: 4, num_workers: 0}\n"
+        "rollout: {max_steps: 1}\ntrainer: {max_steps: 3, val_every_n_steps: 3}\n"
+    )
+    run, log = tmp_path / "run", tmp_path / "train.out"
+    env = dict(
+        os.environ,
+        SLURM_CONF=slurm,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        PYTHONPATH=str(REPO),
+        WXEMU_ACCELERATOR="cpu",
+        OMP_NUM_THREADS="1",
+    )
+    overrides = ["--nodes=1", "--ntasks-per-node=2", "--gpus-per-node=0", "--cpus-per-task=1", "--time=00:10:00"]
+    proc = subprocess.run(
+        ["sbatch", "--wait", *overrides, f"--output={log}", str(TRAIN), str(store), str(run), str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    out = log.read_text() if log.exists() else ""
+    assert proc.returncode == 0, proc.stdout + proc.stderr + out[-3000:]
+    assert "MEMBER: 1/2" in out and "MEMBER: 2/2" in out and "distributed_backend=gloo" in out
+    assert (run / "model.safetensors").is_file() and "after 3 steps" in out
