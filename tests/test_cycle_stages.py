@@ -3,6 +3,7 @@ outputs, verified leads, idempotence (no byte changes on a re-run), housekeeping
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from data_catalog import store as st
 from data_catalog.errors import ConfigError, WxemuError
+from data_catalog.ingest import CRASH_ENV, SimulatedCrash
 from workflows.cycle import CycleConfig, run_stage
 from workflows.cycle.layout import DataNotArrivedError
 
@@ -26,6 +29,7 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 
 def write_config(tmp: Path, grib: str, **extra) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
     lines = [
         f"source: [{grib}]",
         "store: analysis.zarr",
@@ -118,3 +122,30 @@ def test_cycles_in_process(tmp_path, sample):
         run_stage("forecast", cfg, "20190316T0000Z")
     with pytest.raises(WxemuError, match="unknown cycle stage"):
         run_stage("train", cfg, POINTS[0])
+
+
+def test_ingest_completes_an_interrupted_append(tmp_path, sample, monkeypatch):
+    """A cycle's ingest killed after writing its region leaves the store incomplete; re-running the cycle's
+    ingest completes that append (with its own command) and gives the store an uninterrupted run gives."""
+    grib = sample("era5-2mt-2019-03-uk.grib")
+    runs = {}
+    for name in ("crashed", "clean"):
+        cfg = CycleConfig.from_yaml(write_config(tmp_path / name, grib))
+        run_stage("ingest", dataclasses.replace(cfg, analysis_start="2019-03-10T00"), "20190314T2300Z")
+        runs[name] = cfg
+    cfg = runs["crashed"]
+    monkeypatch.setenv(CRASH_ENV, "1")
+    with pytest.raises(SimulatedCrash):
+        run_stage("ingest", cfg, POINTS[0])
+    assert not st.is_complete(cfg.store)
+    for stage in ("forecast", "verify"):  # an incomplete store is neither forecast from nor verified against
+        with pytest.raises(WxemuError, match="incomplete"):
+            run_stage(stage, cfg, POINTS[0])
+    monkeypatch.delenv(CRASH_ENV)
+    assert run_stage("ingest", cfg, POINTS[0]).status == "skipped"  # completed the append, nothing more to add
+    assert run_stage("ingest", runs["clean"], POINTS[0]).status == "done"
+    for group in (None, "stats", "climatology"):
+        xr.testing.assert_equal(
+            xr.open_zarr(cfg.store, group=group, consolidated=False).load(),
+            xr.open_zarr(runs["clean"].store, group=group, consolidated=False).load(),
+        )

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from data_catalog import store as st
-from data_catalog.errors import WxemuError
+from data_catalog.errors import IncompleteStoreError, WxemuError
 from workflows.cycle.config import CycleConfig
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,10 @@ def site_dir(config: CycleConfig) -> Path:
 
 
 def store_times(path: str) -> np.ndarray | None:
+    """The time axis of the analysis store (None when there is no store yet); IncompleteStoreError when the
+    store is being written or its ingest was interrupted (the cycle's ingest completes it)."""
     if not st.store_exists(path):
         return None
-    return st.open_store(path, check_complete=False)["time"].values
+    if not st.is_complete(path):
+        raise IncompleteStoreError(f"{path}: incomplete (an ingest is running or was interrupted); run the ingest")
+    return st.open_store(path)["time"].values
