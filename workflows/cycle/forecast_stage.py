@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from data_catalog import store as st
+from data_catalog import store_protocol as sp
 from data_catalog.errors import IncompleteStoreError
 from workflows.cycle import adapters
 from workflows.cycle.config import CycleConfig
@@ -32,7 +32,7 @@ def forecast_stage(config: CycleConfig, point: pd.Timestamp) -> StageResult:
     paths, done = [], []
     for model, name in zip(config.models, config.model_names):
         out = out_dir / f"{name}.zarr"
-        if not (st.store_exists(str(out)) and st.root_attrs(str(out)).get(st.COMPLETE_ATTR)):
+        if not (sp.store_exists(str(out)) and sp.is_complete(str(out))):
             adapters.run_forecast(
                 checkpoint=model, store=config.store, init=iso, lead=config.lead, out=str(out), step=config.step
             )

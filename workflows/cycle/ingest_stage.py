@@ -7,9 +7,10 @@ import logging
 import numpy as np
 import pandas as pd
 
-from data_catalog import store as st
+from data_catalog import store_protocol as sp
 from data_catalog.errors import InputDataError, WxemuError
-from data_catalog.ingest import IngestConfig, build_dataset, ingest
+from data_catalog.ingest import IngestConfig, ingest
+from data_catalog.ingest.sources import open_sources
 from workflows.cycle.config import CycleConfig
 from workflows.cycle.layout import (
     DataNotArrivedError,
@@ -30,7 +31,6 @@ def _ingest_config(config: CycleConfig, start: str | None, end: str | None, appe
         end=end,
         chunk_time=config.chunk_time,
         append=append,
-        progress=False,
     )
 
 
@@ -39,7 +39,7 @@ def available_stage(config: CycleConfig, point: pd.Timestamp) -> StageResult:
     the sources' metadata only. Used by the workflow's data trigger."""
     iso = point.isoformat()
     try:
-        ds = build_dataset(_ingest_config(config, iso, iso, append=False))
+        ds = open_sources(_ingest_config(config, iso, iso, append=False)).ds
     except InputDataError as exc:
         raise DataNotArrivedError(f"{', '.join(config.source)}: no analysis at {iso} yet ({exc})") from None
     if np.datetime64(point, "ns") not in ds["time"].values.astype("datetime64[ns]"):
@@ -51,8 +51,8 @@ def ingest_stage(config: CycleConfig, point: pd.Timestamp) -> StageResult:
     """Append the analyses after the store's last time up to ``point`` (create the store from
     ``config.analysis_start`` at the first cycle); an interrupted append is completed with its own command."""
     label, iso = point_label(point), point.isoformat()
-    if st.store_exists(config.store) and not st.root_attrs(config.store).get(st.COMPLETE_ATTR):
-        plan = st.read_plan(config.store) or {}
+    if sp.store_exists(config.store) and not sp.is_complete(config.store):
+        plan = sp.read_resume_plan(config.store) or {}
         recipe = plan.get("recipe") or {}
         append = plan.get("mode") == "append"
         log.info("%s: completing the interrupted %s", config.store, "append" if append else "ingest")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from data_catalog import store as st
+from data_catalog import store_protocol as sp
 from data_catalog.errors import IncompleteStoreError, WxemuError
 from workflows.cycle.config import CycleConfig
 
@@ -65,8 +66,8 @@ def site_dir(config: CycleConfig) -> Path:
 def store_times(path: str) -> np.ndarray | None:
     """The time axis of the analysis store (None when there is no store yet); IncompleteStoreError when the
     store is being written or its ingest was interrupted (the cycle's ingest completes it)."""
-    if not st.store_exists(path):
+    if not sp.store_exists(path):
         return None
-    if not st.is_complete(path):
+    if not sp.is_complete(path):
         raise IncompleteStoreError(f"{path}: incomplete (an ingest is running or was interrupted); run the ingest")
     return st.open_store(path)["time"].values

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from data_catalog import store as st
+from data_catalog import store_protocol as sp
 from data_catalog.errors import IncompleteStoreError
 from pipeline.verify import VerifyConfig, verify
 from workflows.cycle.config import CycleConfig
@@ -49,11 +49,11 @@ def verify_stage(config: CycleConfig, point: pd.Timestamp) -> StageResult:
         k += 1
         fdir = forecast_dir(config, init)
         stores = [str(fdir / f"{name}.zarr") for name in config.model_names]
-        present = [s for s in stores if st.store_exists(s)]
+        present = [s for s in stores if sp.store_exists(s)]
         if not present:
             log.info("no forecasts initialised at %s (before the first cycle?)", init.isoformat())
             continue
-        incomplete = [s for s in stores if s not in present or not st.root_attrs(s).get(st.COMPLETE_ATTR)]
+        incomplete = [s for s in stores if s not in present or not sp.is_complete(s)]
         if incomplete:
             raise IncompleteStoreError(f"forecast stores {incomplete} are missing or incomplete")
         leads = _verified_leads(stores[0], init, point)
