@@ -120,7 +120,7 @@ def test_ingest_on_a_slurm_dask_cluster(slurm, tmp_path, sample, monkeypatch):
                 scheduler=cluster.scheduler_address,
             )
     local = ingest(IngestConfig(sources=(grib,), out=str(tmp_path / "local.zarr"), end="2019-03-03T23", chunk_time=24))
-    assert result.n_times == local.n_times == 72 and result.regions_written >= 1
+    assert result.n_times == local.n_times == 72 and result.blocks_written >= 1
     xr.testing.assert_equal(
         xr.open_zarr(result.out, consolidated=None).load(), xr.open_zarr(local.out, consolidated=None).load()
     )
