@@ -128,6 +128,8 @@ def test_validate_and_lint_every_workflow(cylc_setup):
         assert "found no issues" in cylc(["lint", str(flow)], env=env)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_replay_retry_kill_and_replay_again(cylc_setup, base_store, sample, tmp_path):
     root, env = cylc_setup
     grib = sample("era5-2mt-2019-03-uk.grib")

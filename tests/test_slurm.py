@@ -46,6 +46,7 @@ def slurm(tmp_path_factory):
         subprocess.run([str(CLUSTER), "down", str(state)], timeout=60)
 
 
+@pytest.mark.slow
 def test_forecast_task_runs_as_a_slurm_job(slurm, tmp_path, sample):
     if find_cylc() is None:
         pytest.skip("cylc is not installed (make cycle-install)")
