@@ -132,7 +132,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         dest="fmt",
-        choices=("netcdf", "grib", "zarr"),
+        choices=("netcdf", "grib", "zarr", "pp"),  # metoffice: pp = Met Office PP/fieldsfiles (iris)
         help="source format (default: from the suffix or the file's first bytes)",
     )
     parser.add_argument("--allow-nan", action="store_true", help="accept NaN values in the sources")

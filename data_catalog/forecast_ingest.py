@@ -35,6 +35,7 @@ from data_catalog import store as st
 from data_catalog import store_protocol as sp
 from data_catalog.catalog import is_catalog_name
 from data_catalog.errors import InputDataError, WxemuError
+from data_catalog.um_forecasts import open_pp_forecast, pp_group  # metoffice
 
 KIND = "forecast"
 CHUNK_MB = 64.0
@@ -337,7 +338,12 @@ def _ingest_forecast_locked(sources: list[str], out: str, options: dict | None, 
         raise WxemuError(f"{out}: exists; pass --overwrite (overwrite=True) to replace it")
     lead_list = [str(pd.Timedelta(v)) if not isinstance(v, str) else v for v in lead_times] if lead_times else None
     found: list[tuple[str, xr.Dataset, str | None]] = []
-    for source in sources:
+    pp = pp_group(sources, fmt, options)  # metoffice: all-PP SOURCEs are read together (data_catalog.um_forecasts)
+    if pp:
+        sel = {"variables": list(variables) if variables else None, "levels": list(levels) if levels else None}
+        sel.update(start=start, end=end, lead_times=lead_list, allow_nan=allow_nan)
+        found.append(open_pp_forecast(pp, storage_options=options, mapping=mapping, units=units, **sel))
+    for source in [] if pp else sources:
         found += _open_part(
             source,
             variables=variables,
@@ -365,8 +371,8 @@ def _ingest_forecast_locked(sources: list[str], out: str, options: dict | None, 
             entry = d.attrs.get("wxemu_catalog_entry")
             location = load_catalog().location(entry)
             fingerprints.append({**fingerprint(location, options), "catalog_entry": entry})
-        else:
-            fingerprints.append(fingerprint(label, options))
+        else:  # metoffice: PP files read together list their files
+            fingerprints += [fingerprint(p, options) for p in d.attrs.get("source_files") or [label]]
     recipe: dict[str, Any] = {
         "sources": list(sources),
         "variables": list(variables) if variables else None,
@@ -384,7 +390,7 @@ def _ingest_forecast_locked(sources: list[str], out: str, options: dict | None, 
     recipe["command"] = _command(sources, out, recipe)
     attrs = {
         k: ds.attrs[k]
-        for k in ("licence", "attribution", "wxemu_catalog_entry", "institution")
+        for k in ("licence", "attribution", "wxemu_catalog_entry", "institution", "regridding", "um_lagged_ensemble")
         if isinstance(ds.attrs.get(k), str)
     }
     attrs.update(

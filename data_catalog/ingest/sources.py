@@ -214,7 +214,7 @@ def open_sources(cfg: IngestConfig, on_open: Callable[[str], None] | None = None
     check_dims(ds, names)
     if cfg.grid is not None:
         ds = regrid_dataset(ds, cfg.grid)
-    ds.attrs = {k: v for k, v in ds.attrs.items() if k in ("Conventions", "licence", "attribution")}
+    ds.attrs = {k: v for k, v in ds.attrs.items() if k in ("Conventions", "licence", "attribution", "regridding")}
     if ds.nbytes <= cfg.load_mb * 1e6:
         ds = ds.load()  # small: read every source once (a GRIB file is one dask chunk: re-reading it is slow)
     return OpenedSources(cfg, ds, spans, kinds)
