@@ -121,7 +121,11 @@ def create(cfg: IngestConfig, run: RunOptions, hooks: IngestHooks, client: Any) 
                 st.create_store(
                     cfg.out,
                     ds,
-                    attrs={"wxemu_recipe": recipe, **sp.provenance(command=recipe["command"])},
+                    attrs={
+                        "wxemu_recipe": recipe,
+                        **sp.provenance(command=recipe["command"]),
+                        **{k: ds.attrs[k] for k in ("regridding",) if k in ds.attrs},  # metoffice: provenance
+                    },
                     chunk_time=cfg.chunk_time,
                     storage_options=cfg.options,
                 )
