@@ -27,9 +27,10 @@ NAMES = [
 ]
 # Notebooks written against the agreed API of a stage that is not on this branch yet: expected to fail until then.
 PENDING: dict[str, str] = {
+    "01_catalog_and_ingest.ipynb": "the top-level data_catalog.ingest/IngestConfig exports (branch api) not merged yet",
     "02_train_emulators.ipynb": "pipeline.train/TrainConfig (branch api) not merged yet",
     "03_forecast_and_verify.ipynb": "pipeline.forecast (branch api) and VerifyResult (branch verify) not merged yet",
-    "04_comparison_study.ipynb": "pipeline.train (branch api) and workflows.study (branch metoffice) not merged yet",
+    "04_comparison_study.ipynb": "pipeline.train (branch api) not merged yet",
     "05_explain.ipynb": "pipeline.train (branch api) not merged yet",
 }
 CELL_TIMEOUT_S = 600
