@@ -195,23 +195,31 @@ def spectra_payload(spectra: xr.Dataset, s: Series) -> dict[str, Any] | None:
 
 
 def to_js(obj: Any) -> str:
-    """JSON text of ``obj`` with numpy arrays as lists of 5 significant digits (NaN -> null)."""
+    """JSON text of ``obj`` with numpy arrays as lists of 5 significant digits (NaN -> null) and markup
+    characters in strings escaped as ``\\u003c`` etc."""
     if isinstance(obj, np.ndarray):
         a = np.asarray(obj, np.float64).ravel()
         txt = np.char.mod("%.5g", a)
         txt[~np.isfinite(a)] = "null"
         return "[" + ",".join(txt.tolist()) + "]"
     if isinstance(obj, dict):
-        return "{" + ",".join(json.dumps(str(k)) + ":" + to_js(v) for k, v in obj.items()) + "}"
+        return "{" + ",".join(_js_str(k) + ":" + to_js(v) for k, v in obj.items()) + "}"
     if isinstance(obj, (list, tuple)):
         return "[" + ",".join(to_js(v) for v in obj) + "]"
     if isinstance(obj, (np.floating, float)):
         return "null" if not np.isfinite(obj) else repr(float(obj))
     if isinstance(obj, (np.integer, np.bool_)):
         return json.dumps(obj.item())
+    if isinstance(obj, str):
+        return _js_str(obj)
     return json.dumps(obj, default=str)
+
+
+def _js_str(text: object) -> str:
+    """A JSON string literal with ``<``, ``>`` and ``&`` as unicode escapes (inert wherever the file lands)."""
+    return json.dumps(str(text)).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def data_script(kind: str, key: str, payload: Any) -> str:
     """A JavaScript data file that hands ``payload`` to the page (loadable from file://, unlike fetch)."""
-    return f"WXEMU.load({json.dumps(kind)}, {json.dumps(key)}, {to_js(payload)});\n"
+    return f"WXEMU.load({_js_str(kind)}, {_js_str(key)}, {to_js(payload)});\n"

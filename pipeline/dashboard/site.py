@@ -28,7 +28,7 @@ def content_hash(*parts: Any) -> str:
     h = hashlib.blake2b(digest_size=16)
     for part in parts:
         if hasattr(part, "tobytes") and hasattr(part, "dtype"):
-            h.update(str((part.dtype, part.shape)).encode())
+            h.update(str((part.dtype.str, part.shape)).encode())
             h.update(part.tobytes())
         elif isinstance(part, bytes):
             h.update(part)

@@ -174,3 +174,47 @@ def write_synthetic_forecasts(
         ds.to_zarr(path, mode="w", consolidated=False, zarr_format=3)
         paths.append(path)
     return truth_path, paths
+
+
+# ------------------------------------------------------------------------------------------------ headless browser
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+def chromium() -> str | None:
+    """The system's headless-capable Chromium (Debian's ``chromium`` package), or None."""
+    import shutil
+
+    return next((p for p in map(shutil.which, BROWSERS) if p), None)
+
+
+def run_browser(url: str, *, screenshot: str | Path | None = None, size: str = "1200,900", budget_ms: int = 8000):
+    """Load ``url`` in headless Chromium with every host but 127.0.0.1 unresolvable (nothing leaves the machine);
+    return (DOM after the scripts ran, console messages). With ``screenshot``, also write a PNG there."""
+    import subprocess
+    import tempfile
+
+    exe = chromium()
+    if exe is None:
+        raise RuntimeError("no chromium found (apt-get install chromium)")
+    with tempfile.TemporaryDirectory(prefix="wxemu-chromium-") as profile:
+        cmd = [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--virtual-time-budget={budget_ms}",
+            f"--window-size={size}",
+        ]
+        cmd += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
+        proc = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=120)
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    return proc.stdout, console
