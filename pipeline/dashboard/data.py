@@ -98,7 +98,11 @@ def _open_one(path: str) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset | None]:
             spectra = xr.open_zarr(path, group=SPECTRA_GROUP, consolidated=False).load()
     except Exception:  # noqa: BLE001 - no spectra group: the page says so
         spectra = None
-    return scores, per_init, spectra
+    # variables in name order: a Zarr group lists its members in no fixed order, and the pages (and the hashes
+    # that decide what an incremental build redraws) must not change with it
+    order = sorted(str(v) for v in scores.data_vars)
+    spectra = None if spectra is None else spectra[[v for v in order if v in spectra.data_vars]]
+    return scores[order], per_init[order], spectra
 
 
 def load_scores(paths: Sequence[str]) -> ScoresData:

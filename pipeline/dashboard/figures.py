@@ -102,13 +102,12 @@ def significance_rows(
     leads = [lead_label(h) for h in data.leads_hours()]
     rows = []
     for s in data.series():
-        da = s.select(card[s.variable])
-        for region in da["region"].values:
-            sub = da.sel(region=region)
-            rel = sub.sel(quantity="relative_difference").values
-            p = sub.sel(quantity="p_value").values
+        da = s.select(card[s.variable]).transpose("quantity", "region", "prediction_timedelta")
+        rel_all = da.sel(quantity="relative_difference").values
+        p_all = da.sel(quantity="p_value").values
+        for k, region in enumerate(da["region"].values):
             cells = []
-            for r, pv in zip(rel, p):
+            for r, pv in zip(rel_all[k], p_all[k]):
                 if not np.isfinite(r):
                     cells.append({"text": "", "cls": "none", "mark": "", "title": "no data"})
                     continue
@@ -133,13 +132,14 @@ def curves_payload(data: ScoresData, s: Series) -> dict[str, Any]:
     metrics = [m for m in CURVE_METRICS if m in da["metric"].values] + [
         str(m) for m in da["metric"].values if m not in CURVE_METRICS
     ]
-    values: dict[str, Any] = {}
     arr = da.transpose("region", "metric", "forecast", "prediction_timedelta")
-    for region in arr["region"].values:
-        values[str(region)] = {
-            m: {str(f): arr.sel(region=region, metric=m, forecast=f).values for f in arr["forecast"].values}
-            for m in metrics
-        }
+    vals = arr.values
+    row = {str(m): i for i, m in enumerate(arr["metric"].values)}
+    names = [str(f) for f in arr["forecast"].values]
+    values = {
+        str(region): {m: {f: vals[r, row[m], j] for j, f in enumerate(names)} for m in metrics}
+        for r, region in enumerate(arr["region"].values)
+    }
     return {
         "key": s.key,
         "units": str(data.scores[s.variable].attrs.get("units", "")),
@@ -198,10 +198,7 @@ def to_js(obj: Any) -> str:
     """JSON text of ``obj`` with numpy arrays as lists of 5 significant digits (NaN -> null) and markup
     characters in strings escaped as ``\\u003c`` etc."""
     if isinstance(obj, np.ndarray):
-        a = np.asarray(obj, np.float64).ravel()
-        txt = np.char.mod("%.5g", a)
-        txt[~np.isfinite(a)] = "null"
-        return "[" + ",".join(txt.tolist()) + "]"
+        return json.dumps(_rounded(obj))
     if isinstance(obj, dict):
         return "{" + ",".join(_js_str(k) + ":" + to_js(v) for k, v in obj.items()) + "}"
     if isinstance(obj, (list, tuple)):
@@ -213,6 +210,18 @@ def to_js(obj: Any) -> str:
     if isinstance(obj, str):
         return _js_str(obj)
     return json.dumps(obj, default=str)
+
+
+def _rounded(a: np.ndarray, digits: int = 5) -> list:
+    """``a`` flattened to a list of floats with ``digits`` significant digits (NaN -> None)."""
+    a = np.asarray(a, np.float64).ravel()
+    finite = np.isfinite(a)
+    mags = np.abs(a[finite & (a != 0)])
+    if mags.size and mags.max() / mags.min() < 1e3:  # one decimal count fits every value: fast path
+        out = np.round(a, int(digits - 1 - np.floor(np.log10(mags.max())))).tolist()
+    else:  # values spanning decades (spectra): each value to its own significant digits
+        out = [float(t) for t in np.char.mod(f"%.{digits}g", np.where(finite, a, 0.0))]
+    return out if finite.all() else [v if ok else None for v, ok in zip(out, finite)]
 
 
 def _js_str(text: object) -> str:

@@ -38,26 +38,38 @@ def _setup_cartopy():
     return cartopy
 
 
-def _axes(fig, n: int, i: int, lon: np.ndarray):
+def _frame(lat: np.ndarray, lon: np.ndarray, field: np.ndarray):
+    """(projection, field, extent): longitudes shifted into [-180, 180) about the grid's centre and sorted, so
+    the image is drawn in its own projection (no reprojection, no per-cell path)."""
     import cartopy.crs as ccrs
 
-    central = float((lon.min() + lon.max()) / 2) if np.ptp(lon) < 300 else 0.0
-    return fig.add_subplot(1, n, i, projection=ccrs.PlateCarree(central_longitude=central))
+    lat, lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
+    global_lon = lon.size > 1 and np.ptp(lon) + np.median(np.diff(np.sort(lon))) >= 359.0
+    central = 0.0 if global_lon else float((lon.min() + lon.max()) / 2)
+    x = (lon - central + 180.0) % 360.0 - 180.0
+    order = np.argsort(x)
+    x, field = x[order], np.asarray(field)[..., order]
+    if lat.size > 1 and lat[0] > lat[-1]:
+        lat, field = lat[::-1], field[..., ::-1, :]
+    dx = float(np.median(np.diff(x))) if x.size > 1 else 1.0
+    dy = float(np.median(np.diff(lat))) if lat.size > 1 else 1.0
+    extent = (x[0] - dx / 2, x[-1] + dx / 2, max(lat[0] - dy / 2, -90.0), min(lat[-1] + dy / 2, 90.0))
+    return ccrs.PlateCarree(central_longitude=central), field, extent, global_lon
 
 
-def _draw(ax, lat, lon, field, *, cmap, vmin, vmax, title, units):
-    import cartopy.crs as ccrs
-
-    mesh = ax.pcolormesh(
-        lon, lat, field, transform=ccrs.PlateCarree(), cmap=cmap, vmin=vmin, vmax=vmax, shading="nearest"
+def _draw(fig, n: int, i: int, lat, lon, field, *, cmap, vmin, vmax, title, units):
+    proj, field, extent, global_lon = _frame(lat, lon, field)
+    ax = fig.add_subplot(1, n, i, projection=proj)
+    image = ax.imshow(
+        field, origin="lower", extent=extent, transform=proj, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
     )
     ax.coastlines(resolution="110m", linewidth=0.6)
-    if np.ptp(lon) < 300 or np.ptp(lat) < 150:
-        ax.set_extent([lon.min(), lon.max(), lat.min(), lat.max()], crs=ccrs.PlateCarree())
-    else:
+    if global_lon and extent[3] - extent[2] > 150:
         ax.set_global()
+    else:
+        ax.set_extent(extent, crs=proj)
     ax.set_title(plain(title), fontsize=9)
-    cb = ax.figure.colorbar(mesh, ax=ax, orientation="horizontal", pad=0.04, fraction=0.05)
+    cb = fig.colorbar(image, ax=ax, orientation="horizontal", pad=0.04, fraction=0.05)
     cb.set_label(plain(units), fontsize=8)
 
 
@@ -79,9 +91,10 @@ def draw_field(path: str | Path, lat, lon, field, *, title: str, units: str, div
     fig = plt.figure(figsize=(6.4, 3.8), dpi=90)
     try:
         vmin, vmax = _limits(field, diverging)
-        ax = _axes(fig, 1, 1, np.asarray(lon))
         _draw(
-            ax,
+            fig,
+            1,
+            1,
             lat,
             lon,
             field,
@@ -107,10 +120,11 @@ def draw_panel(path: str | Path, lat, lon, panel: np.ndarray, *, titles: tuple[s
         vmin, vmax = _limits(panel[:2], False)
         emin, emax = _limits(panel[2], True)
         for i in range(3):
-            ax = _axes(fig, 3, i + 1, np.asarray(lon))
             lims = (vmin, vmax) if i < 2 else (emin, emax)
             _draw(
-                ax,
+                fig,
+                3,
+                i + 1,
                 lat,
                 lon,
                 panel[i],
