@@ -53,7 +53,14 @@ def _frame(lat: np.ndarray, lon: np.ndarray, field: np.ndarray):
         lat, field = lat[::-1], field[..., ::-1, :]
     dx = float(np.median(np.diff(x))) if x.size > 1 else 1.0
     dy = float(np.median(np.diff(lat))) if lat.size > 1 else 1.0
-    extent = (x[0] - dx / 2, x[-1] + dx / 2, max(lat[0] - dy / 2, -90.0), min(lat[-1] + dy / 2, 90.0))
+    # kept inside the projection's bounds (a half cell squeezed at the dateline at most), so cartopy draws the
+    # image as it is instead of regridding it
+    extent = (
+        max(x[0] - dx / 2, -180.0),
+        min(x[-1] + dx / 2, 180.0),
+        max(lat[0] - dy / 2, -90.0),
+        min(lat[-1] + dy / 2, 90.0),
+    )
     return ccrs.PlateCarree(central_longitude=central), field, extent, global_lon
 
 
