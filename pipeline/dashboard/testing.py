@@ -145,7 +145,8 @@ def write_synthetic_forecasts(
     lon = np.arange(0.0, 360.0, resolution)
     leads = pd.to_timedelta(list(leads_h), unit="h")
     inits = pd.date_range("2020-01-01", periods=n_inits, freq="12h")
-    times = pd.date_range(inits[0], inits[-1] + leads[-1], freq="6h")
+    step = np.gcd.reduce([12, *[int(h) for h in leads_h]])  # the truth holds every valid time
+    times = pd.date_range(inits[0], inits[-1] + leads[-1], freq=f"{step}h")
     field = 250.0 + 40.0 * np.cos(np.deg2rad(lat))[None, :, None] + np.sin(np.deg2rad(lon))[None, None, :] * 5.0
     truth_vals = field + rng.normal(0, 1.0, (times.size, lat.size, lon.size))
     truth = xr.Dataset(
