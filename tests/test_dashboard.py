@@ -207,3 +207,13 @@ def test_maps_use_local_natural_earth_and_never_download(stores, monkeypatch, tm
     assert not (tmp_path / "s2").exists()
     assert not (tmp_path / "cartopy-cache").exists()  # cartopy itself tried no download
     assert os.listdir(tmp_path / "empty") == []
+
+
+def test_demo_dashboard_builds_into_the_demo_directory(stores, monkeypatch, tmp_path, capsys):
+    from pipeline.dashboard.demo import demo_dashboard
+
+    d, scores, truth, forecasts = stores
+    monkeypatch.setenv("WXEMU_DATA_DIR", str(SHARED))
+    result = demo_dashboard(tmp_path, str(scores), [str(p) for p in forecasts], str(truth))
+    assert result.out == tmp_path / "dashboard" and result.index.is_file()
+    assert f"open file://{result.index}" in capsys.readouterr().out
