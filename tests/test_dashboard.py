@@ -139,6 +139,9 @@ def test_bad_inputs_name_the_store_and_leave_no_site(tmp_path, capsys):
     xr.Dataset({"a": ("x", np.arange(3.0))}).to_zarr(plain, zarr_format=3, consolidated=False)
     with pytest.raises(WxemuError, match="plain.zarr"):
         build_dashboard(DashboardConfig(scores=[str(plain)], out=str(out)))
+    unfinished = write_synthetic_scores(tmp_path / "unfinished.zarr", spectra=False, attrs={"wxemu_complete": False})
+    with pytest.raises(WxemuError, match="unfinished.zarr: incomplete"):
+        build_dashboard(DashboardConfig(scores=[str(unfinished)], out=str(out)))
     good = write_synthetic_scores(tmp_path / "good.zarr", spectra=False)
     with pytest.raises(WxemuError, match="reference 'ecmwf' is not a scored forecast"):
         build_dashboard(DashboardConfig(scores=[str(good)], out=str(out), reference="ecmwf"))
