@@ -69,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
                     out=args.store,
                     stats_start=STATS_PERIOD[0],
                     stats_end=STATS_PERIOD[1],
-                    progress=False,
                 )
             )
         report(args.store, [int(v) for v in args.leads.split(",")], STATS_PERIOD[1], (first_init, last_init))
