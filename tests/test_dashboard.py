@@ -220,3 +220,16 @@ def test_demo_dashboard_builds_into_the_demo_directory(stores, monkeypatch, tmp_
     result = demo_dashboard(tmp_path, str(scores), [str(p) for p in forecasts], str(truth))
     assert result.out == tmp_path / "dashboard" and result.index.is_file()
     assert f"open file://{result.index}" in capsys.readouterr().out
+
+
+def test_ensemble_scores_use_ensemble_mean_rmse_and_unknown_metric_is_named(tmp_path):
+    scores = write_synthetic_scores(
+        tmp_path / "ens.zarr", forecasts=("ens", "persistence"), metrics=("ens_mean_rmse", "crps", "spread")
+    )
+    result = build_dashboard(DashboardConfig(scores=[str(scores)], out=str(tmp_path / "site")))
+    assert "<b>ens_mean_rmse</b>" in (tmp_path / "site" / "significance.html").read_text()
+    assert result.reference == "persistence"
+    index = next((tmp_path / "site" / "data").glob("curves-index.js")).read_text()
+    assert all(m in index for m in ("ens_mean_rmse", "crps", "spread"))
+    with pytest.raises(WxemuError, match="metric 'acc' is not in the scores stores"):
+        build_dashboard(DashboardConfig(scores=[str(scores)], out=str(tmp_path / "site"), metric="acc"))

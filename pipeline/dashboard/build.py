@@ -20,7 +20,6 @@ from pipeline.dashboard import figures as F
 from pipeline.dashboard import maps as MP
 from pipeline.dashboard.config import DashboardConfig, DashboardResult, lead_timedelta
 from pipeline.dashboard.data import (
-    DashboardInputError,
     ScoresData,
     Series,
     load_scores,
@@ -28,6 +27,7 @@ from pipeline.dashboard.data import (
     open_truth,
     pick_headline,
     pick_leads,
+    pick_metric,
     pick_reference,
     run_records,
 )
@@ -50,11 +50,7 @@ def build_dashboard(config: DashboardConfig, *, progress: bool = False) -> Dashb
     """
     data = load_scores(config.scores)
     reference = pick_reference(data, config.reference)
-    if config.metric not in data.scores["metric"].values:
-        raise DashboardInputError(
-            f"metric {config.metric!r} is not in the scores stores {list(config.scores)}; "
-            f"they have {[str(m) for m in data.scores['metric'].values]}"
-        )
+    metric = pick_metric(data, config.metric, config.scores)
     headline = pick_headline(data, config.headline)
     leads = pick_leads(data, [lead_timedelta(x) for x in config.leads] if config.leads else None)
     truth = open_truth(config.truth) if config.truth else None
@@ -71,9 +67,9 @@ def build_dashboard(config: DashboardConfig, *, progress: bool = False) -> Dashb
     pages = []
     try:
         _static(writer)
-        pages.append(_scorecard_page(writer, env, data, headline, reference, config.metric, common))
+        pages.append(_scorecard_page(writer, env, data, headline, reference, metric, common))
         say("scorecard done")
-        pages.append(_significance_page(writer, env, data, reference, config, common))
+        pages.append(_significance_page(writer, env, data, reference, metric, config.alpha, common))
         say("significance done")
         for kind in EXPLORERS:
             pages.append(_explorer_page(writer, env, kind, data, leads, common))
@@ -129,19 +125,17 @@ def _scorecard_page(writer, env, data: ScoresData, headline, reference, metric, 
     return _page(writer, env, "index.html", "index", "Headline scorecard", common, figures=figs, metric=metric)
 
 
-def _significance_page(writer, env, data: ScoresData, reference, config: DashboardConfig, common) -> str:
+def _significance_page(writer, env, data: ScoresData, reference, metric: str, alpha: float, common) -> str:
     parts = []
-    ref_arrays = [data.per_init[v].sel(forecast=reference, metric=config.metric).values for v in data.per_init]
+    ref_arrays = [data.per_init[v].sel(forecast=reference, metric=metric).values for v in data.per_init]
     for name in data.forecasts:
         if name == reference:
             continue
-        arrays = [data.per_init[v].sel(forecast=name, metric=config.metric).values for v in data.per_init]
-        digest = content_hash(
-            RENDER_VERSION, "significance", name, reference, config.metric, config.alpha, *ref_arrays, *arrays
-        )
+        arrays = [data.per_init[v].sel(forecast=name, metric=metric).values for v in data.per_init]
+        digest = content_hash(RENDER_VERSION, "significance", name, reference, metric, alpha, *ref_arrays, *arrays)
 
         def draw(path: Path, name=name) -> None:
-            leads, rows = F.significance_rows(data, name, reference, config.metric, config.alpha)
+            leads, rows = F.significance_rows(data, name, reference, metric, alpha)
             html = env.get_template("significance_table.html").render(
                 forecast=name, reference=reference, leads=leads, rows=rows
             )
@@ -157,8 +151,8 @@ def _significance_page(writer, env, data: ScoresData, reference, config: Dashboa
         "Significance scorecard",
         common,
         parts=parts,
-        metric=config.metric,
-        alpha=config.alpha,
+        metric=metric,
+        alpha=alpha,
     )
 
 

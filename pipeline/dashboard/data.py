@@ -144,6 +144,17 @@ def pick_reference(data: ScoresData, reference: str | None) -> str:
     return "persistence" if "persistence" in names else names[0]
 
 
+def pick_metric(data: ScoresData, metric: str, stores: Sequence[str]) -> str:
+    """The scorecards' metric: ``metric`` when scored; ``rmse`` of ensembles is their ensemble-mean RMSE
+    (``ens_mean_rmse``) when only that was scored; otherwise an error naming the stores and their metrics."""
+    have = [str(m) for m in data.scores["metric"].values]
+    if metric in have:
+        return metric
+    if metric == "rmse" and "ens_mean_rmse" in have:
+        return "ens_mean_rmse"
+    raise DashboardInputError(f"metric {metric!r} is not in the scores stores {list(stores)}; they have {have}")
+
+
 def pick_headline(data: ScoresData, headline: Sequence[str] | None) -> list[Series]:
     """The scorecard panels: ``headline`` entries ``var`` or ``var/level``; default one per variable (500 hPa
     or the first level)."""
