@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from data_catalog.errors import ConfigError, WxemuError
+from data_catalog.store_protocol import mark_incomplete
 from pipeline.cli import main
 from pipeline.dashboard import DashboardConfig, build_dashboard
 from pipeline.dashboard.testing import write_synthetic_forecasts, write_synthetic_scores
@@ -116,7 +117,7 @@ def test_incremental_build_reuses_unchanged_figures(stores, monkeypatch, tmp_pat
     assert "new_model" in (out / "significance.html").read_text()
 
 
-def test_real_verify_scores_without_spectra(tmp_path, monkeypatch):
+def test_real_verify_scores_and_a_store_without_spectra(tmp_path, monkeypatch):
     monkeypatch.setenv("WXEMU_DATA_DIR", str(SHARED))
     truth, forecasts = write_synthetic_forecasts(tmp_path, n_inits=3, leads_h=(6, 12))
     scores = tmp_path / "scores.zarr"
@@ -124,8 +125,14 @@ def test_real_verify_scores_without_spectra(tmp_path, monkeypatch):
     out = tmp_path / "site"
     rc = main(["dashboard", "--scores", str(scores), "--out", str(out), "--reference", "persistence", "--quiet"])
     assert rc == 0
-    assert "not in this scores store" in (out / "spectra.html").read_text()
+    assert "not in this scores store" not in (out / "spectra.html").read_text()  # verify wrote the spectra group
+    spectra = next((out / "data" / "spectra").glob("2m_temperature-*.js")).read_text()
+    assert '"truth"' in spectra and '"emulator"' in spectra
     assert "No forecast stores given" in (out / "maps.html").read_text()
+    # a scores store without the spectra group: the page says so
+    bare = write_synthetic_scores(tmp_path / "bare.zarr", spectra=False)
+    build_dashboard(DashboardConfig(scores=[str(bare)], out=str(out)))
+    assert "not in this scores store" in (out / "spectra.html").read_text()
     assert "emulator" in (out / "significance.html").read_text()
 
 
@@ -139,8 +146,9 @@ def test_bad_inputs_name_the_store_and_leave_no_site(tmp_path, capsys):
     xr.Dataset({"a": ("x", np.arange(3.0))}).to_zarr(plain, zarr_format=3, consolidated=False)
     with pytest.raises(WxemuError, match="plain.zarr"):
         build_dashboard(DashboardConfig(scores=[str(plain)], out=str(out)))
-    unfinished = write_synthetic_scores(tmp_path / "unfinished.zarr", spectra=False, attrs={"wxemu_complete": False})
-    with pytest.raises(WxemuError, match="unfinished.zarr: incomplete"):
+    unfinished = write_synthetic_scores(tmp_path / "unfinished.zarr", spectra=False)
+    mark_incomplete(str(unfinished))  # as an interrupted verify leaves it
+    with pytest.raises(WxemuError, match="unfinished.zarr: store is incomplete"):
         build_dashboard(DashboardConfig(scores=[str(unfinished)], out=str(out)))
     good = write_synthetic_scores(tmp_path / "good.zarr", spectra=False)
     with pytest.raises(WxemuError, match="reference 'ecmwf' is not a scored forecast"):

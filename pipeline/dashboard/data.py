@@ -19,10 +19,10 @@ import pandas as pd
 import xarray as xr
 
 from data_catalog.errors import InputDataError, WxemuError
-from pipeline.verify import PER_INIT_GROUP, forecast_name, open_dataset, open_scores
+from data_catalog.store_protocol import require_complete
+from pipeline.verify import PER_INIT_GROUP, forecast_name, open_dataset, open_scores, open_spectra
 
 SCORE_DIMS = ("metric", "forecast", "region", "prediction_timedelta")
-SPECTRA_GROUP = "spectra"
 
 
 class DashboardInputError(InputDataError):
@@ -72,6 +72,7 @@ class ScoresData:
 def _open_one(path: str) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset | None]:
     if not Path(path).exists():
         raise DashboardInputError(f"scores store {path}: no such file or directory")
+    require_complete(path, "scores")  # the store protocol: refuses a scores store verify has not finished
     try:
         scores, per_init = open_scores(path)
     except WxemuError:
@@ -81,8 +82,6 @@ def _open_one(path: str) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset | None]:
             f"scores store {path}: cannot read it as a wxemu verify scores store with group {PER_INIT_GROUP!r} "
             f"({type(exc).__name__}: {exc})"
         ) from None
-    if not scores.attrs.get("wxemu_complete", False):
-        raise DashboardInputError(f"scores store {path}: incomplete (no wxemu_complete attribute); re-run verify")
     if not scores.data_vars:
         raise DashboardInputError(f"scores store {path}: no scored variable")
     for var, da in scores.data_vars.items():
@@ -91,13 +90,8 @@ def _open_one(path: str) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset | None]:
             raise DashboardInputError(f"scores store {path}: variable {var!r} lacks dimension(s) {missing}")
         if var not in per_init.data_vars or "time" not in per_init[var].dims:
             raise DashboardInputError(f"scores store {path}: group {PER_INIT_GROUP!r} has no per-init {var!r}")
-    spectra = None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            spectra = xr.open_zarr(path, group=SPECTRA_GROUP, consolidated=False).load()
-    except Exception:  # noqa: BLE001 - no spectra group: the page says so
-        spectra = None
+    spectra = open_spectra(path)
+    spectra = spectra if spectra.data_vars else None
     # variables in name order: a Zarr group lists its members in no fixed order, and the pages (and the hashes
     # that decide what an incremental build redraws) must not change with it
     order = sorted(str(v) for v in scores.data_vars)

@@ -10,7 +10,6 @@ the maps and runs pages.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -116,14 +115,7 @@ def synthetic_spectra(scores: xr.Dataset, *, n_wavenumber: int = 32, seed: int =
 def write_synthetic_scores(path: str | Path, *, spectra: bool = True, **kwargs) -> Path:
     """Write :func:`synthetic_scores` (and :func:`synthetic_spectra` as group ``spectra``) to ``path``."""
     scores, per_init = synthetic_scores(**kwargs)
-    write_scores(scores, per_init, str(path), overwrite=True)
-    if spectra:
-        import zarr
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            synthetic_spectra(scores).to_zarr(str(path), group="spectra", mode="w", consolidated=False, zarr_format=3)
-            zarr.consolidate_metadata(str(path), zarr_format=3)
+    write_scores(scores, per_init, str(path), spectra=synthetic_spectra(scores) if spectra else None, overwrite=True)
     return Path(path)
 
 
