@@ -156,8 +156,6 @@ def test_bad_inputs_name_the_store_and_leave_no_site(tmp_path, capsys):
     assert not out.exists() and not list(tmp_path.glob(".site.*"))
     assert main(["dashboard", "--scores", str(plain), "--out", str(out)]) == 2
     assert "plain.zarr" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="scores"):
-        DashboardConfig(scores=[])
     with pytest.raises(ConfigError, match="alpha"):
         DashboardConfig(scores=["s.zarr"], alpha=2.0)
     with pytest.raises(ConfigError, match="leads"):
@@ -241,3 +239,13 @@ def test_ensemble_scores_use_ensemble_mean_rmse_and_unknown_metric_is_named(tmp_
     assert all(m in index for m in ("ens_mean_rmse", "crps", "spread"))
     with pytest.raises(WxemuError, match="metric 'acc' is not in the scores stores"):
         build_dashboard(DashboardConfig(scores=[str(scores)], out=str(tmp_path / "site"), metric="acc"))
+
+
+def test_no_scores_yet_gives_a_site_saying_so(tmp_path):
+    result = build_dashboard(DashboardConfig(scores=[], out=str(tmp_path / "site")))
+    assert len(result.pages) == 7 and result.forecasts == ()
+    for page in result.pages:
+        assert "No scores stores yet" in (tmp_path / "site" / page).read_text()
+    scores = write_synthetic_scores(tmp_path / "s.zarr", spectra=False)  # the first cycle's scores arrive
+    build_dashboard(DashboardConfig(scores=[str(scores)], out=str(tmp_path / "site")))
+    assert "No scores stores yet" not in (tmp_path / "site" / "index.html").read_text()

@@ -31,7 +31,7 @@ from pipeline.dashboard.data import (
     pick_reference,
     run_records,
 )
-from pipeline.dashboard.pages import STATIC, environment, render, slug, static_file
+from pipeline.dashboard.pages import NAV, STATIC, environment, render, slug, static_file
 from pipeline.dashboard.site import SiteWriter, content_hash
 
 RENDER_VERSION = "1"  # bump when a figure's drawing code changes, so incremental builds redraw it
@@ -48,6 +48,8 @@ def build_dashboard(config: DashboardConfig, *, progress: bool = False) -> Dashb
     Raises a :class:`~data_catalog.errors.WxemuError` naming the store or option on bad input, before anything is
     written; the previous site at ``out`` stays as it was on any error.
     """
+    if not config.scores:
+        return _empty_site(config)
     data = load_scores(config.scores)
     reference = pick_reference(data, config.reference)
     metric = pick_metric(data, config.metric, config.scores)
@@ -89,6 +91,23 @@ def build_dashboard(config: DashboardConfig, *, progress: bool = False) -> Dashb
         forecasts=tuple(data.forecasts),
         reference=reference,
     )
+
+
+def _empty_site(config: DashboardConfig) -> DashboardResult:
+    """Every page saying that there are no scores yet (a cycle before its first verification)."""
+    writer, env = SiteWriter(config.out), environment()
+    common = {"title": config.title, "version": wxemu_version(), "sources": [], "reference": "none"}
+    try:
+        _static(writer)
+        pages = [
+            _page(writer, env, "notice.html", page, label, common, notice="No scores stores yet: nothing to show.")
+            for page, _, label in NAV
+        ]
+        writer.commit({"reference": None, "forecasts": [], "scores": []})
+    except BaseException:
+        writer.abort()
+        raise
+    return DashboardResult(writer.out, tuple(pages), tuple(writer.drawn), tuple(writer.reused), (), "")
 
 
 def _static(writer: SiteWriter) -> None:

@@ -19,7 +19,8 @@ class DashboardConfig:
     """What the site shows (everything that determines its content).
 
     - ``scores``: scores stores written by ``wxemu verify`` (merged along ``forecast``; a forecast name found in
-      several stores is taken from the last one).
+      several stores is taken from the last one). None yet (a cycle before its first verification) gives a site
+      whose pages say so.
     - ``forecasts`` and ``truth``: forecast stores and their truth store, for the maps and the runs page
       (optional: without them the maps page says so).
     - ``out``: the site directory (replaced atomically; unchanged figures are reused from the previous build).
@@ -52,8 +53,6 @@ class DashboardConfig:
                 value = (value,)
             if value is not None:
                 object.__setattr__(self, name, tuple(str(v) for v in value))
-        if not self.scores:
-            raise ConfigError("scores: give at least one scores store (written by wxemu verify)")
         if not str(self.out).strip():
             raise ConfigError("out: the site directory must not be empty")
         if self.forecasts and not self.truth:
