@@ -55,13 +55,31 @@ def main_(argv: list[str] | None = None) -> None:
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for lead in ("1h", "24h"):
         t0 = time.perf_counter()
-        explain(ExplainConfig(checkpoint=checkpoint, store=store, init=args.init, lead=lead, method="gradient",
-                              random_orderings=1, deletion_blocks=1))
+        explain(
+            ExplainConfig(
+                checkpoint=checkpoint,
+                store=store,
+                init=args.init,
+                lead=lead,
+                method="gradient",
+                random_orderings=1,
+                deletion_blocks=1,
+            )
+        )
         base = time.perf_counter() - t0
         for method in ("integrated_gradients", "smoothgrad"):
             t0 = time.perf_counter()
-            explain(ExplainConfig(checkpoint=checkpoint, store=store, init=args.init, lead=lead, method=method,
-                                  n_steps=32, n_samples=16))
+            explain(
+                ExplainConfig(
+                    checkpoint=checkpoint,
+                    store=store,
+                    init=args.init,
+                    lead=lead,
+                    method=method,
+                    n_steps=32,
+                    n_samples=16,
+                )
+            )
             took = time.perf_counter() - t0
             print(f"| +{lead} | {method} | {took:.1f} | {base:.1f} | {took / base:.1f}x | {peak_mb():.0f} |")
 
