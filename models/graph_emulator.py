@@ -40,6 +40,7 @@ from models.base import (
     sinusoidal_embedding,
 )
 from models.graph_net import AGGREGATIONS, MLP, InteractionNetwork
+from models.registry import register_model
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,7 @@ def get_graph(latitude: np.ndarray, longitude: np.ndarray, config: GraphConfig) 
     return _cached_graph(lat.tobytes(), lon.tobytes(), options, cache_dir)
 
 
+@register_model
 class GraphEmulator(Emulator):
     """Encode (grid -> mesh), process (multi-mesh message passing), decode (mesh -> grid)."""
 

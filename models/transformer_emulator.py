@@ -29,6 +29,7 @@ from models.base import (
     is_global_grid,
     sinusoidal_embedding,
 )
+from models.registry import register_model
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ def sincos_2d(rows: np.ndarray, cols: np.ndarray | None, dim: int) -> torch.Tens
     return torch.from_numpy(grid.astype(np.float32))
 
 
+@register_model
 class TransformerEmulator(Emulator):
     """ViT on patches of the lat/lon grid with adaLN-zero lead-time conditioning."""
 
