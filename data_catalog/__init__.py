@@ -6,7 +6,8 @@ dispatcher) stays fast:
 * ``open_source``, ``open_sources`` (``data_catalog.readers``): open NetCDF/GRIB/Zarr as the source names things;
 * ``to_canonical`` (``data_catalog.canonical``) and ``to_canonical_forecast`` (``data_catalog.forecasts``);
 * ``load_catalog``, ``get_entry``, ``open_dataset`` (``data_catalog.catalog``): named catalog entries;
-* ``sample_path``, ``data_dir`` (``data_catalog.samples``): the bundled real sample files.
+* ``sample_path``, ``data_dir`` (``data_catalog.samples``): the bundled real sample files;
+* ``ingest``, ``IngestConfig``, ``IngestResult`` (``data_catalog.ingest``): sources -> a canonical store.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ _EXPORTS = {
     "open_dataset": "data_catalog.catalog",
     "sample_path": "data_catalog.samples",
     "data_dir": "data_catalog.samples",
+    "ingest": "data_catalog.ingest",
+    "IngestConfig": "data_catalog.ingest",
+    "IngestResult": "data_catalog.ingest",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,42 +1,337 @@
 """`wxemu forecast`: roll a checkpoint (or a baseline) forward from many initial times into a forecast store.
 
-Output layout (WeatherBench2's, docs/architecture.md): dims ``time`` (initialisation), ``prediction_timedelta``
-(leads ``step, 2*step, ..., lead``; lead 0 is NOT included — verify matches on valid time), [``number``] when
-``--members`` > 1, [``level``], ``latitude``, ``longitude``; one data variable per state variable, physical units,
-float32. Chunks: one initial time per chunk. Batches of initial times are written with region writes as they
-complete; the indices of completed initial times are recorded in the root attribute ``wxemu_inits_done``, so a
-killed run re-run with the same arguments resumes where it stopped; ``wxemu_complete`` becomes True at the end.
+``forecast(ForecastConfig(...), device=..., batch_size=..., progress=...) -> ForecastResult``. The store layout is
+pipeline.forecast_store's (WeatherBench2's). Batches of initial times are written as they complete; the indices
+of completed initial times are recorded in the root attribute ``wxemu_inits_done``, so a killed run re-run with
+the same config resumes where it stopped (on any fsspec store); ``wxemu_complete`` becomes True at the end. A
+batch with non-finite values stops the run (nothing of it written, the store left incomplete) unless
+``allow_nonfinite``.
 
-Ensembles (``--members N``): member 0 is unperturbed; members 1..N-1 add Gaussian noise with standard deviation
-``--perturbation-scale`` x the per-channel ``diff_std`` of the smallest trained step, spatially smoothed with a
+Ensembles (``members`` > 1): member 0 is unperturbed; members 1..N-1 add Gaussian noise with standard deviation
+``perturbation_scale`` x the per-channel ``diff_std`` of the smallest trained step, spatially smoothed with a
 Gaussian of 2 grid cells (pipeline.rollout.perturb), to the initial history.
 
-Baselines: ``persistence`` (the state at the initial time for every lead) and ``climatology`` (the store's
-``climatology`` group at each valid time's day of year and hour).
+Baselines (``checkpoint`` = ``persistence`` | ``climatology``): models.baselines, through pipeline.forecasters.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
+import dataclasses
 import time as _time
-from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import pandas as pd
-import torch
 
-from data_catalog.errors import WxemuError
+from data_catalog.errors import ConfigError, WxemuError
+from data_catalog.store import root_attrs, set_attrs, store_exists
+from pipeline.checkpoint import sha256_file, weights_path
+from pipeline.forecast_store import create_forecast_store, write_batch
+from pipeline.forecasters import (
+    ClimatologyForecaster,
+    ModelForecaster,
+    PersistenceForecaster,
+    batches,
+    select_lags,
+)
+from pipeline.rollout import simulated_days_per_second
+from pipeline.store_reader import read_layout
 
 HELP = "roll a checkpoint (or a baseline) forward into a forecast store"
 BASELINES = ("persistence", "climatology")
 DONE_ATTR = "wxemu_inits_done"
 REQUEST_ATTR = "wxemu_forecast_request"
-log = logging.getLogger(__name__)
 
 
+class NonFiniteForecastError(WxemuError):
+    """A forecast produced NaN or infinite values (a diverged or broken model)."""
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+def parse_duration_hours(text: str, what: str) -> float:
+    """'24h', '2d', '90min' -> hours (float). WxemuError naming ``what`` when unparsable or not positive."""
+    try:
+        hours = pd.Timedelta(text) / pd.Timedelta(hours=1)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{what}: cannot parse duration {text!r} (use e.g. 24h, 6h, 2d)") from None
+    if not hours > 0:
+        raise ConfigError(f"{what}: duration must be positive, got {text!r}")
+    return float(hours)
+
+
+def _timestamp(text: str, spec: str, what: str, part: str) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(text.strip()) if text.strip() else pd.NaT
+    except (ValueError, TypeError, OverflowError):
+        stamp = pd.NaT
+    if stamp is pd.NaT:
+        raise ConfigError(f"{what} {spec!r}: {part} {text!r} is not a date (e.g. 2019-03-25T00)")
+    return stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
+
+
+def parse_init_times(spec: str, what: str = "init") -> np.ndarray:
+    """'START' or 'START/END/EVERY' (END inclusive) -> datetime64[ns] array; ConfigError naming ``what``."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"{what}: empty; expected START or START/END/EVERY (e.g. 2019-03-25T00/2019-03-30T00/12h)")
+    parts = spec.split("/")
+    if len(parts) == 1:
+        return np.array([_timestamp(parts[0], spec, what, "START").to_datetime64()], dtype="datetime64[ns]")
+    if len(parts) != 3:
+        raise ConfigError(f"{what} {spec!r}: expected START or START/END/EVERY (e.g. 2019-03-25T00/2019-03-30T00/12h)")
+    start = _timestamp(parts[0], spec, what, "START")
+    end = _timestamp(parts[1], spec, what, "END")
+    try:
+        every = pd.Timedelta(parts[2])
+    except (ValueError, TypeError):
+        every = pd.NaT
+    if every is pd.NaT or not every > pd.Timedelta(0):
+        raise ConfigError(f"{what} {spec!r}: EVERY {parts[2]!r} is not a positive duration (e.g. 1h, 6h, 1d)")
+    rng = pd.date_range(start, end, freq=every)
+    if len(rng) == 0:
+        raise ConfigError(f"{what} {spec!r}: END is before START")
+    return rng.values.astype("datetime64[ns]")
+
+
+# ------------------------------------------------------------------------------------------------ config
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ForecastConfig:
+    """What a forecast store holds.
+
+    ``checkpoint``: RUN_DIR/model.safetensors, a run directory, or a baseline (``persistence`` | ``climatology``);
+    ``store``: the canonical analysis store with the initial conditions; ``init``: ``START[/END/EVERY]`` (END
+    inclusive); ``lead``: the longest lead (leads are ``step, 2*step, ..., lead``; ``step`` defaults to the store's
+    time step); ``out``: the forecast store (path or fsspec URL; resumed when it holds the same request);
+    ``members``/``perturbation_scale``/``seed``: the ensemble; ``lagged_paths``: ``START/END`` validation initial
+    times on which each lead's path is chosen (None: greedy paths); ``allow_nonfinite``: write NaN/inf values
+    instead of refusing them.
+    """
+
+    checkpoint: str
+    store: str
+    init: str
+    out: str
+    lead: str = "24h"
+    step: str | None = None
+    members: int = 1
+    perturbation_scale: float = 0.5
+    seed: int = 0
+    lagged_paths: str | None = None
+    allow_nonfinite: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("checkpoint", "store", "out"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{name}: expected a path, got {value!r}")
+        parse_init_times(self.init)
+        parse_duration_hours(self.lead, "lead")
+        if self.step is not None:
+            parse_duration_hours(self.step, "step")
+        if isinstance(self.members, bool) or not isinstance(self.members, int) or self.members < 1:
+            raise ConfigError(f"members: must be an integer >= 1, got {self.members!r}")
+        if not np.isfinite(self.perturbation_scale) or self.perturbation_scale < 0:
+            raise ConfigError(f"perturbation_scale: must be a finite number >= 0, got {self.perturbation_scale!r}")
+        if self.lagged_paths is not None and self.lagged_paths.count("/") not in (1, 2):
+            raise ConfigError(f"lagged_paths {self.lagged_paths!r}: expected START/END")
+        if self.lagged_paths is not None and self.checkpoint in BASELINES:
+            raise ConfigError(f"lagged_paths: is for emulators, not the {self.checkpoint} baseline")
+        if self.members > 1 and self.checkpoint in BASELINES:
+            raise ConfigError(f"members: > 1 is for emulators, not the {self.checkpoint} baseline")
+
+
+@dataclasses.dataclass(frozen=True)
+class ForecastResult:
+    """``path``: the complete forecast store; ``model``: the model kind or baseline name; ``n_inits``: initial
+    times in the store; ``checkpoint``/``checkpoint_sha256``: the weights used (None for baselines);
+    ``n_written``: initial times computed by this call (0 when the store was already complete);
+    ``elapsed_s``/``days_per_second``: wall time and simulated days per second of this call."""
+
+    path: str
+    model: str
+    n_inits: int
+    n_leads: int
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    n_written: int = 0
+    elapsed_s: float = 0.0
+    days_per_second: float = 0.0
+    lead_paths: dict[str, Any] | None = None
+
+
+# ------------------------------------------------------------------------------------------------ stage
+def _existing_request(out: str) -> dict[str, Any] | None:
+    """The root attributes of a forecast store at ``out``; None when nothing is there. WxemuError when ``out``
+    holds something that ``forecast`` must not overwrite (a file, a non-empty folder, another kind of store)."""
+    if store_exists(out):
+        attrs = root_attrs(out)
+        if REQUEST_ATTR not in attrs:
+            raise WxemuError(f"{out}: holds a Zarr store that wxemu forecast did not write; choose another out")
+        return attrs
+    fs, path = fsspec.core.url_to_fs(out)
+    if fs.exists(path) and (not fs.isdir(path) or fs.ls(path)):
+        raise WxemuError(f"{out}: exists and is not a forecast store; remove it or choose another out")
+    return None
+
+
+def _first_nonfinite(values: np.ndarray) -> tuple[int, int, int]:
+    """(batch position, lead position, count) of the first non-finite value of (B, L, ...) ``values``."""
+    bad = ~np.isfinite(values)
+    b, lead = np.argwhere(bad)[0][:2]
+    return int(b), int(lead), int(bad.sum())
+
+
+def forecast(
+    config: ForecastConfig, *, device: str = "cpu", batch_size: int = 4, progress: bool = False
+) -> ForecastResult:
+    """Write (or complete) the forecast store ``config.out`` and return what it holds.
+
+    ``device``: torch device of the model (cpu, cuda, cuda:N); ``batch_size``: initial times per model call;
+    ``progress``: print the model loaded, the paths chosen and each batch written.
+    """
+    say = print if progress else (lambda *a, **k: None)
+    layout = read_layout(config.store)
+    lead = parse_duration_hours(config.lead, "lead")
+    step = parse_duration_hours(config.step, "step") if config.step else layout.step_hours
+    n = lead / step
+    if abs(n - round(n)) > 1e-9:
+        raise ConfigError(f"lead {config.lead} is not a multiple of step {config.step or step}")
+    leads = [step * (i + 1) for i in range(int(round(n)))]
+    init_times = parse_init_times(config.init)
+    init_idx = [layout.time_index(t) for t in init_times]
+
+    ckpt = config.checkpoint
+    provenance: dict[str, Any]
+    if ckpt in BASELINES:
+        forecaster: Any = (
+            PersistenceForecaster(layout, leads) if ckpt == "persistence" else ClimatologyForecaster(layout, leads)
+        )
+        provenance = {"wxemu_model": ckpt, "wxemu_checkpoint": None, "wxemu_checkpoint_sha256": None}
+        say(f"wxemu forecast: {ckpt} baseline")
+    else:
+        wpath = weights_path(ckpt)
+        forecaster = ModelForecaster(
+            str(wpath), layout, leads, config.members, config.perturbation_scale, device, config.seed
+        )
+        provenance = {
+            "wxemu_model": forecaster.model_name,
+            "wxemu_checkpoint": str(wpath.resolve()),
+            "wxemu_checkpoint_sha256": sha256_file(wpath),
+        }
+        say(
+            f"wxemu forecast: loaded the {forecaster.model_name} model {provenance['wxemu_checkpoint']} "
+            f"(sha256 {provenance['wxemu_checkpoint_sha256'][:12]}, trained "
+            f"{forecaster.header.get('global_step', '?')} steps)"
+        )
+        if config.lagged_paths:
+            if config.members > 1:
+                raise ConfigError("lagged_paths: not available for ensembles (members > 1)")
+            if forecaster.history > 1:
+                raise WxemuError(f"{ckpt}: lagged_paths needs a model with history 1")
+            spec = config.lagged_paths + (f"/{layout.step_hours:g}h" if config.lagged_paths.count("/") == 1 else "")
+            val_times = parse_init_times(spec, "lagged_paths")
+            lags, scores = select_lags(forecaster, [layout.time_index(t) for t in val_times], batch_size)
+            forecaster.lags = lags
+            provenance["wxemu_lead_paths"] = {
+                "validation": config.lagged_paths,
+                "lagged": {f"{lead:g}": lag for lead, lag in sorted(lags.items())},
+                "rmse_normalised": {
+                    f"{lead:g}": {f"{k:g}": round(v, 5) for k, v in sorted(by.items())}
+                    for lead, by in sorted(scores.items())
+                },
+            }
+            say(
+                f"wxemu forecast: lagged paths chosen on {config.lagged_paths}: "
+                + (", ".join(f"+{lead:g} h from -{lag:g} h" for lead, lag in sorted(lags.items())) or "none")
+            )
+    need = forecaster.needed_history()
+    for t, i in zip(init_times, init_idx):
+        if i - need < 0:
+            raise WxemuError(
+                f"{config.store}: initial time {pd.Timestamp(t)} needs {need} earlier time steps of "
+                f"history; the store starts at {pd.Timestamp(layout.times[0])}"
+            )
+
+    request = {
+        "init": [str(t) for t in init_times],
+        "leads_hours": leads,
+        "members": config.members,
+        "perturbation_scale": config.perturbation_scale,
+        "seed": config.seed,
+        "store": str(config.store),
+        **provenance,
+    }
+    result = {
+        "path": config.out,
+        "model": provenance["wxemu_model"],
+        "n_inits": len(init_times),
+        "n_leads": len(leads),
+        "checkpoint": provenance["wxemu_checkpoint"],
+        "checkpoint_sha256": provenance["wxemu_checkpoint_sha256"],
+        "lead_paths": provenance.get("wxemu_lead_paths"),
+    }
+    attrs = _existing_request(config.out)
+    if attrs is not None and attrs.get(REQUEST_ATTR) == request:
+        done = {int(i) for i in attrs.get(DONE_ATTR, [])}
+        if attrs.get("wxemu_complete"):
+            return ForecastResult(**result)
+        say(f"wxemu forecast: resuming {config.out} ({len(done)} of {len(init_idx)} initial times written)")
+    else:
+        done = set()
+        settings = {
+            "lead": config.lead,
+            "step_hours": step,
+            "init": config.init,
+            "members": config.members,
+            "perturbation_scale": config.perturbation_scale,
+            "batch_size": batch_size,
+            "seed": config.seed,
+            "allow_nonfinite": config.allow_nonfinite,
+        }
+        create_forecast_store(
+            config.out,
+            layout,
+            init_times,
+            leads,
+            config.members,
+            {
+                "wxemu_complete": False,
+                REQUEST_ATTR: request,
+                DONE_ATTR: [],
+                "wxemu_config": settings,
+                "wxemu_source_store": str(config.store),
+                **provenance,
+            },
+        )
+    todo = [j for j in range(len(init_idx)) if j not in done]
+    t0 = _time.perf_counter()
+    computed = 0
+    for group in batches(todo, max(1, batch_size)):
+        values = forecaster([init_idx[j] for j in group])
+        if not config.allow_nonfinite and not np.isfinite(values).all():
+            b, lead_pos, count = _first_nonfinite(values)
+            raise NonFiniteForecastError(
+                f"{config.out}: the {provenance['wxemu_model']} forecast from initial time "
+                f"{pd.Timestamp(init_times[group[b]])} has non-finite values from lead +{leads[lead_pos]:g} h "
+                f"({count} values in this batch of {len(group)} initial times); the batch was not written and the "
+                "store is left incomplete (allow_nonfinite / --allow-nonfinite writes them anyway)"
+            )
+        # write contiguous runs of output indices (a resumed run may have holes)
+        runs = np.split(np.arange(len(group)), np.where(np.diff(group) != 1)[0] + 1)
+        for r in runs:
+            write_batch(config.out, layout, group[r[0]], values[r[0] : r[-1] + 1])
+        done.update(group)
+        computed += len(group)
+        set_attrs(config.out, {DONE_ATTR: sorted(done)})
+        say(f"  {len(done)}/{len(init_idx)} initial times")
+    elapsed = _time.perf_counter() - t0
+    set_attrs(config.out, {"wxemu_complete": True})
+    speed = simulated_days_per_second(computed * config.members, lead, elapsed) if computed else 0.0
+    return ForecastResult(**result, n_written=computed, elapsed_s=elapsed, days_per_second=speed)
+
+
+# ------------------------------------------------------------------------------------------------ command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
@@ -64,446 +359,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "validation initial times START..END (every store step; their leads must lie in "
         "the store); default: greedy paths only",
     )
-
-
-# ------------------------------------------------------------------------------------------------ pure helpers
-def parse_duration_hours(text: str, what: str) -> float:
-    """'24h', '2d', '90min' -> hours (float). WxemuError when unparsable or not positive."""
-    try:
-        hours = pd.Timedelta(text) / pd.Timedelta(hours=1)
-    except (ValueError, TypeError):
-        raise WxemuError(f"{what}: cannot parse duration {text!r} (use e.g. 24h, 6h, 2d)") from None
-    if hours <= 0:
-        raise WxemuError(f"{what}: duration must be positive, got {text!r}")
-    return float(hours)
-
-
-def parse_init_times(spec: str, what: str = "--init") -> np.ndarray:
-    """'START' or 'START/END/EVERY' (END inclusive) -> datetime64[ns] array; errors name the option ``what``."""
-    parts = spec.split("/")
-    try:
-        if len(parts) == 1:
-            return np.array([pd.Timestamp(parts[0]).to_datetime64()], dtype="datetime64[ns]")
-        if len(parts) == 3:
-            rng = pd.date_range(pd.Timestamp(parts[0]), pd.Timestamp(parts[1]), freq=pd.Timedelta(parts[2]))
-            if len(rng) == 0:
-                raise WxemuError(f"{what} {spec!r}: END is before START")
-            return rng.values.astype("datetime64[ns]")
-    except (ValueError, TypeError) as exc:
-        raise WxemuError(f"{what} {spec!r}: {exc}") from None
-    raise WxemuError(f"{what} {spec!r}: expected START or START/END/EVERY")
-
-
-def _batches(indices: list[int], size: int) -> list[list[int]]:
-    return [indices[i : i + size] for i in range(0, len(indices), size)]
-
-
-# ------------------------------------------------------------------------------------------------ output store
-def _channel_slices(layout: Any) -> list[tuple[str, slice, list[int] | None]]:
-    out, c = [], 0
-    for name, order in layout.variables:
-        n = 1 if order is None else len(order)
-        out.append((name, slice(c, c + n), order))
-        c += n
-    return out
-
-
-def create_forecast_store(
-    out: str, layout: Any, init_times: np.ndarray, leads_hours: list[float], members: int, attrs: dict[str, Any]
-) -> None:
-    """Write the metadata and coordinates of an empty forecast store (data chunks are written later)."""
-    import dask.array as da
-    import xarray as xr
-
-    from data_catalog.store import open_store
-
-    src = open_store(layout.path, storage_options=layout.storage_options or None)
-    lead_td = np.array([np.timedelta64(int(round(h * 3600)), "s") for h in leads_hours]).astype("timedelta64[ns]")
-    coords: dict[str, Any] = {
-        "time": init_times,
-        "prediction_timedelta": lead_td,
-        "latitude": layout.latitude,
-        "longitude": layout.longitude,
-    }
-    if members > 1:
-        coords["number"] = np.arange(members)
-    data_vars = {}
-    for name, order in layout.variables:
-        dims = ["time", "prediction_timedelta"] + (["number"] if members > 1 else [])
-        shape = [len(init_times), len(lead_td)] + ([members] if members > 1 else [])
-        if order is not None:
-            levels = np.sort(np.asarray(src[name]["level"].values))
-            coords["level"] = levels
-            dims.append("level")
-            shape.append(len(levels))
-        dims += ["latitude", "longitude"]
-        shape += [len(layout.latitude), len(layout.longitude)]
-        chunks = [1] + shape[1:]
-        arr = da.full(shape, np.nan, dtype=np.float32, chunks=chunks)
-        data_vars[name] = (dims, arr, dict(src[name].attrs))
-    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
-    encoding = {name: {"chunks": tuple([1] + list(ds[name].shape[1:]))} for name in data_vars}
-    ds.to_zarr(out, mode="w", compute=False, zarr_format=3, consolidated=True, encoding=encoding)
-
-
-def write_batch(out: str, layout: Any, start: int, values: np.ndarray) -> None:
-    """Write physical values (n_init, n_lead, [members,] C, H, W) at initial-time index ``start``."""
-    import zarr
-
-    group = zarr.open_group(out, mode="r+")
-    for name, sl, order in _channel_slices(layout):
-        block = values[..., sl, :, :]
-        if order is None:
-            block = block[..., 0, :, :]
-        group[name][start : start + values.shape[0]] = block.astype(np.float32)
-
-
-def _update_attrs(out: str, **attrs: Any) -> None:
-    import zarr
-
-    group = zarr.open_group(out, mode="r+")
-    group.attrs.update(attrs)
-    zarr.consolidate_metadata(out)
-
-
-def _read_attrs(out: str) -> dict[str, Any] | None:
-    p = Path(out) / "zarr.json"
-    if not p.exists():
-        return None
-    return dict(json.loads(p.read_text()).get("attributes", {}))
-
-
-# ------------------------------------------------------------------------------------------------ forecasters
-class ModelForecaster:
-    """Rolls a checkpoint forward; ``__call__(init_indices) -> (n_init, n_lead, [M,] C, H, W)`` physical."""
-
-    def __init__(
-        self, checkpoint: str, layout: Any, leads: list[float], members: int, scale: float, device: str, seed: int
-    ) -> None:
-        from models.forcings import ForcingSpec
-        from pipeline.checkpoint import load_checkpoint, stats_from_header
-        from pipeline.datamodule import ForcingProvider, StoreReader
-
-        self.model, self.header = load_checkpoint(checkpoint, device=device)
-        self.stats = stats_from_header(self.header)
-        self.layout = layout
-        if list(self.header["channel_names"]) != list(layout.channel_names):
-            raise WxemuError(
-                f"{layout.path}: channels {layout.channel_names} differ from the checkpoint's "
-                f"{self.header['channel_names']} ({checkpoint})"
-            )
-        grid = self.header["grid"]
-        if (
-            len(grid["latitude"]) != len(layout.latitude)
-            or len(grid["longitude"]) != len(layout.longitude)
-            or not np.allclose(grid["latitude"], layout.latitude)
-            or not np.allclose(grid["longitude"], layout.longitude)
-        ):
-            raise WxemuError(f"{layout.path}: grid differs from the grid {checkpoint} was trained on")
-        missing = sorted(set(self.header.get("static_fields", [])) - set(layout.static))
-        if missing:
-            raise WxemuError(f"{layout.path}: the checkpoint needs static fields {missing} that the store lacks")
-        self.spec = ForcingSpec.from_dict(self.header["forcing_spec"])
-        self.forcings = ForcingProvider(layout, self.spec, self.stats)
-        self.reader = StoreReader(layout)
-        self.history = int(self.header["history"])
-        self.steps = [float(s) for s in self.header["step_hours"]]
-        self.leads = leads
-        self.members = members
-        self.scale = scale
-        self.device = torch.device(device)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.autocast = torch.bfloat16 if self.device.type == "cuda" else None
-        from pipeline.rollout import plan_rollout
-
-        try:
-            plan_rollout(leads, self.steps, self.history)
-        except ValueError as exc:
-            raise WxemuError(f"{checkpoint}: {exc}") from None
-        self.step0 = min(self.steps)
-        self.model_name = self.header["model_kind"]
-        self.lags: dict[float, float] = {}  # {lead: hours before the init of its one-step start} (lagged paths)
-
-    def needed_history(self) -> int:
-        """Store steps needed before the initial time (history > 1, lagged paths)."""
-        from pipeline.datamodule import stride_for
-
-        lag_steps = max((round(k / self.layout.step_hours) for k in self.lags.values()), default=0)
-        return max((self.history - 1) * stride_for(self.step0, self.layout), lag_steps)
-
-    def __call__(
-        self,
-        init_idx: list[int],
-        lags: dict[float, float] | None = None,
-        normalized: bool = False,
-        leads: list[float] | None = None,
-    ) -> np.ndarray:
-        """Forecasts (n_init, n_lead, [M,] C, H, W) in physical units (``normalized``: as the model sees them) for
-        the store's initial-time indices ``init_idx``, with ``lags`` (default: this forecaster's), at ``leads``
-        (default: this forecaster's)."""
-        leads = self.leads if leads is None else leads
-        from pipeline.datamodule import stride_for
-        from pipeline.normalization import denormalize, normalize
-        from pipeline.rollout import as_numpy, perturb, rollout
-
-        lags = self.lags if lags is None else lags
-        lagged = {}
-        for k in sorted(set(lags.values())):
-            back = np.asarray(init_idx) - round(k / self.layout.step_hours)
-            lagged[k] = torch.from_numpy(normalize(self.reader.read(back), self.stats.mean, self.stats.std))[
-                :, None
-            ].to(self.device)
-
-        stride = stride_for(self.step0, self.layout)
-        offsets = np.arange(-(self.history - 1), 1) * stride
-        idx = np.asarray(init_idx)[:, None] + offsets[None, :]
-        states = self.reader.read(idx.ravel())
-        states = normalize(states, self.stats.mean, self.stats.std).reshape(
-            len(init_idx), self.history, *states.shape[1:]
-        )
-        hist = torch.from_numpy(states)
-        m = self.members
-        if m > 1:
-            hist = hist.repeat_interleave(m, dim=0)  # (n_init*M, h, C, H, W), member fastest
-            pert = perturb(hist, self.stats, self.step0, self.scale, self.generator)
-            is_member0 = (torch.arange(hist.shape[0]) % m == 0)[:, None, None, None, None]
-            hist = torch.where(is_member0, hist, pert)
-        hist = hist.to(self.device)
-        init_times = self.layout.times[np.asarray(init_idx)]
-
-        def forcing_at(lead: float) -> torch.Tensor:
-            valid = init_times + np.timedelta64(int(round(lead * 3600)), "s")
-            f = torch.from_numpy(self.forcings(valid))
-            if m > 1:
-                f = f.repeat_interleave(m, dim=0)
-            return f.to(self.device)
-
-        if lagged and m > 1:
-            raise WxemuError("lagged paths are not available for ensembles (--members > 1)")
-        out = rollout(
-            self.model, hist, forcing_at, leads, self.steps, self.stats, self.autocast, lags=lags, lagged_states=lagged
-        )
-        arr = as_numpy(out, leads)
-        if not normalized:
-            arr = denormalize(arr, self.stats.mean, self.stats.std)  # (B, L, C, H, W)
-        if m > 1:
-            arr = arr.reshape(len(init_idx), m, *arr.shape[1:]).transpose(0, 2, 1, 3, 4, 5)
-        return arr
-
-
-def select_lags(
-    forecaster: ModelForecaster, val_idx: list[int], batch_size: int = 24
-) -> tuple[dict[float, float], dict[float, dict[float, float]]]:
-    """Choose each lead's path on validation initial times ``val_idx`` (store indices; their analyses
-    ``lag`` hours earlier and at every lead must be in the store): the greedy path from the initial time (lag 0)
-    or one trained step from ``lag`` hours before it (:func:`pipeline.rollout.lag_candidates`), by area-weighted
-    RMSE of the normalised state (every channel counts once). Returns ({lead: lag} of the lagged leads,
-    {lead: {lag: RMSE}} of every candidate)."""
-    from pipeline.normalization import normalize
-    from pipeline.rollout import choose_lags, lag_candidates
-    from pipeline.weights import latitude_weights
-
-    layout = forecaster.layout
-    per_step = layout.step_hours
-    cands = {lead: lag_candidates(lead, forecaster.steps) for lead in forecaster.leads}
-    max_lag = max((k for ks in cands.values() for k in ks), default=0.0)
-    first = min(val_idx) - round(max_lag / per_step)
-    last = max(val_idx) + round(max(forecaster.leads) / per_step)
-    if first < 0 or last >= len(layout.times):
-        raise WxemuError(
-            f"{layout.path}: --lagged-paths needs analyses from {max_lag:g} h before the first "
-            f"validation initial time to {max(forecaster.leads):g} h after the last; the store covers "
-            f"{pd.Timestamp(layout.times[0])} .. {pd.Timestamp(layout.times[-1])}"
-        )
-    w = latitude_weights(layout.latitude)[:, None]
-    passes = [{}] + [
-        {lead: ks[j] for lead, ks in cands.items() if len(ks) > j}
-        for j in range(max((len(ks) for ks in cands.values()), default=0))
-    ]
-    scores: dict[float, dict[float, float]] = {lead: {} for lead in forecaster.leads}
-    sq: dict[tuple[int, float], list[np.ndarray]] = {}  # (pass, lead) -> per-init weighted MSE
-    for group in _batches(list(val_idx), batch_size):
-        truth = {
-            lead: normalize(
-                forecaster.reader.read(np.asarray(group) + round(lead / per_step)),
-                forecaster.stats.mean,
-                forecaster.stats.std,
-            )
-            for lead in forecaster.leads
-        }
-        for i, lags in enumerate(passes):  # every lead's greedy path, then one lagged candidate per lead and pass
-            leads = sorted(lags) if lags else list(forecaster.leads)
-            pred = forecaster(group, lags=lags, normalized=True, leads=leads)  # (B, L, C, H, W)
-            for j, lead in enumerate(leads):
-                sq.setdefault((i, lead), []).append((((pred[:, j] - truth[lead]) ** 2) * w).mean(axis=(1, 2, 3)))
-    for (i, lead), parts in sq.items():
-        scores[lead][passes[i].get(lead, 0.0)] = float(np.sqrt(np.concatenate(parts).mean()))
-    return choose_lags(scores), scores
-
-
-class PersistenceForecaster:
-    model_name = "persistence"
-
-    def __init__(self, layout: Any, leads: list[float]) -> None:
-        from pipeline.datamodule import StoreReader
-
-        self.reader = StoreReader(layout)
-        self.leads = leads
-
-    def needed_history(self) -> int:
-        return 0
-
-    def __call__(self, init_idx: list[int]) -> np.ndarray:
-        states = self.reader.read(init_idx)  # (B, C, H, W)
-        return np.repeat(states[:, None], len(self.leads), axis=1)
-
-
-class ClimatologyForecaster:
-    model_name = "climatology"
-
-    def __init__(self, layout: Any, leads: list[float]) -> None:
-        from pipeline.datamodule import ClimatologyReader
-
-        self.clim = ClimatologyReader(layout)
-        self.layout = layout
-        self.leads = leads
-
-    def needed_history(self) -> int:
-        return 0
-
-    def __call__(self, init_idx: list[int]) -> np.ndarray:
-        init = pd.DatetimeIndex(self.layout.times[np.asarray(init_idx)])
-        valid = np.stack([init + pd.Timedelta(hours=h) for h in self.leads], axis=1).ravel()  # (B*L,)
-        arr = self.clim(valid)
-        return arr.reshape(len(init_idx), len(self.leads), *arr.shape[1:])
-
-
-# ------------------------------------------------------------------------------------------------ stage
-def run(args: argparse.Namespace) -> int:
-    from pipeline.checkpoint import sha256_file, weights_path
-    from pipeline.datamodule import read_layout
-    from pipeline.rollout import simulated_days_per_second
-
-    layout = read_layout(args.store)
-    lead = parse_duration_hours(args.lead, "--lead")
-    step = parse_duration_hours(args.step, "--step") if args.step else layout.step_hours
-    n = lead / step
-    if abs(n - round(n)) > 1e-9:
-        raise WxemuError(f"--lead {args.lead} is not a multiple of --step {args.step or step}")
-    leads = [step * (i + 1) for i in range(int(round(n)))]
-    if args.members < 1:
-        raise WxemuError("--members must be >= 1")
-    init_times = parse_init_times(args.init)
-    init_idx = [layout.time_index(t) for t in init_times]
-
-    ckpt = args.checkpoint
-    provenance: dict[str, Any]
-    if ckpt in BASELINES:
-        if args.members > 1:
-            raise WxemuError(f"--members > 1 is for emulators, not the {ckpt} baseline")
-        forecaster: Any = (
-            PersistenceForecaster(layout, leads) if ckpt == "persistence" else ClimatologyForecaster(layout, leads)
-        )
-        provenance = {"wxemu_model": ckpt, "wxemu_checkpoint": None, "wxemu_checkpoint_sha256": None}
-    else:
-        wpath = weights_path(ckpt)
-        forecaster = ModelForecaster(
-            str(wpath), layout, leads, args.members, args.perturbation_scale, args.device, args.seed
-        )
-        provenance = {
-            "wxemu_model": forecaster.model_name,
-            "wxemu_checkpoint": str(wpath.resolve()),
-            "wxemu_checkpoint_sha256": sha256_file(wpath),
-        }
-        if getattr(args, "lagged_paths", None):
-            if args.members > 1:
-                raise WxemuError("--lagged-paths is not available for ensembles (--members > 1)")
-            if forecaster.history > 1:
-                raise WxemuError(f"{ckpt}: --lagged-paths needs a model with history 1")
-            spec = args.lagged_paths + (f"/{layout.step_hours:g}h" if args.lagged_paths.count("/") == 1 else "")
-            val_times = parse_init_times(spec, "--lagged-paths")
-            lags, scores = select_lags(forecaster, [layout.time_index(t) for t in val_times], args.batch_size)
-            forecaster.lags = lags
-            provenance["wxemu_lead_paths"] = {
-                "validation": args.lagged_paths,
-                "lagged": {f"{lead:g}": lag for lead, lag in sorted(lags.items())},
-                "rmse_normalised": {
-                    f"{lead:g}": {f"{k:g}": round(v, 5) for k, v in sorted(by.items())}
-                    for lead, by in sorted(scores.items())
-                },
-            }
-            print(
-                f"wxemu forecast: lagged paths chosen on {args.lagged_paths}: "
-                + (", ".join(f"+{lead:g} h from -{lag:g} h" for lead, lag in sorted(lags.items())) or "none")
-            )
-    need = forecaster.needed_history()
-    for t, i in zip(init_times, init_idx):
-        if i - need < 0:
-            raise WxemuError(
-                f"{args.store}: initial time {pd.Timestamp(t)} needs {need} earlier time steps of "
-                f"history; the store starts at {pd.Timestamp(layout.times[0])}"
-            )
-
-    request = {
-        "init": [str(t) for t in init_times],
-        "leads_hours": leads,
-        "members": args.members,
-        "perturbation_scale": args.perturbation_scale,
-        "seed": args.seed,
-        "store": str(args.store),
-        **provenance,
-    }
-    attrs = _read_attrs(args.out)
-    if attrs is not None and attrs.get(REQUEST_ATTR) == request:
-        done = {int(i) for i in attrs.get(DONE_ATTR, [])}
-        if attrs.get("wxemu_complete"):
-            print(f"wxemu forecast: {args.out} is already complete")
-            return 0
-    else:
-        if attrs is not None and not Path(args.out).is_dir():
-            raise WxemuError(f"{args.out}: exists and is not a directory")
-        done = set()
-        config = {
-            "lead": args.lead,
-            "step_hours": step,
-            "init": args.init,
-            "members": args.members,
-            "perturbation_scale": args.perturbation_scale,
-            "batch_size": args.batch_size,
-            "seed": args.seed,
-        }
-        create_forecast_store(
-            args.out,
-            layout,
-            init_times,
-            leads,
-            args.members,
-            {
-                "wxemu_complete": False,
-                REQUEST_ATTR: request,
-                DONE_ATTR: [],
-                "wxemu_config": config,
-                "wxemu_source_store": str(args.store),
-                **provenance,
-            },
-        )
-    todo = [j for j in range(len(init_idx)) if j not in done]
-    t0 = _time.perf_counter()
-    computed = 0
-    for group in _batches(todo, max(1, args.batch_size)):
-        # write contiguous runs of output indices (a resumed run may have holes)
-        values = forecaster([init_idx[j] for j in group])
-        runs = np.split(np.arange(len(group)), np.where(np.diff(group) != 1)[0] + 1)
-        for r in runs:
-            write_batch(args.out, layout, group[r[0]], values[r[0] : r[-1] + 1])
-        done.update(group)
-        computed += len(group)
-        _update_attrs(args.out, **{DONE_ATTR: sorted(done)})
-    elapsed = _time.perf_counter() - t0
-    _update_attrs(args.out, wxemu_complete=True)
-    speed = simulated_days_per_second(computed * args.members, lead, elapsed) if computed else 0.0
-    print(
-        f"wxemu forecast: wrote {computed} initial times x {len(leads)} leads to {args.out} "
-        f"({elapsed:.1f} s, {speed:.2f} simulated days/s)"
+    parser.add_argument(
+        "--allow-nonfinite", action="store_true", help="write NaN/inf forecasts instead of stopping at the first"
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = ForecastConfig(
+        checkpoint=args.checkpoint,
+        store=args.store,
+        init=args.init,
+        out=args.out,
+        lead=args.lead,
+        step=args.step,
+        members=args.members,
+        perturbation_scale=args.perturbation_scale,
+        seed=args.seed,
+        lagged_paths=args.lagged_paths,
+        allow_nonfinite=args.allow_nonfinite,
+    )
+    result = forecast(config, device=args.device, batch_size=args.batch_size, progress=not args.quiet)
+    if result.n_written == 0:
+        print(f"wxemu forecast: {result.path} is already complete ({result.model}, {result.n_inits} initial times)")
+    else:
+        print(
+            f"wxemu forecast: wrote {result.n_written} initial times x {result.n_leads} leads to {result.path} "
+            f"({result.elapsed_s:.1f} s, {result.days_per_second:.2f} simulated days/s)"
+        )
     return 0

@@ -19,8 +19,12 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 from data_catalog.errors import WxemuError
+from data_catalog.store import is_complete
+from pipeline.verify import open_scores
+from workflows.cli import main
 
 SAMPLE_ENTRY = "era5-t2m-uk-2019-03"
 STATS_PERIOD = ("2019-03-01T00", "2019-03-21T23")
@@ -51,8 +55,6 @@ def config_path(model: str) -> str:
 
 
 def _stage(argv: list[str]) -> None:
-    from pipeline.cli import main
-
     print(f"\n$ wxemu {shlex.join(argv)}", flush=True)
     t0 = time.perf_counter()
     code = main(argv)
@@ -64,8 +66,6 @@ def _stage(argv: list[str]) -> None:
 def rmse_table(scores_path: str, *, region: str = "global", leads_h=None) -> tuple[list[str], dict]:
     """RMSE by lead (hours) of every forecast in a scores store: (forecast names, {name: {lead: rmse}});
     every lead unless ``leads_h`` lists some."""
-    from pipeline.verify import open_scores
-
     scores, _ = open_scores(scores_path)
     var = next(iter(scores.data_vars))
     da = scores[var].sel(metric="rmse", region=region)
@@ -105,8 +105,6 @@ def _spans(hours: list[int]) -> str:
 
 def paths_note(forecasts: list[tuple[str, str]]) -> str:
     """Which leads each emulator forecast reached by a lagged path (the forecast stores' ``wxemu_lead_paths``)."""
-    import zarr
-
     lines = []
     for name, path in forecasts:
         chosen = zarr.open_group(path, mode="r").attrs.get("wxemu_lead_paths")
@@ -142,8 +140,6 @@ def run(args: argparse.Namespace) -> int:
     store = str(out / "era5_uk_t2m.zarr")
     t_start = time.perf_counter()
 
-    from data_catalog.store import is_complete
-
     # A stage reruns when its output is missing or anything upstream reran; forecasts are always redone (cheap).
     redo = args.fresh or not is_complete(store)
     if redo:
@@ -165,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
         run_dir = out / "runs" / model
         ckpt = run_dir / "model.safetensors"
         if redo or args.max_steps or not ckpt.exists():
+            if run_dir.exists():  # a run of another store or length: train it again from scratch
+                shutil.rmtree(run_dir)
             steps = ["--max-steps", str(args.max_steps)] if args.max_steps else []
             _stage(
                 [
