@@ -106,8 +106,14 @@ def build_header(dm: Any, model: Any, config: dict[str, Any], store: str) -> dic
 
 
 # Lightning notices that say nothing about the user's run: the task moves batches itself on purpose (normalisation
-# on the device), and a deprecation inside Lightning's own pytree helper.
-_QUIET = (r".*overridden `on_after_batch_transfer`.*", r".*isinstance\(treespec, LeafSpec\).*")
+# on the device), a deprecation inside Lightning's own pytree helper, the CSV logger's notice about the metrics
+# file that a resumed run restores, and the mid-epoch resume notice (an epoch's batches are a seeded shuffle).
+_QUIET = (
+    r".*overridden `on_after_batch_transfer`.*",
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*Experiment logs directory .* exists and is not empty.*",
+    r".*resuming from a checkpoint that ended before the epoch ended.*",
+)
 
 
 class ExportModelCallback(pl.Callback):

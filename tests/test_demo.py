@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.demo import _spans, format_table, rmse_table, skill_findings
+from workflows.cli import main
+from workflows.demo import _spans, format_table, rmse_table, skill_findings
 
 
 def test_spans_and_findings() -> None:
@@ -60,7 +60,7 @@ def test_demo_runs_every_stage_and_the_emulator_beats_persistence(tmp_path: Path
 def test_paths_note_lists_the_lagged_leads(tmp_path: Path) -> None:
     import zarr
 
-    from pipeline.demo import paths_note
+    from workflows.demo import paths_note
 
     for name, lagged in (("a", {"13": 11.0, "14": 10.0, "16": 8.0}), ("b", {})):
         zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="w").attrs["wxemu_lead_paths"] = {
