@@ -1,7 +1,7 @@
 """wxemu data_catalog: named datasets, source readers and the canonical (WeatherBench2/CF) mapping.
 
-The public functions are imported lazily so that ``import data_catalog.errors`` (done by the ``wxemu``
-dispatcher) stays fast:
+The public functions are imported lazily (data_catalog.exports) so that ``import data_catalog.errors`` (done by
+the ``wxemu`` dispatcher) stays fast:
 
 * ``open_source``, ``open_sources`` (``data_catalog.readers``): open NetCDF/GRIB/Zarr as the source names things;
 * ``to_canonical`` (``data_catalog.canonical``) and ``to_canonical_forecast`` (``data_catalog.forecasts``);
@@ -12,8 +12,7 @@ dispatcher) stays fast:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from data_catalog.exports import lazy_exports
 
 _EXPORTS = {
     "open_source": "data_catalog.readers",
@@ -31,9 +30,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'data_catalog' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

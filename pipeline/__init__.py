@@ -2,18 +2,13 @@
 
     from pipeline import train, TrainConfig, forecast, ForecastConfig, verify, VerifyConfig
 
-The names are imported on first use, so ``import pipeline.metrics`` does not pay for torch and Lightning. The
-stage functions share their names with their modules (``pipeline.train`` the module, ``train`` the function):
-importing such a module does not rebind the package attribute, so ``pipeline.train`` is always the function;
-import module contents with ``from pipeline.train import ...``.
+The names are imported on first use (data_catalog.exports), so ``import pipeline.metrics`` does not pay for torch
+and Lightning. A stage function shares its name with its module; either one called runs the stage.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-from typing import Any
+from data_catalog.exports import lazy_exports
 
 _EXPORTS = {
     "train": "pipeline.train",
@@ -27,21 +22,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
-
-
-class _Package(types.ModuleType):
-    """The package module: the import system's binding of a submodule named like an export is ignored."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+__getattr__ = lazy_exports(__name__, _EXPORTS)
