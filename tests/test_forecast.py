@@ -145,11 +145,11 @@ def test_model_ensemble_forecast(uk_store: str, checkpoint: Path, tmp_path: Path
 def test_stopped_run_resumes_and_nonfinite_values_are_refused(tmp_path: Path) -> None:
     """A NaN in the analysis at the 4th initial time stops the persistence forecast at its second batch (naming the
     init and lead; nothing of that batch written; the store incomplete); the same request with allow_nonfinite
-    resumes: only the unfinished initial times are computed."""
+    resumes: only the unfinished initial times are computed. The output is an fsspec URL (in memory), not a path."""
     ds = _synthetic.synthetic_dataset(n_time=24)
     ds["2m_temperature"][3, 2, 5] = np.nan
     store = str(_synthetic.write_canonical_store(ds, tmp_path / "s.zarr"))
-    out = str(tmp_path / "p.zarr")
+    out = f"memory://{tmp_path.name}/p.zarr"
     config = ForecastConfig(
         checkpoint="persistence", store=store, init="2020-01-01T00/2020-01-01T05/1h", lead="2h", out=out
     )
