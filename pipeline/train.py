@@ -26,7 +26,7 @@ from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities import rank_zero_only
 from safetensors.torch import save_model
 
-from data_catalog.errors import ConfigError
+from data_catalog.errors import ConfigError, WxemuError
 from data_catalog.store import root_attrs
 from data_catalog.version import wxemu_version
 from models.base import build_model, count_parameters
@@ -34,7 +34,7 @@ from models.forcings import forcing_names
 from models.registry import model_kinds
 from pipeline.checkpoint import CheckpointError, check_lightning_checkpoint, git_commit, save_checkpoint
 from pipeline.datamodule import WindowDataModule
-from pipeline.run_dir import kept_metrics, plan_run, record_run, remove_model, restore_metrics
+from pipeline.run_dir import LAST_CKPT, kept_metrics, plan_run, record_run, remove_model, restore_metrics
 from pipeline.task import EmulatorTask
 from pipeline.train_config import TrainConfig
 
@@ -134,6 +134,10 @@ class ExportModelCallback(pl.Callback):
             was = next(model.parameters()).device
             save_checkpoint(self.run_dir / "model.safetensors", model, header)
             model.to(was)
+
+
+class TrainingInterrupted(WxemuError):
+    """Training stopped by the user (Ctrl+C); the message says how to resume."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,7 +288,20 @@ def train(
             f"{len(dm.layout.latitude)}x{len(dm.layout.longitude)} grid, precision {precision}, {how}",
             flush=True,
         )
-    trainer.fit(task, datamodule=dm, ckpt_path=str(plan.resume_from) if plan.resume_from else None, weights_only=True)
+    try:
+        trainer.fit(
+            task, datamodule=dm, ckpt_path=str(plan.resume_from) if plan.resume_from else None, weights_only=True
+        )
+    except SystemExit:  # Lightning's answer to Ctrl+C, after its graceful shutdown
+        last = out / LAST_CKPT
+        raise TrainingInterrupted(
+            f"{out}: training interrupted at step {trainer.global_step}; "
+            + (
+                f"re-run the same command to resume from {last}"
+                if last.is_file()
+                else "no checkpoint was written yet; re-run the same command to start again"
+            )
+        ) from None
     if trainer.global_step % config.trainer.val_every_n_steps != 0:
         trainer.validate(task, datamodule=dm, verbose=False)  # always end with validation metrics in the logs
     if index_dir is not None:

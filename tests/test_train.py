@@ -202,3 +202,37 @@ def test_garbage_or_malicious_resume_checkpoint_is_refused(
     wider = tiny(model={"config": {"latent": 16, "processor_layers": 1}})
     with pytest.raises(CheckpointError, match="holds the weights of another model"):
         train(wider, store=store, out=tmp_path / "w", accelerator="cpu", resume=other / "checkpoints" / "last.ckpt")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_interrupted_command_says_how_to_resume_and_resumes(store: str, tmp_path: Path) -> None:
+    """Ctrl+C (SIGINT) during `wxemu train` ends with what to type; typing it resumes from the last checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]))
+    cfg = write_config(tmp_path / "c.yaml", trainer={"max_steps": 24, "val_every_n_steps": 4, "log_every_n_steps": 1})
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "workflows.cli", "train", "--store", store, "--out", str(run)]
+    command += ["--config", str(cfg), "--accelerator", "cpu", "--quiet"]
+    proc = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (run / "checkpoints" / "last.ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err[-2000:]
+    assert "training interrupted at step" in err and "re-run the same command to resume from" in err
+    assert not (run / "model.safetensors").exists()
+    stopped = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 4 <= stopped < 24
+    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert sorted(losses(run)) == list(range(24))  # the first part's metrics kept, each step once
+    assert load_checkpoint(run)[1]["global_step"] == 24
