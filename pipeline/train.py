@@ -184,8 +184,34 @@ def train(
     ``resume``: a Lightning checkpoint to continue from (default: ``out``'s own last checkpoint when ``out``
     holds this run, killed); ``progress``: print what is trained and Lightning's progress bar.
     """
-    for pattern in _QUIET:
-        warnings.filterwarnings("ignore", message=pattern)
+    with warnings.catch_warnings():  # only for this call: no process-wide filters from a library function
+        for pattern in _QUIET:
+            warnings.filterwarnings("ignore", message=pattern)
+        return _train(
+            config,
+            store=store,
+            out=out,
+            devices=devices,
+            accelerator=accelerator,
+            strategy=strategy,
+            num_nodes=num_nodes,
+            resume=resume,
+            progress=progress,
+        )
+
+
+def _train(
+    config: TrainConfig,
+    *,
+    store: str,
+    out: str | Path,
+    devices: int | str,
+    accelerator: str,
+    strategy: str,
+    num_nodes: int,
+    resume: str | Path | None,
+    progress: bool,
+) -> TrainResult:
     config_dict = config.to_dict()
     out = Path(out)
     plan = plan_run(out, config_dict, str(store), resume)
@@ -220,7 +246,7 @@ def train(
     )
     dm.prepare()
     assert dm.layout is not None and dm.stats is not None
-    check_loss_weights(config, dm.layout.channel_names, str(out / "config.yaml"))
+    check_loss_weights(config, dm.layout.channel_names, "training config")
     n_forcing = len(forcing_names(dm.forcing_spec))
     model = build_model(
         config.model.kind,
