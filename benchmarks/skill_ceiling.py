@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from data_catalog.store import is_complete
-    from pipeline.demo import SAMPLE_ENTRY, STATS_PERIOD, TEST_INITS
+    from workflows.demo import SAMPLE_ENTRY, STATS_PERIOD, TEST_INITS
 
     first_init, last_init = TEST_INITS.split("/")[:2]
     with tempfile.TemporaryDirectory(prefix="wxemu-skill-") as tmp:
@@ -69,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
                     out=args.store,
                     stats_start=STATS_PERIOD[0],
                     stats_end=STATS_PERIOD[1],
-                    progress=False,
                 )
             )
         report(args.store, [int(v) for v in args.leads.split(",")], STATS_PERIOD[1], (first_init, last_init))
