@@ -3,9 +3,9 @@
 ``forecast(ForecastConfig(...), device=..., batch_size=..., progress=...) -> ForecastResult``. The store layout is
 pipeline.forecast_store's (WeatherBench2's). Batches of initial times are written as they complete; the indices
 of completed initial times are recorded in the root attribute ``wxemu_inits_done``, so a killed run re-run with
-the same config resumes where it stopped (on any fsspec store); ``wxemu_complete`` becomes True at the end. A
-batch with non-finite values stops the run (nothing of it written, the store left incomplete) unless
-``allow_nonfinite``.
+the same config resumes where it stopped (on any fsspec store; data_catalog.store_protocol, under its writer
+lock); ``wxemu_complete`` becomes True at the end. A batch with non-finite values stops the run (nothing of it
+written, the store left incomplete) unless ``allow_nonfinite``.
 
 Ensembles (``members`` > 1): member 0 is unperturbed; members 1..N-1 add Gaussian noise with standard deviation
 ``perturbation_scale`` x the per-channel ``diff_std`` of the smallest trained step, spatially smoothed with a
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from data_catalog.errors import ConfigError, WxemuError
-from data_catalog.store import root_attrs, set_attrs, store_exists
+from data_catalog.store_protocol import mark_complete, root_attrs, set_root_attrs, store_exists, writer_lock
 from pipeline.checkpoint import sha256_file, weights_path
 from pipeline.forecast_store import create_forecast_store, write_batch
 from pipeline.forecasters import (
@@ -271,64 +271,65 @@ def forecast(
         "checkpoint_sha256": provenance["wxemu_checkpoint_sha256"],
         "lead_paths": provenance.get("wxemu_lead_paths"),
     }
-    attrs = _existing_request(config.out)
-    if attrs is not None and attrs.get(REQUEST_ATTR) == request:
-        done = {int(i) for i in attrs.get(DONE_ATTR, [])}
-        if attrs.get("wxemu_complete"):
-            return ForecastResult(**result)
-        say(f"wxemu forecast: resuming {config.out} ({len(done)} of {len(init_idx)} initial times written)")
-    else:
-        done = set()
-        settings = {
-            "lead": config.lead,
-            "step_hours": step,
-            "init": config.init,
-            "members": config.members,
-            "perturbation_scale": config.perturbation_scale,
-            "batch_size": batch_size,
-            "seed": config.seed,
-            "allow_nonfinite": config.allow_nonfinite,
-        }
-        create_forecast_store(
-            config.out,
-            layout,
-            init_times,
-            leads,
-            config.members,
-            {
-                "wxemu_complete": False,
-                REQUEST_ATTR: request,
-                DONE_ATTR: [],
-                "wxemu_config": settings,
-                "wxemu_source_store": str(config.store),
-                **provenance,
-            },
-        )
-    todo = [j for j in range(len(init_idx)) if j not in done]
-    t0 = _time.perf_counter()
-    computed = 0
-    for group in batches(todo, max(1, batch_size)):
-        values = forecaster([init_idx[j] for j in group])
-        if not config.allow_nonfinite and not np.isfinite(values).all():
-            b, lead_pos, count = _first_nonfinite(values)
-            raise NonFiniteForecastError(
-                f"{config.out}: the {provenance['wxemu_model']} forecast from initial time "
-                f"{pd.Timestamp(init_times[group[b]])} has non-finite values from lead +{leads[lead_pos]:g} h "
-                f"({count} values in this batch of {len(group)} initial times); the batch was not written and the "
-                "store is left incomplete (allow_nonfinite / --allow-nonfinite writes them anyway)"
+    with writer_lock(config.out, stage="forecast"):  # one writer at a time; the loser fails at once
+        attrs = _existing_request(config.out)
+        if attrs is not None and attrs.get(REQUEST_ATTR) == request:
+            done = {int(i) for i in attrs.get(DONE_ATTR, [])}
+            if attrs.get("wxemu_complete"):
+                return ForecastResult(**result)
+            say(f"wxemu forecast: resuming {config.out} ({len(done)} of {len(init_idx)} initial times written)")
+        else:
+            done = set()
+            settings = {
+                "lead": config.lead,
+                "step_hours": step,
+                "init": config.init,
+                "members": config.members,
+                "perturbation_scale": config.perturbation_scale,
+                "batch_size": batch_size,
+                "seed": config.seed,
+                "allow_nonfinite": config.allow_nonfinite,
+            }
+            create_forecast_store(
+                config.out,
+                layout,
+                init_times,
+                leads,
+                config.members,
+                {
+                    "wxemu_complete": False,
+                    REQUEST_ATTR: request,
+                    DONE_ATTR: [],
+                    "wxemu_config": settings,
+                    "wxemu_source_store": str(config.store),
+                    **provenance,
+                },
             )
-        # write contiguous runs of output indices (a resumed run may have holes)
-        runs = np.split(np.arange(len(group)), np.where(np.diff(group) != 1)[0] + 1)
-        for r in runs:
-            write_batch(config.out, layout, group[r[0]], values[r[0] : r[-1] + 1])
-        done.update(group)
-        computed += len(group)
-        set_attrs(config.out, {DONE_ATTR: sorted(done)})
-        say(f"  {len(done)}/{len(init_idx)} initial times")
-    elapsed = _time.perf_counter() - t0
-    set_attrs(config.out, {"wxemu_complete": True})
-    speed = simulated_days_per_second(computed * config.members, lead, elapsed) if computed else 0.0
-    return ForecastResult(**result, n_written=computed, elapsed_s=elapsed, days_per_second=speed)
+        todo = [j for j in range(len(init_idx)) if j not in done]
+        t0 = _time.perf_counter()
+        computed = 0
+        for group in batches(todo, max(1, batch_size)):
+            values = forecaster([init_idx[j] for j in group])
+            if not config.allow_nonfinite and not np.isfinite(values).all():
+                b, lead_pos, count = _first_nonfinite(values)
+                raise NonFiniteForecastError(
+                    f"{config.out}: the {provenance['wxemu_model']} forecast from initial time "
+                    f"{pd.Timestamp(init_times[group[b]])} has non-finite values from lead +{leads[lead_pos]:g} h "
+                    f"({count} values in this batch of {len(group)} initial times); the batch was not written and the "
+                    "store is left incomplete (allow_nonfinite / --allow-nonfinite writes them anyway)"
+                )
+            # write contiguous runs of output indices (a resumed run may have holes)
+            runs = np.split(np.arange(len(group)), np.where(np.diff(group) != 1)[0] + 1)
+            for r in runs:
+                write_batch(config.out, layout, group[r[0]], values[r[0] : r[-1] + 1])
+            done.update(group)
+            computed += len(group)
+            set_root_attrs(config.out, {DONE_ATTR: sorted(done)})
+            say(f"  {len(done)}/{len(init_idx)} initial times")
+        elapsed = _time.perf_counter() - t0
+        mark_complete(config.out)
+        speed = simulated_days_per_second(computed * config.members, lead, elapsed) if computed else 0.0
+        return ForecastResult(**result, n_written=computed, elapsed_s=elapsed, days_per_second=speed)
 
 
 # ------------------------------------------------------------------------------------------------ command line

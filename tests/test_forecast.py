@@ -169,6 +169,18 @@ def test_stopped_run_resumes_and_nonfinite_values_are_refused(tmp_path: Path) ->
     assert forecast(config).n_written == 0  # complete: nothing to do
 
 
+def test_a_second_writer_is_refused_at_once(uk_store: str, tmp_path: Path) -> None:
+    from data_catalog.store_protocol import StoreLockedError, writer_lock
+
+    out = str(tmp_path / "locked.zarr")
+    config = ForecastConfig(checkpoint="persistence", store=uk_store, init="2019-03-25T00", lead="1h", out=out)
+    with writer_lock(out, stage="forecast"):  # another writer of the same store, still running
+        with pytest.raises(StoreLockedError, match="stage forecast|forecast"):
+            forecast(config)
+    assert not Path(out).exists()
+    assert forecast(config).n_written == 1
+
+
 def test_nan_weights_are_refused_naming_init_and_lead(uk_store: str, checkpoint: Path, tmp_path: Path, capsys) -> None:
     from pipeline.checkpoint import load_checkpoint, save_checkpoint
 
