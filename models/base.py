@@ -27,7 +27,7 @@ from data_catalog.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-MODEL_KINDS = ("graph", "transformer")
+MODEL_KINDS = ("graph", "transformer", "linear")  # skill branch: + "linear" (models/linear.py)
 
 
 class ModelConfigError(ConfigError, ValueError):
@@ -171,6 +171,8 @@ def build_model(
         from models.graph_emulator import GraphEmulator as cls
     elif kind == "transformer":
         from models.transformer_emulator import TransformerEmulator as cls
+    elif kind == "linear":  # skill branch: the fitted per-grid-point regression
+        from models.linear import LinearEmulator as cls
     else:
         raise ModelConfigError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
     model = cls(

@@ -40,6 +40,7 @@ from models.base import (
     sinusoidal_embedding,
 )
 from models.graph_net import AGGREGATIONS, MLP, InteractionNetwork
+from models.linear import linear_part
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class GraphConfig:
     aggregation: str = "index_add"  # "index_add" or "scatter_reduce"
     lead_conditioning: bool = True  # add an embedding of lead_hours to the grid latents
     graph_cache_dir: str | None = None  # on-disk .npz graph cache (None: $WXEMU_GRAPH_CACHE_DIR or none)
+    linear_steps: list[float] = dataclasses.field(default_factory=list)  # residual design: the network adds
+    # its output to a fitted per-grid-point regression per step size (models.linear; [] = no linear part)
 
     def validate(self) -> None:
         def bad(msg: str) -> None:
@@ -319,9 +322,15 @@ class GraphEmulator(Emulator):
         )
         self.decoder = InteractionNetwork(d, hid, aggregation=cfg.aggregation)
         self.output = MLP(d, hid, n_state, layer_norm=False)
+        self.linear = linear_part(self, cfg.linear_steps, 1 if self.n_forcing >= 3 else None)
+        if self.linear is not None:  # residual: start exactly at the fitted regression
+            nn.init.zeros_(self.output.net[-1].weight)
+            nn.init.zeros_(self.output.net[-1].bias)
 
     def config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.config)
+        d = dataclasses.asdict(self.config)
+        d["linear_steps"] = [float(s) for s in d["linear_steps"]]
+        return d
 
     def forward(self, state: torch.Tensor, forcings: torch.Tensor, lead_hours: torch.Tensor) -> torch.Tensor:
         self.check_inputs(state, forcings, lead_hours)
@@ -346,5 +355,5 @@ class GraphEmulator(Emulator):
         # Decoder: mesh -> grid.
         m2g_e = self.m2g_edge_embed(self.m2g_edge_features)[None]
         grid, _ = self.decoder(mesh, grid, m2g_e, self.m2g_senders, self.m2g_receivers)
-        out = self.output(grid)  # (B, HW, n_state)
-        return out.transpose(1, 2).reshape(b, self.n_state, h, w)
+        out = self.output(grid).transpose(1, 2).reshape(b, self.n_state, h, w)  # (B, n_state, H, W)
+        return out if self.linear is None else out + self.linear(state, forcings, lead_hours)

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
-        choices=("graph", "transformer"),
+        choices=("graph", "transformer", "linear"),  # skill branch: + linear
         default=None,
         help="emulator kind (default: the config's model.kind, graph)",
     )
@@ -141,6 +141,13 @@ def run(args: argparse.Namespace) -> int:
     if args.num_workers is not None:
         overrides["data"] = {"num_workers": args.num_workers}
     cfg = load_train_config(args.config, overrides)
+    if cfg.model.kind == "linear":  # skill branch: closed-form fit, no gradient training
+        from pipeline.linear_fit import fit_linear, format_val_rmse
+
+        result = fit_linear(cfg, store=args.store, out=args.out)
+        print(f"wxemu train: wrote {result.checkpoint} (least squares; one-step validation RMSE ", end="")
+        print(f"{format_val_rmse(result.val_rmse)})")
+        return 0
     config = cfg.model_dump(mode="json")
     out = Path(args.out)
     if args.resume and not Path(args.resume).exists():
@@ -181,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
         history=d.history,
         config=cfg.model.config,
     )
+    if getattr(model, "linear", None) is not None:  # skill branch: residual emulators start from the fitted regression
+        from pipeline.linear_fit import fit_regression
+
+        fit_regression(model.linear, dm)
     task = EmulatorTask(model, dm.stats, dm.layout.latitude, config, index_log_dir=index_dir)
     header = build_header(dm, model, config, args.store)
 

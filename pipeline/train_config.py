@@ -39,7 +39,7 @@ class _Strict(BaseModel):
 class ModelSection(_Strict):
     """The model: ``kind`` (set by ``--model``) and the config dict passed through to ``build_model``."""
 
-    kind: Literal["graph", "transformer"] = "graph"
+    kind: Literal["graph", "transformer", "linear"] = "graph"  # skill branch: + linear (pipeline/linear_fit.py)
     config: dict[str, Any] = Field(default_factory=dict)
 
 
