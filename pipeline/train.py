@@ -30,7 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--store", required=True, help="canonical Zarr store (path or fsspec URL)")
     parser.add_argument("--out", required=True, help="run directory (logs, checkpoints, model.safetensors)")
-    parser.add_argument("--config", default=None, help="training config YAML (pipeline/train_config.py)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="training config YAML (pipeline/train_config.py); default: the demo's config of the model kind, "
+        "pipeline/configs/demo_KIND.yaml",  # skill branch: was the TrainConfig defaults
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="override trainer.max_steps")
     parser.add_argument("--devices", default="auto", help="devices per node (int or 'auto')")
     parser.add_argument("--num-nodes", type=int, default=1)
@@ -140,7 +145,9 @@ def run(args: argparse.Namespace) -> int:
         overrides.setdefault("trainer", {})["seed"] = args.seed
     if args.num_workers is not None:
         overrides["data"] = {"num_workers": args.num_workers}
-    cfg = load_train_config(args.config, overrides)
+    from pipeline.demo import config_path  # skill branch: no --config -> the demo's config of the kind
+
+    cfg = load_train_config(args.config or config_path(args.model or "graph"), overrides)
     if cfg.model.kind == "linear":  # skill branch: closed-form fit, no gradient training
         from pipeline.linear_fit import fit_linear, format_val_rmse
 
