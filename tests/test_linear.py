@@ -106,3 +106,13 @@ def test_wxemu_train_linear_fits_a_checkpoint_that_forecast_rolls_out(uk_store: 
     persistence = truth[i0 : i0 + pred.shape[0]]
     for lead in (1, 3, 6):  # held-out week: the fit beats persistence (1 h: 0.43 against 0.58 K on 03-25..26)
         assert rmse(pred[:, lead - 1], lead) < 0.9 * rmse(persistence, lead)
+
+
+def test_wxemu_train_without_config_uses_the_demo_config_of_the_kind(uk_store: str, tmp_path: Path) -> None:
+    from pipeline.demo import config_path
+
+    assert main(["train", "--model", "linear", "--store", uk_store, "--out", str(tmp_path / "run")]) == 0
+    written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    demo = load_train_config(config_path("linear")).model_dump(mode="json")
+    assert written["data"] == demo["data"] and written["data"]["history"] == 2
+    assert written["model"]["kind"] == "linear" and written["model"]["config"]["step_hours"] == [1.0]
