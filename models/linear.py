@@ -137,6 +137,17 @@ class LinearEmulator(Emulator):
         return self.linear(state, forcings, lead_hours)
 
 
+def forcing_mask(n_forcing: int, ignored: list[int]) -> torch.Tensor:
+    """(1, n_forcing, 1, 1) float mask: 0 for the ``ignored`` forcing channels, 1 elsewhere; ModelConfigError for
+    an index outside 0..n_forcing-1."""
+    bad = [i for i in ignored if not 0 <= int(i) < n_forcing]
+    if bad:
+        raise ModelConfigError(f"network_ignores_forcings: {bad} not in 0..{n_forcing - 1} (the model's forcings)")
+    mask = torch.ones(1, n_forcing, 1, 1)
+    mask[:, [int(i) for i in ignored]] = 0.0
+    return mask
+
+
 def linear_part(
     emulator: Emulator, step_hours: list[float] | None, local_hour_index: int | None
 ) -> LinearRegression | None:

@@ -29,7 +29,7 @@ from models.base import (
     is_global_grid,
     sinusoidal_embedding,
 )
-from models.linear import linear_part
+from models.linear import forcing_mask, linear_part
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class TransformerConfig:
     lead_embedding_dim: int = 64  # sinusoidal features of lead_hours fed to the conditioning MLP
     linear_steps: list[float] = dataclasses.field(default_factory=list)  # residual design: the network adds
     # its output to a fitted per-grid-point regression per step size (models.linear; [] = no linear part)
+    network_ignores_forcings: list[int] = dataclasses.field(default_factory=list)  # forcing channels the network
+    # sees as zero (e.g. [3, 4], the day of year in the default layout: a few weeks of data only teach a trend)
 
     def validate(self) -> None:
         def bad(msg: str) -> None:
@@ -167,6 +169,9 @@ class TransformerEmulator(Emulator):
         self.head = nn.Linear(d, p * p * n_state)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
+        self.register_buffer(
+            "forcing_mask", forcing_mask(self.n_forcing, cfg.network_ignores_forcings), persistent=False
+        )
         self.linear = linear_part(self, cfg.linear_steps, 1 if self.n_forcing >= 3 else None)
         if self.linear is not None:  # residual: start exactly at the fitted regression
             nn.init.zeros_(self.head.weight)
@@ -190,7 +195,7 @@ class TransformerEmulator(Emulator):
         self.check_inputs(state, forcings, lead_hours)
         b, _, h, w = state.shape
         p, th, tw = self.config.patch, self.tokens_h, self.tokens_w
-        x = self._pad(torch.cat([state, forcings], dim=1))
+        x = self._pad(torch.cat([state, self.forcing_mask.to(forcings) * forcings], dim=1))
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, th*tw, dim)
         if self.pos is not None:
             pos = self.pos.to(tokens.dtype)
