@@ -116,3 +116,21 @@ def test_wxemu_train_without_config_uses_the_demo_config_of_the_kind(uk_store: s
     demo = load_train_config(config_path("linear")).model_dump(mode="json")
     assert written["data"] == demo["data"] and written["data"]["history"] == 2
     assert written["model"]["kind"] == "linear" and written["model"]["config"]["step_hours"] == [1.0]
+
+
+@pytest.mark.parametrize("kind", ["graph", "transformer"])
+def test_network_ignores_the_forcings_it_is_told_to(kind: str) -> None:
+    config = {"network_ignores_forcings": [3, 4]} | (
+        {"latent": 8, "processor_layers": 1} if kind == "graph" else {"dim": 16, "depth": 1}
+    )
+    model = build_model(kind, latitude=LAT, longitude=LON, n_state=1, n_forcing=6, config=config)
+    torch.manual_seed(0)
+    state, forcings, lead = torch.randn(2, 1, 9, 13), torch.randn(2, 6, 9, 13), torch.ones(2)
+    out = model(state, forcings, lead)
+    changed = forcings.clone()
+    changed[:, 3:5] += 5.0
+    assert torch.equal(model(state, changed, lead), out)
+    changed[:, 0] += 5.0
+    assert not torch.allclose(model(state, changed, lead), out)
+    with pytest.raises(ModelConfigError, match="network_ignores_forcings"):
+        build_model(kind, latitude=LAT, longitude=LON, n_state=1, n_forcing=3, config={"network_ignores_forcings": [3]})
