@@ -137,10 +137,10 @@ def naive(paths: list[str], out: str) -> None:
         ds.chunk({"time": 24}).to_zarr(out, zarr_format=3, mode="w")
 
 
-def wxemu(paths: list[str], out: str, threads: int, **options) -> dict[str, float]:
+def wxemu(paths: list[str], out: str, threads: int, workers: int | None = None, **options) -> dict[str, float]:
     from data_catalog.ingest import IngestConfig, ingest
 
-    result = ingest(IngestConfig(sources=tuple(paths), out=out, threads=threads, progress=False, **options))
+    result = ingest(IngestConfig(sources=tuple(paths), out=out, **options), threads=threads, workers=workers)
     return result.timings
 
 

@@ -106,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
                     out=args.store,
                     stats_start=STATS_PERIOD[0],
                     stats_end=STATS_PERIOD[1],
-                    progress=False,
                 )
             )
         forecasts = sorted(Path(args.forecasts).glob("*.zarr")) if Path(args.forecasts).is_dir() else []

@@ -11,6 +11,14 @@ from data_catalog.errors import ConfigError
 HELP = "ingest NetCDF/GRIB/Zarr sources into a canonical Zarr store"
 
 
+class _Deprecated(argparse.Action):
+    """An old spelling of an option: stored like the new one, with a note on stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"wxemu ingest: {option_string} is deprecated; use --block-mb", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def _list(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
@@ -54,31 +62,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="run the region writes and the climatology on an existing dask.distributed scheduler "
-        "(e.g. a SLURMCluster)",
+        help="run the block writes and the climatology on an existing dask.distributed scheduler (e.g. a SLURMCluster)",
     )
     parser.add_argument(
         "--workers",
         type=int,
         metavar="N",
-        help="run the region writes and the climatology on a local dask cluster of N worker processes",
+        help="run the block writes and the climatology on a local dask cluster of N worker processes",
     )
     parser.add_argument(
         "--threads",
         type=int,
         default=2,
-        help="threads of the default (no cluster) path: region writes, climatology tasks, and "
+        help="threads of the default (no cluster) path: block writes, climatology tasks, and "
         "(one fewer) checksums (default 2)",
     )
     parser.add_argument("--stats-start", help="first time of the statistics/climatology period (default: all)")
     parser.add_argument("--stats-end", help="last time of the statistics/climatology period (default: all)")
     parser.add_argument("--chunk-time", type=int, default=1, metavar="N", help="time steps per chunk (default 1)")
     parser.add_argument(
-        "--region-mb",
+        "--block-mb",
         type=float,
         default=64.0,
-        help="decoded MB per written region, the unit of progress and resume (default 64)",
+        help="decoded MB per written time block, the unit of progress and resume (default 64)",
     )
+    parser.add_argument("--region-mb", type=float, dest="block_mb", action=_Deprecated, help=argparse.SUPPRESS)
     parser.add_argument(
         "--climatology-window",
         type=int,
@@ -124,7 +132,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         dest="fmt",
-        choices=("netcdf", "grib", "zarr"),
+        choices=("netcdf", "grib", "zarr", "pp"),  # metoffice: pp = Met Office PP/fieldsfiles (iris)
         help="source format (default: from the suffix or the file's first bytes)",
     )
     parser.add_argument("--allow-nan", action="store_true", help="accept NaN values in the sources")
@@ -181,7 +189,7 @@ def config_from_args(args: argparse.Namespace):
         end=args.end,
         grid=args.grid,
         chunk_time=args.chunk_time,
-        region_mb=args.region_mb,
+        block_mb=args.block_mb,
         stats_start=args.stats_start,
         stats_end=args.stats_end,
         climatology_window=args.climatology_window,
@@ -196,10 +204,6 @@ def config_from_args(args: argparse.Namespace):
         storage_options=tuple(sorted(options.items())) if options else None,
         append=args.append,
         overwrite=args.overwrite,
-        scheduler=args.scheduler,
-        workers=args.workers,
-        threads=args.threads,
-        progress=not args.quiet and sys.stderr.isatty(),
     )
 
 
@@ -259,10 +263,16 @@ def run(args: argparse.Namespace) -> int:
         return run_forecast(args)
     from data_catalog.ingest import ingest
 
-    result = ingest(config_from_args(args))
+    result = ingest(
+        config_from_args(args),
+        threads=args.threads,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
     mb = sum(s["bytes"] or 0 for s in result.sources) / 1e6  # None: a remote Zarr store (not listed)
     print(
-        f"{result.out}: {result.status}: {result.n_times} times, {result.regions_written} regions written, "
-        f"{result.regions_skipped} already there; sources {len(result.sources)} files ({mb:.1f} MB)"
+        f"{result.out}: {result.status}: {result.n_times} times, {result.blocks_written} blocks written, "
+        f"{result.blocks_skipped} already there; sources {len(result.sources)} files ({mb:.1f} MB)"
     )
     return 0

@@ -98,6 +98,7 @@ VARIABLES: dict[str, VariableSpec] = {
             "Total column water vapour",
             ("tcwv", "prw"),
         ),
+        VariableSpec("skin_temperature", "K", "surface_temperature", "Skin temperature", ("skt", "ts")),  # metoffice
         VariableSpec(
             "sea_surface_temperature", "K", "sea_surface_temperature", "Sea surface temperature", ("sst", "tos")
         ),

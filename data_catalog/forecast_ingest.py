@@ -22,7 +22,6 @@ marked complete, so a failure leaves nothing that looks complete.
 from __future__ import annotations
 
 import shlex
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,10 @@ import pandas as pd
 import xarray as xr
 
 from data_catalog import store as st
+from data_catalog import store_protocol as sp
 from data_catalog.catalog import is_catalog_name
 from data_catalog.errors import InputDataError, WxemuError
-from data_catalog.version import wxemu_version
+from data_catalog.um_forecasts import open_pp_forecast, pp_group  # metoffice
 
 KIND = "forecast"
 CHUNK_MB = 64.0
@@ -232,12 +232,6 @@ def forecast_encoding(ds: xr.Dataset, leads_per_chunk: int) -> dict[str, dict[st
     return enc
 
 
-def _tmp_sibling(out: str) -> str:
-    parent, _, name = out.rstrip("/").rpartition("/")
-    tmp = f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-    return f"{parent}/{tmp}" if parent else tmp
-
-
 def _fs(path: str, storage_options: Mapping[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
     return fsspec.core.url_to_fs(path, **dict(storage_options or {}))
 
@@ -305,12 +299,51 @@ def ingest_forecast(
         raise ForecastIngestError("ingest --forecast: no SOURCE given")
     out = str(out)
     options = dict(storage_options or {}) or None
+    with sp.writer_lock(out, stage="ingest --forecast", storage_options=options):
+        return _ingest_forecast_locked(
+            sources,
+            out,
+            options,
+            dict(
+                variables=variables,
+                levels=levels,
+                start=start,
+                end=end,
+                lead_times=lead_times,
+                model_name=model_name,
+                allow_nan=allow_nan,
+                overwrite=overwrite,
+                grib_filter=grib_filter,
+                fmt=fmt,
+                mapping=mapping,
+                units=units,
+                chunk_mb=chunk_mb,
+            ),
+        )
+
+
+def _ingest_forecast_locked(sources: list[str], out: str, options: dict | None, kw: dict[str, Any]) -> xr.Dataset:
+    """:func:`ingest_forecast`'s work (keyword arguments ``kw``), under the writer lock of ``out``."""
+    variables, levels, start, end = kw["variables"], kw["levels"], kw["start"], kw["end"]
+    lead_times, model_name, allow_nan, overwrite = kw["lead_times"], kw["model_name"], kw["allow_nan"], kw["overwrite"]
+    grib_filter, fmt, mapping, units, chunk_mb = (
+        kw["grib_filter"],
+        kw["fmt"],
+        kw["mapping"],
+        kw["units"],
+        kw["chunk_mb"],
+    )
     fs, out_path = _fs(out, options)
     if fs.exists(out_path) and not overwrite:
         raise WxemuError(f"{out}: exists; pass --overwrite (overwrite=True) to replace it")
     lead_list = [str(pd.Timedelta(v)) if not isinstance(v, str) else v for v in lead_times] if lead_times else None
     found: list[tuple[str, xr.Dataset, str | None]] = []
-    for source in sources:
+    pp = pp_group(sources, fmt, options)  # metoffice: all-PP SOURCEs are read together (data_catalog.um_forecasts)
+    if pp:
+        sel = {"variables": list(variables) if variables else None, "levels": list(levels) if levels else None}
+        sel.update(start=start, end=end, lead_times=lead_list, allow_nan=allow_nan)
+        found.append(open_pp_forecast(pp, storage_options=options, mapping=mapping, units=units, **sel))
+    for source in [] if pp else sources:
         found += _open_part(
             source,
             variables=variables,
@@ -338,8 +371,8 @@ def ingest_forecast(
             entry = d.attrs.get("wxemu_catalog_entry")
             location = load_catalog().location(entry)
             fingerprints.append({**fingerprint(location, options), "catalog_entry": entry})
-        else:
-            fingerprints.append(fingerprint(label, options))
+        else:  # metoffice: PP files read together list their files
+            fingerprints += [fingerprint(p, options) for p in d.attrs.get("source_files") or [label]]
     recipe: dict[str, Any] = {
         "sources": list(sources),
         "variables": list(variables) if variables else None,
@@ -357,15 +390,14 @@ def ingest_forecast(
     recipe["command"] = _command(sources, out, recipe)
     attrs = {
         k: ds.attrs[k]
-        for k in ("licence", "attribution", "wxemu_catalog_entry", "institution")
+        for k in ("licence", "attribution", "wxemu_catalog_entry", "institution", "regridding", "um_lagged_ensemble")
         if isinstance(ds.attrs.get(k), str)
     }
     attrs.update(
         {
             "wxemu_model": name,
             "wxemu_kind": KIND,
-            "wxemu_version": wxemu_version(),
-            "wxemu_sources": fingerprints,
+            **sp.provenance(command=recipe["command"], sources=fingerprints),
             "wxemu_recipe": recipe,
             st.COMPLETE_ATTR: False,
         }
@@ -374,17 +406,12 @@ def ingest_forecast(
     ds.attrs = attrs
     leads_per_chunk = lead_chunk(ds, chunk_mb)
     ds = ds.chunk({d: (1 if d == "time" else leads_per_chunk if d == "prediction_timedelta" else -1) for d in ds.dims})
-    tmp = _tmp_sibling(out)
+    tmp = sp.tmp_sibling(out)
     try:
         _write_tmp(ds, tmp, leads_per_chunk, options)  # NaNs (unless allowed) raise from inside this compute
-        if fs.exists(out_path):  # overwrite: the old store goes only once the new one is fully written
-            fs.rm(out_path, recursive=True)
-        tmp_fs, tmp_path = _fs(tmp, options)
-        tmp_fs.mv(tmp_path, out_path, recursive=True)
+        sp.move_into_place(tmp, out, storage_options=options)  # the old store goes only once the new one is written
         st.mark_complete(out, storage_options=options)
     except BaseException:
-        tmp_fs, tmp_path = _fs(tmp, options)
-        if tmp_fs.exists(tmp_path):
-            tmp_fs.rm(tmp_path, recursive=True)
+        sp.discard(tmp, storage_options=options)
         raise
     return st.open_store(out, storage_options=options)

@@ -17,10 +17,11 @@ import pandas as pd
 import xarray as xr
 
 from data_catalog.errors import InputDataError
+from data_catalog.um import PP_SUFFIXES, is_um_magic, open_um  # metoffice: PP/fieldsfiles via iris
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("netcdf", "grib", "zarr")
+FORMATS = ("netcdf", "grib", "zarr", "pp")  # metoffice: "pp" = Met Office PP/fieldsfiles
 _SUFFIXES = {
     ".nc": "netcdf",
     ".nc4": "netcdf",
@@ -33,6 +34,7 @@ _SUFFIXES = {
     ".grib2": "grib",
     ".grb2": "grib",
     ".zarr": "zarr",
+    **{suffix: "pp" for suffix in PP_SUFFIXES},  # metoffice
 }
 # GRIB scalar coordinates naming a level type; dropped before hypercubes are merged (kept in the attrs).
 _GRIB_SCALAR_LEVEL_COORDS = (
@@ -116,6 +118,8 @@ def detect_format(path: str, storage_options: dict | None = None) -> str:
         return "grib"
     if magic.startswith(b"\x89HDF") or magic[:3] == b"CDF":
         return "netcdf"
+    if is_um_magic(magic):  # metoffice
+        return "pp"
     raise InputDataError(
         f"{path}: unknown format (not NetCDF, GRIB or Zarr; first bytes {magic!r}); give the format explicitly"
     )
@@ -308,7 +312,10 @@ def open_source(
         ds = _open_zarr(path, storage_options)
     else:
         local = _local_copy(path, storage_options)
-        ds = _open_grib(path, local, variables, grib_filter) if fmt == "grib" else _open_netcdf(path, local)
+        if fmt == "pp":  # metoffice: read through iris, regridded onto a regular grid (data_catalog.um)
+            ds = open_um(local, sources=[path])
+        else:
+            ds = _open_grib(path, local, variables, grib_filter) if fmt == "grib" else _open_netcdf(path, local)
     if variables:
         missing = [v for v in variables if v not in ds.data_vars]
         if missing:
@@ -316,6 +323,16 @@ def open_source(
         ds = ds[list(variables)]
     ds.attrs.setdefault("wxemu_source_path", path)
     ds.attrs["wxemu_source_format"] = fmt
+    return ds
+
+
+def open_pp_group(paths: list[str], *, storage_options: dict | None = None) -> xr.Dataset:
+    """metoffice: Met Office PP files / fieldsfiles read together through iris (``data_catalog.um.open_um``), so
+    that the members and leads of an ensemble spread over files merge into one dataset."""
+    paths = [apply_url_map(p) for p in paths]
+    ds = open_um([_local_copy(p, storage_options) for p in paths], sources=paths)
+    ds.attrs.setdefault("wxemu_source_path", paths[0])
+    ds.attrs["wxemu_source_format"] = "pp"
     return ds
 
 

@@ -3,13 +3,9 @@
 Layout (docs/architecture.md): a Zarr v3 store with consolidated metadata; the root group is the canonical
 dataset (dims ``time``, [``level``], ``latitude``, ``longitude``), group ``stats`` holds per-variable/level
 mean/std of the fields and of their one-step differences, group ``climatology`` a smoothed climatology by day of
-year and hour. Root attribute ``wxemu_complete`` is False while an ingest is writing; every reader here refuses
-such a store with :class:`~data_catalog.errors.IncompleteStoreError`.
-
-Progress of an ingest is recorded inside the store under the key prefix ``wxemu_progress/``: ``plan.json`` (the
-fingerprint of the inputs and the list of time regions to write) and one small marker object per region written
-(``wxemu_progress/region-000012``). Markers are written only after the region's chunks are, so a killed ingest
-re-run with the same command skips exactly the regions that are on disk. Zarr ignores these keys.
+year and hour. Completeness, resume records, provenance and the writer lock are
+:mod:`data_catalog.store_protocol`'s (re-exported here for the readers): every reader here refuses a store whose
+``wxemu_complete`` is not True with :class:`~data_catalog.errors.IncompleteStoreError`.
 
 On-disk encoding (measured, see docs/ingest.md): float32, Blosc LZ4 with byte shuffle, time chunks of
 ``chunk_time`` steps (default 1) holding every level and the whole latitude/longitude grid, so a training sample
@@ -19,22 +15,31 @@ On-disk encoding (measured, see docs/ingest.md): float32, Blosc LZ4 with byte sh
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import fsspec
 import numpy as np
 import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec
 
-from data_catalog.errors import IncompleteStoreError, WxemuError
+from data_catalog.errors import WxemuError
+from data_catalog.store_protocol import (  # noqa: F401 - re-exported for the readers
+    COMPLETE_ATTR,
+    consolidate,
+    discard,
+    is_complete,
+    mark_complete,
+    mark_incomplete,
+    require_complete,
+    root_attrs,
+    store_exists,
+    zarr_store,
+)
+from data_catalog.store_protocol import set_root_attrs as set_attrs  # noqa: F401
 
-COMPLETE_ATTR = "wxemu_complete"
-PROGRESS_PREFIX = "wxemu_progress"
 STATS_GROUP = "stats"
 CLIMATOLOGY_GROUP = "climatology"
 STAT_NAMES = ("mean", "std", "diff_mean", "diff_std")
@@ -44,8 +49,8 @@ TIME_CALENDAR = "proleptic_gregorian"
 
 
 #: zarr-python's codec pipeline implemented in Rust (zarrs-python): the same codecs and the same bytes on disk,
-#: with encoding and file writes run in parallel outside the GIL (measured: the ingest's region writes 2-4x faster
-#: than through zarr-python's own pipeline, docs/ingest.md). Used for the ingest's writes (:func:`write_region`)
+#: with encoding and file writes run in parallel outside the GIL (measured: the ingest's block writes 2-4x faster
+#: than through zarr-python's own pipeline, docs/ingest.md). Used for the ingest's writes (:func:`write_steps`)
 #: only: readers keep zarr-python's pipeline, as training reads run in DataLoader worker processes and a process
 #: that forks must not have zarrs' thread pool running (DESIGN.md; wxemu's workers are spawned).
 FAST_CODEC_PIPELINE = "zarrs.ZarrsCodecPipeline"
@@ -77,54 +82,16 @@ class _Quiet:
 
 
 # --------------------------------------------------------------------------------------------------- opening
-def _mapper(path_or_url: str, storage_options: Mapping[str, Any] | None) -> fsspec.FSMap:
-    return fsspec.get_mapper(str(path_or_url), **dict(storage_options or {}))
-
-
-def store_exists(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> bool:
-    """True when ``path_or_url`` holds a Zarr root (``zarr.json``)."""
-    return "zarr.json" in _mapper(path_or_url, storage_options)
-
-
-def root_attrs(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The root group attributes, read straight from ``zarr.json`` (cheap; no array metadata parsed)."""
-    m = _mapper(path_or_url, storage_options)
-    try:
-        meta = json.loads(m["zarr.json"])
-    except KeyError:
-        raise WxemuError(f"{path_or_url}: not a Zarr v3 store (no zarr.json)") from None
-    return dict(meta.get("attributes", {}))
-
-
-def is_complete(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> bool:
-    """True when the store exists and its root attribute ``wxemu_complete`` is True."""
-    if not store_exists(path_or_url, storage_options=storage_options):
-        return False
-    return bool(root_attrs(path_or_url, storage_options=storage_options).get(COMPLETE_ATTR, False))
-
-
-def _require_complete(path_or_url: str, storage_options: Mapping[str, Any] | None) -> None:
-    if not store_exists(path_or_url, storage_options=storage_options):
-        raise WxemuError(f"{path_or_url}: no store there (no zarr.json); create it with `wxemu ingest`")
-    if not is_complete(path_or_url, storage_options=storage_options):
-        recipe = root_attrs(path_or_url, storage_options=storage_options).get("wxemu_recipe") or {}
-        command = recipe.get("command") if isinstance(recipe, dict) else None
-        how = f"re-run the same ingest command ({command!r})" if command else "re-run the same `wxemu ingest` command"
-        raise IncompleteStoreError(
-            f"{path_or_url}: store is incomplete (wxemu_complete is not True): an ingest was interrupted or is "
-            f"still running; to complete it {how}, which resumes where it stopped"
-        )
-
-
 def _open(
     path_or_url: str,
     group: str | None,
     storage_options: Mapping[str, Any] | None,
     check_complete: bool,
     chunks: Mapping[str, int] | None = None,
+    role: str = "analysis",
 ) -> xr.Dataset:
     if check_complete:
-        _require_complete(path_or_url, storage_options)
+        require_complete(path_or_url, role, storage_options=storage_options)
     with _Quiet():
         try:
             return xr.open_zarr(
@@ -146,14 +113,15 @@ def open_store(
     storage_options: Mapping[str, Any] | None = None,
     check_complete: bool = True,
     chunks: Mapping[str, int] | None = None,
+    role: str = "analysis",
 ) -> xr.Dataset:
-    """Open the canonical dataset (root group) lazily (dask arrays, one dask chunk per Zarr chunk unless
-    ``chunks`` asks for larger ones, e.g. ``{"time": 48}``).
+    """Open the root group lazily (dask arrays, one dask chunk per Zarr chunk unless ``chunks`` asks for larger
+    ones, e.g. ``{"time": 48}``).
 
     Raises IncompleteStoreError when ``wxemu_complete`` is not True (pass ``check_complete=False`` only to inspect
-    a store being written).
+    a store being written); ``role`` ("analysis", "forecast", "scores") names the writer to re-run.
     """
-    return _open(path_or_url, None, storage_options, check_complete, chunks)
+    return _open(path_or_url, None, storage_options, check_complete, chunks, role)
 
 
 def open_stats(
@@ -241,7 +209,7 @@ def create_store(
     """Create (overwrite) the store's metadata and coordinates from ``template``, marked incomplete.
 
     ``template`` is the full canonical dataset with lazy (dask) data variables: only coordinates and static
-    fields are written now; time-dependent data are written later, region by region, with :func:`write_region`.
+    fields are written now; time-dependent data are written later, block by block, with :func:`write_steps`.
     """
     import dask.array as da
 
@@ -274,14 +242,6 @@ def create_store(
             )
 
 
-def zarr_store(path_or_url: str, storage_options: Mapping[str, Any] | None = None) -> zarr.abc.store.Store:
-    """A zarr-python store object for a local path or an fsspec URL (``memory://``, ``s3://``, ``http://``)."""
-    url = str(path_or_url)
-    if "://" in url and not url.startswith("file://"):
-        return zarr.storage.FsspecStore.from_url(url, storage_options=dict(storage_options or {}))
-    return zarr.storage.LocalStore(url.removeprefix("file://"))
-
-
 def _open_group(path_or_url: str, storage_options: Mapping[str, Any] | None, mode: str = "r+") -> zarr.Group:
     with _Quiet():
         return zarr.open_group(
@@ -289,7 +249,7 @@ def _open_group(path_or_url: str, storage_options: Mapping[str, Any] | None, mod
         )
 
 
-def write_region(
+def write_steps(
     path_or_url: str,
     arrays: Mapping[str, np.ndarray],
     start: int,
@@ -301,7 +261,7 @@ def write_region(
     root group, or of child ``group`` along its first dimension).
 
     zarr-python writes (no xarray/dask overhead) through the zarrs codec pipeline when installed (same bytes).
-    Chunk-aligned ``start`` keeps concurrent region writers from touching the same chunk.
+    Chunk-aligned ``start`` keeps concurrent block writers from touching the same chunk.
     """
     targets = _writable_arrays(path_or_url, storage_options, group, tuple(arrays))
     for name, values in arrays.items():
@@ -342,11 +302,11 @@ def open_array(
         return _open_group(path_or_url, storage_options, mode="r")[name]
 
 
-def read_region(
+def read_steps(
     path_or_url: str, names: Iterable[str], start: int, stop: int, *, storage_options: Mapping[str, Any] | None = None
 ) -> dict[str, np.ndarray]:
     """Time steps ``start``..``stop`` (exclusive) of the root group's arrays ``names`` as stored (float32, canonical
-    dim order), with plain zarr-python reads (the mirror of :func:`write_region`; works on incomplete stores)."""
+    dim order), with plain zarr-python reads (the mirror of :func:`write_steps`; works on incomplete stores)."""
     root = _open_group(path_or_url, storage_options, mode="r")
     return {name: root[name][start:stop] for name in names}
 
@@ -378,31 +338,6 @@ def truncate_time(path_or_url: str, n: int, *, storage_options: Mapping[str, Any
             arr.resize((n, *arr.shape[1:]))
 
 
-def set_attrs(path_or_url: str, attrs: Mapping[str, Any], *, storage_options: Mapping[str, Any] | None = None) -> None:
-    """Update root attributes and re-consolidate the metadata."""
-    group = _open_group(path_or_url, storage_options)
-    group.attrs.update(dict(attrs))
-    consolidate(path_or_url, storage_options=storage_options)
-
-
-def consolidate(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> None:
-    """Re-write the consolidated metadata (after arrays were resized or groups added)."""
-    with _Quiet():
-        zarr.consolidate_metadata(zarr_store(path_or_url, storage_options), zarr_format=3)
-
-
-def mark_incomplete(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> None:
-    """Set ``wxemu_complete`` False: every reader refuses the store until :func:`mark_complete`."""
-    set_attrs(path_or_url, {COMPLETE_ATTR: False}, storage_options=storage_options)
-
-
-def mark_complete(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> None:
-    """Re-consolidate, set ``wxemu_complete`` True and drop the progress records."""
-    m = _mapper(path_or_url, storage_options)
-    set_attrs(path_or_url, {COMPLETE_ATTR: True}, storage_options=storage_options)
-    clear_progress(path_or_url, storage_options=storage_options, mapper=m)
-
-
 def write_group(
     path_or_url: str,
     group: str,
@@ -416,7 +351,7 @@ def write_group(
     """(Over)write a child group (``stats``, ``climatology``) from a dataset, compressed.
 
     ``compute=False`` writes only the metadata and coordinates (for a lazy template whose data are written
-    later with :func:`write_region` ``(..., group=group)``; unwritten chunks read as the fill value, NaN).
+    later with :func:`write_steps` ``(..., group=group)``; unwritten chunks read as the fill value, NaN).
     """
     comp = default_compressor()
     ds = ds.copy()
@@ -444,75 +379,6 @@ def write_group(
         )
 
 
-# --------------------------------------------------------------------------------------------------- progress
-def _region_key(index: int) -> str:
-    return f"{PROGRESS_PREFIX}/region-{index:06d}"
-
-
-def write_plan(path_or_url: str, plan: Mapping[str, Any], *, storage_options: Mapping[str, Any] | None = None) -> None:
-    """Store the ingest plan (input fingerprint, regions) as ``wxemu_progress/plan.json``."""
-    _mapper(path_or_url, storage_options)[f"{PROGRESS_PREFIX}/plan.json"] = json.dumps(dict(plan)).encode()
-
-
-def read_plan(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-    """The stored ingest plan, or None when there is none (complete store, or created by something else)."""
-    try:
-        return json.loads(_mapper(path_or_url, storage_options)[f"{PROGRESS_PREFIX}/plan.json"])
-    except KeyError:
-        return None
-
-
-def mark_region_done(
-    path_or_url: str,
-    index: int,
-    record: Mapping[str, Any] | None = None,
-    *,
-    storage_options: Mapping[str, Any] | None = None,
-) -> None:
-    """Record that time region ``index`` is fully written (call after its chunks are on disk), with an optional
-    JSON ``record`` about it (the ingest keeps the region's moment sums there)."""
-    _mapper(path_or_url, storage_options)[_region_key(index)] = json.dumps(dict(record or {})).encode()
-
-
-def region_record(
-    path_or_url: str, index: int, *, storage_options: Mapping[str, Any] | None = None
-) -> dict[str, Any] | None:
-    """The record of a region marked done (None when it is not)."""
-    try:
-        return json.loads(_mapper(path_or_url, storage_options)[_region_key(index)])
-    except KeyError:
-        return None
-
-
-def regions_done(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> set[int]:
-    """Indices of the time regions recorded as written."""
-    m = _mapper(path_or_url, storage_options)
-    prefix = f"{PROGRESS_PREFIX}/region-"
-    try:
-        keys: Iterable[str] = m.fs.find(f"{m.root}/{PROGRESS_PREFIX}")
-    except FileNotFoundError:
-        return set()
-    out: set[int] = set()
-    for key in keys:
-        rel = key[len(m.root) :].lstrip("/") if key.startswith(m.root) else key
-        if rel.startswith(prefix):
-            out.add(int(rel[len(prefix) :]))
-    return out
-
-
-def clear_progress(
-    path_or_url: str, *, storage_options: Mapping[str, Any] | None = None, mapper: fsspec.FSMap | None = None
-) -> None:
-    """Remove the ``wxemu_progress/`` records."""
-    # not ``mapper or ...``: an FSMap's truth value is its length, which lists every key of the store
-    m = mapper if mapper is not None else _mapper(path_or_url, storage_options)
-    path = f"{m.root}/{PROGRESS_PREFIX}"
-    if m.fs.exists(path):
-        m.fs.rm(path, recursive=True)
-
-
 def remove_store(path_or_url: str, *, storage_options: Mapping[str, Any] | None = None) -> None:
     """Delete the whole store (used when an ingest that created it fails before writing data)."""
-    m = _mapper(path_or_url, storage_options)
-    if m.fs.exists(m.root):
-        m.fs.rm(m.root, recursive=True)
+    discard(path_or_url, storage_options=storage_options)

@@ -2,7 +2,7 @@
 
 The ingest's default keeps the climatology's (day of year, hour) bins in memory while it writes the data (one
 pass). When those bins would not fit (a global grid: they are 366 x 24 fields per variable and level, whatever the
-record's length), or when the regions are written on a dask cluster (shipping every region's bins back to the
+record's length), or when the blocks are written on a dask cluster (shipping every block's bins back to the
 client costs more than the write), the climatology is made here instead, after the data are on disk: for each
 variable, a window slides over the days of year (:func:`data_catalog.climatology.smoothed_blocks`), and each
 day's bins are read from the store when the day enters the window and again when it leaves (the data are read
@@ -126,7 +126,7 @@ def run_task(task: ClimatologyTask) -> int:
         per_point=task.per_point,
     )
     for run, block in zip(task.runs, blocks):
-        st.write_region(
+        st.write_steps(
             task.out, {task.name: block}, int(run[0]) - 1, storage_options=task.options, group=st.CLIMATOLOGY_GROUP
         )
     return int(sum(len(r) for r in task.runs))

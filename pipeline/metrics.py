@@ -309,6 +309,18 @@ class RMSE(Metric):
 
 
 @dataclasses.dataclass(frozen=True)
+class RMSESqrtBeforeTimeAvg(Metric):
+    """RMSE with the square root taken per init time, then averaged over init times (WB2's
+    ``rmse_sqrt_before_time_avg``); per-init score: the area-mean RMSE (units)."""
+
+    name: ClassVar[str] = "rmse_sqrt_before_time_avg"
+    statistics: ClassVar[tuple[str, ...]] = ("se",)
+
+    def per_init(self, stats: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.sqrt(stats["se"])
+
+
+@dataclasses.dataclass(frozen=True)
 class MAE(Metric):
     """Mean absolute error (units)."""
 
@@ -395,21 +407,36 @@ class SpreadSkillRatio(Metric):
 
 
 METRICS: dict[str, type[Metric]] = {
-    m.name: m for m in (MSE, RMSE, MAE, Bias, ACC, CRPS, EnsembleMeanRMSE, Spread, SpreadSkillRatio)
+    m.name: m
+    for m in (MSE, RMSE, RMSESqrtBeforeTimeAvg, MAE, Bias, ACC, CRPS, EnsembleMeanRMSE, Spread, SpreadSkillRatio)
 }
 DETERMINISTIC_DEFAULT = ("rmse", "mae", "bias", "acc")
 ENSEMBLE_DEFAULT = ("rmse", "mae", "bias", "acc", "crps", "ens_mean_rmse", "spread", "spread_skill")
+#: Named metric sets: ``wb2`` is WeatherBench2's deterministic evaluation (scripts/evaluate.py) plus rmse.
+PRESETS: dict[str, tuple[str, ...]] = {
+    "wb2": ("mse", "rmse", "acc", "bias", "mae", "rmse_sqrt_before_time_avg"),
+}
 
 
 def get_metrics(names: Sequence[str]) -> list[Metric]:
-    """Metric instances from names (see :data:`METRICS`); unknown names raise :class:`WxemuError`."""
-    out = []
+    """Metric instances from names (see :data:`METRICS`) or presets (:data:`PRESETS`), each once, in order;
+    unknown names raise :class:`WxemuError`."""
+    out: list[Metric] = []
     for n in names:
         key = n.strip().lower()
-        if key not in METRICS:
-            raise WxemuError(f"unknown metric {n!r}; known: {', '.join(METRICS)}")
-        out.append(METRICS[key]())
+        for k in PRESETS.get(key, (key,)):
+            if k not in METRICS:
+                raise WxemuError(
+                    f"unknown metric {n!r}; known: {', '.join(METRICS)} (or the set: {', '.join(PRESETS)})"
+                )
+            if all(m.name != k for m in out):
+                out.append(METRICS[k]())
     return out
+
+
+def needs_climatology(metric: Metric) -> bool:
+    """True when ``metric`` is computed from anomalies against a climatology (ACC)."""
+    return any(s in ANOMALY_STATISTICS for s in metric.statistics)
 
 
 def required_statistics(metrics: Sequence[Metric]) -> list[str]:

@@ -92,33 +92,55 @@ class UnionRegion:
 
 AnyRegion = Region | UnionRegion
 
-#: The named regions (WeatherBench2's boxes where it has them).
-NAMED_REGIONS: dict[str, AnyRegion] = {
+#: WeatherBench2's regions, under WeatherBench2's names and with its definitions (scripts/evaluate.py): latitude
+#: bands inclusive, hemispheres and extra-tropics at |lat| >= 20.
+WB2_REGIONS: dict[str, AnyRegion] = {
     "global": Region("global"),
     "tropics": Region("tropics", -20.0, 20.0),
-    "extra_tropics": UnionRegion("extra_tropics", (Region("nh", 20.0, 90.0), Region("sh", -90.0, -20.0))),
+    "extra-tropics": UnionRegion("extra-tropics", (Region("sh", -90.0, -20.0), Region("nh", 20.0, 90.0))),
+    "northern-hemisphere": Region("northern-hemisphere", 20.0, 90.0),
+    "southern-hemisphere": Region("southern-hemisphere", -90.0, -20.0),
+    "europe": Region("europe", 35.0, 75.0, -12.5, 42.5),
+    "north-america": Region("north-america", 25.0, 60.0, 360.0 - 120.0, 360.0 - 75.0),
+    "north-atlantic": Region("north-atlantic", 25.0, 65.0, 360.0 - 70.0, 360.0 - 10.0),
+    "north-pacific": Region("north-pacific", 25.0, 60.0, 145.0, 360.0 - 130.0),
+    "east-asia": Region("east-asia", 25.0, 60.0, 102.5, 150.0),
+    "ausnz": Region("ausnz", -45.0, -12.5, 120.0, 175.0),
+    "arctic": Region("arctic", 60.0, 90.0),
+    "antarctic": Region("antarctic", -90.0, -60.0),
+}
+
+#: wxemu's own regions: names WeatherBench2 does not use.
+WXEMU_REGIONS: dict[str, AnyRegion] = {
     "northern_extra_tropics": Region("northern_extra_tropics", 20.0, 90.0),
     "southern_extra_tropics": Region("southern_extra_tropics", -90.0, -20.0),
-    "northern_hemisphere": Region("northern_hemisphere", 0.0, 90.0),
-    "southern_hemisphere": Region("southern_hemisphere", -90.0, 0.0),
-    "europe": Region("europe", 35.0, 75.0, -12.5, 42.5),
-    "north_america": Region("north_america", 25.0, 60.0, 360.0 - 120.0, 360.0 - 75.0),
+    "north_of_equator": Region("north_of_equator", 0.0, 90.0),
+    "south_of_equator": Region("south_of_equator", -90.0, 0.0),
     "uk": Region("uk", 49.0, 61.0, -11.0, 2.0),
 }
+
+#: Every named region. Names are matched case-insensitively with ``_`` and ``-`` alike, so
+#: ``northern_hemisphere`` is WeatherBench2's ``northern-hemisphere`` (20..90N), never 0..90N.
+NAMED_REGIONS: dict[str, AnyRegion] = {**WB2_REGIONS, **WXEMU_REGIONS}
 
 ALIASES = {
     "nhextratropics": "northern_extra_tropics",
     "shextratropics": "southern_extra_tropics",
-    "extratropics": "extra_tropics",
-    "nh": "northern_hemisphere",
-    "sh": "southern_hemisphere",
-    "na": "north_america",
+    "extratropics": "extra-tropics",
     "world": "global",
 }
 
 
+def _key(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+_LOOKUP = {_key(k): k for k in NAMED_REGIONS} | {_key(a): k for a, k in ALIASES.items()}
+
+
 def parse_region(spec: str) -> AnyRegion:
-    """A region from a name (see :data:`NAMED_REGIONS`) or a box ``"lat0,lat1,lon0,lon1"`` (degrees).
+    """A region from a name (see :data:`NAMED_REGIONS`; ``-``/``_`` and case do not matter) or a box
+    ``"lat0,lat1,lon0,lon1"`` (degrees).
 
     A box may be prefixed with a name: ``"alps=44,48,5,16"``; otherwise it is named after its numbers.
     """
@@ -131,8 +153,8 @@ def parse_region(spec: str) -> AnyRegion:
             raise RegionError(f"region box {spec!r} must be four numbers lat0,lat1,lon0,lon1") from None
         lat_lo, lat_hi = sorted((lat0, lat1))
         return Region(name or box.replace(" ", ""), lat_lo, lat_hi, lon0, lon1)
-    key = ALIASES.get(text.lower().replace("-", "_"), text.lower().replace("-", "_"))
-    if key not in NAMED_REGIONS:
+    key = _LOOKUP.get(_key(text))
+    if key is None:
         raise RegionError(f"unknown region {spec!r}; known: {', '.join(NAMED_REGIONS)} or a box lat0,lat1,lon0,lon1")
     return NAMED_REGIONS[key]
 

@@ -124,14 +124,15 @@ def render_scorecard(card: xr.Dataset, alpha: float = 0.05):
     """A ``rich.table.Table``: one row per lead time, one column per variable/level and region, cells the relative
     difference in percent, green where the forecast is better and red where worse, bold when significant at
     ``alpha``. (Leads run down the page: forecasts scored hourly have dozens of them.)"""
+    from rich.markup import escape
     from rich.table import Table
 
     higher = bool(card.attrs.get("higher_is_better", 0))
     first = next(iter(card.data_vars.values()))
     leads = first["prediction_timedelta"].values
-    title = (
-        f"{card.attrs['metric']}: {card.attrs['forecast']} vs {card.attrs['reference']} "
-        f"(relative difference %, bold = p < {alpha})"
+    title = (  # names come from store attributes: escaped, never read as markup
+        f"{escape(str(card.attrs['metric']))}: {escape(str(card.attrs['forecast']))} vs "
+        f"{escape(str(card.attrs['reference']))} (relative difference %, bold = p < {alpha})"
     )
     table = Table(title=title, min_width=min(len(title) + 4, 100))
     table.add_column("lead", justify="right")
@@ -142,7 +143,7 @@ def render_scorecard(card: xr.Dataset, alpha: float = 0.05):
             for region in da["region"].values:
                 sub = da.sel(region=region) if level is None else da.sel(region=region, level=level)
                 label = var if level is None else f"{var}/{level:g}"
-                table.add_column(f"{label}\n{region}", justify="right")
+                table.add_column(escape(f"{label}\n{region}"), justify="right")
                 columns.append(sub)
     for lead in leads:
         cells = []

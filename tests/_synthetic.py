@@ -1,149 +1,31 @@
-"""Small canonical stores for the pipeline tests (layout of docs/architecture.md).
-
-`write_canonical_store` writes any ``xr.Dataset`` in the canonical layout together with its ``stats`` and
-``climatology`` groups; `synthetic_dataset` makes a tiny smooth random dataset; `uk_sample_dataset` maps the real
-ERA5 UK GRIB sample onto the canonical convention (latitude ascending, longitude 350..362 contiguous) with plain
-cfgrib; `cached_uk_store` ingests that sample with ``wxemu ingest`` once per machine.
-"""
+"""Re-exports of :mod:`data_catalog.testing` for the tests that import them from here, and
+:func:`cached_uk_store`: the UK sample ingested once per test process, in a temporary directory removed at exit."""
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import xarray as xr
-import zarr
+from data_catalog.samples import sample_path
+from data_catalog.testing import (  # noqa: F401 - re-exported
+    UK_SAMPLE,
+    compute_climatology,
+    compute_stats,
+    ingest_uk_sample,
+    synthetic_dataset,
+    uk_sample_dataset,
+    write_canonical_store,
+)
 
-from data_catalog.store import data_encoding
-
-UK_GRIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "era5-2mt-2019-03-uk.grib"
-if not UK_GRIB.exists():  # pragma: no cover - repository checked out elsewhere
-    UK_GRIB = Path("/work/shared/data/era5-2mt-2019-03-uk.grib")
-
-
-def synthetic_dataset(
-    n_time: int = 48,
-    n_lat: int = 8,
-    n_lon: int = 12,
-    levels: tuple[int, ...] = (500, 850),
-    start: str = "2020-01-01T00",
-    freq: str = "1h",
-    static: bool = True,
-    seed: int = 0,
-) -> xr.Dataset:
-    """A global-ish dataset with one surface and one pressure-level variable following a smooth diurnal cycle."""
-    rng = np.random.default_rng(seed)
-    time = pd.date_range(start, periods=n_time, freq=freq).values
-    lat = np.linspace(-80.0, 80.0, n_lat)
-    lon = np.arange(n_lon) * (360.0 / n_lon)
-    hours = (time - time[0]) / np.timedelta64(1, "h")
-    phase = np.sin(2 * np.pi * hours / 24.0)[:, None, None]
-    base = 280.0 + 10.0 * np.cos(np.deg2rad(lat))[None, :, None] + np.zeros((1, 1, n_lon))
-    t2m = base + 3.0 * phase + rng.normal(0.0, 0.3, (n_time, n_lat, n_lon))
-    temp = np.stack(
-        [
-            base - 40.0 + i * 20.0 + 2.0 * phase + rng.normal(0.0, 0.3, (n_time, n_lat, n_lon))
-            for i in range(len(levels))
-        ],
-        axis=1,
-    )
-    ds = xr.Dataset(
-        {
-            "2m_temperature": (("time", "latitude", "longitude"), t2m.astype(np.float32), {"units": "K"}),
-            "temperature": (("time", "level", "latitude", "longitude"), temp.astype(np.float32), {"units": "K"}),
-        },
-        coords={"time": time, "level": np.array(levels, dtype=np.int64), "latitude": lat, "longitude": lon},
-    )
-    if static:
-        lsm = (rng.random((n_lat, n_lon)) > 0.6).astype(np.float32)
-        ds["land_sea_mask"] = (("latitude", "longitude"), lsm, {"units": "1"})
-    return ds
+UK_GRIB = Path(sample_path(UK_SAMPLE))
 
 
-def uk_sample_dataset() -> xr.Dataset:
-    """The ERA5 UK 2 m temperature GRIB sample in the canonical convention (latitude 50..58, longitude 350..362)."""
-    src = xr.open_dataset(UK_GRIB, engine="cfgrib", backend_kwargs={"indexpath": ""})
-    da = src["t2m"].load().sortby("latitude")
-    da = da.assign_coords(longitude=da.longitude.values.astype(np.float64) + 360.0)  # -10..2 -> 350..362
-    da = da.drop_vars([c for c in da.coords if c not in ("time", "latitude", "longitude")])
-    da.attrs = {"units": "K", "standard_name": "air_temperature", "long_name": "2 metre temperature"}
-    return xr.Dataset({"2m_temperature": da.astype(np.float32)})
-
-
-def compute_stats(ds: xr.Dataset) -> xr.Dataset:
-    """Per-variable/level mean, std, diff_mean, diff_std with dims (stat, [level])."""
-    out = {}
-    for name, da in ds.data_vars.items():
-        if "time" not in da.dims:
-            continue
-        spatial = [d for d in da.dims if d not in ("level",)]
-        diff = da.diff("time")
-        vals = [da.mean(spatial), da.std(spatial), diff.mean(spatial), diff.std(spatial)]
-        out[name] = xr.concat(vals, dim="stat").astype(np.float32)
-    return xr.Dataset(out).assign_coords(stat=np.array(["mean", "std", "diff_mean", "diff_std"], dtype=object))
-
-
-def compute_climatology(ds: xr.Dataset) -> xr.Dataset:
-    """A (dayofyear, hour, [level], latitude, longitude) climatology (plain mean per day of year and hour)."""
-    out = {}
-    dayofyear = np.arange(1, 367)
-    for name, da in ds.data_vars.items():
-        if "time" not in da.dims:
-            continue
-        grouped = da.groupby(da.time.dt.hour).mean("time")  # (hour, ...)
-        clim = grouped.expand_dims(dayofyear=dayofyear).astype(np.float32)
-        out[name] = clim.transpose("dayofyear", "hour", ...)
-    return xr.Dataset(out)
-
-
-def write_canonical_store(
-    ds: xr.Dataset, path: str | Path, *, stats_period: tuple[str, str] | None = None, climatology: bool = True
-) -> Path:
-    """Write ``ds`` as a complete canonical store (one time step per chunk) with ``stats`` and ``climatology``."""
-    path = Path(path)
-    period = ds if stats_period is None else ds.sel(time=slice(*stats_period))
-    encoding = data_encoding(ds)  # the ingest's codec and chunking: one time step per chunk, blosc-lz4
-    ds = ds.copy()
-    ds.attrs.update(
-        {
-            "wxemu_complete": False,
-            "wxemu_version": "test",
-            "wxemu_recipe": {"test": "synthetic"},
-            "wxemu_sources": [],
-            "wxemu_stats_period": [str(period.time.values[0])[:19], str(period.time.values[-1])[:19]],
-        }
-    )
-    ds.to_zarr(path, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
-    compute_stats(period).to_zarr(path, group="stats", mode="w", zarr_format=3, consolidated=False)
-    if climatology:  # (366 x 24 x grid per channel: skip it for big benchmark stores)
-        compute_climatology(period).to_zarr(path, group="climatology", mode="w", zarr_format=3, consolidated=False)
-    group = zarr.open_group(path, mode="r+")
-    group.attrs["wxemu_complete"] = True
-    zarr.consolidate_metadata(path)
-    return path
-
-
+@functools.cache
 def cached_uk_store() -> Path:
-    """The UK sample ingested by ``wxemu ingest`` (stats over 2019-03-01..21), built once per machine in the
-    temp dir (the same store the lead's demo uses)."""
-    import os
-    import shutil
-    import tempfile
-
-    from pipeline.cli import main
-
-    target = Path(tempfile.gettempdir()) / f"wxemu-tests-uk-ingested-{os.getuid()}-v1.zarr"
-    if (target / "zarr.json").exists():
-        return target
-    tmp = Path(tempfile.mkdtemp(prefix="wxemu-uk-", dir=tempfile.gettempdir())) / "store.zarr"
-    rc = main(
-        ["ingest", str(UK_GRIB), "--out", str(tmp), "--stats-start", "2019-03-01T00", "--stats-end", "2019-03-21T23"]
-    )
-    if rc != 0:
-        raise RuntimeError(f"wxemu ingest of {UK_GRIB} failed with exit code {rc}")
-    try:
-        os.rename(tmp, target)
-    except OSError:  # another process won the race
-        shutil.rmtree(tmp.parent, ignore_errors=True)
-    return target
+    """:func:`data_catalog.testing.ingest_uk_sample` once per test process (removed when the process exits)."""
+    tmp = tempfile.mkdtemp(prefix="wxemu-uk-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return ingest_uk_sample(Path(tmp) / "store.zarr")

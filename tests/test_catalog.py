@@ -339,7 +339,6 @@ def test_ingest_of_a_cloud_zarr_entry_never_lists_the_store(cloud_mirror, monkey
             out=str(out),
             variables=("2m_temperature", "temperature"),
             levels=(850,),
-            progress=False,
         )
     )
     (fp,) = result.sources

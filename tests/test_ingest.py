@@ -8,8 +8,14 @@ directly where the format matters.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
+import shlex
 import shutil
+import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -20,12 +26,21 @@ import xarray as xr
 
 from data_catalog import ingest as ing
 from data_catalog import store
-from data_catalog.errors import IncompleteStoreError, InputDataError, WxemuError
+from data_catalog import store_protocol as sp
+from data_catalog.errors import ConfigError, IncompleteStoreError, InputDataError, WxemuError
+from data_catalog.forecast_ingest import ingest_forecast
+from data_catalog.ingest.blocks import narrow_to_block, plan_blocks, source_bounds, steps_per_block
+from data_catalog.ingest.checksums import fingerprint_sources
+from data_catalog.ingest.config import RunOptions, config_from_json
+from data_catalog.ingest.executor import dask_client
+from data_catalog.ingest.partials import climatology_bins_bytes
+from data_catalog.ingest.sources import open_sources
 from data_catalog.samples import sample_path
 from pipeline.cli import main as wxemu
 
 UK_GRIB = Path(sample_path("era5-2mt-2019-03-uk.grib"))
 DATA = UK_GRIB.parent
+ROOT = Path(__file__).resolve().parents[1]  # the repository (what the wxemu processes import)
 
 
 def _raw_uk() -> xr.Dataset:
@@ -53,15 +68,14 @@ def uk_nc(tmp_path_factory, uk_raw) -> dict[str, str]:
 
 
 def _cfg(sources, out, **kw) -> ing.IngestConfig:
-    kw.setdefault("progress", False)
     return ing.IngestConfig(sources=tuple(map(str, sources)), out=str(out), **kw)
 
 
 @pytest.fixture(scope="session")
 def uk_store(tmp_path_factory, uk_nc) -> str:
-    """Days 1-3 ingested uninterrupted, 6 regions of 12 hours (the reference for resume/cluster/append)."""
+    """Days 1-3 ingested uninterrupted, 6 blocks of 12 hours (the reference for resume/cluster/append)."""
     out = tmp_path_factory.mktemp("ref") / "uk.zarr"
-    ing.ingest(_cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, region_mb=0.08))
+    ing.ingest(_cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, block_mb=0.08))
     return str(out)
 
 
@@ -111,31 +125,32 @@ def test_grib_ingest_values_stats_climatology_provenance(tmp_path, uk_raw) -> No
 
 
 @pytest.mark.parametrize("markers", ["with sums", "without sums"])
-def test_resume_after_crash_is_identical(tmp_path, uk_nc, uk_store, monkeypatch, markers) -> None:
-    """The done-markers keep each region's moment sums: a resume reads two steps of each done region, not the
-    region, and makes the climatology from the store. Markers without sums (an older wxemu's) are read back."""
+def test_resume_after_crash_is_identical(tmp_path, uk_nc, uk_store, markers) -> None:
+    """The done-markers keep each block's moment sums: a resume reads two steps of each done block, not the
+    block, and makes the climatology from the store. Markers without sums (an older wxemu's) are read back."""
     out = tmp_path / "uk.zarr"
-    cfg = _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, region_mb=0.08)
+    cfg = _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, block_mb=0.08)
 
     def crash(done: int) -> None:
         if done >= 2:
             raise ing.SimulatedCrash("killed")
 
     with pytest.raises(ing.SimulatedCrash):
-        ing.ingest(dataclass_replace(cfg, threads=1), after_region=crash)
+        ing.ingest(cfg, threads=1, hooks=ing.IngestHooks(after_block=crash))
     assert not store.is_complete(str(out))
     with pytest.raises(IncompleteStoreError, match="re-run the same ingest command"):
         store.open_store(str(out))
-    k = len(store.regions_done(str(out)))
-    assert 2 <= k < 6  # a region already being written when the crash came may still finish
+    k = len(sp.blocks_done(str(out)))
+    assert 2 <= k < 6  # a block already being written when the crash came may still finish
     if markers == "without sums":
-        for i in store.regions_done(str(out)):
-            store.mark_region_done(str(out), i)
-    read_back, units = ing.read_back, []
-    monkeypatch.setattr(ing, "read_back", lambda cfg, comb, u, *a: units.extend(u) or read_back(cfg, comb, u, *a))
+        for i in sp.blocks_done(str(out)):
+            sp.mark_block_done(str(out), i)
     result = ing.ingest(cfg)
-    assert (result.regions_skipped, result.regions_written) == (k, 6 - k)
-    assert len(units) == (0 if markers == "with sums" else k)
+    assert (result.blocks_skipped, result.blocks_written) == (k, 6 - k)
+    whole = [(a, b) for a, b in result.read_back if b - a == 12]  # done blocks read back whole
+    assert len(whole) == (0 if markers == "with sums" else k)
+    if markers == "with sums":  # only the first and last step of each done block
+        assert len(result.read_back) == 2 * k and all(b - a == 1 for a, b in result.read_back)
     a, b = store.open_store(str(out)).load(), store.open_store(uk_store).load()
     xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
     # the same sums (kept exactly, or read back), combined in the same order; the climatology from either path
@@ -182,8 +197,8 @@ def _assert_matches_reference(path: str, **kw) -> None:
 
 @pytest.mark.parametrize("how", ["memory", "store"])
 def test_one_pass_stats_and_climatology_equal_the_two_pass_reference(tmp_path, uk_nc, how) -> None:
-    """Statistics and climatology accumulated while writing (6 regions of 12 h on 2 threads, a stats period
-    that cuts regions in the middle, 2-hourly climatology), or the climatology made from the store afterwards,
+    """Statistics and climatology accumulated while writing (6 blocks of 12 h on 2 threads, a stats period
+    that cuts blocks in the middle, 2-hourly climatology), or the climatology made from the store afterwards,
     equal a second pass over the written store."""
     out = tmp_path / "uk.zarr"
     period = {"stats_start": "2019-03-01T05", "stats_end": "2019-03-03T17"}
@@ -191,13 +206,13 @@ def test_one_pass_stats_and_climatology_equal_the_two_pass_reference(tmp_path, u
         _cfg(
             [uk_nc["01"], uk_nc["02"], uk_nc["03"]],
             out,
-            region_mb=0.08,
+            block_mb=0.08,
             climatology_hour_step=2,
             climatology_pass=how,
             **period,
         )
     )
-    assert result.regions_written == 6 and "stats" in result.timings and "climatology" in result.timings
+    assert result.blocks_written == 6 and "stats" in result.timings and "climatology" in result.timings
     _assert_matches_reference(str(out), hour_step=2, **period)
     assert store.root_attrs(str(out))["wxemu_stats_period"] == ["2019-03-01T05:00:00", "2019-03-03T17:00:00"]
 
@@ -206,7 +221,7 @@ def test_one_pass_stats_and_climatology_equal_the_two_pass_reference(tmp_path, u
 def test_one_pass_with_nan_values_equals_reference(tmp_path, uk_raw, how) -> None:
     """--allow-nan: the NaN is skipped by the statistics and counted per point by the climatology."""
     out = tmp_path / "nan.zarr"
-    ing.ingest(_cfg([_bad_netcdf(tmp_path, uk_raw, "nan")], out, allow_nan=True, region_mb=0.01, climatology_pass=how))
+    ing.ingest(_cfg([_bad_netcdf(tmp_path, uk_raw, "nan")], out, allow_nan=True, block_mb=0.01, climatology_pass=how))
     assert np.isnan(store.open_store(str(out))["2m_temperature"].values).sum() == 1
     _assert_matches_reference(str(out))
 
@@ -218,69 +233,62 @@ def test_empty_stats_period_writes_nothing(tmp_path, uk_nc) -> None:
     assert not out.exists()
 
 
-def _held_checksums(monkeypatch) -> tuple[threading.Event, list]:
-    """Make the ingest's background hashing wait until the returned event is set (or 30 s pass: then it fails);
-    the list receives each ingest's SourceChecksums."""
-    release, made = threading.Event(), []
-    fingerprint, init = ing._fingerprint, ing.SourceChecksums.__init__
+def _held_checksums(**kw) -> tuple[threading.Event, threading.Event, ing.IngestHooks]:
+    """Hooks under which the ingest's background hashing waits until ``release`` is set (or 30 s pass: then it
+    fails); ``known`` is set once every checksum is known. ``kw``: further hooks."""
+    release, known = threading.Event(), threading.Event()
 
-    def held(*args, **kwargs):
+    def held(path, options):
         if not release.wait(30):
             raise AssertionError("the hashing was never released: the ingest waited for it before writing")
-        return fingerprint(*args, **kwargs)
+        return ing.file_fingerprint(path, options)
 
-    def record(self, *args, **kwargs) -> None:
-        init(self, *args, **kwargs)
-        made.append(self)
-
-    monkeypatch.setattr(ing, "_fingerprint", held)
-    monkeypatch.setattr(ing.SourceChecksums, "__init__", record)
-    return release, made
+    return release, known, ing.IngestHooks(hash_file=held, checksums_known=lambda sources: known.set(), **kw)
 
 
-def test_first_write_does_not_wait_for_the_checksums(tmp_path, uk_nc, uk_store, monkeypatch) -> None:
-    """The sources are hashed beside the writes: regions are written (the plan naming each file by size and
+def test_first_write_does_not_wait_for_the_checksums(tmp_path, uk_nc, uk_store) -> None:
+    """The sources are hashed beside the writes: blocks are written (the plan naming each file by size and
     modification time) while no checksum is known yet; the provenance then holds every sha256, as before."""
-    release, _ = _held_checksums(monkeypatch)
     out = tmp_path / "uk.zarr"
     planned = []
 
     def after(n: int) -> None:
         if n == 1:
-            planned.append(store.read_plan(str(out))["sources"])
+            planned.append(sp.read_resume_plan(str(out))["sources"])
             release.set()
 
+    release, _, hooks = _held_checksums(after_block=after)
     paths = [uk_nc["01"], uk_nc["02"], uk_nc["03"]]
-    ing.ingest(_cfg(paths, out, region_mb=0.08, threads=1), after_region=after)
+    ing.ingest(_cfg(paths, out, block_mb=0.08), threads=1, hooks=hooks)
     assert [set(s) for s in planned[0]] == [{"path", "bytes", "mtime_ns"}] * 3
     assert planned[0][0]["bytes"] == Path(paths[0]).stat().st_size
     assert store.root_attrs(str(out))["wxemu_sources"] == store.root_attrs(uk_store)["wxemu_sources"]
-    assert store.read_plan(str(out)) is None  # complete: the progress records are gone
+    assert sp.read_resume_plan(str(out)) is None  # complete: the progress records are gone
 
 
-def _interrupted_ingest(tmp_path, uk_nc, monkeypatch, *, hashed: bool) -> tuple[Path, ing.IngestConfig]:
-    """Day 1 copied to day.nc, its ingest killed after a region: with the checksums known by then (the plan is
-    rewritten with them after the next region) or not yet (the hashing held until the crash)."""
+def _interrupted_ingest(tmp_path, uk_nc, *, hashed: bool) -> tuple[Path, ing.IngestConfig]:
+    """Day 1 copied to day.nc, its ingest killed after a block: with the checksums known by then (the plan is
+    rewritten with them after the next block) or not yet (the hashing held until the crash)."""
     src = tmp_path / "day.nc"
     shutil.copy(uk_nc["01"], src)
-    cfg = _cfg([src], tmp_path / "uk.zarr", region_mb=0.08, threads=1)
-    release, made = _held_checksums(monkeypatch)
+    cfg = _cfg([src], tmp_path / "uk.zarr", block_mb=0.08)
 
     def crash(n: int) -> None:
         release.set()
         if hashed and n == 1:
-            made[0].result()
+            assert known.wait(30)
         else:
             raise ing.SimulatedCrash("x")
 
+    release, known, hooks = _held_checksums(after_block=crash)
     with pytest.raises(ing.SimulatedCrash):
-        ing.ingest(cfg, after_region=crash)
+        ing.ingest(cfg, threads=1, hooks=hooks)
     return src, cfg
 
 
-def test_resume_before_the_checksums_are_known_compares_size_and_time(tmp_path, uk_nc, monkeypatch) -> None:
-    src, cfg = _interrupted_ingest(tmp_path, uk_nc, monkeypatch, hashed=False)
-    assert "sha256" not in store.read_plan(cfg.out)["sources"][0]
+def test_resume_before_the_checksums_are_known_compares_size_and_time(tmp_path, uk_nc) -> None:
+    src, cfg = _interrupted_ingest(tmp_path, uk_nc, hashed=False)
+    assert "sha256" not in sp.read_resume_plan(cfg.out)["sources"][0]
     with xr.open_dataset(uk_nc["01"]) as ds:
         (ds + 1.0).to_netcdf(src)
     with pytest.raises(WxemuError, match=r"cannot resume: the inputs changed.*day\.nc modified"):
@@ -290,11 +298,11 @@ def test_resume_before_the_checksums_are_known_compares_size_and_time(tmp_path, 
         ing.ingest(cfg)
 
 
-def test_resume_after_the_checksums_are_known_compares_them(tmp_path, uk_nc, monkeypatch) -> None:
+def test_resume_after_the_checksums_are_known_compares_them(tmp_path, uk_nc) -> None:
     """Once hashed, the plan holds the checksums: a file rewritten with the same size and modification time
     but other values is still refused."""
-    src, cfg = _interrupted_ingest(tmp_path, uk_nc, monkeypatch, hashed=True)
-    assert store.read_plan(cfg.out)["sources"][0]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    src, cfg = _interrupted_ingest(tmp_path, uk_nc, hashed=True)
+    assert sp.read_resume_plan(cfg.out)["sources"][0]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     before = src.stat()
     with xr.open_dataset(uk_nc["01"]) as ds:
         values = ds.load()
@@ -306,46 +314,47 @@ def test_resume_after_the_checksums_are_known_compares_them(tmp_path, uk_nc, mon
         ing.ingest(cfg)
 
 
-def test_source_rewritten_while_ingested_is_refused(tmp_path, uk_nc, monkeypatch) -> None:
+def test_source_rewritten_while_ingested_is_refused(tmp_path, uk_nc) -> None:
     """A file whose size or modification time changes during the ingest (rewritten while read: the store could
     mix its versions) fails naming it, and the store this run created is removed."""
     src = tmp_path / "day.nc"
     shutil.copy(uk_nc["01"], src)
     out = tmp_path / "uk.zarr"
-    release, _ = _held_checksums(monkeypatch)
 
     def touch(n: int) -> None:
         if n == 1:
             os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
             release.set()
 
+    release, _, hooks = _held_checksums(after_block=touch)
     with pytest.raises(InputDataError, match=r"day\.nc: changed while it was being ingested"):
-        ing.ingest(_cfg([src], out, region_mb=0.08, threads=1), after_region=touch)
+        ing.ingest(_cfg([src], out, block_mb=0.08), threads=1, hooks=hooks)
     assert not out.exists()
 
 
 def test_local_cluster_matches_default_path(tmp_path, uk_nc, uk_store, monkeypatch) -> None:
     out = tmp_path / "uk.zarr"
-    cfg = _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, region_mb=0.08, workers=1, cluster_processes=False)
+    cfg = _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, block_mb=0.08)
     import distributed
 
     mapped, client_map = [], distributed.Client.map
     monkeypatch.setattr(
         distributed.Client, "map", lambda self, fn, *a, **k: mapped.append(fn.__name__) or client_map(self, fn, *a, **k)
     )
-    clients = []
-    from_store = ing.write_climatology_from_store
+    submitted, client_submit = set(), distributed.Client.submit
     monkeypatch.setattr(
-        ing, "write_climatology_from_store", lambda *a, **k: clients.append(type(a[-1]).__name__) or from_store(*a, **k)
+        distributed.Client,
+        "submit",
+        lambda self, fn, *a, **k: submitted.add(fn.__name__) or client_submit(self, fn, *a, **k),
     )
-    result = ing.ingest(cfg)
-    assert result.regions_written == 6
+    result = ing.ingest(cfg, workers=1, cluster_processes=False)
+    assert result.blocks_written == 6
     xr.testing.assert_identical(
         store.open_store(str(out)).load().drop_attrs(), store.open_store(uk_store).load().drop_attrs()
     )
     # the tasks return their moment sums to the client, which combines them as the default path does; the
     # climatology is made from the store by tasks on the cluster (no bins shipped back), with the same numbers
-    assert clients == ["Client"]
+    assert result.climatology == "store" and submitted == {"write_block_on_worker", "run_task"}
     # the checksums were computed by the cluster's tasks: the same provenance as the default path
     assert mapped == ["file_fingerprint"]
     assert store.root_attrs(str(out))["wxemu_sources"] == store.root_attrs(uk_store)["wxemu_sources"]
@@ -381,18 +390,16 @@ def test_append_writes_only_new_chunks(tmp_path, uk_nc, uk_store) -> None:
     assert store.is_complete(str(out)) and store.open_store(str(out)).sizes["time"] == 72
 
 
-def test_bad_source_fails_without_waiting_for_the_checksums(tmp_path, uk_nc, monkeypatch) -> None:
+def test_bad_source_fails_without_waiting_for_the_checksums(tmp_path, uk_nc) -> None:
     """A source that fails validation fails the ingest at once, while the hashing is still on its first file (a
     wait would have been hours for a large archive): the hashing of the rest is stopped, and nothing is written."""
     gate, hashed = threading.Event(), []
-    fingerprint = ing.file_fingerprint
 
     def slow(path, *args):
         hashed.append(path)
         assert gate.wait(30), "the ingest waited for the checksums"
-        return fingerprint(path, *args)
+        return ing.file_fingerprint(path, *args)
 
-    monkeypatch.setattr(ing, "file_fingerprint", slow)
     paths = [tmp_path / f"d{i}.nc" for i in range(5)]
     for p in paths:
         shutil.copy(uk_nc["01"], p)
@@ -400,7 +407,7 @@ def test_bad_source_fails_without_waiting_for_the_checksums(tmp_path, uk_nc, mon
     bad.write_bytes(b"not a netcdf file")
     out = tmp_path / "uk.zarr"
     with pytest.raises(InputDataError, match=r"d2\.nc: cannot read NetCDF"):
-        ing.ingest(_cfg(paths, out, threads=2))
+        ing.ingest(_cfg(paths, out), threads=2, hooks=ing.IngestHooks(hash_file=slow))
     assert not out.exists()
     gate.set()
     for t in threading.enumerate():
@@ -409,21 +416,21 @@ def test_bad_source_fails_without_waiting_for_the_checksums(tmp_path, uk_nc, mon
     assert hashed == [str(paths[0])]  # stopped after the file it was hashing
 
 
-def test_append_of_a_source_rewritten_meanwhile_is_rolled_back(tmp_path, uk_nc, monkeypatch) -> None:
+def test_append_of_a_source_rewritten_meanwhile_is_rolled_back(tmp_path, uk_nc) -> None:
     """An append whose new file changes while it is read (hashed beside the writes) fails naming the file and
     leaves the store as it was: its old extent, complete."""
     out = tmp_path / "uk.zarr"
     ing.ingest(_cfg([uk_nc["01"]], out))
     src = tmp_path / "day2.nc"
     shutil.copy(uk_nc["02"], src)
-    release, _ = _held_checksums(monkeypatch)
 
     def touch(n: int) -> None:
         os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
         release.set()
 
+    release, _, hooks = _held_checksums(after_block=touch)
     with pytest.raises(InputDataError, match=r"day2\.nc: changed while it was being ingested"):
-        ing.ingest(_cfg([src], out, append=True, region_mb=0.08), after_region=touch)
+        ing.ingest(_cfg([src], out, append=True, block_mb=0.08), hooks=hooks)
     assert store.is_complete(str(out)) and store.open_store(str(out)).sizes["time"] == 24
     assert [s["path"] for s in store.root_attrs(str(out))["wxemu_sources"]] == [uk_nc["01"]]
 
@@ -445,7 +452,7 @@ def test_append_with_bounded_stats_period(tmp_path, uk_nc) -> None:
     assert store.root_attrs(str(kept))["wxemu_stats_period"] == ["2019-03-01T00:00:00", "2019-03-01T23:00:00"]
 
     ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], grown, stats_start="2019-03-01T07", stats_end="2019-03-03T11"))
-    ing.ingest(_cfg([uk_nc["03"]], grown, append=True, region_mb=0.08))
+    ing.ingest(_cfg([uk_nc["03"]], grown, append=True, block_mb=0.08))
     assert store.root_attrs(str(grown))["wxemu_stats_period"] == ["2019-03-01T07:00:00", "2019-03-03T11:00:00"]
     _assert_matches_reference(str(grown), stats_start="2019-03-01T07", stats_end="2019-03-03T11")
 
@@ -581,16 +588,10 @@ def test_existing_store_needs_overwrite(tmp_path, uk_nc) -> None:
     assert pd.Timestamp(store.open_store(str(out))["time"].values[0]) == pd.Timestamp("2019-03-02")
 
 
-def dataclass_replace(cfg: ing.IngestConfig, **kw) -> ing.IngestConfig:
-    import dataclasses
-
-    return dataclasses.replace(cfg, **kw)
-
-
 def test_interrupted_append_resumes(tmp_path, uk_nc, uk_store, monkeypatch) -> None:
     out = tmp_path / "uk.zarr"
     ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], out))
-    argv = ["ingest", uk_nc["03"], "--out", str(out), "--append", "--region-mb", "0.08", "--threads", "1", "--quiet"]
+    argv = ["ingest", uk_nc["03"], "--out", str(out), "--append", "--block-mb", "0.08", "--threads", "1", "--quiet"]
     monkeypatch.setenv(ing.CRASH_ENV, "1")
     with pytest.raises(ing.SimulatedCrash):
         wxemu(argv)
@@ -616,20 +617,18 @@ def test_ingest_into_fsspec_memory_store(uk_nc) -> None:
         store.remove_store(url)
 
 
-def test_climatology_bins_that_would_not_fit_in_memory_are_made_from_the_store(
-    tmp_path, uk_nc, monkeypatch, capsys
-) -> None:
+def test_climatology_bins_that_would_not_fit_in_memory_are_made_from_the_store(tmp_path, uk_nc) -> None:
     """The one-pass climatology keeps its (day of year, hour) bins in memory. When they would take more than half
     the available memory, "auto" makes the climatology from the store after the data are written (same numbers,
     bit for bit); an explicit --climatology-pass memory is refused before anything is written."""
     field = 33 * 49 * 4  # one float32 UK field
     times = pd.date_range("2019-03-01", periods=48, freq="h").values
     cfg = _cfg([uk_nc["01"]], tmp_path / "x.zarr")
-    assert ing.climatology_bins_bytes(cfg, times, field, "x") == 48 * field  # every bin seen once: float32
+    assert climatology_bins_bytes(cfg, times, field, "x") == 48 * field  # every bin seen once: float32
     two_years = np.concatenate([times, (pd.DatetimeIndex(times) + pd.DateOffset(years=1)).values])
-    assert ing.climatology_bins_bytes(cfg, two_years, field, "x") == 2 * 48 * field  # summed in float64
+    assert climatology_bins_bytes(cfg, two_years, field, "x") == 2 * 48 * field  # summed in float64
     six_hourly = ing.IngestConfig(sources=("x",), out="y", climatology_hour_step=6)
-    assert ing.climatology_bins_bytes(six_hourly, times, field, "x") == 8 * field
+    assert climatology_bins_bytes(six_hourly, times, field, "x") == 8 * field
 
     reference = tmp_path / "reference.zarr"
     ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], reference, climatology_pass="memory"))
@@ -637,28 +636,25 @@ def test_climatology_bins_that_would_not_fit_in_memory_are_made_from_the_store(
     ing.ingest(_cfg([uk_nc["01"]], out))
     store.set_attrs(str(out), {ing.KEPT_SUMS_ATTR: None})  # as written before the sums were kept: redone on append
     before = store.open_store(str(out)).load()
-    monkeypatch.setattr(ing, "_available_memory", lambda: 80 * field)  # half: room for 40 of the 48 bins
+    small = ing.IngestHooks(available_memory=lambda: 80 * field)  # half: room for 40 of the 48 bins
     with pytest.raises(
         WxemuError,
         match=r"uk\.zarr: --climatology-pass memory would keep 0\.0 GB .* "
         r"--climatology-pass store",
     ):
-        ing.ingest(_cfg([uk_nc["02"]], out, append=True, climatology_pass="memory"))
+        ing.ingest(_cfg([uk_nc["02"]], out, append=True, climatology_pass="memory"), hooks=small)
     assert store.is_complete(str(out))
     xr.testing.assert_identical(store.open_store(str(out)).load(), before)
     fresh = tmp_path / "fresh.zarr"
-    assert (
-        wxemu(["ingest", uk_nc["01"], uk_nc["02"], "--out", str(fresh), "--climatology-pass", "memory", "--quiet"]) == 2
-    )
-    assert "fresh.zarr: --climatology-pass memory would keep" in capsys.readouterr().err
+    with pytest.raises(WxemuError, match=r"fresh\.zarr: --climatology-pass memory would keep"):
+        ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], fresh, climatology_pass="memory"), hooks=small)
     assert not fresh.exists()
 
-    calls = []
-    from_store = ing.write_climatology_from_store
-    monkeypatch.setattr(ing, "write_climatology_from_store", lambda *a, **k: calls.append(1) or from_store(*a, **k))
-    ing.ingest(_cfg([uk_nc["02"]], out, append=True))  # auto: the 48 bins do not fit, made from the store
-    ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], fresh))
-    assert calls == [1, 1]
+    made = [
+        ing.ingest(_cfg([uk_nc["02"]], out, append=True), hooks=small).climatology,  # auto: 48 bins do not fit
+        ing.ingest(_cfg([uk_nc["01"], uk_nc["02"]], fresh), hooks=small).climatology,
+    ]
+    assert made == ["store", "store"]
     for path in (out, fresh):
         xr.testing.assert_identical(
             store.open_climatology(str(path)).load(), store.open_climatology(str(reference)).load()
@@ -666,8 +662,8 @@ def test_climatology_bins_that_would_not_fit_in_memory_are_made_from_the_store(
         xr.testing.assert_identical(store.open_stats(str(path)), store.open_stats(str(reference)))
 
 
-def test_append_adds_to_the_kept_sums_without_reading_the_old_data(tmp_path, uk_nc, uk_store, monkeypatch) -> None:
-    """An ingest keeps its stats period's moment sums; an append adds the new regions' sums to them (reading
+def test_append_adds_to_the_kept_sums_without_reading_the_old_data(tmp_path, uk_nc, uk_store) -> None:
+    """An ingest keeps its stats period's moment sums; an append adds the new blocks' sums to them (reading
     only the old part's first and last steps) and redoes the climatology, from the store, only for the days whose
     window holds a new day. Same statistics (to float64 round-off) and climatology (bit for bit) as one ingest."""
     out = tmp_path / "uk.zarr"
@@ -675,72 +671,62 @@ def test_append_adds_to_the_kept_sums_without_reading_the_old_data(tmp_path, uk_
     kept = store.root_attrs(str(out))[ing.KEPT_SUMS_ATTR]
     assert (kept["start"], kept["end"]) == ("2019-03-01T00:00:00", "2019-03-02T23:00:00")
     assert kept["variables"]["2m_temperature"]["n"] == 48 * 33 * 49
-    reads, redone = [], []
-    read_region, from_store = store.read_region, ing.write_climatology_from_store
-    monkeypatch.setattr(
-        store, "read_region", lambda path, names, a, b, **k: reads.append((a, b)) or read_region(path, names, a, b, **k)
-    )
-    monkeypatch.setattr(
-        ing,
-        "write_climatology_from_store",
-        lambda *a, days=None, **k: redone.append(days) or from_store(*a, days=days, **k),
-    )
-    ing.ingest(_cfg([uk_nc["03"]], out, append=True))
-    assert reads == [(0, 1), (47, 48)]  # the old part's first and last steps, nothing else
-    assert redone[0].tolist() == list(range(32, 93))  # within 30 days of 2019-03-03 (day of year 62)
+    result = ing.ingest(_cfg([uk_nc["03"]], out, append=True))
+    assert result.read_back == [(0, 1), (47, 48)]  # the old part's first and last steps, nothing else
+    assert result.climatology == "store"
+    assert result.climatology_days == list(range(32, 93))  # within 30 days of 2019-03-03 (day of year 62)
     xr.testing.assert_allclose(store.open_stats(str(out)), store.open_stats(uk_store), rtol=1e-12)
     xr.testing.assert_identical(store.open_climatology(str(out)).load(), store.open_climatology(uk_store).load())
     assert store.root_attrs(str(out))[ing.KEPT_SUMS_ATTR]["end"] == "2019-03-03T23:00:00"
 
 
-def test_cluster_regions_name_only_their_files(uk_nc) -> None:
-    """On a cluster each region's task names only the files whose times meet it (a worker opens those, not every
+def test_cluster_blocks_name_only_their_files(uk_nc) -> None:
+    """On a cluster each block's task names only the files whose times meet it (a worker opens those, not every
     source), and the narrowed sources give the same values."""
-    cfg = _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], "unused.zarr", region_mb=0.08)
-    cfg_json = ing.config_to_json(cfg)
-    ing._build_dataset_cached.cache_clear()
-    ds = ing._build_dataset_cached(cfg_json)
-    regions = ing.plan_regions(0, 72, 1, ing._steps_per_region(ds, cfg.region_mb, 1), ing._source_bounds(ds, 0))
-    assert regions == [(0, 12), (12, 24), (24, 36), (36, 48), (48, 60), (60, 72)]
-    for a, b in regions:
-        job, first_time = ing.region_config(cfg_json, a, b)
-        assert ing.config_from_json(job).sources == (uk_nc[f"0{a // 24 + 1}"],)
+    cfg = _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], "unused.zarr", block_mb=0.08)
+    opened = open_sources(cfg)
+    ds = opened.ds
+    blocks = plan_blocks(0, 72, 1, steps_per_block(ds, cfg.block_mb, 1), source_bounds(ds, 0))
+    assert blocks == [(0, 12), (12, 24), (24, 36), (36, 48), (48, 60), (60, 72)]
+    for a, b in blocks:
+        job, first_time = narrow_to_block(opened, a, b)
+        assert config_from_json(job).sources == (uk_nc[f"0{a // 24 + 1}"],)
         assert first_time == ds["time"].values[a]
     # the narrowed config gives the same values as the full one
-    job, first_time = ing.region_config(cfg_json, 36, 48)
-    narrowed = ing._build_dataset_cached(job)
+    job, first_time = narrow_to_block(opened, 36, 48)
+    narrowed = open_sources(config_from_json(job)).ds
     start = int(np.searchsorted(narrowed["time"].values, first_time))
     np.testing.assert_array_equal(
         narrowed["2m_temperature"].values[start : start + 12], ds["2m_temperature"].values[36:48]
     )
-    # a region across a file boundary names both files
-    job, _ = ing.region_config(cfg_json, 20, 30)
-    assert ing.config_from_json(job).sources == (uk_nc["01"], uk_nc["02"])
+    # a block across a file boundary names both files
+    job, _ = narrow_to_block(opened, 20, 30)
+    assert config_from_json(job).sources == (uk_nc["01"], uk_nc["02"])
 
 
-def test_progress_covers_checksums_opening_and_regions(tmp_path, uk_nc, capsys) -> None:
+def test_progress_covers_checksums_opening_and_blocks(tmp_path, uk_nc, capsys) -> None:
     """Long work shows progress: the checksums and the opening of the sources (minutes for a large archive, before
-    anything is written) as well as the regions and the climatology tasks."""
+    anything is written) as well as the blocks and the climatology tasks."""
     out = tmp_path / "uk.zarr"
     ing.ingest(
-        _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, progress=True, region_mb=0.08, climatology_pass="store")
+        _cfg([uk_nc["01"], uk_nc["02"], uk_nc["03"]], out, block_mb=0.08, climatology_pass="store"), progress=True
     )
     err = capsys.readouterr().err
     lines = {line.split()[0]: line for line in err.splitlines() if line.strip()}
     assert "3/3 files" in lines["checksums"] and "3/3 files" in lines["open"], err
-    assert "6/6 regions" in lines["write"] and "2/2 tasks" in lines["climatology"], err
+    assert "6/6 blocks" in lines["write"] and "2/2 tasks" in lines["climatology"], err
 
 
-def test_plan_regions_group_whole_source_chunks() -> None:
-    """Regions hold whole source chunks (each read by one region) up to the region size, cut on chunk multiples."""
+def test_plan_blocks_group_whole_source_chunks() -> None:
+    """Blocks hold whole source chunks (each read by one block) up to the block size, cut on chunk multiples."""
     files = [24 * i for i in range(1, 31)]  # 31 daily files of 24 hourly steps
-    regions = ing.plan_regions(0, 744, 1, 150, files)
-    assert regions[0] == (0, 144) and all(b - a <= 150 for a, b in regions)  # six files a region
-    assert all(a % 24 == 0 for a, _ in regions) and regions[-1][1] == 744 and len(regions) == 6
-    assert ing.plan_regions(0, 72, 1, 12, [24, 48]) == [(0, 12), (12, 24), (24, 36), (36, 48), (48, 60), (60, 72)]
-    assert ing.plan_regions(0, 100, 1, 30, None) == [(0, 30), (30, 60), (60, 90), (90, 100)]
-    # a long source chunk (a monthly file of 744 steps) is cut every region size
-    assert ing.plan_regions(0, 1416, 1, 300, [744]) == [
+    blocks = plan_blocks(0, 744, 1, 150, files)
+    assert blocks[0] == (0, 144) and all(b - a <= 150 for a, b in blocks)  # six files a block
+    assert all(a % 24 == 0 for a, _ in blocks) and blocks[-1][1] == 744 and len(blocks) == 6
+    assert plan_blocks(0, 72, 1, 12, [24, 48]) == [(0, 12), (12, 24), (24, 36), (36, 48), (48, 60), (60, 72)]
+    assert plan_blocks(0, 100, 1, 30, None) == [(0, 30), (30, 60), (60, 90), (90, 100)]
+    # a long source chunk (a monthly file of 744 steps) is cut every block size
+    assert plan_blocks(0, 1416, 1, 300, [744]) == [
         (0, 300),
         (300, 600),
         (600, 744),
@@ -748,12 +734,12 @@ def test_plan_regions_group_whole_source_chunks() -> None:
         (1044, 1344),
         (1344, 1416),
     ]
-    # chunk_time 6: source bounds round down to chunk boundaries; regions are whole chunks
-    regions = ing.plan_regions(0, 96, 6, 40, [25, 49, 73])
-    assert regions == [(0, 24), (24, 48), (48, 72), (72, 96)]  # 36-step regions cannot hold two 24-step chunks
-    assert ing.plan_regions(3, 100, 6, 40, None) == [(3, 36), (36, 72), (72, 100)]  # mid-chunk start: then on the grid
-    # an append's regions start at the old end
-    assert ing.plan_regions(744, 792, 1, 150, [768]) == [(744, 792)]
+    # chunk_time 6: source bounds round down to chunk boundaries; blocks are whole chunks
+    blocks = plan_blocks(0, 96, 6, 40, [25, 49, 73])
+    assert blocks == [(0, 24), (24, 48), (48, 72), (72, 96)]  # 36-step blocks cannot hold two 24-step chunks
+    assert plan_blocks(3, 100, 6, 40, None) == [(3, 36), (36, 72), (72, 100)]  # mid-chunk start: then on the grid
+    # an append's blocks start at the old end
+    assert plan_blocks(744, 792, 1, 150, [768]) == [(744, 792)]
 
 
 def test_climatology_pass_option_is_validated() -> None:
@@ -766,29 +752,27 @@ def test_climatology_pass_option_is_validated() -> None:
 def test_checksums_on_threads_match_one_thread_in_order(uk_nc) -> None:
     paths = [uk_nc[k] for k in ("01", "02", "03", "04")]
     done = []
-    one = ing._fingerprint(_cfg(paths, "x.zarr", threads=1), paths)
-    three = ing._fingerprint(_cfg(paths, "x.zarr", threads=3), paths, lambda: done.append(1))
+    one = fingerprint_sources(paths, threads=1)
+    three = fingerprint_sources(paths, threads=3, on_done=lambda: done.append(1))
     assert three == one and [s["path"] for s in one] == paths and len(done) == 4
     assert one[0]["sha256"] == hashlib.sha256(Path(paths[0]).read_bytes()).hexdigest()
 
 
-def test_checksums_on_threads_stop_at_the_first_failure(tmp_path, uk_nc, monkeypatch) -> None:
+def test_checksums_on_threads_stop_at_the_first_failure(tmp_path, uk_nc) -> None:
     """A missing file fails the hashing at once; the files no thread has started are not hashed."""
     import time
 
     hashed = []
-    fingerprint = ing.file_fingerprint
 
     def slow(path, *args):
         if Path(path).exists():
             hashed.append(path)
             time.sleep(0.05)
-        return fingerprint(path, *args)
+        return ing.file_fingerprint(path, *args)
 
-    monkeypatch.setattr(ing, "file_fingerprint", slow)
     paths = [str(tmp_path / "gone.nc")] + [uk_nc["01"]] * 20
     with pytest.raises(InputDataError, match=r"gone\.nc: no such file"):
-        ing._fingerprint(_cfg(paths, "x.zarr", threads=3), paths)
+        fingerprint_sources(paths, threads=3, hash_file=slow)
     assert len(hashed) <= 3
 
 
@@ -797,7 +781,191 @@ def test_local_cluster_workers_keep_the_default_malloc_trim() -> None:
     LocalCluster the ingest starts (real worker processes) does not."""
     import os
 
-    cfg = ing.IngestConfig(sources=("x",), out="y.zarr", workers=1, progress=False)
-    with ing._dask_client(cfg) as client:
+    with dask_client(RunOptions(workers=1)) as client:
         env = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     assert list(env.values()) == [None]
+
+
+# ----------------------------------------------------------------------------------------------- writers, re-runs
+_WXEMU_PROCESS = """
+import sys
+try:
+    from workflows.cli import main
+except ImportError:
+    from pipeline.cli import main
+print("ready", flush=True)
+sys.stdin.readline()
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _wxemu_processes(argvs: list[list[str]]) -> list[subprocess.CompletedProcess]:
+    """Run ``wxemu ARGV`` in one real process each, started together: every process imports wxemu first and
+    reports ready; then all are released at the same instant (one line on their stdin)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WXEMU_PROCESS, *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for argv in argvs
+    ]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    out = []
+    for p, argv in zip(procs, argvs):
+        stdout, stderr = p.communicate(timeout=300)
+        out.append(subprocess.CompletedProcess(argv, p.returncode, stdout, stderr))
+    return out
+
+
+def test_two_concurrent_ingests_into_one_store(tmp_path) -> None:
+    """Two `wxemu ingest` processes to the same --out at once: exactly one writes the store (complete, right times
+    and values); the other fails at once with the lock error naming the owner, exit code 2, no traceback."""
+    out = tmp_path / "uk.zarr"
+    argv = ["ingest", str(UK_GRIB), "--out", str(out), "--end", "2019-03-07T23", "--block-mb", "0.02", "--quiet"]
+    runs = _wxemu_processes([argv, argv])
+    assert sorted(r.returncode for r in runs) == [0, 2], [r.stderr for r in runs]
+    won, lost = sorted(runs, key=lambda r: r.returncode)
+    assert "written: 168 times" in won.stdout
+    assert "wxemu ingest: error:" in lost.stderr and "Traceback" not in lost.stderr, lost.stderr
+    assert re.search(r"another writer holds the store: wxemu ingest on host \S+ \(PID \d+\) since ", lost.stderr)
+    assert f"delete the lock {out}.lock" in lost.stderr
+    assert not Path(f"{out}.lock").exists()  # released by the winner
+    ds = store.open_store(str(out)).load()  # complete (readers accept it)
+    raw = _raw_uk()["t2m"].isel(time=slice(0, 168)).sortby("latitude")
+    np.testing.assert_array_equal(ds["time"].values, raw["time"].values)
+    np.testing.assert_allclose(ds["2m_temperature"].values, raw.values, atol=1e-4)
+
+
+def test_stale_lock_of_a_killed_ingest_is_taken_over(tmp_path, uk_nc, capsys, caplog) -> None:
+    """A lock left by a killed ingest (same host, its PID gone) is taken over with a message; a live one is not."""
+    out = tmp_path / "uk.zarr"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    record = {"host": socket.gethostname(), "pid": dead.pid, "stage": "ingest", "started": "2026-01-01T00:00:00"}
+    Path(f"{out}.lock").write_text(json.dumps(record))
+    with caplog.at_level("WARNING", logger="wxemu"):
+        assert wxemu(["ingest", uk_nc["01"], "--out", str(out), "--quiet"]) == 0
+    assert f"taking over the stale lock of wxemu ingest on host {socket.gethostname()} (PID {dead.pid})" in caplog.text
+    assert store.is_complete(str(out)) and not Path(f"{out}.lock").exists()
+    with sp.writer_lock(str(out), stage="forecast"):  # held by this (live) process: an ingest is refused at once
+        assert wxemu(["ingest", uk_nc["01"], "--out", str(out), "--overwrite", "--quiet"]) == 2
+    assert f"wxemu forecast on host {socket.gethostname()} (PID {os.getpid()})" in capsys.readouterr().err
+    assert store.is_complete(str(out))
+
+
+def test_ingest_into_a_locked_fsspec_store_is_refused(uk_nc) -> None:
+    url = f"memory://wxemu-ingest-lock-{os.getpid()}/uk.zarr"
+    try:
+        with sp.writer_lock(url, stage="ingest"):
+            with pytest.raises(sp.StoreLockedError, match=r"memory://.*uk\.zarr: another writer holds the store"):
+                ing.ingest(_cfg([uk_nc["01"]], url))
+            assert not store.store_exists(url)
+        ing.ingest(_cfg([uk_nc["01"]], url))
+        assert store.is_complete(url)
+    finally:
+        store.remove_store(url)
+
+
+@pytest.mark.parametrize("grid", ["nan", "inf", "-inf", "0"])
+def test_non_finite_grid_is_a_clear_error(tmp_path, uk_nc, capsys, grid) -> None:
+    out = tmp_path / "uk.zarr"
+    assert wxemu(["ingest", uk_nc["01"], "--out", str(out), f"--grid={grid}", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--grid must be a positive resolution in degrees" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_suggested_rerun_command_of_an_interrupted_ingest_is_complete(tmp_path, uk_nc, monkeypatch, capsys) -> None:
+    """The command a reader suggests for an interrupted ingest carries every option the resume depends on (the
+    block size: the resume checks the planned blocks) and, typed as given, completes the store."""
+    out = tmp_path / "uk.zarr"
+    argv = ["ingest", uk_nc["01"], uk_nc["02"], "--out", str(out), "--block-mb", "0.08", "--threads", "1"]
+    monkeypatch.setenv(ing.CRASH_ENV, "2")
+    with pytest.raises(ing.SimulatedCrash):
+        wxemu([*argv, "--quiet"])
+    monkeypatch.delenv(ing.CRASH_ENV)
+    with pytest.raises(IncompleteStoreError) as err:
+        store.open_store(str(out))
+    suggested = re.search(r"re-run the same ingest command \('(wxemu ingest [^']*)'\)", str(err.value)).group(1)
+    typed = shlex.split(suggested)
+    assert typed[:2] == ["wxemu", "ingest"] and "--block-mb" in typed
+    capsys.readouterr()
+    assert wxemu([*typed[1:], "--quiet"]) == 0
+    written, skipped = map(
+        int, re.search(r"resumed: 48 times, (\d) blocks written, (\d) already", capsys.readouterr().out).groups()
+    )
+    assert written + skipped == 4 and skipped >= 2
+    assert store.is_complete(str(out))
+
+
+def test_region_mb_is_a_hidden_deprecated_alias(tmp_path, uk_nc, capsys) -> None:
+    out = tmp_path / "uk.zarr"
+    assert wxemu(["ingest", uk_nc["01"], "--out", str(out), "--region-mb", "0.08", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "--region-mb is deprecated; use --block-mb" in captured.err
+    assert "written: 24 times, 2 blocks written" in captured.out
+    assert "--block-mb 0.08" in store.root_attrs(str(out))["wxemu_recipe"]["command"]
+    with pytest.raises(SystemExit):
+        wxemu(["ingest", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--block-mb" in help_text and "--region-mb" not in help_text
+
+
+def test_forecast_ingest_takes_the_writer_lock(tmp_path, sample) -> None:
+    """`wxemu ingest --forecast` honours the same lock: a second writer fails at once and writes nothing."""
+    out = str(tmp_path / "fc.zarr")
+    with sp.writer_lock(out, stage="ingest"):
+        with pytest.raises(sp.StoreLockedError, match=r"fc\.zarr: another writer holds the store: wxemu ingest"):
+            ingest_forecast([sample("t_analysis_and_fc_0.grib")], out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    ingest_forecast([sample("t_analysis_and_fc_0.grib")], out)
+    attrs = sp.root_attrs(out)
+    assert sp.is_complete(out) and attrs["wxemu_command"].startswith("wxemu ingest --forecast")
+    assert attrs["wxemu_created"] and attrs["wxemu_sources"][0]["path"].endswith("t_analysis_and_fc_0.grib")
+
+
+def test_the_package_is_callable_as_the_stage_function(tmp_path, uk_nc) -> None:
+    """`from data_catalog import ingest` may give the package or the function (import order): both run it."""
+    import data_catalog.ingest as package
+
+    result = package(_cfg([uk_nc["01"]], tmp_path / "uk.zarr"))
+    assert result.n_times == 24 and result.blocks_written == 1 and store.is_complete(result.out)
+
+
+def test_config_from_yaml(tmp_path, uk_nc) -> None:
+    path = tmp_path / "ingest.yaml"
+    path.write_text(f"sources: [{uk_nc['01']}]\nout: {tmp_path / 'uk.zarr'}\nblock_mb: 0.08\nunits: {{t2m: K}}\n")
+    cfg = ing.IngestConfig.from_yaml(str(path))
+    assert cfg.sources == (uk_nc["01"],) and cfg.block_mb == 0.08 and cfg.units == (("t2m", "K"),)
+    assert ing.ingest(cfg).blocks_written == 2
+    with pytest.raises(ConfigError, match="unknown field.*region_mb"):
+        ing.IngestConfig.from_dict({"sources": ["x"], "out": "y", "region_mb": 1})
+    with pytest.raises(ConfigError, match="--grid must be a positive resolution"):
+        ing.IngestConfig.from_dict({"sources": ["x"], "out": "y", "grid": float("nan")})
+
+
+def test_interrupted_append_resumed_with_another_block_size_is_refused(tmp_path, uk_nc, monkeypatch) -> None:
+    """The done-markers number the planned blocks: resuming an append with another --block-mb would skip blocks
+    never written (and mark the store complete with a hole); it is refused, naming the command to re-run."""
+    out = tmp_path / "uk.zarr"
+    ing.ingest(_cfg([uk_nc["01"]], out))
+    monkeypatch.setenv(ing.CRASH_ENV, "1")
+    with pytest.raises(ing.SimulatedCrash):
+        ing.ingest(_cfg([uk_nc["02"]], out, append=True, block_mb=0.08), threads=1)
+    monkeypatch.delenv(ing.CRASH_ENV)
+    with pytest.raises(IncompleteStoreError, match=r"re-run the same ingest command \('wxemu ingest .*--append'\)"):
+        store.open_store(str(out))
+    with pytest.raises(WxemuError, match="planned blocks differ"):
+        ing.ingest(_cfg([uk_nc["02"]], out, append=True))
+    ing.ingest(_cfg([uk_nc["02"]], out, append=True, block_mb=0.08))
+    ds = store.open_store(str(out))
+    assert ds.sizes["time"] == 48 and not np.isnan(ds["2m_temperature"].values).any()

@@ -42,6 +42,9 @@ def test_hand_checkable_deterministic():
     per, score = fast(M.RMSE(), f, t, w)
     np.testing.assert_allclose(per[:, 0], [5.0, 4.0])
     assert score[0] == pytest.approx(np.sqrt(4.5))  # sqrt of the mean MSE, not the mean of RMSEs
+    per, score = fast(M.RMSESqrtBeforeTimeAvg(), f, t, w)  # WB2's rmse_sqrt_before_time_avg: the mean of RMSEs
+    np.testing.assert_allclose(per[:, 0], [np.sqrt(5.0), 2.0], rtol=1e-6)
+    assert score[0] == pytest.approx((np.sqrt(5.0) + 2.0) / 2)
     assert fast(M.MAE(), f, t, w)[1][0] == pytest.approx(2.0)
     assert fast(M.Bias(), f, t, w)[1][0] == pytest.approx(1.0)
     # ACC: anomalies (f - c)(t - c) with c = 0 and truth = f * 2 -> perfectly correlated
@@ -147,6 +150,10 @@ def test_crps_against_scores_fair_and_xskillscore_ecdf():
 
 def test_metric_registry_and_errors():
     assert [m.name for m in M.get_metrics(["RMSE", "crps"])] == ["rmse", "crps"]
+    # WeatherBench2's deterministic set (scripts/evaluate.py: mse, acc, bias, mae, rmse_sqrt_before_time_avg) + rmse
+    wb2 = [m.name for m in M.get_metrics(["wb2", "rmse"])]
+    assert wb2 == ["mse", "rmse", "acc", "bias", "mae", "rmse_sqrt_before_time_avg"]
+    assert [M.needs_climatology(m) for m in M.get_metrics(["acc", "rmse"])] == [True, False]
     with pytest.raises(Exception, match="unknown metric 'rsme'"):
         M.get_metrics(["rsme"])
     assert M.required_statistics(M.get_metrics(["spread_skill", "acc", "rmse"])) == [

@@ -6,6 +6,7 @@ import pytest
 from data_catalog.errors import WxemuError
 from pipeline.regions import (
     NAMED_REGIONS,
+    WB2_REGIONS,
     parse_region,
     parse_regions,
     region_masks,
@@ -43,14 +44,56 @@ def test_named_regions_latitude_bands_inclusive_like_wb2():
     lon = np.array([0.0, 180.0])
 
     def rows(name):
-        return lat[NAMED_REGIONS[name].mask(lat, lon).any(1)].tolist()
+        return lat[parse_region(name).mask(lat, lon).any(1)].tolist()
 
     assert rows("tropics") == [-20, -10, 0, 10, 20]
-    assert rows("extra_tropics") == [-90, -20, 20, 90]  # WB2 ExtraTropicalRegion: |lat| >= 20
-    assert rows("northern_hemisphere") == [0, 10, 20, 90]
+    assert rows("extra_tropics") == rows("extra-tropics") == [-90, -20, 20, 90]  # WB2: |lat| >= 20
+    # WeatherBench2's hemispheres start at 20 degrees, whatever the spelling; wxemu's 0..90 has its own name
+    assert rows("northern_hemisphere") == rows("Northern-Hemisphere") == [20, 90]
+    assert rows("southern-hemisphere") == [-90, -20]
+    assert rows("north_of_equator") == [0, 10, 20, 90] and rows("south_of_equator") == [-90, -20, -10, 0]
     assert rows("southern_extra_tropics") == [-90, -20]
-    na = NAMED_REGIONS["north_america"].mask(np.array([40.0]), np.array([-100.0, 260.0, 300.0]))
+    na = parse_region("north_america").mask(np.array([40.0]), np.array([-100.0, 260.0, 300.0]))
     assert na.tolist() == [[True, True, False]]
+
+
+#: WeatherBench2's regions as scripts/evaluate.py defines them (google-research/weatherbench2, `predefined_regions`),
+#: written out independently: name -> (latitude slices, longitude slices) applied with ``.sel`` on a 0..360 grid.
+WB2_BOXES = {
+    "global": ([slice(None, None)], [slice(None, None)]),
+    "tropics": ([slice(-20, 20)], [slice(None, None)]),
+    "extra-tropics": ([slice(None, -20), slice(20, None)], [slice(None, None)]),
+    "northern-hemisphere": ([slice(20, None)], [slice(None, None)]),
+    "southern-hemisphere": ([slice(None, -20)], [slice(None, None)]),
+    "europe": ([slice(35, 75)], [slice(360 - 12.5, None), slice(0, 42.5)]),
+    "north-america": ([slice(25, 60)], [slice(360 - 120, 360 - 75)]),
+    "north-atlantic": ([slice(25, 65)], [slice(360 - 70, 360 - 10)]),
+    "north-pacific": ([slice(25, 60)], [slice(145, 360 - 130)]),
+    "east-asia": ([slice(25, 60)], [slice(102.5, 150)]),
+    "ausnz": ([slice(-45, -12.5)], [slice(120, 175)]),
+    "arctic": ([slice(60, 90)], [slice(None, None)]),
+    "antarctic": ([slice(-90, -60)], [slice(None, None)]),
+}
+
+
+@pytest.mark.parametrize("step", [1.5, 0.25, 5.625])
+def test_every_weatherbench2_region_selects_what_weatherbench2_selects(step):
+    """WB2's published grids (0..360 longitudes, poles included for 1.5 and 0.25 deg): the same grid points."""
+    import xarray as xr
+
+    lat = np.arange(-90, 90 + step / 2, step) if step != 5.625 else np.arange(-87.1875, 90, step)
+    lon = np.arange(0, 360, step)
+    grid = xr.DataArray(np.zeros((lat.size, lon.size)), dims=("latitude", "longitude"), coords=(lat, lon))
+    assert set(WB2_REGIONS) == set(WB2_BOXES)
+    for name, (lats, lons) in WB2_BOXES.items():
+        sel_lat = np.concatenate([grid.latitude.sel(latitude=s).values for s in lats])
+        sel_lon = np.concatenate([grid.longitude.sel(longitude=s).values for s in lons])
+        expected = np.isin(lat, sel_lat)[:, None] & np.isin(lon, sel_lon)[None, :]
+        region = parse_region(name)
+        assert region.name == name
+        np.testing.assert_array_equal(region.mask(lat, lon), expected, err_msg=name)
+        # the underscore spelling means the same
+        np.testing.assert_array_equal(parse_region(name.replace("-", "_")).mask(lat, lon), expected, err_msg=name)
 
 
 def test_region_errors_and_weights():

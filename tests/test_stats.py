@@ -92,7 +92,7 @@ def test_streaming_accumulator_equals_one_shot() -> None:
 
 
 def test_blocks_plus_edges_equal_one_shot_sums() -> None:
-    """The write pass's per-region sums plus one difference per region edge add up to the whole period's sums
+    """The write pass's per-block sums plus one difference per block edge add up to the whole period's sums
     (float32 values, as the store holds them; a gap inside the last block)."""
     rng = np.random.default_rng(6)
     t = _times(12, gap_at=9)

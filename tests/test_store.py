@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 
 from data_catalog import store
+from data_catalog import store_protocol as sp
 from data_catalog.errors import IncompleteStoreError
 
 
@@ -50,9 +51,9 @@ def test_create_write_complete_roundtrip(tmp_path) -> None:
     with pytest.raises(IncompleteStoreError):
         store.open_stats(path)
     for start in range(0, 6, 2):
-        store.write_region(path, {v: ds[v].values[start : start + 2] for v in store.time_variables(ds)}, start)
-        store.mark_region_done(path, start // 2)
-    assert store.regions_done(path) == {0, 1, 2}
+        store.write_steps(path, {v: ds[v].values[start : start + 2] for v in store.time_variables(ds)}, start)
+        sp.mark_block_done(path, start // 2)
+    assert sp.blocks_done(path) == {0, 1, 2}
     store.write_group(
         path,
         "stats",
@@ -63,7 +64,7 @@ def test_create_write_complete_roundtrip(tmp_path) -> None:
     )
     store.mark_complete(path)
     assert store.is_complete(path)
-    assert store.regions_done(path) == set()
+    assert sp.blocks_done(path) == set()
     out = store.open_store(path)
     assert out["temperature"].chunks[0] == (1,) * 6
     assert out["temperature"].dtype == np.float32
@@ -95,15 +96,15 @@ def test_create_and_complete_do_not_scale_with_the_number_of_chunks(tmp_path, mo
     assert seen == {"temperature": (1, 1, 1, 1), "2m_temperature": (1, 1, 1)}
     meta = json.loads((tmp_path / "s.zarr" / "temperature" / "zarr.json").read_text())
     assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [1, 2, 3, 4]  # the store is still one step a chunk
-    store.write_region(path, {v: ds[v].values for v in store.time_variables(ds)}, 0)
-    store.mark_region_done(path, 0)
+    store.write_steps(path, {v: ds[v].values for v in store.time_variables(ds)}, 0)
+    sp.mark_block_done(path, 0)
 
     def no_listing(self):
         raise AssertionError("the store's keys were listed")
 
     monkeypatch.setattr(fsspec.FSMap, "__len__", no_listing)
     store.mark_complete(path)
-    assert store.is_complete(path) and store.regions_done(path) == set()
+    assert store.is_complete(path) and sp.blocks_done(path) == set()
 
 
 def test_extend_time_keeps_old_chunks(tmp_path) -> None:
@@ -111,12 +112,12 @@ def test_extend_time_keeps_old_chunks(tmp_path) -> None:
     path = str(tmp_path / "s.zarr")
     first = ds.isel(time=slice(0, 5))
     store.create_store(path, _lazy(first), attrs={})
-    store.write_region(path, {v: first[v].values for v in store.time_variables(ds)}, 0)
+    store.write_steps(path, {v: first[v].values for v in store.time_variables(ds)}, 0)
     chunk = tmp_path / "s.zarr" / "temperature" / "c" / "0" / "0" / "0" / "0"
     before = (chunk.read_bytes(), chunk.stat().st_mtime_ns)
     start = store.extend_time(path, ds["time"].values[5:])
     assert start == 5
-    store.write_region(path, {v: ds[v].values[5:] for v in store.time_variables(ds)}, 5)
+    store.write_steps(path, {v: ds[v].values[5:] for v in store.time_variables(ds)}, 5)
     store.mark_complete(path)
     assert (chunk.read_bytes(), chunk.stat().st_mtime_ns) == before
     xr.testing.assert_identical(store.open_store(path).drop_attrs(), ds)
@@ -126,7 +127,7 @@ def test_memory_url_store() -> None:
     ds = _canonical(2)
     url = "memory://wxemu-test/s.zarr"
     store.create_store(url, _lazy(ds), attrs={})
-    store.write_region(url, {v: ds[v].values for v in store.time_variables(ds)}, 0)
+    store.write_steps(url, {v: ds[v].values for v in store.time_variables(ds)}, 0)
     with pytest.raises(IncompleteStoreError, match="memory://"):
         store.open_store(url)
     store.mark_complete(url)
@@ -135,7 +136,7 @@ def test_memory_url_store() -> None:
     assert not store.store_exists(url)
 
 
-def test_region_writes_use_zarrs_and_leave_the_same_bytes_as_zarr_python(tmp_path) -> None:
+def test_block_writes_use_zarrs_and_leave_the_same_bytes_as_zarr_python(tmp_path) -> None:
     """The ingest's writes go through the zarrs codec pipeline (only the arrays opened for writing: zarr's global
     config is restored), and the chunks it writes are byte for byte those zarr-python writes."""
     import zarr
@@ -150,7 +151,7 @@ def test_region_writes_use_zarrs_and_leave_the_same_bytes_as_zarr_python(tmp_pat
         if fast:
             arrays = store._writable_arrays(path, None, None, tuple(names))
             assert {type(a._async_array.codec_pipeline).__name__ for a in arrays.values()} == {"ZarrsCodecPipeline"}
-            store.write_region(path, {v: ds[v].values for v in names}, 0)
+            store.write_steps(path, {v: ds[v].values for v in names}, 0)
         else:
             root = zarr.open_group(path, mode="r+")
             assert type(root[names[0]]._async_array.codec_pipeline).__name__ == "BatchedCodecPipeline"
