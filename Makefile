@@ -27,6 +27,7 @@ slurm-install:
 
 $(STAMP): pyproject.toml Makefile
 	@command -v rsync >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && apt-get install -y -qq rsync) || true; }
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium not installed: the dashboard browser tests will be skipped"; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0

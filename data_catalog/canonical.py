@@ -13,8 +13,9 @@ Conventions applied (see docs/architecture.md):
   ``latitude``/``longitude``/``time``/``level``); ``level`` in integer hPa, ascending; latitude ascending;
   longitude ascending, in [0, 360) for global grids; a regional grid crossing the prime meridian keeps its
   columns contiguous (western edge in [0, 360), values may exceed 360: the UK sample becomes 350 .. 362).
-* ensembles: a ``number`` dimension of more than one member is kept as ``number`` (pass ``ensemble=False`` to
-  refuse it); a single member is dropped.
+* ensembles: a ``number`` dimension of more than one member, or the one member of an ensemble a file holds
+  alone, is kept as ``number`` (pass ``ensemble=False`` to
+  refuse it); a single member of a deterministic source is dropped.
 * a dimension such as ``month`` that holds no dates is refused unless ``time_from`` maps it onto dates, e.g.
   ``time_from={"month": "2000-{month:02d}-01"}``.
 * NaNs are refused unless ``allow_nan``: checked at once for data up to ``EAGER_NAN_CHECK_BYTES``, otherwise
@@ -33,6 +34,7 @@ import xarray as xr
 
 from data_catalog import conventions as conv
 from data_catalog.errors import InputDataError
+from data_catalog.source_kinds import refuse_forecast_fields, refuse_projected_grid, single_member
 
 #: Arrays up to this size (bytes, float32) are checked for NaN immediately; larger ones when computed.
 EAGER_NAN_CHECK_BYTES = 64 * 2**20
@@ -116,13 +118,18 @@ def check_time_axis(times: pd.DatetimeIndex, source: str, *, regular: bool) -> N
 
 
 # ---------------------------------------------------------------------------------------------- coordinates
-def rename_coordinates(ds: xr.Dataset, source: str, mapping: Mapping[str, str] | None, layout: str) -> xr.Dataset:
+def rename_coordinates(
+    ds: xr.Dataset, source: str, mapping: Mapping[str, str] | None, layout: str, *, at_valid_time: bool = False
+) -> xr.Dataset:
     """Rename coordinates onto ``latitude``/``longitude``/``time``/``level``/``number`` (and, for forecasts,
-    ``prediction_timedelta``); an explicit ``mapping`` entry for a coordinate wins over the alias table."""
+    ``prediction_timedelta``); an explicit ``mapping`` entry for a coordinate wins over the alias table.
+    An analysis holding forecast fields (``step`` other than 0) is refused unless ``at_valid_time``."""
     mapping = dict(mapping or {})
     forecast = layout == "forecast"
     # analysis: valid time is the time axis; a forecast keeps init `time` and drops `valid_time`.
     if not forecast:
+        if not at_valid_time:
+            refuse_forecast_fields(ds, source)
         if "valid_time" in ds.dims and "time" not in ds.dims:
             ds = ds.drop_vars([c for c in ("time", "step") if c in ds.coords and c not in ds.dims])
         elif "valid_time" in ds.coords and "valid_time" not in ds.dims:
@@ -133,6 +140,8 @@ def rename_coordinates(ds: xr.Dataset, source: str, mapping: Mapping[str, str] |
                 )
             if "time" in ds.dims and ds["valid_time"].dims == ("time",):
                 ds = ds.assign_coords(time=ds["valid_time"].values)
+            elif "time" in ds.coords and ds["time"].ndim == 0 and ds["valid_time"].ndim == 0:
+                ds = ds.assign_coords(time=ds["valid_time"])  # one date: its valid time, not its reference time
             ds = ds.drop_vars("valid_time")
         if "time" not in ds.dims and "valid_time" not in ds.dims and ("time" in ds.coords or "valid_time" in ds.coords):
             # one analysis time as a scalar coordinate (GRIB fields of a single date): a length-1 time axis
@@ -172,10 +181,20 @@ def drop_leftover_coords(ds: xr.Dataset, layout: str) -> xr.Dataset:
     return ds.drop_vars(drop)
 
 
-def handle_members(ds: xr.Dataset, source: str, ensemble: bool) -> xr.Dataset:
-    """Keep a ``number`` dimension of several members (unless ``ensemble`` is False: refuse); drop one member."""
+def handle_members(ds: xr.Dataset, source: str, ensemble: bool, member: int | None = None) -> xr.Dataset:
+    """Keep a ``number`` dimension of several members (unless ``ensemble`` is False: refuse); drop one member,
+    except the member of an ensemble a source holds alone (``member``, see :func:`single_member`): kept as
+    ``number`` when ``ensemble``, else refused (it is no analysis unless selected on purpose)."""
     if "number" not in ds.dims:
         return ds
+    if ds.sizes["number"] == 1 and member is not None:
+        if not ensemble:
+            raise InputDataError(
+                f"{source}: holds ensemble member {member} alone (a perturbed or control forecast), not a "
+                f"deterministic analysis; ingest it on purpose with --member {member} (it is then stored as that "
+                "member), or as a forecast with --forecast (kept as `number`)"
+            )
+        return ds.assign_coords(number=ds["number"].values.astype("int64"))
     if ds.sizes["number"] == 1:
         return ds.isel(number=0, drop=True)
     if not ensemble:
@@ -506,6 +525,7 @@ def canonicalise(
     units: Mapping[str, str] | None = None,
     ensemble: bool = True,
     extra_steps: list[Callable[[xr.Dataset], xr.Dataset]] | None = None,
+    at_valid_time: bool = False,
 ) -> xr.Dataset:
     """The shared chain behind ``to_canonical`` (layout ``"analysis"``) and ``to_canonical_forecast``
     (layout ``"forecast"``; ``extra_steps`` run after the coordinates are renamed, before validation)."""
@@ -516,13 +536,17 @@ def canonicalise(
     refuse_dateless_dims(ds, source)
     coord_mapping = {k: v for k, v in mapping.items() if k in ds.coords or k in ds.dims}
     var_mapping = {k: v for k, v in mapping.items() if k in ds.data_vars}
-    ds = rename_coordinates(ds, source, coord_mapping, layout)
+    refuse_projected_grid(ds, source)
+    member = single_member(ds)
+    if member is not None:
+        ds = ds.expand_dims("number")  # one member of an ensemble: keep its number (handle_members decides)
+    ds = rename_coordinates(ds, source, coord_mapping, layout, at_valid_time=at_valid_time)
     for step in extra_steps or []:
         ds = step(ds)
     ds = drop_leftover_coords(ds, layout)
     resolved = resolve_variables(ds, source, var_mapping, variables)
     ds = ds[list(resolved)]
-    ds = handle_members(ds, source, ensemble)
+    ds = handle_members(ds, source, ensemble, member)
     ds = normalise_levels(ds, source, levels)
     ds = normalise_grid(ds, source)
     ds = select_time(ds, source, start, end, regular=layout == "analysis")
@@ -594,6 +618,7 @@ def to_canonical(
     time_from: dict[str, str] | None = None,
     units: dict[str, str] | None = None,
     ensemble: bool = True,
+    at_valid_time: bool = False,
 ) -> xr.Dataset:
     """Map a source dataset onto the canonical analysis convention (DESIGN.md); lazy where the input is.
 
@@ -604,7 +629,11 @@ def to_canonical(
     allow_nan: accept NaN values (otherwise InputDataError, at once for small data, else when computed).
     time_from: {"month": "2000-{month:02d}-01"} turns a date-less dimension into ``time``.
     units: {source or canonical name: units} for variables without (or with wrong) ``units`` attributes.
-    ensemble: keep a ``number`` dimension of several members (True) or refuse it (False).
+    ensemble: keep a ``number`` dimension of several members (True) or refuse it (False); a source holding one
+    member of an ensemble (GRIB ``number`` other than 0, or ``dataType`` pf/cf) keeps it as a length-1 ``number``
+    (True) or is refused (False).
+    at_valid_time: accept forecast fields (GRIB ``step`` other than 0) and store them at their valid time;
+    otherwise such a source is refused (ingest it as a forecast).
 
     Returns dims (``time``, [``number``], [``level``], ``latitude``, ``longitude``); static fields without
     ``time``; float32 data with CF attributes. Raises InputDataError naming ``source`` and the problem.
@@ -622,4 +651,5 @@ def to_canonical(
         time_from=time_from,
         units=units,
         ensemble=ensemble,
+        at_valid_time=at_valid_time,
     )

@@ -10,6 +10,7 @@ cloud entries from a local copy.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import xarray as xr
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from data_catalog.errors import ConfigError, InputDataError, WxemuError
+from data_catalog.errors import ConfigError, InputDataError
 
 ENTRIES_DIR = Path(__file__).parent / "entries"
 
@@ -111,7 +112,14 @@ class Catalog:
         try:
             return self.entries[name]
         except KeyError:
-            raise ConfigError(f"catalog: no entry {name!r}; known: {', '.join(self.names())}") from None
+            close = self.suggest(name)
+            hint = f"did you mean {close!r}? " if close else ""
+            raise ConfigError(f"catalog: no entry named {name!r}; {hint}known: {', '.join(self.names())}") from None
+
+    def suggest(self, name: str) -> str | None:
+        """The entry name closest to a mistyped ``name`` (difflib), or None when none is close."""
+        close = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.75)
+        return close[0] if close else None
 
     __getitem__ = get
 
@@ -298,10 +306,19 @@ def entry_as_dict(entry: Entry) -> dict[str, Any]:
 
 
 def is_catalog_name(source: str) -> bool:
-    """Whether a SOURCE argument names a catalog entry (rather than a path, glob or URL)."""
+    """Whether a SOURCE argument names a catalog entry (rather than a path, glob or URL).
+
+    A bare name that is no file is looked up in the catalog, so a catalog file that fails validation raises its
+    ConfigError (naming the file, entry and field) rather than passing for a missing file, and a name close to an
+    entry's raises ConfigError "no file and no catalog entry named X; did you mean Y?"."""
     if any(ch in source for ch in "/*?[\\") or "://" in source or os.path.exists(source):
         return False
-    try:
-        return source in load_catalog().entries
-    except WxemuError:
-        return False
+    catalog = load_catalog()
+    if source in catalog.entries:
+        return True
+    close = catalog.suggest(source)
+    if close:
+        raise ConfigError(
+            f"{source}: no file and no catalog entry named {source!r}; did you mean {close!r}? (`wxemu catalog list`)"
+        )
+    return False

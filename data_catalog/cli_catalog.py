@@ -25,14 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _list(catalog) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text  # entries' text is shown as is, never parsed as markup
 
-    table = Table(title="wxemu catalog", show_lines=False)
+    table = Table(title="wxemu catalog", show_lines=False, highlight=False)
     for column in ("name", "kind", "format", "location"):
         table.add_column(column, overflow="fold", no_wrap=column == "name")
     for name in catalog.names():
         entry = catalog.get(name)
         location = entry.location or f"sample: {entry.sample}"
-        table.add_row(name, entry.kind, entry.format, location)
+        table.add_row(*(Text(str(cell)) for cell in (name, entry.kind, entry.format, location)))
     Console(width=200, soft_wrap=True).print(table)
     return 0
 

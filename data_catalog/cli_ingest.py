@@ -136,6 +136,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="source format (default: from the suffix or the file's first bytes)",
     )
     parser.add_argument("--allow-nan", action="store_true", help="accept NaN values in the sources")
+    parser.add_argument(  # reliability
+        "--allow-implausible",
+        action="store_true",
+        help="store values outside the physical bounds of their variable (default: refused, naming the first)",
+    )
     parser.add_argument("--storage-options", metavar="JSON", help="fsspec options (JSON) for the sources and STORE")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     group = parser.add_argument_group("forecast stores (--forecast)")
@@ -201,6 +206,7 @@ def config_from_args(args: argparse.Namespace):
         member=args.member,
         fmt=args.fmt,
         allow_nan=args.allow_nan,
+        allow_implausible=args.allow_implausible,  # reliability
         storage_options=tuple(sorted(options.items())) if options else None,
         append=args.append,
         overwrite=args.overwrite,
@@ -244,6 +250,7 @@ def run_forecast(args: argparse.Namespace) -> int:
         lead_times=list(leads) if leads else None,
         model_name=args.model_name,
         allow_nan=args.allow_nan,
+        allow_implausible=args.allow_implausible,  # reliability
         overwrite=args.overwrite,
         storage_options=options,
         grib_filter=grib_filter,
@@ -261,6 +268,11 @@ def run_forecast(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "forecast", False):
         return run_forecast(args)
+    if args.grib_filter:  # reliability: never silently ignored
+        raise ConfigError(
+            "ingest: --grib-filter applies to --forecast only; for an analysis store give a catalog entry with "
+            "`grib_filter: {KEY: VALUE}` in a catalog file named by $WXEMU_CATALOG"
+        )
     from data_catalog.ingest import ingest
 
     result = ingest(

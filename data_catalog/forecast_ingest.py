@@ -35,6 +35,7 @@ from data_catalog import store as st
 from data_catalog import store_protocol as sp
 from data_catalog.catalog import is_catalog_name
 from data_catalog.errors import InputDataError, WxemuError
+from data_catalog.plausibility import guard_plausible
 from data_catalog.um_forecasts import open_pp_forecast, pp_group  # metoffice
 
 KIND = "forecast"
@@ -249,6 +250,8 @@ def _command(sources: Sequence[str], out: str, recipe: Mapping[str, Any]) -> str
             argv += [opt, f"{k}={v}"]
     if recipe.get("allow_nan"):
         argv.append("--allow-nan")
+    if recipe.get("allow_implausible"):
+        argv.append("--allow-implausible")
     return shlex.join(argv)
 
 
@@ -283,14 +286,17 @@ def ingest_forecast(
     mapping: Mapping[str, str] | None = None,
     units: Mapping[str, str] | None = None,
     chunk_mb: float = CHUNK_MB,
+    allow_implausible: bool = False,
 ) -> xr.Dataset:
     """Ingest forecast ``sources`` (catalog entry names, or paths / globs / URLs of GRIB, NetCDF, Zarr) into the
     forecast store ``out`` (path or fsspec URL); returns the store opened lazily.
 
     variables, levels, start/end (inclusive initial times), lead_times (``"6h"``, timedelta64, ...), allow_nan,
     mapping, units: as ``forecasts.to_canonical_forecast``. grib_filter: cfgrib ``filter_by_keys`` applied to every
-    GRIB file (e.g. ``{"dataType": "fc"}``). model_name: the ``wxemu_model`` attribute (default: GRIB centre,
-    else catalog entry name, else the file stem). chunk_mb: decoded MB cap of a chunk (see module docstring).
+    GRIB file (e.g. ``{"dataType": "fc"}``). allow_implausible: store values outside the physical bounds of their
+    variable (``plausibility.BOUNDS``; otherwise refused while writing, naming the first). model_name: the
+    ``wxemu_model`` attribute (default: GRIB centre, else catalog entry name, else the file stem).
+    chunk_mb: decoded MB cap of a chunk (see module docstring).
 
     Raises InputDataError (naming the file) for unreadable or unmappable input, mismatched grids/leads or
     duplicated initial times between sources, and WxemuError when ``out`` exists and ``overwrite`` is False.
@@ -318,6 +324,7 @@ def ingest_forecast(
                 mapping=mapping,
                 units=units,
                 chunk_mb=chunk_mb,
+                allow_implausible=allow_implausible,
             ),
         )
 
@@ -333,6 +340,7 @@ def _ingest_forecast_locked(sources: list[str], out: str, options: dict | None, 
         kw["units"],
         kw["chunk_mb"],
     )
+    allow_implausible = kw["allow_implausible"]
     fs, out_path = _fs(out, options)
     if fs.exists(out_path) and not overwrite:
         raise WxemuError(f"{out}: exists; pass --overwrite (overwrite=True) to replace it")
@@ -382,6 +390,7 @@ def _ingest_forecast_locked(sources: list[str], out: str, options: dict | None, 
         "lead_times": lead_list,
         "model_name": model_name,
         "allow_nan": bool(allow_nan),
+        "allow_implausible": bool(allow_implausible),
         "grib_filter": {str(k): v for k, v in grib_filter.items()} if grib_filter else None,
         "fmt": fmt,
         "mapping": dict(mapping) if mapping else None,
@@ -406,6 +415,9 @@ def _ingest_forecast_locked(sources: list[str], out: str, options: dict | None, 
     ds.attrs = attrs
     leads_per_chunk = lead_chunk(ds, chunk_mb)
     ds = ds.chunk({d: (1 if d == "time" else leads_per_chunk if d == "prediction_timedelta" else -1) for d in ds.dims})
+    if not allow_implausible:
+        for var in list(ds.data_vars):
+            ds[var] = guard_plausible(ds[var], str(var), ", ".join(label for label, _, _ in found))
     tmp = sp.tmp_sibling(out)
     try:
         _write_tmp(ds, tmp, leads_per_chunk, options)  # NaNs (unless allowed) raise from inside this compute

@@ -6,8 +6,10 @@ the canonical convention is ``data_catalog.canonical.to_canonical``'s job.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import socket
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -17,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from data_catalog.errors import InputDataError
+from data_catalog.integrity import check_file_size, guard_reads
 from data_catalog.um import PP_SUFFIXES, is_um_magic, open_um  # metoffice: PP/fieldsfiles via iris
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,63 @@ def apply_url_map(url: str, mirrors: dict[str, str] | None = None) -> str:
 def _is_remote(path: str) -> bool:
     protocol = fsspec.utils.get_protocol(path)
     return protocol not in ("file", "local")
+
+
+_DEFAULT_HOSTS = {"gs": "storage.googleapis.com", "gcs": "storage.googleapis.com", "s3": "s3.amazonaws.com"}
+#: Seconds to wait for a TCP connection to a remote source's host before calling it unreachable.
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _endpoint(url: str, storage_options: dict | None) -> tuple[str, int] | None:
+    """(host, port) a remote URL is fetched from (cloud endpoints and emulators included), or None when that
+    cannot be told (unknown protocol, or a proxy in the way)."""
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return None
+    protocol = fsspec.utils.get_protocol(url)
+    options = storage_options or {}
+    endpoint = None
+    if protocol in ("gs", "gcs"):
+        endpoint = options.get("endpoint_url") or os.environ.get("STORAGE_EMULATOR_HOST")
+    elif protocol == "s3":
+        endpoint = (
+            options.get("endpoint_url")
+            or (options.get("client_kwargs") or {}).get("endpoint_url")
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+        )
+    elif protocol in ("http", "https"):
+        endpoint = url
+    if endpoint:
+        parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        if not parts.hostname:
+            return None
+        return parts.hostname, parts.port or (80 if parts.scheme == "http" else 443)
+    host = _DEFAULT_HOSTS.get(protocol)
+    return (host, 443) if host else None
+
+
+@functools.lru_cache(maxsize=64)  # successes only (a failure raises): one probe per host and process
+def _probe(host: str, port: int) -> None:
+    with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+        pass
+
+
+def check_reachable(url: str, storage_options: dict | None = None) -> None:
+    """Raise InputDataError at once (within ``CONNECT_TIMEOUT_S``) when the host serving remote ``url`` cannot be
+    reached: without it fsspec's cloud clients retry for about a minute and log a traceback per attempt."""
+    where = _endpoint(url, storage_options)
+    if where is None:
+        return
+    try:
+        _probe(*where)
+    except OSError as exc:
+        reason = "no network or DNS" if isinstance(exc, socket.gaierror) else (str(exc) or type(exc).__name__)
+        raise InputDataError(
+            f"{url}: cannot reach {where[0]}:{where[1]} ({reason}); check the network connection, or read a local "
+            "mirror ($WXEMU_URL_MAP, or `mirrors` in a catalog file)"
+        ) from None
 
 
 def _strip_local(path: str) -> str:
@@ -262,23 +322,28 @@ def _open_grib(path: str, local: str, variables: list[str] | None, grib_filter: 
 
 
 def _open_netcdf(path: str, local: str) -> xr.Dataset:
+    check_file_size(local, path)  # NetCDF3 reads past the end as zeros: compare with what the header promises
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # CF decoding chatter about int attributes
-            return xr.open_dataset(local, chunks={})
+            lazy = xr.open_dataset(local, chunks=None)
     except Exception as exc:
-        raise InputDataError(f"{path}: cannot read NetCDF ({type(exc).__name__}: {exc})") from None
+        raise InputDataError(
+            f"{path}: cannot read NetCDF: corrupt or not NetCDF ({type(exc).__name__}: {exc})"
+        ) from None
+    return guard_reads(lazy, path, "NetCDF data")
 
 
 def _open_zarr(path: str, storage_options: dict | None) -> xr.Dataset:
     try:
-        return xr.open_zarr(
-            path, storage_options=storage_options or None, chunks={}, consolidated=None, decode_timedelta=True
+        lazy = xr.open_zarr(
+            path, storage_options=storage_options or None, chunks=None, consolidated=None, decode_timedelta=True
         )
     except FileNotFoundError as exc:
         raise InputDataError(f"{path}: no such Zarr store") from exc
     except Exception as exc:
         raise InputDataError(f"{path}: cannot open Zarr store ({type(exc).__name__}: {exc})") from None
+    return guard_reads(lazy, path, "Zarr chunk")
 
 
 def open_source(
@@ -296,7 +361,8 @@ def open_source(
     file); Zarr stores are read in place.
     fmt: ``"netcdf"``, ``"grib"`` or ``"zarr"``; None detects it from the suffix or the magic bytes.
     variables: source variable names to keep (others dropped; a missing one is an error).
-    The path is first rewritten by ``$WXEMU_URL_MAP`` (see ``apply_url_map``).
+    The path is first rewritten by ``$WXEMU_URL_MAP`` (see ``apply_url_map``); an unreachable remote host fails
+    at once (``check_reachable``).
     grib_filter: cfgrib ``filter_by_keys`` (e.g. ``{"shortName": "v"}``). A GRIB file with several hypercubes
     (e.g. u and v on different levels) is opened with ``cfgrib.open_datasets`` and the hypercubes merged with an
     outer join on coordinates (so a variable absent on some levels is NaN there; ``to_canonical`` reports it).
@@ -305,6 +371,8 @@ def open_source(
     truncated file, or missing variables.
     """
     path = apply_url_map(path)
+    if _is_remote(path):
+        check_reachable(path, storage_options)
     if fmt is not None and fmt not in FORMATS:
         raise InputDataError(f"{path}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     fmt = fmt or detect_format(path, storage_options)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from data_catalog.errors import WxemuError
+from data_catalog.errors import ConfigError, WxemuError
 
 
 def cell_bounds(centres: np.ndarray, *, clip: tuple[float, float] | None = None) -> np.ndarray:
@@ -107,6 +107,8 @@ def regrid_array(values: np.ndarray, w_lat: np.ndarray, w_lon: np.ndarray) -> np
 def regrid_dataset(ds: xr.Dataset, resolution: float) -> xr.Dataset:
     """Conservatively regrid every variable with (latitude, longitude) dims of a canonical dataset to a grid of
     ``resolution`` degrees (must be coarser than the source). Keeps dtypes and attributes; lazy with dask."""
+    if not 0 < resolution < 360:  # NaN and inf too
+        raise ConfigError(f"regrid: --grid {resolution} must be a finite resolution in degrees, 0 < grid < 360")
     lat, lon = ds["latitude"].values, ds["longitude"].values
     src_res = float(np.min(np.abs(np.diff(lat))))
     if resolution <= src_res + 1e-9:
@@ -116,8 +118,11 @@ def regrid_dataset(ds: xr.Dataset, resolution: float) -> xr.Dataset:
         dst_lon = np.round(np.arange(0.0, 360.0 - 1e-9, resolution) + np.ceil(lon[0] / resolution) * resolution, 10)
     else:
         dst_lon = target_axis(lon, resolution)
-    if dst_lat.size < 1 or dst_lon.size < 1:
-        raise WxemuError(f"regrid: the source grid is smaller than one {resolution} deg cell")
+    if dst_lat.size < 2 or dst_lon.size < 2:
+        raise WxemuError(
+            f"regrid: the source grid ({np.ptp(lat):g} x {np.ptp(lon):g} deg) spans fewer than two {resolution} deg "
+            "cells along latitude or longitude; choose a finer --grid"
+        )
     w_lat, w_lon = conservative_weights(lat, lon, dst_lat, dst_lon)
 
     def apply(x: np.ndarray) -> np.ndarray:

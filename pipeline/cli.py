@@ -19,8 +19,10 @@ STAGES: dict[str, tuple[str, str]] = {
     "train": ("pipeline.train", "train a graph or transformer emulator on a canonical store"),
     "forecast": ("pipeline.forecast", "roll a checkpoint (or a baseline) forward into a forecast store"),
     "verify": ("pipeline.verify", "score forecast stores against the truth (WeatherBench2 metrics)"),
+    "dashboard": ("pipeline.dashboard.cli", "build the static skill-score dashboard (HTML) of scores stores"),
     "cycle": ("workflows.cycle.cli", "run one stage of a forecast cycle (ingest, forecast, verify, dashboard, ...)"),
     "study": ("workflows.study", "run a comparison study (STUDY.yaml) into scores, scorecards and a site"),
+    "explain": ("pipeline.explain.cli", "attribute a region-mean forecast to its inputs, with faithfulness checks"),
     "demo": ("pipeline.demo", "run ingest -> train -> forecast -> verify on the bundled sample data"),
 }
 

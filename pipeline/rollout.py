@@ -108,6 +108,7 @@ def rollout(
     autocast_dtype: torch.dtype | None = None,
     lags: Mapping[float, float] | None = None,
     lagged_states: Mapping[float, torch.Tensor] | None = None,
+    differentiable: bool = False,
 ) -> dict[float, torch.Tensor]:
     """Roll ``model`` from normalised ``init_history`` (B, history, C, H, W) to every lead (hours).
 
@@ -115,6 +116,7 @@ def rollout(
     lead -> normalised state (B, C, H, W) float32 for the requested leads. ``autocast_dtype`` (e.g. bf16 on CUDA)
     wraps the model calls; the residual update stays float32. ``lags`` {lead: k} as in :func:`plan_rollout`,
     with ``lagged_states`` {k: normalised analyses (B, 1, C, H, W) k hours before the initial time}.
+    ``differentiable``: keep the autograd graph (for attribution); otherwise no gradients are recorded.
     """
     history = init_history.shape[1]
     plan = plan_rollout(leads_hours, steps_hours, history, lags)
@@ -126,7 +128,7 @@ def rollout(
     device_type = init_history.device.type
     ctx = torch.autocast(device_type=device_type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     b = init_history.shape[0]
-    with torch.no_grad():
+    with torch.enable_grad() if differentiable else torch.no_grad():
         for p in plan:
             hist = windows[p.parent]
             lead_t = torch.full((b,), p.step, dtype=torch.float32, device=init_history.device)

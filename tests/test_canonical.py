@@ -10,7 +10,9 @@ import xarray as xr
 from data_catalog import canonical
 from data_catalog.canonical import to_canonical
 from data_catalog.conventions import STANDARD_GRAVITY, normalise_units
+from data_catalog.damaged import edit_grib
 from data_catalog.errors import InputDataError
+from data_catalog.forecasts import to_canonical_forecast
 from data_catalog.readers import open_source
 
 RAW_GRIB = {"engine": "cfgrib", "backend_kwargs": {"indexpath": ""}}
@@ -123,7 +125,7 @@ def test_scalar_level_and_time_become_dimensions(sample):
 
 
 def test_forecast_steps_refused_as_analysis(sample):
-    with pytest.raises(InputDataError, match="2 forecast steps; read it as a forecast"):
+    with pytest.raises(InputDataError, match="holds forecast fields.*--forecast"):
         to_canonical(open_source(sample("uv_on_different_levels.grib")), source="uv")
 
 
@@ -294,3 +296,126 @@ def test_static_field_loses_time():
     src = _synthetic("lsm", "(0 - 1)", nt=1)
     ds = to_canonical(src, source="s")
     assert ds["land_sea_mask"].dims == ("latitude", "longitude")
+
+
+# ------------------------------------------------------------------------------------------- reliability (issue 22)
+def _first_t2m_messages(sample, tmp_path, name: str, n: int, **keys) -> str:
+    return edit_grib(sample("era5-2mt-2019-03-uk.grib"), str(tmp_path / name), limit=n, **keys)
+
+
+@pytest.mark.parametrize("n_messages", [1, 3])
+def test_forecast_fields_are_refused_as_analysis_or_read_at_valid_time(sample, tmp_path, n_messages):
+    """+3 h forecast fields (GRIB step 3) are no analysis at their reference time (today: stored 3 h early for
+    one message, at valid time for several, without a word)."""
+    path = _first_t2m_messages(sample, tmp_path, "fc3.grib", n_messages, dataType="fc", stepRange="3")
+    with pytest.raises(
+        InputDataError,
+        match=r"fc3.grib: holds forecast fields, not analyses \(lead \+3h "
+        r"from reference time 2019-03-01 00:00:00 \(valid 2019-03-01 03:00:00\)\).*--forecast",
+    ):
+        to_canonical(open_source(path), source=path)
+    ds = to_canonical(open_source(path), source=path, at_valid_time=True)
+    expected = pd.date_range("2019-03-01T03", periods=n_messages, freq="h")
+    assert pd.DatetimeIndex(ds["time"].values).equals(expected)
+    raw = edit_grib(sample("era5-2mt-2019-03-uk.grib"), str(tmp_path / "an.grib"), limit=n_messages)
+    np.testing.assert_array_equal(
+        ds["2m_temperature"].values, to_canonical(open_source(raw), source=raw)["2m_temperature"].values
+    )
+
+
+def _one_member(sample, tmp_path, name: str, **keys) -> str:
+    """Member 3 of the ERA5 EDA sample, t at 850 hPa on 2017-01-01T00, re-labelled as a perturbed forecast."""
+    return edit_grib(
+        sample("era5-levels-members.grib"),
+        str(tmp_path / name),
+        keep=lambda m: (
+            m["number"] == 3
+            and m["shortName"] == "t"
+            and m["level"] == 850
+            and m["dataDate"] == 20170101
+            and m["dataTime"] == 0
+        ),
+        dataType="pf",
+        **keys,
+    )
+
+
+def test_one_ensemble_member_is_kept_or_refused(sample, tmp_path):
+    """A file of one perturbed member is no deterministic analysis (today: its member number was dropped)."""
+    path = _one_member(sample, tmp_path, "pf.grib")
+    with pytest.raises(InputDataError, match="pf.grib: holds ensemble member 3 alone.*--member 3"):
+        to_canonical(open_source(path), source=path, ensemble=False)
+    ds = to_canonical(open_source(path), source=path)
+    assert ds["temperature"].dims == ("time", "number", "level", "latitude", "longitude")
+    assert ds["number"].values.tolist() == [3]
+
+
+def test_one_member_forecast_keeps_its_number(sample, tmp_path):
+    """Member 3 at +72 h: refused as an analysis (forecast fields), and read as a forecast with number 3 kept."""
+    path = _one_member(sample, tmp_path, "pf72.grib", stepRange="72")
+    with pytest.raises(InputDataError, match="pf72.grib: holds forecast fields.*lead \\+72h.*--forecast"):
+        to_canonical(open_source(path), source=path, ensemble=False)
+    fc = to_canonical_forecast(open_source(path), source=path)
+    assert fc["number"].values.tolist() == [3]
+    assert fc["prediction_timedelta"].values.tolist() == [np.timedelta64(72, "h").astype("timedelta64[ns]")]
+    assert pd.Timestamp(fc["time"].values[0]) == pd.Timestamp("2017-01-01T00")
+
+
+def test_projected_grid_is_named(sample, tmp_path):
+    """A Lambert conformal GRIB (2-D latitude/longitude on x/y) is named as such (today: 'no latitude or
+    longitude dimension; give a coordinate mapping')."""
+    path = _first_t2m_messages(
+        sample,
+        tmp_path,
+        "lambert.grib",
+        2,
+        gridType="lambert",
+        Nx=49,
+        Ny=33,
+        latitudeOfFirstGridPointInDegrees=50.0,
+        longitudeOfFirstGridPointInDegrees=-10.0,
+        LoVInDegrees=-2.0,
+        Latin1InDegrees=52.0,
+        Latin2InDegrees=52.0,
+        DxInMetres=25000,
+        DyInMetres=25000,
+    )
+    with pytest.raises(
+        InputDataError,
+        match=r"lambert.grib: a projected grid \(Lambert conformal: GRIB gridType "
+        r"'lambert' on dimensions \['x', 'y'\]\), not a regular latitude-longitude grid; regrid",
+    ):
+        to_canonical(open_source(path), source=path)
+
+
+def test_cf_grid_mapping_is_named():
+    """A NetCDF with a CF grid_mapping (polar stereographic) is named, before its grid-mapping variable is taken
+    for an unmappable data variable."""
+    ds = xr.Dataset(
+        {
+            "tas": (("time", "y", "x"), np.full((1, 3, 4), 280.0), {"units": "K", "grid_mapping": "crs"}),
+            "crs": ((), 0, {"grid_mapping_name": "polar_stereographic"}),
+        },
+        coords={"time": pd.date_range("2020-01-01", periods=1), "y": np.arange(3.0), "x": np.arange(4.0)},
+    )
+    with pytest.raises(InputDataError, match=r"polar.nc: a projected grid \(polar stereographic: CF grid_mapping"):
+        to_canonical(ds, source="polar.nc")
+
+
+def test_non_grib_fields_with_a_step_are_stored_at_their_valid_time():
+    """A reader without GRIB's analysis/forecast distinction (e.g. the Met Office PP reader: forecast period since
+    a climate run began) gives time, step and valid_time: the field is stored at its valid time, also when the
+    time is a single scalar (it was stored at its reference time)."""
+    ref, step = pd.Timestamp("1998-03-01T03"), pd.Timedelta("6597h")
+    ds = xr.Dataset(
+        {"air_temperature": (("latitude", "longitude"), np.full((3, 4), 280.0, "f4"), {"units": "K"})},
+        coords={
+            "time": ref,
+            "step": step,
+            "valid_time": ref + step,
+            "latitude": [0.0, 1.0, 2.0],
+            "longitude": [0.0, 1.0, 2.0, 3.0],
+        },
+    )
+    out = to_canonical(ds, source="um.pp", mapping={"air_temperature": "2m_temperature"})
+    assert pd.DatetimeIndex(out["time"].values).tolist() == [pd.Timestamp("1998-12-01T00")]

@@ -50,7 +50,7 @@ def test_builtin_entries():
     for name in SAMPLE_ENTRIES:
         assert cat.get(name).sample and cat.get(name).licence
     assert "Copernicus Climate Change Service" in cat.get("eraint-uvz-monthly").attribution
-    with pytest.raises(ConfigError, match="no entry 'nope'"):
+    with pytest.raises(ConfigError, match="no entry named 'nope'"):
         cat.get("nope")
 
 
@@ -296,7 +296,7 @@ def test_cli_list_and_show(capsys, tmp_path):
     assert shown["resolved_location"].endswith("era5-2mt-2019-03-uk.grib")
     assert "Copernicus" in shown["attribution"]
     assert main(["catalog", "show", "nope"]) == 2
-    assert "wxemu catalog: error: catalog: no entry 'nope'" in capsys.readouterr().err
+    assert "wxemu catalog: error: catalog: no entry named 'nope'" in capsys.readouterr().err
     user = tmp_path / "u.yaml"
     user.write_text(
         yaml.safe_dump(
@@ -356,3 +356,53 @@ def _mirror_dir(url: str, user_catalog: str):
     from pathlib import Path
 
     return Path(user_catalog).parent / url.split("/", 3)[3]
+
+
+# ------------------------------------------------------------------------------------------- reliability (issue 22)
+def test_catalog_list_shows_markup_as_text(tmp_path, capsys):
+    """`[/]` in a location or name of a user entry is printed as is (rich markup would crash on it)."""
+    user = tmp_path / "markup.yaml"
+    user.write_text(
+        yaml.safe_dump(
+            {
+                "name": "markup-entry",
+                "description": "[bold]not bold[/] [/]",
+                "kind": "reanalysis",
+                "format": "grib",
+                "location": "/data/[/]odd[bold]name.grib",
+                "licence": "l",
+            }
+        )
+    )
+    assert main(["catalog", "--catalog", str(user), "list"]) == 0
+    assert "/data/[/]odd[bold]name.grib" in capsys.readouterr().out
+
+
+def test_mistyped_entry_name_gets_a_suggestion(tmp_path, capsys):
+    """A name close to an entry's is no 'no such file': the error names the entry meant."""
+    out = tmp_path / "o.zarr"
+    assert main(["ingest", "era5-t2m-uk-2019-3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no file and no catalog entry named 'era5-t2m-uk-2019-3'; did you mean 'era5-t2m-uk-2019-03'?" in err
+    assert main(["ingest", "--forecast", "ukmo-monthly-t2m-forcast", "--out", str(out)]) == 2
+    assert "did you mean 'ukmo-monthly-t2m-forecast'?" in capsys.readouterr().err
+    assert main(["catalog", "show", "wb2-era5-64x23"]) == 2
+    assert "did you mean 'wb2-era5-64x32'?" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_invalid_catalog_file_is_named_not_taken_for_a_missing_file(tmp_path, monkeypatch, capsys):
+    """A catalog file failing validation is reported with the file, the entry and the key, by every stage that
+    looks names up (today's ingest said 'no such file or store')."""
+    bad = tmp_path / "site.yaml"
+    bad.write_text(
+        yaml.safe_dump(
+            {"name": "site-t2m", "description": "d", "kind": "reanalysis", "format": "gribx", "location": "/x.grib"}
+        )
+    )
+    monkeypatch.setenv("WXEMU_CATALOG", str(bad))
+    for argv in (["ingest", "site-t2m"], ["ingest", "--forecast", "site-t2m"]):
+        assert main([*argv, "--out", str(tmp_path / "o.zarr")]) == 2
+        err = capsys.readouterr().err
+        assert f"catalog file {bad}: entry 'site-t2m': field 'format'" in err and "field 'licence'" in err
+        assert "no such file" not in err

@@ -150,11 +150,11 @@ def test_verify_end_to_end_rmse_by_hand(sample, tmp_path, capsys):
     """Truth: the t analysis ingested with `wxemu ingest`. Forecasts: the same GRIB message as a step-0 forecast
     (the file holds ONE message, dataType=an, step 0, so RMSE is exactly 0) and a NetCDF forecast = analysis + a
     known field p, whose RMSE/bias/MAE are computed here with DESIGN.md's area weights."""
-    path = sample("t_analysis_and_fc_0.grib")
+    path = sample("t_analysis_and_fc_0.grib")  # its "t" is -0.0004..0.03 (a test field): --allow-implausible
     (m,) = eccodes_messages(path)
     truth, fc, pert, scores = (str(tmp_path / n) for n in ("truth.zarr", "fc.zarr", "pert.zarr", "scores.zarr"))
-    assert wxemu(["ingest", path, "--out", truth, "--quiet"]) == 0
-    assert wxemu(["ingest", "--forecast", path, "--out", fc]) == 0
+    assert wxemu(["ingest", "--allow-implausible", path, "--out", truth, "--quiet"]) == 0
+    assert wxemu(["ingest", "--allow-implausible", "--forecast", path, "--out", fc]) == 0
     lat = np.arange(-90.0, 90.1, 5.0)  # the stores' order (south to north)
     lon = np.arange(0.0, 360.0, 5.0)
     p = 1.0 + 3.0 * np.sin(np.deg2rad(lat))[:, None] + 0.5 * np.cos(np.deg2rad(lon))[None, :]
@@ -162,7 +162,19 @@ def test_verify_end_to_end_rmse_by_hand(sample, tmp_path, capsys):
     raw["t"] = raw["t"] + xr.DataArray(p[::-1], dims=("latitude", "longitude"))  # the file is north to south
     raw.to_netcdf(tmp_path / "perturbed.nc")
     assert (
-        wxemu(["ingest", "--forecast", str(tmp_path / "perturbed.nc"), "--out", pert, "--model-name", "perturbed"]) == 0
+        wxemu(
+            [
+                "ingest",
+                "--allow-implausible",
+                "--forecast",
+                str(tmp_path / "perturbed.nc"),
+                "--out",
+                pert,
+                "--model-name",
+                "perturbed",
+            ]
+        )
+        == 0
     )
     assert (
         wxemu(
@@ -219,7 +231,7 @@ def test_corrupt_grib_leaves_nothing(sample, tmp_path, capsys):
 
 
 def test_failure_while_writing_leaves_nothing_and_overwrite(sample, tmp_path, monkeypatch, capsys):
-    path = sample("t_analysis_and_fc_0.grib")
+    path = sample("t_analysis_and_fc_0.grib")  # "t" of -0.0004..0.03: allow_implausible
     out = tmp_path / "fc.zarr"
 
     write = fi._write_tmp
@@ -232,21 +244,36 @@ def test_failure_while_writing_leaves_nothing_and_overwrite(sample, tmp_path, mo
     with monkeypatch.context() as mp:
         mp.setattr(fi, "_write_tmp", boom)
         with pytest.raises(RuntimeError, match="disk full"):
-            ingest_forecast([path], str(out))
+            ingest_forecast([path], str(out), allow_implausible=True)
     assert leftovers(tmp_path) == []
-    ingest_forecast([path], str(out))
+    ingest_forecast([path], str(out), allow_implausible=True)
     with pytest.raises(WxemuError, match=r"fc\.zarr: exists; pass --overwrite"):
-        ingest_forecast([path], str(out), model_name="other")
-    assert wxemu(["ingest", "--forecast", path, "--out", str(out), "--model-name", "other"]) == 2
+        ingest_forecast([path], str(out), model_name="other", allow_implausible=True)
+    assert wxemu(["ingest", "--allow-implausible", "--forecast", path, "--out", str(out), "--model-name", "other"]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert xr.open_zarr(out).attrs["wxemu_model"] == "ecmwf"
     # a failed overwrite keeps the old store
     with monkeypatch.context() as mp:
         mp.setattr(fi, "_write_tmp", boom)
         with pytest.raises(RuntimeError):
-            ingest_forecast([path], str(out), model_name="other", overwrite=True)
+            ingest_forecast([path], str(out), model_name="other", overwrite=True, allow_implausible=True)
     assert leftovers(tmp_path) == ["fc.zarr"] and xr.open_zarr(out).attrs["wxemu_model"] == "ecmwf"
-    assert wxemu(["ingest", "--forecast", path, "--out", str(out), "--model-name", "other", "--overwrite"]) == 0
+    assert (
+        wxemu(
+            [
+                "ingest",
+                "--allow-implausible",
+                "--forecast",
+                path,
+                "--out",
+                str(out),
+                "--model-name",
+                "other",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     assert xr.open_zarr(out).attrs["wxemu_model"] == "other" and leftovers(tmp_path) == ["fc.zarr"]
 
 
@@ -331,7 +358,7 @@ def test_crash_before_marking_complete_leaves_a_refused_store(sample, tmp_path, 
     from data_catalog.errors import IncompleteStoreError
     from pipeline.verify import open_dataset
 
-    path = sample("t_analysis_and_fc_0.grib")
+    path = sample("t_analysis_and_fc_0.grib")  # "t" of -0.0004..0.03: allow_implausible
     out = str(tmp_path / "fc.zarr")
 
     def killed(*args, **kwargs):
@@ -340,13 +367,13 @@ def test_crash_before_marking_complete_leaves_a_refused_store(sample, tmp_path, 
     with monkeypatch.context() as mp:
         mp.setattr(st, "mark_complete", killed)
         with pytest.raises(KeyboardInterrupt):
-            ingest_forecast([path], out)
+            ingest_forecast([path], out, allow_implausible=True)
     assert leftovers(tmp_path) == ["fc.zarr"] and st.root_attrs(out)["wxemu_complete"] is False
     with pytest.raises(IncompleteStoreError, match="fc.zarr: store is incomplete"):
         open_dataset(out, "forecast")
     with pytest.raises(WxemuError, match="exists; pass --overwrite"):
-        ingest_forecast([path], out)
-    assert ingest_forecast([path], out, overwrite=True).attrs["wxemu_complete"] is True
+        ingest_forecast([path], out, allow_implausible=True)
+    assert ingest_forecast([path], out, overwrite=True, allow_implausible=True).attrs["wxemu_complete"] is True
     assert float(
         open_dataset(out, "forecast")["temperature"].sel(latitude=0.0, longitude=0.0).squeeze()
     ) == pytest.approx(eccodes_messages(path)[0]["values"][18, 0], abs=1e-4)

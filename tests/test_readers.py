@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import time
 
 import dask.array
 import eccodes
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
+from data_catalog.damaged import corrupt_copy, truncated_copy
 from data_catalog.errors import InputDataError
+from data_catalog.integrity import netcdf3_expected_size
 from data_catalog.readers import apply_url_map, detect_format, expand_paths, open_source, open_sources
 
 
@@ -211,3 +216,113 @@ def test_grib_with_several_level_types_merges(sample, tmp_path):
     assert ds["t2m"].attrs["GRIB_heightAboveGround"] == 2.0 and "heightAboveGround" not in ds.coords
     np.testing.assert_allclose(ds["msl"].values.ravel(), values + 1e5, rtol=1e-6)
     np.testing.assert_allclose(ds["t2m"].values.ravel(), values + 285.0, atol=1e-3)
+
+
+# ------------------------------------------------------------------------------------------- reliability (issue 22)
+@pytest.fixture(scope="module")
+def netcdf4_copy(tmp_path_factory, sample) -> str:
+    """The ERA-Interim sample (one month, two levels) as NetCDF4/HDF5 with chunked, compressed variables."""
+    path = str(tmp_path_factory.mktemp("nc4") / "uvz.nc")
+    with xr.open_dataset(sample("eraint_uvz.nc")) as ds:
+        part = ds.isel(month=[0], level=[0, 1]).load()
+    enc = {v: {"zlib": True, "chunksizes": (1, 1, 241, 480)} for v in part.data_vars}
+    part.to_netcdf(path, engine="netcdf4", format="NETCDF4", encoding=enc)
+    return path
+
+
+@pytest.mark.parametrize("fraction", [0.002, 0.3, 0.5, 0.9])
+def test_truncated_netcdf3_is_named(sample, tmp_path, fraction):
+    """NetCDF3 reads past the end of a short file as zeros: the size the header promises is checked first
+    (today: 'month must be in 1..12', or zeros and garbage ingested as data)."""
+    path = truncated_copy(sample("eraint_uvz.nc"), str(tmp_path / "uvz.nc"), fraction)
+    with pytest.raises(InputDataError, match=r"uvz.nc: truncated NetCDF3 file: its header promises 4168980 bytes"):
+        open_source(path)
+
+
+def test_netcdf3_cut_inside_its_header(sample, tmp_path):
+    path = truncated_copy(sample("eraint_uvz.nc"), str(tmp_path / "head.nc"), 200 / 4168980)
+    with pytest.raises(InputDataError, match="head.nc: truncated or corrupt NetCDF3 file: it ends inside the header"):
+        open_source(path)
+
+
+def test_netcdf3_expected_size_matches_intact_files(sample, tmp_path):
+    """The header parser agrees with the netCDF library's own files: classic, 64-bit offset, with a record
+    dimension (the size promised equals the size written)."""
+    assert netcdf3_expected_size(sample("eraint_uvz.nc"))[0] == os.path.getsize(sample("eraint_uvz.nc"))
+    with xr.open_dataset(sample("eraint_uvz.nc")) as ds:
+        part = ds.isel(level=[0], latitude=slice(0, 30)).load()
+    for fmt in ("NETCDF3_CLASSIC", "NETCDF3_64BIT"):
+        for unlimited in (None, "month"):
+            path = str(tmp_path / f"{fmt}-{unlimited}.nc")
+            part.to_netcdf(path, format=fmt, unlimited_dims=[unlimited] if unlimited else None)
+            assert netcdf3_expected_size(path)[0] == os.path.getsize(path), (fmt, unlimited)
+            xr.testing.assert_allclose(open_source(path).load(), part.astype(open_source(path).dtypes))
+    big = str(tmp_path / "big-header.nc")  # a header of 300 kB (read in growing steps)
+    part.assign_attrs(history="x" * 300_000).to_netcdf(big, format="NETCDF3_64BIT")
+    assert netcdf3_expected_size(big)[0] == os.path.getsize(big)
+    with pytest.raises(InputDataError, match="it ends inside the header"):
+        open_source(truncated_copy(big, str(tmp_path / "big-cut.nc"), 0.05))
+
+
+def test_truncated_netcdf4_is_named(netcdf4_copy, tmp_path):
+    """HDF5 says only 'NetCDF: HDF error'; the superblock's end-of-file address names the truncation."""
+    path = truncated_copy(netcdf4_copy, str(tmp_path / "cut.nc"), 0.6)
+    with pytest.raises(InputDataError, match=r"cut.nc: truncated NetCDF4/HDF5 file: its superblock records \d+ bytes"):
+        open_source(path)
+
+
+def test_corrupt_netcdf4_chunk_is_named(netcdf4_copy, tmp_path):
+    """A damaged compressed chunk inside an intact-sized NetCDF4 file: the variable and region are named."""
+    size = os.path.getsize(netcdf4_copy)
+    path = corrupt_copy(netcdf4_copy, str(tmp_path / "bad.nc"), at=size // 2, count=4096)
+    ds = open_source(path)
+    with pytest.raises(InputDataError, match=r"bad.nc: corrupt or truncated NetCDF data: variable '\w+' at month"):
+        ds.load()
+
+
+def test_corrupt_zarr_chunk_is_named(sample, tmp_path):
+    """A truncated Zarr chunk fails with the store, the variable and the region (today: 'Zstd decompression
+    error' from deep inside dask)."""
+    store = str(tmp_path / "uvz.zarr")
+    with xr.open_dataset(sample("eraint_uvz.nc")) as ds:
+        ds.isel(month=[0]).load().chunk({"level": 1}).to_zarr(store, zarr_format=3)
+    chunk = os.path.join(store, "u", "c", "0", "1", "0", "0")
+    with open(chunk, "rb") as f:
+        data = f.read()
+    with open(chunk, "wb") as f:
+        f.write(data[: len(data) // 2])
+    ds = open_source(store)
+    np.testing.assert_array_equal(ds["v"].values.shape, (1, 3, 241, 480))  # other variables still read
+    with pytest.raises(
+        InputDataError,
+        match=r"uvz.zarr: corrupt or truncated Zarr chunk: variable 'u' at month\[0:1\], "
+        r"level\[1:2\]",
+    ):
+        ds["u"].load()
+
+
+def test_unreachable_cloud_host_fails_at_once(monkeypatch):
+    """No network: one clear error in seconds (fsspec's cloud clients retried for about a minute, logging a
+    traceback per attempt)."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    t0 = time.monotonic()
+    with pytest.raises(InputDataError, match=rf"gs://bucket/era5.zarr: cannot reach 127.0.0.1:{port} .*mirror"):
+        open_source("gs://bucket/era5.zarr", storage_options={"token": "anon"})
+    with pytest.raises(InputDataError, match=rf"cannot reach 127.0.0.1:{port}"):
+        open_source("gs://bucket/era5-no-suffix", storage_options={"token": "anon"})
+    assert time.monotonic() - t0 < 10
+
+
+def test_grib_cut_at_a_message_boundary_reads_the_whole_messages(sample, tmp_path):
+    """A GRIB cut exactly between messages is a valid, shorter file (no format can tell): it is read as the
+    messages it holds, each at its own time, never padded with zeros."""
+    path = truncated_copy(sample("era5-2mt-2019-03-uk.grib"), str(tmp_path / "half.grib"), 0.5)
+    ds = open_source(path)
+    assert ds.sizes["time"] == 372 and pd.Timestamp(ds["time"].values[-1]) == pd.Timestamp("2019-03-16T11")
+    full = open_source(sample("era5-2mt-2019-03-uk.grib"))
+    np.testing.assert_array_equal(ds["t2m"].values, full["t2m"].isel(time=slice(0, 372)).values)

@@ -92,3 +92,31 @@ def test_regrid_dataset_uk_sample_half_degree() -> None:
     np.testing.assert_allclose(y[i, j], expect, rtol=1e-6)
     with pytest.raises(WxemuError, match="not coarser"):
         regrid.regrid_dataset(src, 0.25)
+
+
+@pytest.mark.parametrize("grid", ["nan", "inf", "-1"])
+def test_non_finite_grid_is_a_clear_error(grid: str, tmp_path, capsys) -> None:
+    """`--grid nan|inf` gave a traceback ('cannot convert float NaN to integer')."""
+    from data_catalog.samples import sample_path
+    from pipeline.cli import main
+
+    out = tmp_path / "o.zarr"
+    assert main(["ingest", sample_path("era5-2mt-2019-03-uk.grib"), "--grid", grid, "--out", str(out)]) == 2
+    assert f"--grid must be a positive resolution in degrees, got {float(grid)}" in capsys.readouterr().err
+    assert not out.exists()
+    ds = xr.Dataset(coords={"latitude": np.arange(3.0), "longitude": np.arange(4.0)})
+    with pytest.raises(WxemuError, match=f"regrid: --grid {float(grid)} must be a finite resolution"):
+        regrid.regrid_dataset(ds, float(grid))
+
+
+def test_grid_coarser_than_the_domain_is_a_clear_error() -> None:
+    """A target of one cell along an axis (6 deg on the 8 x 12 deg UK domain) gave 'need at least two coordinate
+    values to infer cell bounds'."""
+    lat, lon = np.arange(50.0, 58.01, 0.25), np.arange(350.0, 362.01, 0.25)
+    ds = xr.Dataset(
+        {"t": (("latitude", "longitude"), np.ones((lat.size, lon.size), "f4"))},
+        coords={"latitude": lat, "longitude": lon},
+    )
+    with pytest.raises(WxemuError, match=r"spans fewer than two 6.0 deg cells.*choose a finer --grid"):
+        regrid.regrid_dataset(ds, 6.0)
+    assert regrid.regrid_dataset(ds, 4.0)["t"].shape == (2, 3)

@@ -26,6 +26,7 @@ from data_catalog.errors import InputDataError, WxemuError
 from data_catalog.ingest.config import config_from_json, config_to_json
 from data_catalog.ingest.partials import BlockPartial, StatsPlan, block_partial, block_record
 from data_catalog.ingest.sources import OpenedSources, open_sources
+from data_catalog.plausibility import refuse_implausible  # reliability
 
 
 def plan_blocks(
@@ -143,6 +144,8 @@ def write_block(job: BlockJob, opened: OpenedSources) -> tuple[int, BlockPartial
         for n, values in arrays.items():
             if values.size and np.isnan(values.min()):  # min is NaN if any value is (one pass, no mask)
                 raise nan_error(opened, part, n, values)
+    if not cfg.allow_implausible:  # reliability: physically impossible values (data_catalog.plausibility)
+        refuse_implausible(part, arrays, opened.spans)
     st.write_steps(cfg.out, arrays, a, storage_options=cfg.options)
     plan = job.stats_plan
     partial = block_partial(plan, arrays, part["time"].values, a) if plan is not None else None

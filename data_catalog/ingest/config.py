@@ -64,6 +64,7 @@ class IngestConfig:
     member: int | None = None
     fmt: str | None = None
     allow_nan: bool = False
+    allow_implausible: bool = False  # reliability: store values outside data_catalog.plausibility.BOUNDS
     storage_options: tuple[tuple[str, Any], ...] | None = None
     # what to do with an existing store (not part of the recipe)
     append: bool = False
@@ -186,6 +187,8 @@ class IngestConfig:
             argv += ["--climatology-hour-step", str(self.climatology_hour_step)]
         if self.allow_nan:
             argv.append("--allow-nan")
+        if self.allow_implausible:  # reliability
+            argv.append("--allow-implausible")
         if self.append:
             argv.append("--append")
         return shlex.join(argv)

@@ -16,7 +16,7 @@ from data_catalog.canonical import check_time_axis, to_canonical
 from data_catalog.catalog import get_entry, is_catalog_name, load_catalog, open_dataset
 from data_catalog.errors import InputDataError
 from data_catalog.ingest.config import IngestConfig
-from data_catalog.readers import apply_url_map, expand_paths, open_source
+from data_catalog.readers import apply_url_map, check_reachable, expand_paths, open_source
 from data_catalog.regrid import regrid_dataset
 
 
@@ -43,6 +43,8 @@ def resolve_sources(cfg: IngestConfig) -> list[str]:
                 paths.append(apply_url_map(location))
         else:
             paths += expand_paths([source], storage_options=cfg.options)
+    for path in dict.fromkeys(paths):  # reliability: an unreachable cloud host fails at once (not after retries)
+        check_reachable(path, cfg.options)
     return list(dict.fromkeys(paths))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from data_catalog.errors import WxemuError
-from workflows.cycle import dashboard_adapter as adapters
+from pipeline.dashboard import DashboardConfig, build_dashboard
 from workflows.cycle.config import CycleConfig
 from workflows.cycle.layout import (
     StageResult,
@@ -22,15 +22,12 @@ log = logging.getLogger(__name__)
 
 
 def dashboard_stage(config: CycleConfig, point: pd.Timestamp) -> StageResult:
-    """Rebuild the dashboard site from every scores store (when the dashboard module is installed)."""
+    """Rebuild the dashboard site from every scores store; "skipped" when nothing in it changed."""
     label = point_label(point)
-    if not adapters.dashboard_available():
-        msg = "pipeline.dashboard is not installed: the dashboard is not built (scores are in work_dir/scores)"
-        log.warning(msg)
-        return StageResult("dashboard", label, "skipped", (), msg)
     scores = sorted(str(p) for p in (Path(config.work_dir) / "scores").glob("*.zarr"))
-    adapters.build_site(scores=scores, out=str(site_dir(config)))
-    return StageResult("dashboard", label, "done", (str(site_dir(config)),), f"{len(scores)} scores stores")
+    built = build_dashboard(DashboardConfig(scores=tuple(scores), out=str(site_dir(config))))
+    status = "done" if built.drawn else "skipped"
+    return StageResult("dashboard", label, status, (str(site_dir(config)),), f"{len(scores)} scores stores")
 
 
 # ------------------------------------------------------------------------------------------------- housekeep

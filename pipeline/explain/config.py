@@ -1,0 +1,85 @@
+"""The explain stage's config: what to explain (a region-mean forecast) and how to attribute it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data_catalog.errors import ConfigError
+
+METHODS = ("integrated_gradients", "smoothgrad", "gradient")
+BASELINES = ("climatology", "mean")
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """Attribute the area-weighted mean over ``region`` of ``variable`` [at ``level``] forecast at ``lead``.
+
+    checkpoint: RUN_DIR or its model.safetensors. store: the canonical analysis store holding the initial state.
+    init: the initial time. lead: e.g. "24h" (reached by the forecast's greedy path of trained steps).
+    region: a named region or a box "lat0,lat1,lon0,lon1" (pipeline.regions). method: integrated_gradients
+    (``n_steps`` points), smoothgrad (``n_samples`` noisy gradients, ``noise`` std in normalised units) or
+    gradient. baseline: the state the attribution is measured from: "climatology" (the store's climatology at
+    each history time) or "mean" (the training mean). deletion_blocks / random_orderings: the faithfulness
+    curves' resolution and the number of random orderings they are compared with.
+    """
+
+    checkpoint: str
+    store: str
+    init: str
+    lead: str = "24h"
+    variable: str = "2m_temperature"
+    level: int | None = None
+    region: str = "uk"
+    method: str = "integrated_gradients"
+    baseline: str = "climatology"
+    n_steps: int = 32
+    n_samples: int = 16
+    noise: float = 0.1
+    deletion_blocks: int = 10
+    random_orderings: int = 8
+    out: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"explain: method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.baseline not in BASELINES:
+            raise ConfigError(f"explain: baseline must be one of {', '.join(BASELINES)}, got {self.baseline!r}")
+        for name in ("n_steps", "n_samples", "deletion_blocks", "random_orderings"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"explain: {name} must be >= 1, got {getattr(self, name)}")
+        if not self.noise > 0:
+            raise ConfigError(f"explain: noise must be a positive number, got {self.noise}")
+        if not str(self.init).strip():
+            raise ConfigError("explain: init is empty (give a time such as 2019-03-25T00)")
+
+    @property
+    def channel(self) -> str:
+        """The channel name of the explained quantity (``variable`` or ``variable/level``)."""
+        return self.variable if self.level is None else f"{self.variable}/{self.level}"
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExplainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"explain: unknown key(s) {unknown}; known: {sorted(known)}")
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(f"explain: {exc}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ExplainConfig:
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read the explain config: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: the explain config must be a mapping of keys to values")
+        return cls.from_dict(values)
