@@ -27,7 +27,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
 from data_catalog.errors import WxemuError
+from data_catalog.store import root_attrs
+from data_catalog.version import wxemu_version
 from models.base import build_model
+from models.forcings import forcing_names
 from models.registry import model_kinds
 from pipeline.normalization import ChannelStats
 
@@ -256,3 +259,32 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def build_header(dm: Any, model: Any, config: dict[str, Any], store: str) -> dict[str, Any]:
+    """The checkpoint header (pipeline.checkpoint) for a model trained on ``dm``'s store."""
+    attrs = root_attrs(store, storage_options=dm.storage_options or None)
+    layout = dm.layout
+    return {
+        "model_kind": config["model"]["kind"],
+        "model_config": model.config_dict(),
+        "history": dm.history,
+        "n_forcing": len(forcing_names(dm.forcing_spec)),
+        "channel_names": list(layout.channel_names),
+        "stats": dm.stats.to_dict(),
+        "grid": {"latitude": layout.latitude.tolist(), "longitude": layout.longitude.tolist()},
+        "time_step_hours": layout.step_hours,
+        "step_hours": list(dm.step_hours),
+        "forcing_spec": dm.forcing_spec.to_dict(),
+        "forcing_names": list(forcing_names(dm.forcing_spec)),
+        "static_fields": sorted(layout.static),
+        "train_config": config,
+        "store": {
+            "path": str(store),
+            "wxemu_version": attrs.get("wxemu_version"),
+            "wxemu_sources": attrs.get("wxemu_sources"),
+            "wxemu_stats_period": attrs.get("wxemu_stats_period"),
+        },
+        "wxemu_version": wxemu_version(),
+        "git_commit": git_commit(),
+    }

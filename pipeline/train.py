@@ -27,16 +27,15 @@ from pytorch_lightning.utilities import rank_zero_only
 from safetensors.torch import save_model
 
 from data_catalog.errors import ConfigError, WxemuError
-from data_catalog.store import root_attrs
-from data_catalog.version import wxemu_version
 from models.base import build_model, count_parameters
 from models.forcings import forcing_names
 from models.registry import model_kinds
-from pipeline.checkpoint import CheckpointError, check_lightning_checkpoint, git_commit, save_checkpoint
+from pipeline.checkpoint import CheckpointError, build_header, check_lightning_checkpoint, save_checkpoint
 from pipeline.datamodule import WindowDataModule
+from pipeline.linear_fit import fit_linear, fit_regression
 from pipeline.run_dir import LAST_CKPT, kept_metrics, plan_run, record_run, remove_model, restore_metrics
 from pipeline.task import EmulatorTask
-from pipeline.train_config import TrainConfig
+from pipeline.train_config import TrainConfig, default_config_path
 
 HELP = "train a graph or transformer emulator on a canonical store"
 log = logging.getLogger(__name__)
@@ -74,35 +73,6 @@ def check_loss_weights(cfg: Any, channel_names: list[str], where: str) -> None:
                 f"{where}: loss.{what}_weights names {what}(s) {unknown} that the store does not "
                 f"have (have: {sorted(known)})"
             )
-
-
-def build_header(dm: Any, model: Any, config: dict[str, Any], store: str) -> dict[str, Any]:
-    """The checkpoint header (pipeline.checkpoint) for a model trained on ``dm``'s store."""
-    attrs = root_attrs(store, storage_options=dm.storage_options or None)
-    layout = dm.layout
-    return {
-        "model_kind": config["model"]["kind"],
-        "model_config": model.config_dict(),
-        "history": dm.history,
-        "n_forcing": len(forcing_names(dm.forcing_spec)),
-        "channel_names": list(layout.channel_names),
-        "stats": dm.stats.to_dict(),
-        "grid": {"latitude": layout.latitude.tolist(), "longitude": layout.longitude.tolist()},
-        "time_step_hours": layout.step_hours,
-        "step_hours": list(dm.step_hours),
-        "forcing_spec": dm.forcing_spec.to_dict(),
-        "forcing_names": list(forcing_names(dm.forcing_spec)),
-        "static_fields": sorted(layout.static),
-        "train_config": config,
-        "store": {
-            "path": str(store),
-            "wxemu_version": attrs.get("wxemu_version"),
-            "wxemu_sources": attrs.get("wxemu_sources"),
-            "wxemu_stats_period": attrs.get("wxemu_stats_period"),
-        },
-        "wxemu_version": wxemu_version(),
-        "git_commit": git_commit(),
-    }
 
 
 # Lightning notices that say nothing about the user's run: the task moves batches itself on purpose (normalisation
@@ -224,6 +194,12 @@ def _train(
                 flush=True,
             )
         return TrainResult(str(out / "model.safetensors"), str(out), plan.resume_step, plan.resume_step, True)
+    if config.model.kind == "linear":  # a closed-form least-squares fit, no gradient steps
+        fitted = fit_linear(config, store=str(store), out=out)
+        record_run(out, config_dict, str(store))
+        if progress and rank0:
+            print(f"wxemu train: wrote {fitted.checkpoint} (least squares on the training period)", flush=True)
+        return TrainResult(str(fitted.checkpoint), str(out), 0, 0)
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     d = config.data
     index_dir = str(out / "ranks") if config.trainer.debug_ranks else None
@@ -257,6 +233,8 @@ def _train(
         history=d.history,
         config=config.model.config,
     )
+    if getattr(model, "linear", None) is not None:  # a residual emulator starts from its fitted linear part
+        fit_regression(model.linear, dm)
     task = EmulatorTask(model, dm.stats, dm.layout.latitude, config_dict, index_log_dir=index_dir)
     if plan.resume_from is not None:
         _check_resume_matches(task, plan.resume_from)
@@ -345,7 +323,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--store", required=True, help="canonical Zarr store (path or fsspec URL)")
     parser.add_argument("--out", required=True, help="run directory (logs, checkpoints, model.safetensors)")
-    parser.add_argument("--config", default=None, help="training config YAML (pipeline/train_config.py)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="training config YAML (default: pipeline/configs/demo_KIND.yaml, the demo's config of --model)",
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="override trainer.max_steps")
     parser.add_argument("--devices", default="auto", help="devices per node (int or 'auto')")
     parser.add_argument("--num-nodes", type=int, default=1)
@@ -363,7 +345,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    config = TrainConfig.from_yaml(args.config or default_config_path(args.model or "graph"))
     changes: dict[str, dict[str, Any]] = {}
     if args.model:
         changes["model"] = {"kind": args.model}

@@ -327,3 +327,9 @@ class TrainConfig:
                 raise ConfigError(f"{where}: unknown section {section!r}")
             raw[section].update(values)
         return TrainConfig.from_dict(raw, where=where)
+
+
+def default_config_path(kind: str) -> Path:
+    """The packaged config of model ``kind`` (``pipeline/configs/demo_KIND.yaml``): what ``wxemu train --model
+    KIND`` trains without ``--config``, and what the demo trains."""
+    return Path(__file__).resolve().parent / "configs" / f"demo_{kind}.yaml"

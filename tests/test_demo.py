@@ -27,6 +27,16 @@ def test_spans_and_findings() -> None:
     assert md.splitlines()[4] == "| climatology | 1.900 | **0.900** |"
 
 
+def test_findings_compare_the_emulators_with_the_linear_baseline_too() -> None:
+    table = {
+        "m": {1: 0.5, 2: 1.0},
+        "linear": {1: 0.4, 2: 1.1},
+        "persistence": {1: 0.6, 2: 1.5},
+        "climatology": {1: 1.9, 2: 1.9},
+    }
+    assert skill_findings(list(table), table) == ["m does not beat linear at +1 h"]
+
+
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_the_emulator_beats_persistence(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
@@ -49,7 +59,7 @@ def test_demo_runs_every_stage_and_the_emulator_beats_persistence(tmp_path: Path
         assert stage in printed
     summary = (out / "summary.md").read_text()
     names, table = rmse_table(str(out / "scores.zarr"))
-    assert names == ["transformer", "persistence", "climatology"]
+    assert names == ["transformer", "linear", "persistence", "climatology"]
     assert sorted(table["transformer"]) == list(range(1, 25))
     assert f"{table['transformer'][1]:.3f}" in summary
     # skill on the held-out week, even after a short training: better than persistence at +1 h and +6 h
