@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     first_init, last_init = TEST_INITS.split("/")[:2]
     with tempfile.TemporaryDirectory(prefix="wxemu-skill-") as tmp:
         if not (Path(args.store).exists() and is_complete(args.store)):
-            from data_catalog.ingest import IngestConfig, ingest
+            from data_catalog.ingestion import IngestConfig, ingest
 
             args.store = str(Path(tmp) / "era5_uk_t2m.zarr")
             ingest(

@@ -7,7 +7,7 @@ the ``wxemu`` dispatcher) stays fast:
 * ``to_canonical`` (``data_catalog.canonical``) and ``to_canonical_forecast`` (``data_catalog.forecasts``);
 * ``load_catalog``, ``get_entry``, ``open_dataset`` (``data_catalog.catalog``): named catalog entries;
 * ``sample_path``, ``data_dir`` (``data_catalog.samples``): the bundled real sample files;
-* ``ingest``, ``IngestConfig``, ``IngestResult`` (``data_catalog.ingest``): sources -> a canonical store.
+* ``ingest``, ``IngestConfig``, ``IngestResult`` (``data_catalog.ingestion``): sources -> a canonical store.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ _EXPORTS = {
     "open_dataset": "data_catalog.catalog",
     "sample_path": "data_catalog.samples",
     "data_dir": "data_catalog.samples",
-    "ingest": "data_catalog.ingest",
-    "IngestConfig": "data_catalog.ingest",
-    "IngestResult": "data_catalog.ingest",
+    "ingest": "data_catalog.ingestion",
+    "IngestConfig": "data_catalog.ingestion",
+    "IngestResult": "data_catalog.ingestion",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,5 +1,5 @@
 """Reference forecasts that do not learn: persistence and climatology (the one implementation; ``wxemu forecast``
-runs them through ``pipeline.forecast``).
+runs them through ``pipeline.forecasting``).
 
 Pure numpy over arrays: persistence repeats the initial state; climatology looks up a (dayofyear 1..366, hour,
 ...) array at each valid time's day of year and hour of day (:func:`climatology_indices` gives the positions, so a

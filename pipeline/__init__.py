@@ -11,14 +11,14 @@ from __future__ import annotations
 from data_catalog.exports import lazy_exports
 
 _EXPORTS = {
-    "train": "pipeline.train",
-    "TrainResult": "pipeline.train",
+    "train": "pipeline.training",
+    "TrainResult": "pipeline.training",
     "TrainConfig": "pipeline.train_config",
-    "forecast": "pipeline.forecast",
-    "ForecastConfig": "pipeline.forecast",
-    "ForecastResult": "pipeline.forecast",
-    "verify": "pipeline.verify",
-    "VerifyConfig": "pipeline.verify",
+    "forecast": "pipeline.forecasting",
+    "ForecastConfig": "pipeline.forecasting",
+    "ForecastResult": "pipeline.forecasting",
+    "verify": "pipeline.verification",
+    "VerifyConfig": "pipeline.verification",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,7 +7,7 @@ step, history, trained step sizes, forcing spec, training config, store provenan
 commit. Loading never unpickles: weights go through ``safetensors`` only, and a file that is not a safetensors
 file is refused with :class:`CheckpointError`.
 
-``pipeline.train`` writes ``RUN_DIR/model.safetensors`` + ``model.json`` at the end of training (EMA weights when
+``pipeline.training`` writes ``RUN_DIR/model.safetensors`` + ``model.json`` at the end of training (EMA weights when
 enabled). Lightning ``.ckpt`` files are kept only for resuming (:func:`check_lightning_checkpoint` reads them
 without unpickling code).
 """

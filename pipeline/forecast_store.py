@@ -3,7 +3,7 @@
 Dims ``time`` (initialisation), ``prediction_timedelta`` (leads ``step, 2*step, ..., lead``; lead 0 is not
 included), [``number``] for ensembles, [``level``], ``latitude``, ``longitude``; one data variable per state
 variable, physical units, float32, one initial time per chunk. Works on any fsspec path or URL. Completeness and
-resume records are root attributes written by ``pipeline.forecast`` through ``data_catalog.store``.
+resume records are root attributes written by ``pipeline.forecasting`` through ``data_catalog.store``.
 """
 
 from __future__ import annotations

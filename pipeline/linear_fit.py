@@ -6,7 +6,7 @@ windows, normalisation and forcings the emulators train on), adds a small ridge 
 channel and grid point. It sets ``head.coef`` and returns the one-step validation RMSE per step and channel.
 
 ``fit_linear(config, store=..., out=...)`` is ``wxemu train --model linear``: it builds the ``linear`` model,
-fits it and writes ``RUN_DIR/model.safetensors`` + ``model.json`` with the header of ``pipeline.train``, so
+fits it and writes ``RUN_DIR/model.safetensors`` + ``model.json`` with the header of ``pipeline.training``, so
 ``wxemu forecast --checkpoint RUN_DIR`` rolls it out like any emulator (greedy and lagged paths alike).
 """
 

@@ -7,7 +7,7 @@
 - :class:`ClimatologyReader` and :class:`ForcingProvider`: the store's climatology and the model forcings
   (models.forcings) at given valid times.
 
-Used by ``pipeline.datamodule`` (training) and ``pipeline.forecast`` (inference), which do not depend on each other.
+Used by ``pipeline.datamodule`` (training) and ``pipeline.forecasting`` (inference), which do not depend on each other.
 """
 
 from __future__ import annotations

@@ -262,7 +262,7 @@ def _plain(value: Any) -> Any:
 # ------------------------------------------------------------------------------------------------ config
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a trained model (how the run executes is ``pipeline.train.train``'s keywords)."""
+    """Everything that determines a trained model (how the run executes is ``pipeline.training.train``'s keywords)."""
 
     model: ModelSection = dataclasses.field(default_factory=ModelSection)
     data: DataSection = dataclasses.field(default_factory=DataSection)

@@ -14,8 +14,8 @@ import xarray as xr
 
 from data_catalog.errors import WxemuError
 from pipeline import ForecastConfig, forecast
-from pipeline.forecast import NonFiniteForecastError
 from pipeline.forecasters import ModelForecaster
+from pipeline.forecasting import NonFiniteForecastError
 from pipeline.train_config import TrainConfig
 from workflows.cli import main
 
@@ -31,7 +31,7 @@ def checkpoint(uk_store: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from models.base import build_model
     from pipeline.checkpoint import save_checkpoint
     from pipeline.datamodule import WindowDataModule
-    from pipeline.train import build_header
+    from pipeline.training import build_header
 
     cfg = TrainConfig().override({"data": {"step_hours": [1, 3]}}).to_dict()
     d = cfg["data"]
@@ -258,7 +258,7 @@ def test_init_without_history_is_refused(uk_store: str, tmp_path: Path) -> None:
     from models.base import build_model
     from pipeline.checkpoint import save_checkpoint
     from pipeline.datamodule import WindowDataModule
-    from pipeline.train import build_header
+    from pipeline.training import build_header
 
     cfg = TrainConfig().override({"data": {"step_hours": [1], "history": 2}}).to_dict()
     d = cfg["data"]

@@ -20,7 +20,7 @@ from data_catalog import forecast_ingest as fi
 from data_catalog.errors import InputDataError, WxemuError
 from data_catalog.forecast_ingest import ingest_forecast, lead_chunk
 from data_catalog.readers import open_source
-from pipeline.cli import main as wxemu
+from workflows.cli import main as wxemu
 
 
 def sha256(path: str) -> str:
@@ -67,7 +67,7 @@ def test_ukmo_monthly_ensemble_store(sample, tmp_path):
             )
         ) == pytest.approx(m["values"][1, 7], abs=1e-4)
     # what wxemu verify sees
-    from pipeline.verify import forecast_name, open_dataset
+    from pipeline.verification import forecast_name, open_dataset
 
     opened = open_dataset(str(out), "forecast")
     assert forecast_name(opened, str(out)) == "ukmo"
@@ -356,7 +356,7 @@ def test_crash_before_marking_complete_leaves_a_refused_store(sample, tmp_path, 
     (``open_store``, so ``wxemu verify``) refuses it; re-running with overwrite repairs it."""
     from data_catalog import store as st
     from data_catalog.errors import IncompleteStoreError
-    from pipeline.verify import open_dataset
+    from pipeline.verification import open_dataset
 
     path = sample("t_analysis_and_fc_0.grib")  # "t" of -0.0004..0.03: allow_implausible
     out = str(tmp_path / "fc.zarr")

@@ -19,10 +19,10 @@ from data_catalog import store as st
 from data_catalog.damaged import edit_grib, relabel_units, truncated_copy
 from data_catalog.errors import IncompleteStoreError, InputDataError
 from data_catalog.forecast_ingest import ingest_forecast
-from data_catalog.ingest import IngestConfig, ingest
+from data_catalog.ingestion import IngestConfig, ingest
 from data_catalog.plausibility import BOUNDS, check_values
 from data_catalog.readers import open_source
-from pipeline.cli import main
+from workflows.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "docs" / "reliability.md"

@@ -18,9 +18,9 @@ from data_catalog.version import wxemu_version
 STAGES: dict[str, tuple[str, str]] = {
     "catalog": ("data_catalog.cli_catalog", "list and show the named datasets of the catalog"),
     "ingest": ("data_catalog.cli_ingest", "ingest NetCDF/GRIB/Zarr sources into a canonical Zarr store"),
-    "train": ("pipeline.train", "train a graph or transformer emulator on a canonical store"),
-    "forecast": ("pipeline.forecast", "roll a checkpoint (or a baseline) forward into a forecast store"),
-    "verify": ("pipeline.verify", "score forecast stores against the truth (WeatherBench2 metrics)"),
+    "train": ("pipeline.training", "train a graph or transformer emulator on a canonical store"),
+    "forecast": ("pipeline.forecasting", "roll a checkpoint (or a baseline) forward into a forecast store"),
+    "verify": ("pipeline.verification", "score forecast stores against the truth (WeatherBench2 metrics)"),
     "explain": ("pipeline.explain.cli", "attribute a region-mean forecast to its inputs, with faithfulness checks"),
     "dashboard": ("pipeline.dashboard.cli", "build the static skill-score dashboard (HTML) of scores stores"),
     "cycle": ("workflows.cycle.cli", "run one stage of a forecast cycle (ingest, forecast, verify, dashboard, ...)"),

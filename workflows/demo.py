@@ -25,7 +25,7 @@ from data_catalog.errors import WxemuError
 from data_catalog.store import is_complete
 from pipeline.dashboard.demo import demo_dashboard
 from pipeline.train_config import default_config_path
-from pipeline.verify import open_scores
+from pipeline.verification import open_scores
 from workflows.cli import main
 
 SAMPLE_ENTRY = "era5-t2m-uk-2019-03"

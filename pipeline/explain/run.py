@@ -19,8 +19,8 @@ from pipeline.explain.faithfulness import faithfulness_correlation, perturbation
 from pipeline.explain.output import write_explanation
 from pipeline.explain.physical import distance_and_bearing, mass_centroid, share_inside
 from pipeline.explain.target import ExplainInputs, RegionForecast, explain_inputs
-from pipeline.forecast import parse_duration_hours
 from pipeline.forecasters import ModelForecaster
+from pipeline.forecasting import parse_duration_hours
 from pipeline.regions import parse_region, region_weights
 from pipeline.store_reader import read_layout
 from pipeline.weights import latitude_weights

@@ -1,7 +1,7 @@
 """Validating a forecast against the truth before any work, and cutting its initial times into blocks.
 
 :func:`plan_forecast` checks variables, units, levels, leads, grids and valid-time overlap and returns a
-:class:`ForecastPlan` (or raises :class:`~pipeline.verify.config.VerifyError` naming the files);
+:class:`ForecastPlan` (or raises :class:`~pipeline.verification.config.VerifyError` naming the files);
 :func:`plan_blocks` sizes blocks of initial times to a memory budget.
 """
 
@@ -15,8 +15,8 @@ import pandas as pd
 import xarray as xr
 
 from pipeline import metrics as M
-from pipeline.verify.config import VerifyError
-from pipeline.verify.inputs import check_regrid, forecast_name, same_grid
+from pipeline.verification.config import VerifyError
+from pipeline.verification.inputs import check_regrid, forecast_name, same_grid
 
 FORECAST_DIMS = ("time", "prediction_timedelta")
 

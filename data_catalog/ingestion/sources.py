@@ -15,7 +15,7 @@ from data_catalog import store as st
 from data_catalog.canonical import check_time_axis, to_canonical
 from data_catalog.catalog import get_entry, is_catalog_name, load_catalog, open_dataset
 from data_catalog.errors import InputDataError
-from data_catalog.ingest.config import IngestConfig
+from data_catalog.ingestion.config import IngestConfig
 from data_catalog.readers import apply_url_map, check_reachable, expand_paths, open_source
 from data_catalog.regrid import regrid_dataset
 

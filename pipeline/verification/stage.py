@@ -14,12 +14,12 @@ import xarray as xr
 
 from pipeline import metrics as M
 from pipeline.regions import parse_regions, region_weights
-from pipeline.verify.config import VerifyConfig, VerifyError, VerifyResult, parse_leads
-from pipeline.verify.distributed import dask_client, score_variable_distributed
-from pipeline.verify.inputs import open_climatology_for, open_dataset
-from pipeline.verify.plan import BlockPlan, ForecastPlan, plan_blocks, plan_forecast
-from pipeline.verify.reader import F32, climatology_keys
-from pipeline.verify.scoring import (
+from pipeline.verification.config import VerifyConfig, VerifyError, VerifyResult, parse_leads
+from pipeline.verification.distributed import dask_client, score_variable_distributed
+from pipeline.verification.inputs import open_climatology_for, open_dataset
+from pipeline.verification.plan import BlockPlan, ForecastPlan, plan_blocks, plan_forecast
+from pipeline.verification.reader import F32, climatology_keys
+from pipeline.verification.scoring import (
     BAD_FORECAST,
     BAD_TRUTH,
     MISSING,
@@ -33,8 +33,8 @@ from pipeline.verify.scoring import (
     variable_scores,
     variable_spectra,
 )
-from pipeline.verify.store import output_lock, provenance, write_scores
-from pipeline.verify.wb2 import export_wb2
+from pipeline.verification.store import output_lock, provenance, write_scores
+from pipeline.verification.wb2 import export_wb2
 from pipeline.weights import latitude_weights
 
 

@@ -23,8 +23,8 @@ from data_catalog import store_protocol as sp
 from data_catalog.version import wxemu_version
 from pipeline.metrics import Metric
 from pipeline.regions import AnyRegion
-from pipeline.verify.config import VerifyConfig, VerifyError
-from pipeline.verify.plan import ForecastPlan
+from pipeline.verification.config import VerifyConfig, VerifyError
+from pipeline.verification.plan import ForecastPlan
 
 PER_INIT_GROUP = "per_init"
 SPECTRA_GROUP = "spectra"

@@ -8,13 +8,13 @@ from typing import Any
 from data_catalog import store as st
 from data_catalog import store_protocol as sp
 from data_catalog.errors import WxemuError
-from data_catalog.ingest.blocks import BlockJob, plan_blocks, source_bounds, steps_per_block
-from data_catalog.ingest.checksums import HashProgress, SourceChecksums, describe_changes
-from data_catalog.ingest.config import IngestConfig, IngestResult, RunOptions, same_recipe
-from data_catalog.ingest.executor import await_checksums, run_blocks, source_progress, timed
-from data_catalog.ingest.finish import finish
-from data_catalog.ingest.hooks import IngestHooks
-from data_catalog.ingest.partials import (
+from data_catalog.ingestion.blocks import BlockJob, plan_blocks, source_bounds, steps_per_block
+from data_catalog.ingestion.checksums import HashProgress, SourceChecksums, describe_changes
+from data_catalog.ingestion.config import IngestConfig, IngestResult, RunOptions, same_recipe
+from data_catalog.ingestion.executor import await_checksums, run_blocks, source_progress, timed
+from data_catalog.ingestion.finish import finish
+from data_catalog.ingestion.hooks import IngestHooks
+from data_catalog.ingestion.partials import (
     PartialCombiner,
     bytes_per_step,
     climatology_in_memory,
@@ -22,7 +22,7 @@ from data_catalog.ingest.partials import (
     read_back,
     recorded_partials,
 )
-from data_catalog.ingest.sources import first_step, open_sources, resolve_sources
+from data_catalog.ingestion.sources import first_step, open_sources, resolve_sources
 
 
 def check_resumable(cfg: IngestConfig, checksums: SourceChecksums, recipe: dict[str, Any]) -> IngestResult | None:

@@ -12,9 +12,9 @@ import xarray as xr
 from data_catalog import store as st
 from data_catalog import store_climatology as sc
 from data_catalog.climatology import N_DAYS, climatology_days, climatology_template, day_runs
-from data_catalog.ingest.config import IngestConfig, RunOptions
-from data_catalog.ingest.executor import parallelism, run_tasks
-from data_catalog.ingest.partials import StatsPlan
+from data_catalog.ingestion.config import IngestConfig, RunOptions
+from data_catalog.ingestion.executor import parallelism, run_tasks
+from data_catalog.ingestion.partials import StatsPlan
 
 
 def write_climatology(

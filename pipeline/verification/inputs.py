@@ -15,7 +15,7 @@ import xarray as xr
 
 from data_catalog.store_protocol import COMPLETE_ATTR, is_complete, require_complete, root_attrs
 from pipeline.regions import describe_grid
-from pipeline.verify.config import VerifyError
+from pipeline.verification.config import VerifyError
 
 #: The store role (:data:`data_catalog.store_protocol.WRITER_OF`) of what verify reads.
 ROLES = {"truth": "analysis", "forecast": "forecast", "climatology": "analysis"}

@@ -12,10 +12,10 @@ from data_catalog import store as st
 from data_catalog import store_protocol as sp
 from data_catalog.climatology import ClimatologyAccumulator
 from data_catalog.errors import WxemuError
-from data_catalog.ingest.climatology_write import write_climatology, write_climatology_from_store
-from data_catalog.ingest.config import IngestConfig, RunOptions
-from data_catalog.ingest.executor import timed
-from data_catalog.ingest.partials import BlockPartial, PartialCombiner, StatsPlan
+from data_catalog.ingestion.climatology_write import write_climatology, write_climatology_from_store
+from data_catalog.ingestion.config import IngestConfig, RunOptions
+from data_catalog.ingestion.executor import timed
+from data_catalog.ingestion.partials import BlockPartial, PartialCombiner, StatsPlan
 from data_catalog.stats import MomentSums, stats_dataset, stats_from_sums
 
 KEPT_SUMS_ATTR = "wxemu_stats_sums"

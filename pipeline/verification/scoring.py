@@ -1,7 +1,7 @@
 """The scoring loop: per-(init, lead) spatial-mean statistics (and spectra) of one variable, block by block.
 
 A :class:`VariableJob` holds everything needed to score one variable of one forecast (picklable, so blocks can run
-as tasks elsewhere, see :mod:`pipeline.verify.distributed`). :func:`read_block` reads a block of initial times,
+as tasks elsewhere, see :mod:`pipeline.verification.distributed`). :func:`read_block` reads a block of initial times,
 :func:`compute_block` turns it into a :class:`BlockResult`, :func:`combine` puts the blocks' results together
 (the same way whichever process computed them) and :func:`score_variable` runs the blocks in this process, reading
 the next block on a thread while this one is scored.
@@ -20,8 +20,8 @@ import xarray as xr
 from pipeline import metrics as M
 from pipeline import spectra as S
 from pipeline.regions import AnyRegion
-from pipeline.verify.plan import BlockPlan, ForecastPlan
-from pipeline.verify.reader import climatology_fields, load_forecast_block, truth_rows
+from pipeline.verification.plan import BlockPlan, ForecastPlan
+from pipeline.verification.reader import climatology_fields, load_forecast_block, truth_rows
 from pipeline.weights import latitude_weights
 
 

@@ -21,7 +21,7 @@ from data_catalog import store as st
 from data_catalog import store_protocol as sp
 from data_catalog.climatology import ClimatologyAccumulator
 from data_catalog.errors import InputDataError, WxemuError
-from data_catalog.ingest.config import IngestConfig
+from data_catalog.ingestion.config import IngestConfig
 from data_catalog.stats import MomentSums, block_sums, boundary_sums, first_step_shift
 
 

@@ -1,12 +1,12 @@
-"""The ingest stage: :func:`ingest` over an :class:`~data_catalog.ingest.config.IngestConfig`."""
+"""The ingest stage: :func:`ingest` over an :class:`~data_catalog.ingestion.config.IngestConfig`."""
 
 from __future__ import annotations
 
-from data_catalog.ingest.append import append
-from data_catalog.ingest.config import IngestConfig, IngestResult, RunOptions
-from data_catalog.ingest.create import create
-from data_catalog.ingest.executor import dask_client
-from data_catalog.ingest.hooks import IngestHooks
+from data_catalog.ingestion.append import append
+from data_catalog.ingestion.config import IngestConfig, IngestResult, RunOptions
+from data_catalog.ingestion.create import create
+from data_catalog.ingestion.executor import dask_client
+from data_catalog.ingestion.hooks import IngestHooks
 from data_catalog.store_protocol import writer_lock
 
 
@@ -22,7 +22,7 @@ def ingest(
 ) -> IngestResult:
     """Write (create, resume or append to) the canonical store ``cfg.out`` from ``cfg.sources``; see
     docs/ingest.md. How it runs (the same store either way): ``threads``, ``workers``/``scheduler`` (a dask
-    cluster), ``cluster_processes``, ``progress`` (:class:`~data_catalog.ingest.config.RunOptions`). Holds the
+    cluster), ``cluster_processes``, ``progress`` (:class:`~data_catalog.ingestion.config.RunOptions`). Holds the
     store's writer lock throughout (a concurrent writer fails at once with ``StoreLockedError``). Raises
     WxemuError subclasses for user errors. ``hooks``: callbacks at fixed points (default
     :meth:`IngestHooks.from_env`: the crash hook of ``$WXEMU_INGEST_CRASH_AFTER`` when it is set)."""

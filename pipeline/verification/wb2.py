@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from pipeline.verify.config import VerifyError
+from pipeline.verification.config import VerifyError
 
 #: WeatherBench2 metric name -> (wxemu metric, power applied): the same quantity, e.g. mse = rmse ** 2.
 DETERMINISTIC = {

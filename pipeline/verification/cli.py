@@ -80,8 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.verify.config import VerifyConfig
-    from pipeline.verify.stage import verify
+    from pipeline.verification.config import VerifyConfig
+    from pipeline.verification.stage import verify
 
     config = VerifyConfig(
         forecasts=list(args.forecast),

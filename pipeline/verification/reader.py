@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.verify.config import VerifyError
-from pipeline.verify.inputs import interp_to_truth
+from pipeline.verification.config import VerifyError
+from pipeline.verification.inputs import interp_to_truth
 
 F32 = np.dtype(np.float32).itemsize
 

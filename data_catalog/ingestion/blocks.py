@@ -23,9 +23,9 @@ from data_catalog import store as st
 from data_catalog import store_protocol as sp
 from data_catalog.catalog import is_catalog_name
 from data_catalog.errors import InputDataError, WxemuError
-from data_catalog.ingest.config import config_from_json, config_to_json
-from data_catalog.ingest.partials import BlockPartial, StatsPlan, block_partial, block_record
-from data_catalog.ingest.sources import OpenedSources, open_sources
+from data_catalog.ingestion.config import config_from_json, config_to_json
+from data_catalog.ingestion.partials import BlockPartial, StatsPlan, block_partial, block_record
+from data_catalog.ingestion.sources import OpenedSources, open_sources
 from data_catalog.plausibility import refuse_implausible  # reliability
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import psutil
 
-from data_catalog.ingest.checksums import file_fingerprint
+from data_catalog.ingestion.checksums import file_fingerprint
 
 #: Environment variable: simulate a crash after this many blocks were written (resume tests from the command line).
 CRASH_ENV = "WXEMU_INGEST_CRASH_AFTER"

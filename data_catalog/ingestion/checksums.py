@@ -20,7 +20,7 @@ import fsspec
 
 from data_catalog import store_protocol as sp
 from data_catalog.errors import InputDataError
-from data_catalog.ingest.config import IngestConfig
+from data_catalog.ingestion.config import IngestConfig
 
 #: fingerprint function: (path, storage_options) -> {path, sha256, bytes}
 HashFile = Callable[[str, "dict | None"], dict[str, Any]]
@@ -163,7 +163,7 @@ class SourceChecksums:
 
     def block_hook(self, plan: dict[str, Any], after_block: Callable[[int], None] | None) -> Callable[[int], None]:
         """The callback after each block written (in this process): :meth:`update_plan` with ``plan``, then
-        ``after_block(n_done)`` (:class:`~data_catalog.ingest.hooks.IngestHooks`)."""
+        ``after_block(n_done)`` (:class:`~data_catalog.ingestion.hooks.IngestHooks`)."""
 
         def hook(n_done: int) -> None:
             self.update_plan(plan)

@@ -14,17 +14,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from data_catalog.catalog import is_catalog_name
-from data_catalog.ingest.blocks import (
+from data_catalog.ingestion.blocks import (
     BlockJob,
     OpenedSourcesCache,
     narrow_to_block,
     write_block,
     write_block_on_worker,
 )
-from data_catalog.ingest.checksums import HashProgress, SourceChecksums
-from data_catalog.ingest.config import IngestConfig, RunOptions
-from data_catalog.ingest.partials import BlockPartial, PartialCombiner
-from data_catalog.ingest.sources import OpenedSources
+from data_catalog.ingestion.checksums import HashProgress, SourceChecksums
+from data_catalog.ingestion.config import IngestConfig, RunOptions
+from data_catalog.ingestion.partials import BlockPartial, PartialCombiner
+from data_catalog.ingestion.sources import OpenedSources
 
 
 def progress_display(enabled: bool, total: int, description: str, unit: str = "blocks"):
@@ -173,7 +173,7 @@ def source_progress(
 ) -> Iterator[Callable[[str], None]]:
     """Progress of the two steps that begin before anything is written, which take minutes for a large archive:
     the checksums (``hashed``, called by the hashing threads per file) and opening + validating the sources
-    (yields the callback :func:`~data_catalog.ingest.sources.open_sources` calls after each source)."""
+    (yields the callback :func:`~data_catalog.ingestion.sources.open_sources` calls after each source)."""
     progress, task = progress_display(run.progress, n_files, "checksums", "files")
     opened = progress.add_task(
         "open + validate", total=None if any(is_catalog_name(s) for s in cfg.sources) else n_files

@@ -2,7 +2,7 @@
 
 :class:`VerifyConfig` is a frozen dataclass validated on construction (a bad field raises
 :class:`~data_catalog.errors.ConfigError` naming it); how a run executes (progress, workers, scheduler) are keyword
-arguments of :func:`pipeline.verify.verify`, not config fields.
+arguments of :func:`pipeline.verification.verify`, not config fields.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def parse_leads(specs: Sequence[str] | None) -> list[pd.Timedelta] | None:
 
 @dataclasses.dataclass(frozen=True)
 class VerifyResult:
-    """What :func:`pipeline.verify.verify` returns.
+    """What :func:`pipeline.verification.verify` returns.
 
     path: where the scores were written (None if not); scores: dims (metric, forecast, region,
     prediction_timedelta, [level]) per variable; per_init: the same with ``time``; spectra: dims (forecast,

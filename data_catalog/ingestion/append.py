@@ -15,13 +15,13 @@ from data_catalog import store as st
 from data_catalog import store_protocol as sp
 from data_catalog.climatology import climatology_days
 from data_catalog.errors import InputDataError, WxemuError
-from data_catalog.ingest.blocks import BlockJob, plan_blocks, source_bounds, steps_per_block
-from data_catalog.ingest.checksums import SourceChecksums, describe_changes
-from data_catalog.ingest.config import IngestConfig, IngestResult, RunOptions, same_recipe
-from data_catalog.ingest.executor import run_blocks
-from data_catalog.ingest.finish import finish, kept_partial
-from data_catalog.ingest.hooks import IngestHooks
-from data_catalog.ingest.partials import (
+from data_catalog.ingestion.blocks import BlockJob, plan_blocks, source_bounds, steps_per_block
+from data_catalog.ingestion.checksums import SourceChecksums, describe_changes
+from data_catalog.ingestion.config import IngestConfig, IngestResult, RunOptions, same_recipe
+from data_catalog.ingestion.executor import run_blocks
+from data_catalog.ingestion.finish import finish, kept_partial
+from data_catalog.ingestion.hooks import IngestHooks
+from data_catalog.ingestion.partials import (
     PartialCombiner,
     StatsPlan,
     bytes_per_step,
@@ -30,7 +30,7 @@ from data_catalog.ingest.partials import (
     read_back,
     recorded_partials,
 )
-from data_catalog.ingest.sources import first_step, open_sources, resolve_sources
+from data_catalog.ingestion.sources import first_step, open_sources, resolve_sources
 
 
 def append(cfg: IngestConfig, run: RunOptions, hooks: IngestHooks, client: Any = None) -> IngestResult:

@@ -1,8 +1,8 @@
 """Scoring blocks of initial times as tasks on a dask.distributed cluster.
 
-Each task opens the stores itself (from the paths in the :class:`~pipeline.verify.scoring.VariableJob`), reads
-one block and returns its :class:`~pipeline.verify.scoring.BlockResult`; the client combines them with
-:func:`~pipeline.verify.scoring.combine`, exactly as a single process does, so the per-init statistics (and the
+Each task opens the stores itself (from the paths in the :class:`~pipeline.verification.scoring.VariableJob`), reads
+one block and returns its :class:`~pipeline.verification.scoring.BlockResult`; the client combines them with
+:func:`~pipeline.verification.scoring.combine`, exactly as a single process does, so the per-init statistics (and the
 scores) are the same numbers.
 """
 
@@ -12,9 +12,17 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline.verify.inputs import open_climatology_for, open_dataset
-from pipeline.verify.plan import BlockPlan
-from pipeline.verify.scoring import BlockResult, Sources, VariableJob, VariableStats, combine, compute_block, read_block
+from pipeline.verification.inputs import open_climatology_for, open_dataset
+from pipeline.verification.plan import BlockPlan
+from pipeline.verification.scoring import (
+    BlockResult,
+    Sources,
+    VariableJob,
+    VariableStats,
+    combine,
+    compute_block,
+    read_block,
+)
 
 
 @contextlib.contextmanager
