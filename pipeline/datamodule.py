@@ -17,7 +17,7 @@ units, with the window index table; normalisation and the gather into (inputs, t
 consecutive anchors, so a batch of B one-step windows reads B+1 time chunks instead of 2B. Under DDP each rank
 takes every world_size-th batch of the same shuffled list (equal counts on every rank).
 
-Workers are started with ``multiprocessing_context="spawn"`` (DESIGN.md: forked workers hang once the zarr
+Workers are started with ``multiprocessing_context="spawn"`` (docs/conventions.md: forked workers hang once the zarr
 thread pool runs in the parent) and are persistent; each worker opens the zarr arrays once.
 """
 
