@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml Makefile
 demo: install
 	$(VENV)/bin/wxemu demo --out $(DEMO_DIR)
 
-test: install
+test: install slurm-install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest tests

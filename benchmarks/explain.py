@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import _synthetic  # noqa: E402
 
-from pipeline.cli import main  # noqa: E402
 from pipeline.explain import ExplainConfig, explain  # noqa: E402
+from workflows.cli import main  # noqa: E402
 
 CONFIG = """model: {kind: graph}
 data: {train: ["2019-03-01T00", "2019-03-21T23"], val: ["2019-03-22T00", "2019-03-24T23"],

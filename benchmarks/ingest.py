@@ -19,7 +19,7 @@ Measured (MB/s of decoded float32 source data written):
   fastest plain copy of these bytes this machine makes, printed beside the reference;
 * naive: ``xr.open_mfdataset(files).chunk({"time": 24}).to_zarr(out, zarr_format=3)``, the one-liner a user would
   write (the rechunk to a day, a no-op for daily files, because Zarr refuses the uneven chunks of monthly files);
-* wxemu: ``data_catalog.ingest.ingest`` (default path): its region-write phase alone (which also accumulates the
+* wxemu: ``data_catalog.ingestion.ingest`` (default path): its region-write phase alone (which also accumulates the
   statistics and climatology sums from the blocks it writes: one pass), and end to end (sha256 of the inputs,
   validation, finishing the statistics, writing the climatology), with the default hourly climatology, with
   ``--climatology-hour-step 6`` and ``24`` (one hour of day: a climatology of 1/24 the size, so nearly the
@@ -138,7 +138,7 @@ def naive(paths: list[str], out: str) -> None:
 
 
 def wxemu(paths: list[str], out: str, threads: int, workers: int | None = None, **options) -> dict[str, float]:
-    from data_catalog.ingest import IngestConfig, ingest
+    from data_catalog.ingestion import IngestConfig, ingest
 
     result = ingest(IngestConfig(sources=tuple(paths), out=out, **options), threads=threads, workers=workers)
     return result.timings

@@ -39,7 +39,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pipeline.verify.testing import wave_fields  # noqa: E402
+from pipeline.verification.testing import wave_fields  # noqa: E402
 
 LEVELS = [50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000]
 #: WeatherBench2's regions (the same names mean the same boxes in wxemu): name -> latitude band
@@ -127,7 +127,7 @@ def _summary(rmse_t850, rmse_t2m, acc_t850) -> dict:
 
 
 def run_wxemu(paths: dict[str, str], workers: int | None = None) -> dict:
-    from pipeline.verify import VerifyConfig, verify
+    from pipeline.verification import VerifyConfig, verify
 
     config = VerifyConfig(
         forecasts=[paths["forecast"]], truth=paths["truth"], metrics=METRICS, regions=list(REGIONS), spectra=False

@@ -1,18 +1,18 @@
 """wxemu data_catalog: named datasets, source readers and the canonical (WeatherBench2/CF) mapping.
 
-The public functions are imported lazily so that ``import data_catalog.errors`` (done by the ``wxemu``
-dispatcher) stays fast:
+The public functions are imported lazily (data_catalog.exports) so that ``import data_catalog.errors`` (done by
+the ``wxemu`` dispatcher) stays fast:
 
 * ``open_source``, ``open_sources`` (``data_catalog.readers``): open NetCDF/GRIB/Zarr as the source names things;
 * ``to_canonical`` (``data_catalog.canonical``) and ``to_canonical_forecast`` (``data_catalog.forecasts``);
 * ``load_catalog``, ``get_entry``, ``open_dataset`` (``data_catalog.catalog``): named catalog entries;
-* ``sample_path``, ``data_dir`` (``data_catalog.samples``): the bundled real sample files.
+* ``sample_path``, ``data_dir`` (``data_catalog.samples``): the bundled real sample files;
+* ``ingest``, ``IngestConfig``, ``IngestResult`` (``data_catalog.ingestion``): sources -> a canonical store.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from data_catalog.exports import lazy_exports
 
 _EXPORTS = {
     "open_source": "data_catalog.readers",
@@ -24,12 +24,10 @@ _EXPORTS = {
     "open_dataset": "data_catalog.catalog",
     "sample_path": "data_catalog.samples",
     "data_dir": "data_catalog.samples",
+    "ingest": "data_catalog.ingestion",
+    "IngestConfig": "data_catalog.ingestion",
+    "IngestResult": "data_catalog.ingestion",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'data_catalog' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,4 +1,5 @@
-"""Map a source dataset onto the canonical convention of DESIGN.md (WeatherBench2 names, CF units, sorted grid).
+"""Map a source dataset onto the canonical convention of docs/conventions.md
+(WeatherBench2 names, CF units, sorted grid).
 
 ``to_canonical`` gives the analysis layout (dims ``time``, [``number``], [``level``], ``latitude``,
 ``longitude``); ``data_catalog.forecasts.to_canonical_forecast`` gives the forecast layout. Both run
@@ -620,7 +621,7 @@ def to_canonical(
     ensemble: bool = True,
     at_valid_time: bool = False,
 ) -> xr.Dataset:
-    """Map a source dataset onto the canonical analysis convention (DESIGN.md); lazy where the input is.
+    """Map a source dataset onto the canonical analysis convention (docs/conventions.md); lazy where the input is.
 
     ds: as opened by ``readers.open_source`` (source names). source: a name for messages (entry or path).
     mapping: {source name: canonical name} for variables and coordinates, overriding the alias tables.

@@ -1,4 +1,4 @@
-"""`wxemu ingest SOURCE... --out STORE.zarr`: the command-line face of ``data_catalog.ingest``."""
+"""`wxemu ingest SOURCE... --out STORE.zarr`: the command-line face of ``data_catalog.ingestion``."""
 
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ def _levels(args: argparse.Namespace) -> list[int] | None:
 
 def config_from_args(args: argparse.Namespace):
     """An IngestConfig from parsed arguments."""
-    from data_catalog.ingest import IngestConfig
+    from data_catalog.ingestion import IngestConfig
 
     options, levels = _storage_options(args), _levels(args)
     levels_int = tuple(levels) if levels else None
@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
             "ingest: --grib-filter applies to --forecast only; for an analysis store give a catalog entry with "
             "`grib_filter: {KEY: VALUE}` in a catalog file named by $WXEMU_CATALOG"
         )
-    from data_catalog.ingest import ingest
+    from data_catalog.ingestion import ingest
 
     result = ingest(
         config_from_args(args),

@@ -360,7 +360,7 @@ def compute_climatology(ds: xr.Dataset, *, window: int = 61, block: int = 48) ->
 
     Returns float32 variables with dims (``dayofyear`` 1..366, ``hour``, [``level``], ``latitude``,
     ``longitude``); ``hour`` = the hours of day present in ``ds`` (sorted); attribute ``window_days``. For large
-    grids write it block by block instead (``data_catalog.ingest`` does, with :func:`accumulate`).
+    grids write it block by block instead (``data_catalog.ingestion`` does, with :func:`accumulate`).
     """
     acc, dims = accumulate(ds, window=window, block=block)
     out = climatology_template(ds, acc.hours, acc.window, dims).load()

@@ -1,7 +1,7 @@
 """The canonical variable table and coordinate aliases (WeatherBench2 names, CF attributes).
 
 Pure data plus tiny helpers; no I/O. ``data_catalog.canonical`` uses these tables to map a source dataset onto
-the canonical convention of DESIGN.md.
+the canonical convention of docs/conventions.md.
 """
 
 from __future__ import annotations

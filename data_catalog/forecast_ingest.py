@@ -64,7 +64,7 @@ class ForecastIngestError(InputDataError):
 def fingerprint(path: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``{path, sha256, bytes}`` of a source (``ingest.file_fingerprint``: a remote Zarr store by its consolidated
     metadata, never listed)."""
-    from data_catalog.ingest import file_fingerprint
+    from data_catalog.ingestion import file_fingerprint
 
     return file_fingerprint(path, dict(storage_options) if storage_options else None)
 

@@ -2,7 +2,7 @@
 
 A cell's area on the sphere is proportional to (sin(lat_upper) - sin(lat_lower)) * (lon_east - lon_west), so
 conservative weights factor into two 1-D overlap matrices: one in sin(latitude), one in longitude (periodic for
-global grids). Cell bounds follow DESIGN.md's area convention: halfway between rows, half a spacing beyond the
+global grids). Cell bounds follow docs/conventions.md's area convention: halfway between rows, half a spacing beyond the
 edge rows, clipped to +-90 degrees. The target value is the area-weighted mean of the source cells it overlaps,
 so the area-weighted mean over the domain is preserved to round-off and a constant field stays constant.
 

@@ -52,7 +52,7 @@ TIME_CALENDAR = "proleptic_gregorian"
 #: with encoding and file writes run in parallel outside the GIL (measured: the ingest's block writes 2-4x faster
 #: than through zarr-python's own pipeline, docs/ingest.md). Used for the ingest's writes (:func:`write_steps`)
 #: only: readers keep zarr-python's pipeline, as training reads run in DataLoader worker processes and a process
-#: that forks must not have zarrs' thread pool running (DESIGN.md; wxemu's workers are spawned).
+#: that forks must not have zarrs' thread pool running (docs/conventions.md; wxemu's workers are spawned).
 FAST_CODEC_PIPELINE = "zarrs.ZarrsCodecPipeline"
 _PIPELINE_LOCK = threading.Lock()
 

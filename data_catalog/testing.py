@@ -4,7 +4,7 @@
 :func:`synthetic_dataset` makes a tiny smooth random dataset; :func:`uk_sample_dataset` maps the real ERA5 UK GRIB
 sample onto the canonical convention with plain cfgrib (an ingest-independent reference);
 :func:`write_canonical_store` writes any canonical ``xr.Dataset`` as a complete store with its ``stats`` and
-``climatology`` groups; :func:`ingest_uk_sample` ingests the UK sample with :func:`data_catalog.ingest.ingest`.
+``climatology`` groups; :func:`ingest_uk_sample` ingests the UK sample with :func:`data_catalog.ingestion.ingest`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from data_catalog.ingest import IngestConfig, ingest
+from data_catalog.ingestion import IngestConfig, ingest
 from data_catalog.samples import sample_path
 from data_catalog.store import data_encoding
 

@@ -24,10 +24,9 @@ import numpy as np
 import torch
 
 from data_catalog.errors import ConfigError
+from models.registry import model_class, model_kinds
 
 log = logging.getLogger(__name__)
-
-MODEL_KINDS = ("graph", "transformer")
 
 
 class ModelConfigError(ConfigError, ValueError):
@@ -162,17 +161,15 @@ def build_model(
     history: int = 1,
     config: dict[str, Any] | None = None,
 ) -> Emulator:
-    """Build an emulator of ``kind`` ("graph" or "transformer") for the given grid and channel counts.
+    """Build an emulator of a registered ``kind`` (models.registry: "graph", "transformer", ...) for the given grid
+    and channel counts.
 
     ``config`` is validated into the model's config dataclass (``GraphConfig`` / ``TransformerConfig``);
     unknown keys raise ``ModelConfigError`` (a ``ValueError``). ``model.config_dict()`` returns the full config.
     """
-    if kind == "graph":
-        from models.graph_emulator import GraphEmulator as cls
-    elif kind == "transformer":
-        from models.transformer_emulator import TransformerEmulator as cls
-    else:
-        raise ModelConfigError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    cls = model_class(kind)
+    if cls is None:
+        raise ModelConfigError(f"unknown model kind {kind!r}; choose one of {', '.join(model_kinds())}")
     model = cls(
         latitude=latitude, longitude=longitude, n_state=n_state, n_forcing=n_forcing, history=history, config=config
     )

@@ -40,6 +40,8 @@ from models.base import (
     sinusoidal_embedding,
 )
 from models.graph_net import AGGREGATIONS, MLP, InteractionNetwork
+from models.linear import forcing_mask, linear_part
+from models.registry import register_model
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,10 @@ class GraphConfig:
     aggregation: str = "index_add"  # "index_add" or "scatter_reduce"
     lead_conditioning: bool = True  # add an embedding of lead_hours to the grid latents
     graph_cache_dir: str | None = None  # on-disk .npz graph cache (None: $WXEMU_GRAPH_CACHE_DIR or none)
+    linear_steps: list[float] = dataclasses.field(default_factory=list)  # residual design: the network adds
+    # its output to a fitted per-grid-point regression per step size (models.linear; [] = no linear part)
+    network_ignores_forcings: list[int] = dataclasses.field(default_factory=list)  # forcing channels the network
+    # sees as zero (e.g. [3, 4], the day of year in the default layout: a few weeks of data only teach a trend)
 
     def validate(self) -> None:
         def bad(msg: str) -> None:
@@ -268,6 +274,7 @@ def get_graph(latitude: np.ndarray, longitude: np.ndarray, config: GraphConfig) 
     return _cached_graph(lat.tobytes(), lon.tobytes(), options, cache_dir)
 
 
+@register_model
 class GraphEmulator(Emulator):
     """Encode (grid -> mesh), process (multi-mesh message passing), decode (mesh -> grid)."""
 
@@ -319,14 +326,23 @@ class GraphEmulator(Emulator):
         )
         self.decoder = InteractionNetwork(d, hid, aggregation=cfg.aggregation)
         self.output = MLP(d, hid, n_state, layer_norm=False)
+        self.register_buffer(
+            "forcing_mask", forcing_mask(self.n_forcing, cfg.network_ignores_forcings), persistent=False
+        )
+        self.linear = linear_part(self, cfg.linear_steps, 1 if self.n_forcing >= 3 else None)
+        if self.linear is not None:  # residual: start exactly at the fitted regression
+            nn.init.zeros_(self.output.net[-1].weight)
+            nn.init.zeros_(self.output.net[-1].bias)
 
     def config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.config)
+        d = dataclasses.asdict(self.config)
+        d["linear_steps"] = [float(s) for s in d["linear_steps"]]
+        return d
 
     def forward(self, state: torch.Tensor, forcings: torch.Tensor, lead_hours: torch.Tensor) -> torch.Tensor:
         self.check_inputs(state, forcings, lead_hours)
         b, _, h, w = state.shape
-        x = torch.cat([state, forcings], dim=1).flatten(2).transpose(1, 2)  # (B, HW, C)
+        x = torch.cat([state, self.forcing_mask.to(forcings) * forcings], dim=1).flatten(2).transpose(1, 2)
         feats = self.grid_node_features.to(x.dtype).unsqueeze(0).expand(b, -1, -1)
         grid = self.grid_embed(torch.cat([x, feats], dim=-1))  # (B, HW, D)
         if self.lead_embed is not None:
@@ -346,5 +362,5 @@ class GraphEmulator(Emulator):
         # Decoder: mesh -> grid.
         m2g_e = self.m2g_edge_embed(self.m2g_edge_features)[None]
         grid, _ = self.decoder(mesh, grid, m2g_e, self.m2g_senders, self.m2g_receivers)
-        out = self.output(grid)  # (B, HW, n_state)
-        return out.transpose(1, 2).reshape(b, self.n_state, h, w)
+        out = self.output(grid).transpose(1, 2).reshape(b, self.n_state, h, w)  # (B, n_state, H, W)
+        return out if self.linear is None else out + self.linear(state, forcings, lead_hours)

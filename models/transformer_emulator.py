@@ -29,6 +29,8 @@ from models.base import (
     is_global_grid,
     sinusoidal_embedding,
 )
+from models.linear import forcing_mask, linear_part
+from models.registry import register_model
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,10 @@ class TransformerConfig:
     pos_embedding: str = "learned"  # "learned", "sinusoidal" or "none"
     global_grid: bool | None = None  # None: detect from longitude (uniform and spanning 360 deg)
     lead_embedding_dim: int = 64  # sinusoidal features of lead_hours fed to the conditioning MLP
+    linear_steps: list[float] = dataclasses.field(default_factory=list)  # residual design: the network adds
+    # its output to a fitted per-grid-point regression per step size (models.linear; [] = no linear part)
+    network_ignores_forcings: list[int] = dataclasses.field(default_factory=list)  # forcing channels the network
+    # sees as zero (e.g. [3, 4], the day of year in the default layout: a few weeks of data only teach a trend)
 
     def validate(self) -> None:
         def bad(msg: str) -> None:
@@ -117,6 +123,7 @@ def sincos_2d(rows: np.ndarray, cols: np.ndarray | None, dim: int) -> torch.Tens
     return torch.from_numpy(grid.astype(np.float32))
 
 
+@register_model
 class TransformerEmulator(Emulator):
     """ViT on patches of the lat/lon grid with adaLN-zero lead-time conditioning."""
 
@@ -164,9 +171,17 @@ class TransformerEmulator(Emulator):
         self.head = nn.Linear(d, p * p * n_state)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
+        self.register_buffer(
+            "forcing_mask", forcing_mask(self.n_forcing, cfg.network_ignores_forcings), persistent=False
+        )
+        self.linear = linear_part(self, cfg.linear_steps, 1 if self.n_forcing >= 3 else None)
+        if self.linear is not None:  # residual: start exactly at the fitted regression
+            nn.init.zeros_(self.head.weight)
 
     def config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.config)
+        d = dataclasses.asdict(self.config)
+        d["linear_steps"] = [float(s) for s in d["linear_steps"]]
+        return d
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Pad (B, C, H, W) at the bottom/right to whole patches: circular in longitude on global grids,
@@ -182,7 +197,7 @@ class TransformerEmulator(Emulator):
         self.check_inputs(state, forcings, lead_hours)
         b, _, h, w = state.shape
         p, th, tw = self.config.patch, self.tokens_h, self.tokens_w
-        x = self._pad(torch.cat([state, forcings], dim=1))
+        x = self._pad(torch.cat([state, self.forcing_mask.to(forcings) * forcings], dim=1))
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, th*tw, dim)
         if self.pos is not None:
             pos = self.pos.to(tokens.dtype)
@@ -198,5 +213,5 @@ class TransformerEmulator(Emulator):
         shift, scale = self.final_modulation(cond).chunk(2, dim=-1)
         out = self.head(_modulate(self.final_norm(tokens), shift, scale))  # (B, th*tw, p*p*n_state)
         out = out.transpose(1, 2).reshape(b, self.n_state * p * p, th, tw)
-        out = F.pixel_shuffle(out, p)  # (B, n_state, th*p, tw*p)
-        return out[:, :, :h, :w]
+        out = F.pixel_shuffle(out, p)[:, :, :h, :w]  # (B, n_state, H, W)
+        return out if self.linear is None else out + self.linear(state, forcings, lead_hours)

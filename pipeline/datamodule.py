@@ -17,7 +17,7 @@ units, with the window index table; normalisation and the gather into (inputs, t
 consecutive anchors, so a batch of B one-step windows reads B+1 time chunks instead of 2B. Under DDP each rank
 takes every world_size-th batch of the same shuffled list (equal counts on every rank).
 
-Workers are started with ``multiprocessing_context="spawn"`` (DESIGN.md: forked workers hang once the zarr
+Workers are started with ``multiprocessing_context="spawn"`` (docs/conventions.md: forked workers hang once the zarr
 thread pool runs in the parent) and are persistent; each worker opens the zarr arrays once.
 """
 
@@ -26,172 +26,31 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data_catalog.errors import WxemuError
 from pipeline.normalization import ChannelStats, difference_stats
+from pipeline.store_reader import (
+    ForcingProvider,
+    StoreLayout,
+    StoreReader,
+    default_forcing_spec,
+    read_layout,
+    store_channel_stats,
+    stride_for,
+)
 
 log = logging.getLogger(__name__)
 
-try:  # pragma: no cover - import guard: pytorch_lightning is a hard dependency but keep the module importable
-    import pytorch_lightning as pl
-except ImportError:  # pragma: no cover
-    pl = None  # type: ignore[assignment]
-
-
-# ------------------------------------------------------------------------------------------------ store layout
-@dataclass
-class StoreLayout:
-    """What a worker needs to read windows: picklable, no open handles.
-
-    ``variables``: (name, level order or None) of the time-dependent variables in channel order;
-    ``times`` datetime64[ns] (T,); ``latitude``/``longitude`` degrees (H,), (W,); ``static`` name -> (H, W).
-    """
-
-    path: str
-    storage_options: dict[str, Any]
-    variables: list[tuple[str, list[int] | None]]
-    channel_names: list[str]
-    times: np.ndarray
-    latitude: np.ndarray
-    longitude: np.ndarray
-    static: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def step_hours(self) -> float:
-        """The store's time step in hours (the first difference; the store must be regular)."""
-        if len(self.times) < 2:
-            raise WxemuError(f"{self.path}: the store needs at least two times to train or forecast")
-        return float((self.times[1] - self.times[0]) / np.timedelta64(1, "h"))
-
-    def time_index(self, when: Any) -> int:
-        """Index of time ``when`` (anything pandas parses), exact match, else WxemuError."""
-        t = np.datetime64(pd.Timestamp(when).tz_localize(None), "ns")
-        i = int(np.searchsorted(self.times, t))
-        if i >= len(self.times) or self.times[i] != t:
-            raise WxemuError(
-                f"{self.path}: time {pd.Timestamp(t)} is not in the store "
-                f"({pd.Timestamp(self.times[0])} .. {pd.Timestamp(self.times[-1])})"
-            )
-        return i
-
-    def index_range(self, start: Any, end: Any) -> tuple[int, int]:
-        """Half-open index range [i0, i1) of the store times within [start, end] (inclusive dates)."""
-        t0 = np.datetime64(pd.Timestamp(start), "ns")
-        t1 = np.datetime64(pd.Timestamp(end), "ns")
-        return int(np.searchsorted(self.times, t0, "left")), int(np.searchsorted(self.times, t1, "right"))
-
-
-def read_layout(path: str, storage_options: dict[str, Any] | None = None) -> StoreLayout:
-    """Inspect a complete canonical store (metadata and static fields only)."""
-    from data_catalog.store import channel_names, open_store, static_variables, time_variables
-
-    ds = open_store(str(path), storage_options=storage_options)
-    variables: list[tuple[str, list[int] | None]] = []
-    for name in time_variables(ds):
-        da = ds[name]
-        want = ("time", "level", "latitude", "longitude") if "level" in da.dims else ("time", "latitude", "longitude")
-        if tuple(da.dims) != want:
-            raise WxemuError(f"{path}: variable {name!r} has dims {da.dims}, expected {want}")
-        order = np.argsort(np.asarray(da["level"].values)).tolist() if "level" in da.dims else None
-        variables.append((name, order))
-    times = np.asarray(ds["time"].values).astype("datetime64[ns]")
-    if len(times) > 2 and not np.all(np.diff(times) == times[1] - times[0]):
-        raise WxemuError(f"{path}: the store's times are not regularly spaced")
-    static = {name: np.asarray(ds[name].values, dtype=np.float32) for name in static_variables(ds)}
-    return StoreLayout(
-        path=str(path),
-        storage_options=dict(storage_options or {}),
-        variables=variables,
-        channel_names=channel_names(ds),
-        times=times,
-        latitude=np.asarray(ds["latitude"].values, dtype=np.float64),
-        longitude=np.asarray(ds["longitude"].values, dtype=np.float64),
-        static=static,
-    )
-
-
-class StoreReader:
-    """Reads physical-unit states (N, C, H, W) float32 for arbitrary time indices, zarr-python directly."""
-
-    def __init__(self, layout: StoreLayout) -> None:
-        import zarr
-
-        self.layout = layout
-        group = zarr.open_group(layout.path, mode="r", storage_options=layout.storage_options or None)
-        self._arrays = [(group[name], order) for name, order in layout.variables]
-
-    def read(self, time_indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """States at the given time indices (any order, duplicates allowed), physical units, (N, C, H, W)."""
-        uniq, inverse = self.read_unique(time_indices)
-        return uniq[inverse]
-
-    def read_unique(self, time_indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each distinct time read once: (states (U, C, H, W) float32 ascending in time, inverse) such that
-        ``states[inverse]`` are the states at ``time_indices`` (``inverse`` has the shape of ``time_indices``).
-
-        One zarr selection per variable (a slice when the times are consecutive, else an orthogonal selection;
-        zarr fetches the chunks concurrently), decoded straight into the output array (no concatenation).
-        """
-        from zarr.core.buffer import default_buffer_prototype
-
-        idx = np.asarray(time_indices, dtype=np.int64)
-        uniq, inverse = np.unique(idx, return_inverse=True)
-        h, w = len(self.layout.latitude), len(self.layout.longitude)
-        out = np.empty((len(uniq), len(self.layout.channel_names), h, w), dtype=np.float32)
-        consecutive = len(uniq) > 0 and bool(np.all(np.diff(uniq) == 1))
-        c = 0
-        for arr, order in self._arrays:
-            n = 1 if order is None else len(order)
-            view = out[:, c] if order is None else out[:, c : c + n]
-            sel = (slice(int(uniq[0]), int(uniq[-1]) + 1),) if consecutive else (uniq,)
-            if (order is None or order == list(range(n))) and arr.dtype == np.float32:
-                buf = default_buffer_prototype().nd_buffer.from_numpy_array(view)
-                if consecutive:
-                    arr.get_basic_selection(sel, out=buf)
-                else:
-                    arr.get_orthogonal_selection(sel, out=buf)
-            else:
-                block = arr[sel[0]] if consecutive else arr.get_orthogonal_selection(sel)
-                view[...] = block if order is None else block[:, order]
-            c += n
-        return out, inverse.reshape(idx.shape)
-
 
 # ------------------------------------------------------------------------------------------------ statistics
-def store_channel_stats(layout: StoreLayout) -> ChannelStats:
-    """Channel stats from the store's ``stats`` group; difference stats for the store's own time step."""
-    from data_catalog.store import open_stats
-
-    st = open_stats(layout.path, storage_options=layout.storage_options or None)
-    rows: dict[str, list[float]] = {k: [] for k in ("mean", "std", "diff_mean", "diff_std")}
-    for name, order in layout.variables:
-        if name not in st:
-            raise WxemuError(f"{layout.path}: the stats group has no variable {name!r}")
-        da = st[name]
-        for key in rows:
-            vals = np.atleast_1d(np.asarray(da.sel(stat=key).values, dtype=np.float64))
-            if order is not None:
-                vals = vals[np.argsort(np.asarray(da["level"].values))]
-            rows[key].extend(vals.tolist())
-    dt = layout.step_hours
-    return ChannelStats(
-        names=list(layout.channel_names),
-        mean=np.array(rows["mean"]),
-        std=np.array(rows["std"]),
-        diff_mean={dt: np.array(rows["diff_mean"])},
-        diff_std={dt: np.array(rows["diff_std"])},
-    )
-
-
 def add_step_stats(
     stats: ChannelStats,
     layout: StoreLayout,
@@ -221,133 +80,6 @@ def add_step_stats(
         stats.diff_mean[float(dt)] = mean
         stats.diff_std[float(dt)] = np.where(std > 1e-12, std, 1.0)
     return stats
-
-
-def stride_for(dt_hours: float, layout: StoreLayout) -> int:
-    """Number of store steps in ``dt_hours``; WxemuError unless it is a positive whole multiple."""
-    ratio = float(dt_hours) / layout.step_hours
-    if ratio < 1 - 1e-9 or abs(ratio - round(ratio)) > 1e-6:
-        raise WxemuError(
-            f"{layout.path}: step {dt_hours} h is not a multiple of the store's {layout.step_hours} h time step"
-        )
-    return int(round(ratio))
-
-
-# ------------------------------------------------------------------------------------------------ forcings
-class ClimatologyReader:
-    """The store's climatology (group ``climatology``) of every state channel at given valid times.
-
-    ``__call__(times) -> (T, C, H, W)`` float32 in physical units, channels in ``layout.channel_names`` order;
-    each time takes its day of year (1 Jan = 1) and hour of day, which the climatology must hold.
-    """
-
-    def __init__(self, layout: StoreLayout) -> None:
-        from data_catalog.store import open_climatology
-
-        self.layout = layout
-        self.clim = open_climatology(layout.path, storage_options=layout.storage_options or None)
-        for name, _ in layout.variables:
-            if name not in self.clim:
-                raise WxemuError(f"{layout.path}: the climatology group has no variable {name!r}")
-        self.hours = np.asarray(self.clim["hour"].values)
-
-    def __call__(self, times: np.ndarray) -> np.ndarray:
-        import xarray as xr
-
-        valid = pd.DatetimeIndex(np.asarray(times).astype("datetime64[ns]").reshape(-1))
-        if not np.isin(valid.hour.values, self.hours).all():
-            raise WxemuError(
-                f"{self.layout.path}: the climatology has hours {self.hours.tolist()}, not every hour asked for"
-            )
-        doy = xr.DataArray(valid.day_of_year.values, dims="v")
-        hour = xr.DataArray(valid.hour.values, dims="v")
-        parts = []
-        for name, order in self.layout.variables:
-            da = self.clim[name].sel(dayofyear=doy, hour=hour)
-            if order is not None:
-                parts.append(np.asarray(da.sortby("level").transpose("v", "level", "latitude", "longitude").values))
-            else:
-                parts.append(np.asarray(da.transpose("v", "latitude", "longitude").values)[:, None])
-        out = np.concatenate(parts, axis=1).astype(np.float32)
-        undefined = ~np.isfinite(out).reshape(len(out), -1).all(axis=1)
-        if undefined.any():
-            raise WxemuError(
-                f"{self.layout.path}: the climatology has no value at {valid[undefined][0]} (its "
-                "day of year lies outside the smoothing window of the store's statistics period)"
-            )
-        return out
-
-
-class ForcingProvider:
-    """Forcings at given times via ``models.forcings``, cached per time (LRU of ``cache_size`` times).
-
-    When the spec asks for climatology channels, they are read from the store's climatology group and normalised
-    with ``stats`` (the state's mean and std), so they live on the same scale as the state.
-    """
-
-    def __init__(
-        self, layout: StoreLayout, spec: Any, stats: ChannelStats | None = None, cache_size: int = 4096
-    ) -> None:
-        self.layout = layout
-        self.spec = spec
-        self._cache: OrderedDict[np.datetime64, np.ndarray] = OrderedDict()
-        self._cache_size = cache_size
-        self._clim: ClimatologyReader | None = None
-        self._clim_index: np.ndarray | None = None
-        if getattr(spec, "climatology", ()):
-            if stats is None:
-                raise WxemuError("climatology forcings need the state statistics to normalise them")
-            unknown = sorted(set(spec.climatology) - set(layout.channel_names))
-            if unknown:
-                raise WxemuError(f"{layout.path}: climatology forcings for unknown channels {unknown}")
-            self._clim_index = np.array([layout.channel_names.index(c) for c in spec.climatology])
-            self._clim_mean = stats.mean[self._clim_index].astype(np.float32)[:, None, None]
-            self._clim_std = stats.std[self._clim_index].astype(np.float32)[:, None, None]
-
-    def _climatology(self, times: np.ndarray) -> np.ndarray | None:
-        if self._clim_index is None:
-            return None
-        if self._clim is None:
-            self._clim = ClimatologyReader(self.layout)
-        return (self._clim(times)[:, self._clim_index] - self._clim_mean) / self._clim_std
-
-    def __call__(self, times: np.ndarray) -> np.ndarray:
-        """(T,) datetime64 -> (T, F, H, W) float32."""
-        from models.forcings import compute_forcings
-
-        times = np.asarray(times).astype("datetime64[ns]")
-        missing = [t for t in dict.fromkeys(times.tolist()) if np.datetime64(t, "ns") not in self._cache]
-        if missing:
-            miss = np.asarray(missing, dtype="datetime64[ns]")
-            values = np.asarray(
-                compute_forcings(
-                    self.spec,
-                    miss,
-                    self.layout.latitude,
-                    self.layout.longitude,
-                    self.layout.static,
-                    self._climatology(miss),
-                ),
-                dtype=np.float32,
-            )
-            for t, v in zip(miss, values):
-                self._cache[t] = v
-                if len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
-        out = []
-        for t in times:
-            self._cache.move_to_end(t)
-            out.append(self._cache[t])
-        n_f = out[0].shape[0] if out else 0
-        return np.stack(out) if out else np.zeros((0, n_f) + self.layout.latitude.shape + self.layout.longitude.shape)
-
-
-def default_forcing_spec(layout: StoreLayout, *, climatology: bool = False) -> Any:
-    """The forcing spec for a store: the default spec of ``models.forcings`` plus the store's static fields,
-    and, with ``climatology``, the climatology of every state channel at the target time."""
-    from models.forcings import ForcingSpec
-
-    return ForcingSpec(static=tuple(layout.static), climatology=tuple(layout.channel_names) if climatology else ())
 
 
 # ------------------------------------------------------------------------------------------------ dataset
@@ -515,7 +247,7 @@ class WindowBatchSampler(Sampler[list[tuple[int, int]]]):
 
 
 # ------------------------------------------------------------------------------------------------ datamodule
-class WindowDataModule(pl.LightningDataModule if pl is not None else object):  # type: ignore[misc]
+class WindowDataModule(pl.LightningDataModule):
     """LightningDataModule over a canonical store. Splits by date ranges; rank/world taken from the trainer.
 
     ``setup()`` reads the layout, the store stats and estimates difference statistics of the step sizes that
@@ -570,6 +302,7 @@ class WindowDataModule(pl.LightningDataModule if pl is not None else object):  #
         self.layout = read_layout(self.store, self.storage_options)
         if self.forcing_spec is None:
             self.forcing_spec = default_forcing_spec(self.layout, climatology=self.climatology_forcing)
+        self._check_ranges_in_store()
         stats = store_channel_stats(self.layout)
         train_rng = self.split_range("train")
         self.stats = add_step_stats(
@@ -583,6 +316,24 @@ class WindowDataModule(pl.LightningDataModule if pl is not None else object):  #
                     f"{self.store}: the {split} range {lo} .. {hi} holds no complete window "
                     f"(history {self.history}, {self.rollout_steps} rollout steps of "
                     f"{self.step_hours} h)"
+                )
+
+    def _check_ranges_in_store(self) -> None:
+        """WxemuError naming the split when a date of a split is not a date or its range misses the store's times."""
+        assert self.layout is not None
+        first, last = pd.Timestamp(self.layout.times[0]), pd.Timestamp(self.layout.times[-1])
+        for split in ("train", "val"):
+            lo, hi = self.ranges[split]
+            try:
+                start, end = pd.Timestamp(lo), pd.Timestamp(hi)
+            except (ValueError, TypeError) as exc:
+                raise WxemuError(
+                    f"{self.store}: the {split} range {lo} .. {hi} is not a pair of dates ({exc})"
+                ) from None
+            if end < first or start > last:
+                raise WxemuError(
+                    f"{self.store}: the {split} range {lo} .. {hi} lies outside the store's times "
+                    f"{first} .. {last}; choose dates inside them (data.{split} of the training config)"
                 )
 
     def setup(self, stage: str | None = None) -> None:

@@ -1,6 +1,7 @@
 """Training losses (pure): latitude-area-weighted MSE with channel weights, rollout loss, curriculum, LR schedule.
 
-Latitude weights follow DESIGN.md / WeatherBench2: a row weighs the area of its band, ``sin(upper) - sin(lower)``
+Latitude weights follow docs/conventions.md and WeatherBench2:
+a row weighs the area of its band, ``sin(upper) - sin(lower)``
 with bounds halfway between rows and half a spacing beyond the edge rows, clipped to +-90 degrees, normalised to
 mean 1.
 """

@@ -1,12 +1,13 @@
-"""Typed training configuration (``wxemu train --config FILE.yaml``), validated at load.
+"""Typed training configuration (``TrainConfig``; ``wxemu train --config FILE.yaml``), validated on construction.
 
-Every section is a pydantic model that forbids unknown keys; :func:`load_train_config` turns any validation
-failure into a :class:`~data_catalog.errors.ConfigError` naming the file and the offending key. The defaults
-train on the bundled UK sample (ERA5 2 m temperature, March 2019, hourly) in a few minutes on 2 CPU cores.
+Frozen dataclasses, one per YAML section; every key is optional and the defaults train on the bundled UK sample
+(ERA5 2 m temperature, March 2019, hourly) in a few minutes on 2 CPU cores. Unknown keys and bad values raise
+:class:`~data_catalog.errors.ConfigError` naming the file (``from_yaml``) and the key (``section.key``).
+``to_dict()`` is the plain, JSON-able form recorded in ``RUN_DIR/config.yaml`` and in the checkpoint header.
 
 Example YAML (every key optional)::
 
-    model: {config: {}}          # passed to models.build_model(kind, config=...)
+    model: {kind: graph, config: {}}   # passed to models.build_model(kind, config=...)
     data:
       train: ["2019-03-01", "2019-03-21T23"]
       val: ["2019-03-22", "2019-03-24T23"]
@@ -23,139 +24,285 @@ Example YAML (every key optional)::
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as _dt
+import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from data_catalog.errors import ConfigError
+from models.registry import model_kinds
+
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# ------------------------------------------------------------------------------------------------ value checks
+def _int(value: Any, key: str, *, lo: int | None = None) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{key}: must be >= {lo}, got {value}")
+    return value
 
 
-class ModelSection(_Strict):
-    """The model: ``kind`` (set by ``--model``) and the config dict passed through to ``build_model``."""
+def _float(value: Any, key: str, *, gt: float | None = None, ge: float | None = None, le: float | None = None) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+    value = float(value)
+    if (gt is not None and value <= gt) or (ge is not None and value < ge) or (le is not None and value > le):
+        bounds = " and ".join(
+            f"{op} {b:g}" for op, b in ((">", gt), (">=", ge), ("<=", le)) if b is not None
+        )  # e.g. "> 0 and <= 1"
+        raise ConfigError(f"{key}: must be {bounds}, got {value:g}")
+    return value
 
-    kind: Literal["graph", "transformer"] = "graph"
-    config: dict[str, Any] = Field(default_factory=dict)
+
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
 
 
-class DataSection(_Strict):
+def _mapping(value: Any, key: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+    return {str(k): v for k, v in value.items()}
+
+
+def _date_range(value: Any, key: str) -> tuple[str, str]:
+    """A pair [START, END] of dates (ISO strings), START <= END."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ConfigError(f"{key}: expected [START, END], got {value!r}")
+    out = []
+    for v in value:
+        text = v.isoformat() if isinstance(v, (_dt.date, _dt.datetime)) else v
+        if not isinstance(text, str):
+            raise ConfigError(f"{key}: {v!r} is not a date (use e.g. 2019-03-01T00)")
+        try:
+            stamp = pd.Timestamp(text)
+        except (ValueError, TypeError, OverflowError):
+            stamp = pd.NaT
+        if stamp is pd.NaT:
+            raise ConfigError(f"{key}: {text!r} is not a date (use e.g. 2019-03-01T00)")
+        out.append(text)
+    if pd.Timestamp(out[0]) > pd.Timestamp(out[1]):
+        raise ConfigError(f"{key}: END {out[1]} is before START {out[0]}")
+    return out[0], out[1]
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)
+
+
+# ------------------------------------------------------------------------------------------------ sections
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    """The model: ``kind`` (a registered kind, set by ``--model``) and the config passed to ``build_model``."""
+
+    kind: str = "graph"
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in model_kinds():
+            raise ConfigError(f"model.kind: {self.kind!r} is not a model kind (choose {', '.join(model_kinds())})")
+        _set(self, "config", _mapping(self.config, "model.config"))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection:
     """Date ranges (inclusive, ISO strings) and sampling. Windows lie entirely inside their split's range."""
 
     train: tuple[str, str] = ("2019-03-01T00", "2019-03-21T23")
     val: tuple[str, str] = ("2019-03-22T00", "2019-03-24T23")
     test: tuple[str, str] = ("2019-03-25T00", "2019-03-31T23")
-    history: int = Field(1, ge=1, description="input time steps t-(history-1)*dt .. t")
-    step_hours: list[float] = Field(
-        default_factory=lambda: [1.0, 3.0, 6.0], description="step sizes trained (hours); multiples of the store's step"
-    )
-    batch_size: int = Field(4, ge=1)
-    num_workers: int = Field(1, ge=0)
-    prefetch_factor: int = Field(2, ge=1)
-    contiguous_batches: bool = Field(
-        True, description="batches of consecutive windows read as one time block (fast; less shuffled)"
-    )
-    climatology_forcing: bool = Field(
-        True,
-        description="give the model the store's climatology of each state channel at the target time "
-        "(computed on the store's stats period: keep that inside the training range)",
-    )
-    diff_stats_samples: int = Field(128, ge=2, description="training times used to estimate dt-hour diff stats")
-    storage_options: dict[str, Any] = Field(default_factory=dict)
+    history: int = 1  # input time steps t-(history-1)*dt .. t
+    step_hours: tuple[float, ...] = (1.0, 3.0, 6.0)  # step sizes trained (hours); multiples of the store's step
+    batch_size: int = 4
+    num_workers: int = 1
+    prefetch_factor: int = 2
+    contiguous_batches: bool = True  # batches of consecutive windows read as one time block (fast; less shuffled)
+    # give the model the store's climatology of each state channel at the target time (computed on the store's
+    # stats period: keep that inside the training range)
+    climatology_forcing: bool = True
+    diff_stats_samples: int = 128  # training times used to estimate dt-hour diff stats
+    storage_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    @field_validator("step_hours")
-    @classmethod
-    def _positive_steps(cls, v: list[float]) -> list[float]:
-        if not v or any(s <= 0 for s in v):
-            raise ValueError("step_hours must be a non-empty list of positive hours")
-        return sorted({float(s) for s in v})
+    def __post_init__(self) -> None:
+        for split in ("train", "val", "test"):
+            _set(self, split, _date_range(getattr(self, split), f"data.{split}"))
+        _set(self, "history", _int(self.history, "data.history", lo=1))
+        steps = self.step_hours
+        if isinstance(steps, (str, int, float)) or not steps:
+            raise ConfigError("data.step_hours: must be a non-empty list of positive hours")
+        steps = [_float(s, "data.step_hours", gt=0) for s in steps]
+        _set(self, "step_hours", tuple(sorted(set(steps))))
+        _set(self, "batch_size", _int(self.batch_size, "data.batch_size", lo=1))
+        _set(self, "num_workers", _int(self.num_workers, "data.num_workers", lo=0))
+        _set(self, "prefetch_factor", _int(self.prefetch_factor, "data.prefetch_factor", lo=1))
+        _set(self, "contiguous_batches", _bool(self.contiguous_batches, "data.contiguous_batches"))
+        _set(self, "climatology_forcing", _bool(self.climatology_forcing, "data.climatology_forcing"))
+        _set(self, "diff_stats_samples", _int(self.diff_stats_samples, "data.diff_stats_samples", lo=2))
+        _set(self, "storage_options", _mapping(self.storage_options, "data.storage_options"))
 
 
-class RolloutSection(_Strict):
+@dataclasses.dataclass(frozen=True)
+class RolloutSection:
     """Multi-step loss: the number of autoregressive steps rises 1 -> ``max_steps`` over ``ramp_fraction``."""
 
-    max_steps: int = Field(2, ge=1)
-    ramp_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    max_steps: int = 2
+    ramp_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        _set(self, "max_steps", _int(self.max_steps, "rollout.max_steps", lo=1))
+        _set(self, "ramp_fraction", _float(self.ramp_fraction, "rollout.ramp_fraction", ge=0, le=1))
 
 
-class OptimSection(_Strict):
+@dataclasses.dataclass(frozen=True)
+class OptimSection:
     """AdamW with linear warm-up and cosine decay (to ``min_lr_factor`` x lr), gradient-norm clipping."""
 
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
+    lr: float = 1e-3
+    weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = Field(20, ge=0)
-    min_lr_factor: float = Field(0.05, ge=0, le=1)
-    grad_clip: float | None = Field(1.0, gt=0)
+    warmup_steps: int = 20
+    min_lr_factor: float = 0.05
+    grad_clip: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", _float(self.lr, "optim.lr", gt=0))
+        _set(self, "weight_decay", _float(self.weight_decay, "optim.weight_decay", ge=0))
+        if isinstance(self.betas, str) or not isinstance(self.betas, (list, tuple)) or len(self.betas) != 2:
+            raise ConfigError(f"optim.betas: expected two numbers, got {self.betas!r}")
+        _set(self, "betas", tuple(_float(b, "optim.betas") for b in self.betas))
+        _set(self, "warmup_steps", _int(self.warmup_steps, "optim.warmup_steps", lo=0))
+        _set(self, "min_lr_factor", _float(self.min_lr_factor, "optim.min_lr_factor", ge=0, le=1))
+        if self.grad_clip is not None:
+            _set(self, "grad_clip", _float(self.grad_clip, "optim.grad_clip", gt=0))
 
 
-class LossSection(_Strict):
+@dataclasses.dataclass(frozen=True)
+class LossSection:
     """Per-variable and per-level weights of the area-weighted MSE (missing -> 1)."""
 
-    variable_weights: dict[str, float] = Field(default_factory=dict)
-    level_weights: dict[str, float] = Field(default_factory=dict)
+    variable_weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    level_weights: dict[str, float] = dataclasses.field(default_factory=dict)
 
-    @field_validator("level_weights", mode="before")
-    @classmethod
-    def _level_keys_as_str(cls, v: Any) -> Any:
-        return {str(k): w for k, w in v.items()} if isinstance(v, dict) else v
+    def __post_init__(self) -> None:
+        for name in ("variable_weights", "level_weights"):
+            key = f"loss.{name}"
+            weights = _mapping(getattr(self, name), key)
+            _set(self, name, {k: _float(w, f"{key}.{k}") for k, w in weights.items()})
 
 
-class TrainerSection(_Strict):
+@dataclasses.dataclass(frozen=True)
+class TrainerSection:
     """Lightning trainer settings."""
 
-    max_steps: int = Field(60, ge=1)
-    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "auto"
-    ema_decay: float | None = Field(None, gt=0, lt=1)
-    val_every_n_steps: int = Field(30, ge=1)
-    log_every_n_steps: int = Field(10, ge=1)
+    max_steps: int = 60
+    precision: str = "auto"
+    ema_decay: float | None = None
+    val_every_n_steps: int = 30
+    log_every_n_steps: int = 10
     limit_val_batches: int | float = 8
     seed: int = 0
     deterministic: bool = False
-    debug_ranks: bool = Field(
-        False, description="write each rank's window indices and final weights to RUN_DIR/ranks/ (distributed tests)"
-    )
+    # write each rank's window indices and final weights to RUN_DIR/ranks/ (distributed tests)
+    debug_ranks: bool = False
+
+    def __post_init__(self) -> None:
+        _set(self, "max_steps", _int(self.max_steps, "trainer.max_steps", lo=1))
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"trainer.precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.ema_decay is not None:
+            decay = _float(self.ema_decay, "trainer.ema_decay", gt=0)
+            if decay >= 1:
+                raise ConfigError(f"trainer.ema_decay: must be < 1, got {decay:g}")
+            _set(self, "ema_decay", decay)
+        _set(self, "val_every_n_steps", _int(self.val_every_n_steps, "trainer.val_every_n_steps", lo=1))
+        _set(self, "log_every_n_steps", _int(self.log_every_n_steps, "trainer.log_every_n_steps", lo=1))
+        limit = self.limit_val_batches
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0:
+            raise ConfigError(f"trainer.limit_val_batches: expected a positive number, got {limit!r}")
+        _set(self, "seed", _int(self.seed, "trainer.seed"))
+        _set(self, "deterministic", _bool(self.deterministic, "trainer.deterministic"))
+        _set(self, "debug_ranks", _bool(self.debug_ranks, "trainer.debug_ranks"))
 
 
-class TrainConfig(_Strict):
-    model: ModelSection = Field(default_factory=ModelSection)
-    data: DataSection = Field(default_factory=DataSection)
-    rollout: RolloutSection = Field(default_factory=RolloutSection)
-    optim: OptimSection = Field(default_factory=OptimSection)
-    loss: LossSection = Field(default_factory=LossSection)
-    trainer: TrainerSection = Field(default_factory=TrainerSection)
+SECTIONS: dict[str, type] = {
+    "model": ModelSection,
+    "data": DataSection,
+    "rollout": RolloutSection,
+    "optim": OptimSection,
+    "loss": LossSection,
+    "trainer": TrainerSection,
+}
 
-    @model_validator(mode="after")
-    def _history_and_steps(self) -> TrainConfig:
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+# ------------------------------------------------------------------------------------------------ config
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained model (how the run executes is ``pipeline.training.train``'s keywords)."""
+
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    rollout: RolloutSection = dataclasses.field(default_factory=RolloutSection)
+    optim: OptimSection = dataclasses.field(default_factory=OptimSection)
+    loss: LossSection = dataclasses.field(default_factory=LossSection)
+    trainer: TrainerSection = dataclasses.field(default_factory=TrainerSection)
+
+    def __post_init__(self) -> None:
+        for name, cls in SECTIONS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"{name}: expected a {cls.__name__}, got {type(getattr(self, name)).__name__}")
         if self.data.history > 1 and len(self.data.step_hours) > 1:
-            raise ValueError("history > 1 needs a single step size (data.step_hours with one value)")
-        return self
+            raise ConfigError("data.history: history > 1 needs a single step size (data.step_hours with one value)")
 
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None, *, where: str = "training config") -> TrainConfig:
+        """Build from nested plain values (a parsed YAML file); ConfigError names ``where`` and the key."""
+        raw = dict(raw or {})
+        try:
+            unknown = sorted(set(raw) - set(SECTIONS))
+            if unknown:
+                raise ConfigError(f"unknown key {unknown[0]!r} (sections: {', '.join(SECTIONS)})")
+            sections = {}
+            for name, section_cls in SECTIONS.items():
+                values = raw.get(name) or {}
+                if not isinstance(values, Mapping):
+                    raise ConfigError(f"section {name!r} must be a mapping")
+                known = {f.name for f in dataclasses.fields(section_cls)}
+                extra = sorted(set(map(str, values)) - known)
+                if extra:
+                    raise ConfigError(f"unknown key '{name}.{extra[0]}' (valid: {', '.join(sorted(known))})")
+                sections[name] = section_cls(**{str(k): v for k, v in values.items()})
+            return cls(**sections)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: invalid training config: {exc}") from None
 
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for e in error.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            parts.append(f"unknown key {key!r}")
-        else:
-            parts.append(f"{key}: {e['msg']}")
-    return "; ".join(parts)
-
-
-def load_train_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read and validate a YAML training config (None: the defaults), then apply nested ``overrides``.
-
-    Raises ConfigError naming the file and the key for unknown keys and bad values.
-    """
-    raw: dict[str, Any] = {}
-    where = "defaults"
-    if path is not None:
-        where = str(path)
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Read and validate a YAML training config; ConfigError names the file and the key."""
         try:
             text = Path(path).read_text()
         except OSError as exc:
@@ -166,13 +313,23 @@ def load_train_config(path: str | Path | None = None, overrides: dict[str, Any] 
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the training config must be a mapping, got {type(loaded).__name__}")
-        raw = loaded or {}
-    for section, values in (overrides or {}).items():
-        raw.setdefault(section, {})
-        if not isinstance(raw[section], dict):
-            raise ConfigError(f"{where}: section {section!r} must be a mapping")
-        raw[section].update(values)
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: invalid training config: {_describe(exc)}") from exc
+        return cls.from_dict(loaded, where=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain (JSON/YAML-able) values: what ``from_dict`` reads back."""
+        return {name: _plain(dataclasses.asdict(getattr(self, name))) for name in SECTIONS}
+
+    def override(self, changes: Mapping[str, Mapping[str, Any]], *, where: str = "overrides") -> TrainConfig:
+        """A copy with ``{section: {key: value}}`` replaced (e.g. ``{"trainer": {"max_steps": 10}}``)."""
+        raw = self.to_dict()
+        for section, values in changes.items():
+            if section not in raw:
+                raise ConfigError(f"{where}: unknown section {section!r}")
+            raw[section].update(values)
+        return TrainConfig.from_dict(raw, where=where)
+
+
+def default_config_path(kind: str) -> Path:
+    """The packaged config of model ``kind`` (``pipeline/configs/demo_KIND.yaml``): what ``wxemu train --model
+    KIND`` trains without ``--config``, and what the demo trains."""
+    return Path(__file__).resolve().parent / "configs" / f"demo_{kind}.yaml"

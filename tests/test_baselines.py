@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from models.base import count_parameters
 from models.baselines import (
-    PersistenceEmulator,
     climatology_forecast,
     persistence_forecast,
 )
-
-
-def test_persistence_emulator_returns_zero_delta():
-    lat, lon = np.linspace(50, 58, 33), np.linspace(350, 362, 49)
-    model = PersistenceEmulator(latitude=lat, longitude=lon, n_state=2, n_forcing=1, history=2)
-    out = model(torch.randn(3, 4, 33, 49), torch.randn(3, 1, 33, 49), torch.ones(3))
-    assert out.shape == (3, 2, 33, 49) and torch.count_nonzero(out) == 0
-    assert count_parameters(model) == 0
-    with pytest.raises(ValueError, match="state has shape"):
-        model(torch.randn(3, 2, 33, 49), torch.randn(3, 1, 33, 49), torch.ones(3))
 
 
 def test_persistence_forecast_repeats_initial_state():

@@ -13,7 +13,7 @@ import yaml
 
 from data_catalog.catalog import load_catalog, open_dataset
 from data_catalog.errors import ConfigError, InputDataError
-from pipeline.cli import main
+from workflows.cli import main
 
 CLOUD = ["arco-era5", "wb2-era5-1.5deg", "wb2-era5-64x32", "wb2-hres-forecast", "wb2-hres-forecast-0.25deg"]
 SAMPLE_ENTRIES = [
@@ -322,7 +322,7 @@ def test_ingest_of_a_cloud_zarr_entry_never_lists_the_store(cloud_mirror, monkey
     import fsspec.implementations.http as fhttp
 
     from data_catalog import store
-    from data_catalog.ingest import IngestConfig, ingest
+    from data_catalog.ingestion import IngestConfig, ingest
 
     user_catalog, arco_map, standins = cloud_mirror
     monkeypatch.setenv("WXEMU_URL_MAP", arco_map)

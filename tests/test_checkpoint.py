@@ -94,3 +94,59 @@ def test_missing_header_and_wrong_weights(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "m.safetensors", model, header)
     with pytest.raises(CheckpointError, match="do not match"):
         load_checkpoint(tmp_path / "m.safetensors")
+
+
+def _write_raw(path: Path, tensors: dict, header_text: str) -> Path:
+    """A safetensors file with an arbitrary (untrusted) wxemu header text."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata={"wxemu_header": header_text})
+    return path
+
+
+def _valid(tmp_path: Path) -> tuple[dict, dict]:
+    model = _model()
+    save_checkpoint(tmp_path / "ok.safetensors", model, _header(model))
+    return {k: v.contiguous() for k, v in model.state_dict().items()}, read_header(tmp_path / "ok.safetensors")
+
+
+def test_headers_that_are_not_json_or_lack_keys_are_clear_errors(tmp_path: Path) -> None:
+    tensors, header = _valid(tmp_path)
+    with pytest.raises(CheckpointError, match="header is not valid JSON"):
+        load_checkpoint(_write_raw(tmp_path / "a.safetensors", tensors, "{not json"))
+    no_grid = {k: v for k, v in header.items() if k != "grid"}
+    with pytest.raises(CheckpointError, match="lacks 'grid'"):
+        load_checkpoint(_write_raw(tmp_path / "b.safetensors", tensors, json.dumps(no_grid)))
+    with pytest.raises(CheckpointError, match="lacks a list of latitude"):
+        load_checkpoint(_write_raw(tmp_path / "c.safetensors", tensors, json.dumps({**header, "grid": {}})))
+    with pytest.raises(CheckpointError, match="model_kind 'linear2' is not a model kind"):
+        load_checkpoint(
+            _write_raw(tmp_path / "d.safetensors", tensors, json.dumps({**header, "model_kind": "linear2"}))
+        )
+
+
+def test_a_header_asking_for_an_enormous_model_is_refused_before_allocating(tmp_path: Path) -> None:
+    tensors, header = _valid(tmp_path)
+    huge = {**header, "model_config": {**header["model_config"], "latent": 1 << 20, "processor_layers": 64}}
+    with pytest.raises(CheckpointError, match="weights do not match the graph model of the header"):
+        load_checkpoint(_write_raw(tmp_path / "huge.safetensors", tensors, json.dumps(huge)))
+    wide = {**header, "grid": {"latitude": list(range(-60, 60)) * 100, "longitude": header["grid"]["longitude"]}}
+    with pytest.raises(CheckpointError, match=r"grid.latitude \(count\) = 12000 is out of bounds"):
+        load_checkpoint(_write_raw(tmp_path / "wide.safetensors", tensors, json.dumps(wide)))
+    with pytest.raises(CheckpointError, match="history = 100000 is out of bounds"):
+        load_checkpoint(_write_raw(tmp_path / "h.safetensors", tensors, json.dumps({**header, "history": 100000})))
+
+
+def test_paths_in_a_header_are_not_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WXEMU_GRAPH_CACHE_DIR", raising=False)  # the machine's own setting: none
+    tensors, header = _valid(tmp_path)
+    target = tmp_path / "planted"
+    planted = {**header, "model_config": {**header["model_config"], "graph_cache_dir": str(target)}}
+    loaded, got = load_checkpoint(_write_raw(tmp_path / "p.safetensors", tensors, json.dumps(planted)))
+    assert not target.exists() and loaded.config_dict()["graph_cache_dir"] is None
+    # nor are they written: a checkpoint saved from a model with a cache directory does not carry it
+    model = build_model(
+        "graph", latitude=LAT, longitude=LON, n_state=2, n_forcing=5, config={**TINY, "graph_cache_dir": str(target)}
+    )
+    save_checkpoint(tmp_path / "q.safetensors", model, _header(model))
+    assert "graph_cache_dir" not in read_header(tmp_path / "q.safetensors")["model_config"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from data_catalog.catalog import is_catalog_name
-from pipeline.cli import STAGES, main
+from workflows.cli import STAGES, main
 
 
 def test_help_lists_every_stage_and_each_stage_has_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ import xarray as xr
 
 from data_catalog import store as st
 from data_catalog.errors import ConfigError, WxemuError
-from data_catalog.ingest import CRASH_ENV, SimulatedCrash
+from data_catalog.ingestion import CRASH_ENV, SimulatedCrash
 from workflows.cycle import CycleConfig, run_stage
 from workflows.cycle.layout import DataNotArrivedError
 

@@ -13,10 +13,10 @@ import pytest
 
 from data_catalog.errors import ConfigError, WxemuError
 from data_catalog.store_protocol import mark_incomplete
-from pipeline.cli import main
 from pipeline.dashboard import DashboardConfig, build_dashboard
 from pipeline.dashboard.testing import write_synthetic_forecasts, write_synthetic_scores
-from pipeline.verify import VerifyConfig, verify
+from pipeline.verification import VerifyConfig, verify
+from workflows.cli import main
 
 SHARED = Path("/work/shared/data")
 SHARED = next((p for p in (Path.cwd().parent / "shared" / "data", SHARED) if (p / "cartopy").is_dir()), SHARED)

@@ -8,16 +8,8 @@ import pytest
 import torch
 import xarray as xr
 
-from pipeline.datamodule import (
-    StoreReader,
-    WindowBatchSampler,
-    WindowDataModule,
-    WindowDataset,
-    assemble_windows,
-    default_forcing_spec,
-    read_layout,
-    store_channel_stats,
-)
+from pipeline.datamodule import WindowBatchSampler, WindowDataModule, WindowDataset, assemble_windows
+from pipeline.store_reader import StoreReader, default_forcing_spec, read_layout, store_channel_stats
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +135,7 @@ def test_empty_split_is_a_clear_error(syn_store: str) -> None:
 
 
 def test_climatology_forcing_is_the_store_climatology_normalised(uk_store: str) -> None:
-    from pipeline.datamodule import ClimatologyReader, ForcingProvider
+    from pipeline.store_reader import ClimatologyReader, ForcingProvider
 
     layout = read_layout(uk_store)
     stats = store_channel_stats(layout)
@@ -163,7 +155,7 @@ def test_climatology_forcing_is_the_store_climatology_normalised(uk_store: str) 
 
 def test_climatology_outside_its_window_is_refused_naming_the_store(uk_store: str) -> None:
     from data_catalog.errors import WxemuError
-    from pipeline.datamodule import ClimatologyReader
+    from pipeline.store_reader import ClimatologyReader
 
     layout = read_layout(uk_store)
     with pytest.raises(WxemuError, match="no value at 2019-07-01 06:00") as err:

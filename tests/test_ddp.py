@@ -35,7 +35,7 @@ def test_two_rank_ddp_sees_different_samples_and_ends_identical(tmp_path: Path) 
         [
             sys.executable,
             "-m",
-            "pipeline.cli",
+            "workflows.cli",
             "train",
             "--store",
             str(store),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.demo import _spans, format_table, rmse_table, skill_findings
+from workflows.cli import main
+from workflows.demo import _spans, format_table, rmse_table, skill_findings
 
 
 def test_spans_and_findings() -> None:
@@ -25,6 +25,16 @@ def test_spans_and_findings() -> None:
     md = format_table(names, table, leads_h=(1, 3))
     assert md.splitlines()[2] == "| m | **0.500** | 1.000 |"
     assert md.splitlines()[4] == "| climatology | 1.900 | **0.900** |"
+
+
+def test_findings_compare_the_emulators_with_the_linear_baseline_too() -> None:
+    table = {
+        "m": {1: 0.5, 2: 1.0},
+        "linear": {1: 0.4, 2: 1.1},
+        "persistence": {1: 0.6, 2: 1.5},
+        "climatology": {1: 1.9, 2: 1.9},
+    }
+    assert skill_findings(list(table), table) == ["m does not beat linear at +1 h"]
 
 
 @pytest.mark.slow
@@ -49,7 +59,7 @@ def test_demo_runs_every_stage_and_the_emulator_beats_persistence(tmp_path: Path
         assert stage in printed
     summary = (out / "summary.md").read_text()
     names, table = rmse_table(str(out / "scores.zarr"))
-    assert names == ["transformer", "persistence", "climatology"]
+    assert names == ["transformer", "linear", "persistence", "climatology"]
     assert sorted(table["transformer"]) == list(range(1, 25))
     assert f"{table['transformer'][1]:.3f}" in summary
     # skill on the held-out week, even after a short training: better than persistence at +1 h and +6 h
@@ -60,7 +70,7 @@ def test_demo_runs_every_stage_and_the_emulator_beats_persistence(tmp_path: Path
 def test_paths_note_lists_the_lagged_leads(tmp_path: Path) -> None:
     import zarr
 
-    from pipeline.demo import paths_note
+    from workflows.demo import paths_note
 
     for name, lagged in (("a", {"13": 11.0, "14": 10.0, "16": 8.0}), ("b", {})):
         zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="w").attrs["wxemu_lead_paths"] = {

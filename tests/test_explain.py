@@ -13,13 +13,13 @@ import xarray as xr
 
 from data_catalog.errors import ConfigError, WxemuError
 from models.base import Emulator
-from pipeline.cli import main
 from pipeline.explain import ExplainConfig, explain, open_explanation, write_figures
 from pipeline.explain.attribution import attribute
 from pipeline.explain.faithfulness import block_masks, cell_ranking, faithfulness_correlation, perturbation_curves
 from pipeline.explain.physical import distance_and_bearing, mass_centroid, share_inside
 from pipeline.explain.target import RegionForecast
 from pipeline.normalization import ChannelStats
+from workflows.cli import main
 
 CONFIG = """
 model: {kind: graph, config: {latent: 16, processor_layers: 2}}

@@ -1,7 +1,8 @@
-"""`wxemu forecast`: baselines and emulator rollouts on the real UK sample, ensembles, resume, clear errors."""
+"""`forecast`: baselines and emulator rollouts on the real UK sample, ensembles, resume, refusals, clear errors."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import _synthetic
@@ -12,8 +13,11 @@ import torch
 import xarray as xr
 
 from data_catalog.errors import WxemuError
-from pipeline import forecast as fc
-from pipeline.cli import main
+from pipeline import ForecastConfig, forecast
+from pipeline.forecasters import ModelForecaster
+from pipeline.forecasting import NonFiniteForecastError
+from pipeline.train_config import TrainConfig
+from workflows.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +31,9 @@ def checkpoint(uk_store: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from models.base import build_model
     from pipeline.checkpoint import save_checkpoint
     from pipeline.datamodule import WindowDataModule
-    from pipeline.train import build_header
-    from pipeline.train_config import load_train_config
+    from pipeline.training import build_header
 
-    cfg = load_train_config(None, {"data": {"step_hours": [1, 3]}}).model_dump(mode="json")
+    cfg = TrainConfig().override({"data": {"step_hours": [1, 3]}}).to_dict()
     d = cfg["data"]
     dm = WindowDataModule(
         uk_store, train=d["train"], val=d["val"], test=d["test"], step_hours=d["step_hours"], diff_stats_samples=16
@@ -139,80 +142,115 @@ def test_model_ensemble_forecast(uk_store: str, checkpoint: Path, tmp_path: Path
     assert 250 < float(dv.mean()) < 300
 
 
-def test_killed_run_resumes(uk_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    out = tmp_path / "p.zarr"
-    args = [
-        "forecast",
-        "--checkpoint",
-        "persistence",
-        "--store",
-        uk_store,
-        "--init",
-        "2019-03-27T00/2019-03-27T05/1h",
-        "--lead",
-        "2h",
-        "--out",
-        str(out),
-        "--batch-size",
-        "2",
-    ]
-    calls: list[list[int]] = []
-    real_call = fc.PersistenceForecaster.__call__
-
-    def dying(self, init_idx):
-        calls.append(list(init_idx))
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # killed during the second batch
-        return real_call(self, init_idx)
-
-    monkeypatch.setattr(fc.PersistenceForecaster, "__call__", dying)
-    assert main(args) == 130
+def test_stopped_run_resumes_and_nonfinite_values_are_refused(tmp_path: Path) -> None:
+    """A NaN in the analysis at the 4th initial time stops the persistence forecast at its second batch (naming the
+    init and lead; nothing of that batch written; the store incomplete); the same request with allow_nonfinite
+    resumes: only the unfinished initial times are computed. The output is an fsspec URL (in memory), not a path."""
+    ds = _synthetic.synthetic_dataset(n_time=24)
+    ds["2m_temperature"][3, 2, 5] = np.nan
+    store = str(_synthetic.write_canonical_store(ds, tmp_path / "s.zarr"))
+    out = f"memory://{tmp_path.name}/p.zarr"
+    config = ForecastConfig(
+        checkpoint="persistence", store=store, init="2020-01-01T00/2020-01-01T05/1h", lead="2h", out=out
+    )
+    with pytest.raises(
+        NonFiniteForecastError, match=r"initial time 2020-01-01 03:00:00 has non-finite values from lead \+1 h"
+    ):
+        forecast(config, batch_size=2)
     partial = xr.open_zarr(out)
     assert partial.attrs["wxemu_complete"] is False and partial.attrs["wxemu_inits_done"] == [0, 1]
-    monkeypatch.setattr(
-        fc.PersistenceForecaster, "__call__", lambda self, idx: calls.append(list(idx)) or real_call(self, idx)
-    )
-    calls.clear()
-    assert main(args) == 0
-    assert calls == [[24 * 26 + 2, 24 * 26 + 3], [24 * 26 + 4, 24 * 26 + 5]]  # only the unfinished inits
+    assert np.isnan(partial["2m_temperature"].values[2:]).all()  # the refused batch was not written
+    result = forecast(dataclasses.replace(config, allow_nonfinite=True), batch_size=2)
+    assert result.n_written == 4 and result.n_inits == 6 and result.path == out  # only the unfinished inits
     done = xr.open_zarr(out)
     assert done.attrs["wxemu_complete"] is True
-    truth = xr.open_zarr(uk_store)["2m_temperature"].sel(time=done.time.values).values
+    truth = xr.open_zarr(store)["2m_temperature"].sel(time=done.time.values).values
     np.testing.assert_array_equal(done["2m_temperature"].values[:, 1], truth)
+    assert forecast(config).n_written == 0  # complete: nothing to do
 
 
-def test_clear_errors(uk_store: str, checkpoint: Path, tmp_path: Path) -> None:
-    def run(*extra: str) -> None:
-        args = fc.argparse.Namespace(
-            checkpoint="persistence",
-            store=uk_store,
-            init="2019-03-25T00",
-            lead="6h",
-            step=None,
-            out=str(tmp_path / "x.zarr"),
-            members=1,
-            perturbation_scale=0.5,
-            batch_size=2,
-            device="cpu",
-            seed=0,
+def test_a_second_writer_is_refused_at_once(uk_store: str, tmp_path: Path) -> None:
+    from data_catalog.store_protocol import StoreLockedError, writer_lock
+
+    out = str(tmp_path / "locked.zarr")
+    config = ForecastConfig(checkpoint="persistence", store=uk_store, init="2019-03-25T00", lead="1h", out=out)
+    with writer_lock(out, stage="forecast"):  # another writer of the same store, still running
+        with pytest.raises(StoreLockedError, match="stage forecast|forecast"):
+            forecast(config)
+    assert not Path(out).exists()
+    assert forecast(config).n_written == 1
+
+
+def test_nan_weights_are_refused_naming_init_and_lead(uk_store: str, checkpoint: Path, tmp_path: Path, capsys) -> None:
+    from pipeline.checkpoint import load_checkpoint, save_checkpoint
+
+    model, header = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    header = {k: v for k, v in header.items() if k != "format"}
+    nan_ckpt = save_checkpoint(tmp_path / "nan" / "model.safetensors", model, header)
+    out = tmp_path / "nan.zarr"
+    args = ["forecast", "--checkpoint", str(nan_ckpt), "--store", uk_store, "--init", "2019-03-25T00/2019-03-25T02/1h"]
+    assert main(args + ["--lead", "2h", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "initial time 2019-03-25 00:00:00 has non-finite values from lead +1 h" in err and "Traceback" not in err
+    assert xr.open_zarr(out).attrs["wxemu_complete"] is False
+    assert main(args + ["--lead", "2h", "--out", str(out), "--allow-nonfinite"]) == 0
+    assert xr.open_zarr(out).attrs["wxemu_complete"] is True
+
+
+def test_forecast_names_the_model_it_loaded(uk_store: str, checkpoint: Path, tmp_path: Path, capsys) -> None:
+    from pipeline.checkpoint import sha256_file
+
+    argv = ["forecast", "--checkpoint", str(checkpoint.parent), "--store", uk_store, "--init", "2019-03-25T00"]
+    assert main(argv + ["--lead", "1h", "--out", str(tmp_path / "m.zarr")]) == 0
+    printed = capsys.readouterr().out
+    assert f"loaded the graph model {checkpoint.resolve()} (sha256 {sha256_file(checkpoint)[:12]}" in printed
+    result = forecast(
+        ForecastConfig(
+            checkpoint=str(checkpoint), store=uk_store, init="2019-03-25T00", lead="1h", out=str(tmp_path / "n.zarr")
         )
-        for item in extra:
-            key, value = item.split("=")
-            setattr(args, key, type(getattr(args, key))(value) if getattr(args, key) is not None else value)
-        fc.run(args)
+    )
+    assert result.model == "graph" and result.checkpoint == str(checkpoint.resolve())
+    assert result.checkpoint_sha256 == sha256_file(checkpoint) and result.n_leads == 1
+
+
+def test_clear_errors(uk_store: str, checkpoint: Path, tmp_path: Path, capsys) -> None:
+    def run(**changes: str) -> None:
+        fields = {"checkpoint": "persistence", "store": uk_store, "init": "2019-03-25T00", "lead": "6h"}
+        forecast(ForecastConfig(**{**fields, "out": str(tmp_path / "x.zarr"), **changes}), batch_size=2)
 
     with pytest.raises(WxemuError, match="not in the store"):
-        run("init=2019-04-02T00")
+        run(init="2019-04-02T00")
     with pytest.raises(WxemuError, match="not a multiple"):
-        run("lead=7h", "step=3h")
+        run(lead="7h", step="3h")
     with pytest.raises(WxemuError, match="cannot parse"):
-        run("lead=soon")
+        run(lead="soon")
+    with pytest.raises(WxemuError, match="init: empty; expected START or START/END/EVERY"):
+        run(init="")
+    with pytest.raises(WxemuError, match="init 'A/B/abc': START 'A' is not a date"):
+        run(init="A/B/abc")
+    with pytest.raises(WxemuError, match="EVERY 'abc' is not a positive duration"):
+        run(init="2019-03-25T00/2019-03-26T00/abc")
     with pytest.raises(WxemuError, match="not a safetensors"):
         bad = tmp_path / "bad.safetensors"
         bad.write_bytes(b"\x80\x04junk")
-        run(f"checkpoint={bad}")
+        run(checkpoint=str(bad))
     with pytest.raises(WxemuError, match="cannot be reached|not a multiple"):
-        run(f"checkpoint={checkpoint}", "lead=90min", "step=90min")
+        run(checkpoint=str(checkpoint), lead="90min", step="90min")
+    for init in ("", "A/B/abc"):
+        rc = main(["forecast", "--checkpoint", "persistence", "--store", uk_store, "--init", init, "--out", "x.zarr"])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("wxemu forecast: error: init") and "Traceback" not in err
+    not_a_forecast = tmp_path / "notes"
+    not_a_forecast.mkdir()
+    (not_a_forecast / "a.txt").write_text("x")
+    with pytest.raises(WxemuError, match="exists and is not a forecast store"):
+        run(out=str(not_a_forecast))
+    with pytest.raises(WxemuError, match="wxemu forecast did not write"):
+        run(out=uk_store)  # never overwrites the analysis
+    assert not (tmp_path / "x.zarr").exists()
 
 
 def test_init_without_history_is_refused(uk_store: str, tmp_path: Path) -> None:
@@ -220,10 +258,9 @@ def test_init_without_history_is_refused(uk_store: str, tmp_path: Path) -> None:
     from models.base import build_model
     from pipeline.checkpoint import save_checkpoint
     from pipeline.datamodule import WindowDataModule
-    from pipeline.train import build_header
-    from pipeline.train_config import load_train_config
+    from pipeline.training import build_header
 
-    cfg = load_train_config(None, {"data": {"step_hours": [1], "history": 2}}).model_dump(mode="json")
+    cfg = TrainConfig().override({"data": {"step_hours": [1], "history": 2}}).to_dict()
     d = cfg["data"]
     dm = WindowDataModule(uk_store, train=d["train"], val=d["val"], test=d["test"], step_hours=[1], history=2)
     dm.setup()
@@ -239,19 +276,9 @@ def test_init_without_history_is_refused(uk_store: str, tmp_path: Path) -> None:
     ckpt = save_checkpoint(tmp_path / "h2.safetensors", model, build_header(dm, model, cfg, uk_store))
     args = ["forecast", "--checkpoint", str(ckpt), "--store", uk_store, "--lead", "2h"]
     with pytest.raises(WxemuError, match="needs 1 earlier time steps of history"):
-        fc.run(
-            fc.argparse.Namespace(
-                checkpoint=str(ckpt),
-                store=uk_store,
-                init="2019-03-01T00",
-                lead="2h",
-                step=None,
-                out=str(tmp_path / "h.zarr"),
-                members=1,
-                perturbation_scale=0.5,
-                batch_size=2,
-                device="cpu",
-                seed=0,
+        forecast(
+            ForecastConfig(
+                checkpoint=str(ckpt), store=uk_store, init="2019-03-01T00", lead="2h", out=str(tmp_path / "h.zarr")
             )
         )
     assert main(args + ["--init", "2019-03-01T01", "--out", str(tmp_path / "ok.zarr")]) == 0
@@ -265,11 +292,11 @@ def test_lagged_paths_are_chosen_on_validation_and_start_from_earlier_analyses(
     the lowest validation RMSE among the candidates recorded in the store, and bad requests are refused."""
     import json
 
-    from pipeline.datamodule import read_layout
     from pipeline.rollout import choose_lags
+    from pipeline.store_reader import read_layout
 
     layout = read_layout(uk_store)
-    f = fc.ModelForecaster(str(checkpoint), layout, [1.0, 2.0, 3.0], 1, 0.5, "cpu", 0)
+    f = ModelForecaster(str(checkpoint), layout, [1.0, 2.0, 3.0], 1, 0.5, "cpu", 0)
     i = layout.time_index("2019-03-25T06")
     lagged = f([i], lags={1.0: 2.0, 2.0: 1.0})
     direct = f([i - 1, i - 2])  # greedy from one and two hours earlier: +3 h is one 3 h step
@@ -369,5 +396,5 @@ def test_lagged_paths_are_chosen_on_validation_and_start_from_earlier_analyses(
         )
         == 2
     )
-    assert "--lagged-paths '2019-03-23/2019-03-22/1h': END is before START" in capsys.readouterr().err
+    assert "lagged_paths '2019-03-23/2019-03-22/1h': END is before START" in capsys.readouterr().err
     assert not any((tmp_path / n).exists() for n in ("x.zarr", "y.zarr", "z.zarr"))

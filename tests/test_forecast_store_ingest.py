@@ -20,7 +20,7 @@ from data_catalog import forecast_ingest as fi
 from data_catalog.errors import InputDataError, WxemuError
 from data_catalog.forecast_ingest import ingest_forecast, lead_chunk
 from data_catalog.readers import open_source
-from pipeline.cli import main as wxemu
+from workflows.cli import main as wxemu
 
 
 def sha256(path: str) -> str:
@@ -67,7 +67,7 @@ def test_ukmo_monthly_ensemble_store(sample, tmp_path):
             )
         ) == pytest.approx(m["values"][1, 7], abs=1e-4)
     # what wxemu verify sees
-    from pipeline.verify import forecast_name, open_dataset
+    from pipeline.verification import forecast_name, open_dataset
 
     opened = open_dataset(str(out), "forecast")
     assert forecast_name(opened, str(out)) == "ukmo"
@@ -149,7 +149,7 @@ def test_ecmwf_uv_store_with_the_cli(sample, tmp_path, capsys):
 def test_verify_end_to_end_rmse_by_hand(sample, tmp_path, capsys):
     """Truth: the t analysis ingested with `wxemu ingest`. Forecasts: the same GRIB message as a step-0 forecast
     (the file holds ONE message, dataType=an, step 0, so RMSE is exactly 0) and a NetCDF forecast = analysis + a
-    known field p, whose RMSE/bias/MAE are computed here with DESIGN.md's area weights."""
+    known field p, whose RMSE/bias/MAE are computed here with docs/conventions.md's area weights."""
     path = sample("t_analysis_and_fc_0.grib")  # its "t" is -0.0004..0.03 (a test field): --allow-implausible
     (m,) = eccodes_messages(path)
     truth, fc, pert, scores = (str(tmp_path / n) for n in ("truth.zarr", "fc.zarr", "pert.zarr", "scores.zarr"))
@@ -200,7 +200,7 @@ def test_verify_end_to_end_rmse_by_hand(sample, tmp_path, capsys):
     sc = xr.open_zarr(scores)["temperature"].load().sel(region="global", level=1000, prediction_timedelta="0h")
     assert sc["forecast"].values.tolist() == ["ecmwf", "perturbed"]
     assert float(sc.sel(metric="rmse", forecast="ecmwf")) == 0.0
-    # DESIGN.md: a row weighs sin(upper) - sin(lower), bounds halfway between rows and half a spacing beyond the
+    # conventions: a row weighs sin(upper) - sin(lower), bounds halfway between rows and half a spacing beyond the
     # edge rows, clipped to +-90, normalised to mean 1
     edges = np.clip(np.concatenate([[lat[0] - 2.5], (lat[1:] + lat[:-1]) / 2, [lat[-1] + 2.5]]), -90, 90)
     w = np.diff(np.sin(np.deg2rad(edges)))
@@ -356,7 +356,7 @@ def test_crash_before_marking_complete_leaves_a_refused_store(sample, tmp_path, 
     (``open_store``, so ``wxemu verify``) refuses it; re-running with overwrite repairs it."""
     from data_catalog import store as st
     from data_catalog.errors import IncompleteStoreError
-    from pipeline.verify import open_dataset
+    from pipeline.verification import open_dataset
 
     path = sample("t_analysis_and_fc_0.grib")  # "t" of -0.0004..0.03: allow_implausible
     out = str(tmp_path / "fc.zarr")

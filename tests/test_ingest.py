@@ -24,19 +24,19 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from data_catalog import ingest as ing
+from data_catalog import ingestion as ing
 from data_catalog import store
 from data_catalog import store_protocol as sp
 from data_catalog.errors import ConfigError, IncompleteStoreError, InputDataError, WxemuError
 from data_catalog.forecast_ingest import ingest_forecast
-from data_catalog.ingest.blocks import narrow_to_block, plan_blocks, source_bounds, steps_per_block
-from data_catalog.ingest.checksums import fingerprint_sources
-from data_catalog.ingest.config import RunOptions, config_from_json
-from data_catalog.ingest.executor import dask_client
-from data_catalog.ingest.partials import climatology_bins_bytes
-from data_catalog.ingest.sources import open_sources
+from data_catalog.ingestion.blocks import narrow_to_block, plan_blocks, source_bounds, steps_per_block
+from data_catalog.ingestion.checksums import fingerprint_sources
+from data_catalog.ingestion.config import RunOptions, config_from_json
+from data_catalog.ingestion.executor import dask_client
+from data_catalog.ingestion.partials import climatology_bins_bytes
+from data_catalog.ingestion.sources import open_sources
 from data_catalog.samples import sample_path
-from pipeline.cli import main as wxemu
+from workflows.cli import main as wxemu
 
 UK_GRIB = Path(sample_path("era5-2mt-2019-03-uk.grib"))
 DATA = UK_GRIB.parent
@@ -792,7 +792,7 @@ import sys
 try:
     from workflows.cli import main
 except ImportError:
-    from pipeline.cli import main
+    from workflows.cli import main
 print("ready", flush=True)
 sys.stdin.readline()
 sys.exit(main(sys.argv[1:]))
@@ -931,14 +931,6 @@ def test_forecast_ingest_takes_the_writer_lock(tmp_path, sample) -> None:
     attrs = sp.root_attrs(out)
     assert sp.is_complete(out) and attrs["wxemu_command"].startswith("wxemu ingest --forecast")
     assert attrs["wxemu_created"] and attrs["wxemu_sources"][0]["path"].endswith("t_analysis_and_fc_0.grib")
-
-
-def test_the_package_is_callable_as_the_stage_function(tmp_path, uk_nc) -> None:
-    """`from data_catalog import ingest` may give the package or the function (import order): both run it."""
-    import data_catalog.ingest as package
-
-    result = package(_cfg([uk_nc["01"]], tmp_path / "uk.zarr"))
-    assert result.n_times == 24 and result.blocks_written == 1 and store.is_complete(result.out)
 
 
 def test_config_from_yaml(tmp_path, uk_nc) -> None:

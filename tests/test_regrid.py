@@ -98,7 +98,7 @@ def test_regrid_dataset_uk_sample_half_degree() -> None:
 def test_non_finite_grid_is_a_clear_error(grid: str, tmp_path, capsys) -> None:
     """`--grid nan|inf` gave a traceback ('cannot convert float NaN to integer')."""
     from data_catalog.samples import sample_path
-    from pipeline.cli import main
+    from workflows.cli import main
 
     out = tmp_path / "o.zarr"
     assert main(["ingest", sample_path("era5-2mt-2019-03-uk.grib"), "--grid", grid, "--out", str(out)]) == 2

@@ -19,10 +19,10 @@ from data_catalog import store as st
 from data_catalog.damaged import edit_grib, relabel_units, truncated_copy
 from data_catalog.errors import IncompleteStoreError, InputDataError
 from data_catalog.forecast_ingest import ingest_forecast
-from data_catalog.ingest import IngestConfig, ingest
+from data_catalog.ingestion import IngestConfig, ingest
 from data_catalog.plausibility import BOUNDS, check_values
 from data_catalog.readers import open_source
-from pipeline.cli import main
+from workflows.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "docs" / "reliability.md"
@@ -238,7 +238,6 @@ def test_unreachable_cloud_source_fails_at_once(tmp_path, monkeypatch, capsys):
 
 # --------------------------------------------------------------------------------------------- the table
 _REF = re.compile(r"`(tests/[\w/]+\.py)::(\w+)(?:\[[^\]]*\])?`")
-_PENDING = re.compile(r"pending \(branch `?(\w+)`?\)")
 
 
 def _table_rows(text: str) -> list[list[str]]:
@@ -259,44 +258,36 @@ def _defined_tests(path: Path) -> set[str]:
     return {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
 
 
-def _unenforced(rows: list[list[str]]) -> tuple[list[str], list[str]]:
-    """(tests named by unmarked rows that do not exist, those of rows marked pending (branch X))."""
-    missing, pending = [], []
+def _unenforced(rows: list[list[str]]) -> list[str]:
+    """The tests named by the rows that do not exist (each as ``file::name (row)``)."""
+    missing = []
     for cells in rows:
         assert len(cells) == 4 and all(cells), cells
         refs = _REF.findall(cells[3])
         assert refs, f"row {cells[0]!r}: no `tests/file.py::test_name` in {cells[3]!r}"
-        is_pending = _PENDING.search(cells[3])
         for file, name in refs:
             path = ROOT / file
             if not (path.exists() and name in _defined_tests(path)):
-                (pending if is_pending else missing).append(f"{file}::{name} ({cells[0]})")
-    return missing, pending
+                missing.append(f"{file}::{name} ({cells[0]})")
+    return missing
 
 
 def test_reliability_table_check_catches_a_missing_test():
-    """The check itself: a row naming a test that does not exist fails unless marked pending."""
+    """The check itself: a row naming a test that does not exist is reported."""
     head = (
         "| input or fault | what the user sees | what is left on disk | enforcing test |\n| --- | --- | --- | --- |\n"
     )
     real = "| a | b | c | `tests/test_reliability.py::test_reliability_table_check_catches_a_missing_test` |\n"
     ghost = "| a | b | c | `tests/test_reliability.py::test_that_does_not_exist` |\n"
-    later = "| a | b | c | `tests/test_verify.py::test_not_yet` pending (branch `verify`) |\n"
-    assert _unenforced(_table_rows(head + real)) == ([], [])
-    missing, pending = _unenforced(_table_rows(head + real + ghost + later))
-    assert missing == ["tests/test_reliability.py::test_that_does_not_exist (a)"]
-    assert pending == ["tests/test_verify.py::test_not_yet (a)"]
+    assert _unenforced(_table_rows(head + real)) == []
+    assert _unenforced(_table_rows(head + real + ghost)) == ["tests/test_reliability.py::test_that_does_not_exist (a)"]
     with pytest.raises(AssertionError, match="no `tests/file.py::test_name`"):
         _unenforced(_table_rows(head + "| a | b | c | some test |\n"))
 
 
 def test_reliability_table_names_existing_tests():
-    """Every row of docs/reliability.md names the test that enforces it, and that test exists. Rows another
-    branch enforces may say `pending (branch X)` with the test it will add; those are listed, not failed, so the
-    integrator can fill them in; rows without that mark are checked strictly."""
+    """Every row of docs/reliability.md names the test that enforces it, and that test exists."""
     rows = _table_rows(TABLE.read_text())
     assert len(rows) >= 30
-    missing, pending = _unenforced(rows)
+    missing = _unenforced(rows)
     assert not missing, "tests named in docs/reliability.md that do not exist:\n" + "\n".join(missing)
-    if pending:
-        print("pending rows (other branches):\n" + "\n".join(pending))

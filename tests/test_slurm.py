@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 from distributed import Client
 
-from data_catalog.ingest import IngestConfig, ingest
+from data_catalog.ingestion import IngestConfig, ingest
 from workflows.cycle import CycleConfig, run_stage
 from workflows.cycle.cylc_env import cylc, find_cylc, global_config, scheduler_env, template_args
 

@@ -64,8 +64,8 @@ def test_grid_helpers():
 
 
 def test_verify_writes_spectra_of_forecast_and_truth(tmp_path):
-    from pipeline.verify import VerifyConfig, open_spectra, verify
-    from pipeline.verify.testing import synthetic_stores
+    from pipeline.verification import VerifyConfig, open_spectra, verify
+    from pipeline.verification.testing import synthetic_stores
 
     p = synthetic_stores(tmp_path, n_init=3, n_lead=2)
     res = verify(VerifyConfig(forecasts=[p["forecast"]], truth=p["truth"], out=str(tmp_path / "s.zarr")))

@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 from data_catalog.errors import ConfigError
-from pipeline.cli import main as wxemu
+from workflows.cli import main as wxemu
 from workflows.study import StudyConfig, run_study
 
 STUDIES = Path(__file__).resolve().parents[1] / "workflows" / "studies"
@@ -110,11 +110,11 @@ def test_study_scores_an_emulator_checkpoint_with_the_baselines(tmp_path):
     from models.base import build_model
     from pipeline.checkpoint import save_checkpoint
     from pipeline.datamodule import WindowDataModule
-    from pipeline.train import build_header
-    from pipeline.train_config import load_train_config
+    from pipeline.train_config import TrainConfig
+    from pipeline.training import build_header
 
     store = str(_synthetic.cached_uk_store())
-    cfg = load_train_config(None, {"data": {"step_hours": [1, 6]}}).model_dump(mode="json")
+    cfg = TrainConfig().override({"data": {"step_hours": [1, 6]}}).to_dict()
     d = cfg["data"]
     dm = WindowDataModule(
         store, train=d["train"], val=d["val"], test=d["test"], step_hours=[1, 6], diff_stats_samples=8

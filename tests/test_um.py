@@ -24,7 +24,7 @@ from data_catalog.forecasts import to_canonical_forecast  # noqa: E402
 from data_catalog.readers import detect_format, open_source  # noqa: E402
 from data_catalog.store import open_store  # noqa: E402
 from data_catalog.um import iris_sample_dir, iris_sample_files, open_um  # noqa: E402
-from pipeline.cli import main as wxemu  # noqa: E402
+from workflows.cli import main as wxemu  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 

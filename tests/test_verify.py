@@ -16,7 +16,7 @@ import pytest
 import xarray as xr
 
 from data_catalog.errors import WxemuError
-from pipeline.verify import VerifyConfig, open_scores, verify
+from pipeline.verification import VerifyConfig, open_scores, verify
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
@@ -272,7 +272,7 @@ def test_verify_ensemble_crps_spread_against_scores(tmp_path):
     np.testing.assert_allclose(got.sel(metric="ens_mean_rmse"), np.sqrt(ens_mse), rtol=3e-5)
     np.testing.assert_allclose(got.sel(metric="spread_skill"), np.sqrt(var / ens_mse), rtol=3e-5)
     # WeatherBench2's probabilistic results: its names, ensemble_variance = spread ** 2
-    from pipeline.verify import wb2_results
+    from pipeline.verification import wb2_results
 
     prob = wb2_results(res, "ukmo", "probabilistic")["t2m"]
     assert list(prob.metric.values) == ["crps", "ensemble_mean_rmse", "ensemble_mean_mse", "ensemble_variance"]
@@ -286,7 +286,7 @@ def test_verify_cli_scorecard_and_errors(stores, tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "pipeline.cli",
+        "workflows.cli",
         "verify",
         "--forecast",
         str(p["damped"]),
@@ -366,7 +366,7 @@ def test_verify_bad_inputs_name_the_files(stores, tmp_path):
 
 
 def test_plan_blocks_fit_the_budget_and_prefetch_only_when_two_fit():
-    from pipeline.verify import plan_blocks
+    from pipeline.verification import plan_blocks
 
     n_init, n_lead = 20, 10
     index = np.arange(n_init)[:, None] + np.arange(1, n_lead + 1)[None]  # 12-hourly inits and leads
@@ -417,7 +417,7 @@ def test_verify_scores_do_not_depend_on_blocks_or_chunks(stores, tmp_path):
 # ------------------------------------------------------------------------------------------------ WeatherBench2 user
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    from pipeline.verify.testing import synthetic_stores
+    from pipeline.verification.testing import synthetic_stores
 
     root = tmp_path_factory.mktemp("synthetic")
     return {
@@ -501,7 +501,7 @@ def test_missing_climatology_is_named_and_the_default_says_what_it_left_out(synt
 
 def test_cli_summary_plain_names_and_markup_in_attributes(synthetic, tmp_path, capsys):
     """The summary prints plain names; a model name with rich markup (``[/]``) is printed as text, no crash."""
-    from pipeline.cli import main
+    from workflows.cli import main
 
     p = synthetic["lat_first"]
     odd = xr.open_zarr(p["forecast"]).load()
@@ -575,9 +575,9 @@ def test_longitude_first_blocks_read_as_fast_as_latitude_first(tmp_path):
     latitude-first read (a lazily transposed read gathers the chunk point by point: ~30x slower here)."""
     import time
 
-    from pipeline.verify.inputs import open_dataset
-    from pipeline.verify.reader import load_forecast_block
-    from pipeline.verify.testing import synthetic_stores
+    from pipeline.verification.inputs import open_dataset
+    from pipeline.verification.reader import load_forecast_block
+    from pipeline.verification.testing import synthetic_stores
 
     def best_read(lon_first: bool) -> tuple[float, np.ndarray]:
         kw = {"n_init": 4, "n_lead": 4, "nlat": 61, "nlon": 120, "levels": range(100, 1100, 100), "time_chunk": 4}

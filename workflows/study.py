@@ -6,7 +6,7 @@
   ``truth_member`` at its validity times), unless ``truth`` already is a Zarr store (then used in place);
 * ``forecasts/NAME.zarr``: the baselines and emulators run from the truth (``wxemu forecast``) and the
   physics-model forecasts ingested with ``wxemu ingest --forecast`` (PP, GRIB, NetCDF, WeatherBench2 Zarr);
-* ``scores.zarr``: every forecast scored together against the truth by ``pipeline.verify.verify``, which brings
+* ``scores.zarr``: every forecast scored together against the truth by ``pipeline.verification.verify``, which brings
   each onto the truth's grid (bilinear) and matches valid times (time + lead);
 * ``scorecards/NAME-vs-REFERENCE.nc`` and ``.txt``: ``pipeline.scorecard`` against ``reference``, with
   significance (paired t-test with an effective sample size);
@@ -31,15 +31,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-import pipeline.forecast as forecast_stage
+import pipeline.forecasting as forecast_stage
 from data_catalog.errors import ConfigError, InputDataError, WxemuError
 from data_catalog.forecast_ingest import ingest_forecast
-from data_catalog.ingest import IngestConfig, ingest
+from data_catalog.ingestion import IngestConfig, ingest
 from data_catalog.readers import detect_format
 from data_catalog.samples import sample_path
 from data_catalog.um import iris_sample_dir
 from pipeline.scorecard import render_scorecard, scorecard
-from pipeline.verify import VerifyConfig, verify
+from pipeline.verification import VerifyConfig, verify
 from workflows.study_config import StudyConfig
 
 try:  # the dashboard is another branch's; the study builds the site when it is there

@@ -20,7 +20,7 @@ import xarray as xr
 
 from data_catalog.errors import InputDataError, WxemuError
 from data_catalog.store_protocol import require_complete
-from pipeline.verify import PER_INIT_GROUP, forecast_name, open_dataset, open_scores, open_spectra
+from pipeline.verification import PER_INIT_GROUP, forecast_name, open_dataset, open_scores, open_spectra
 
 SCORE_DIMS = ("metric", "forecast", "region", "prediction_timedelta")
 

@@ -18,7 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.metrics import METRICS
-from pipeline.verify import write_scores
+from pipeline.verification import write_scores
 
 DEFAULT_VARIABLES: dict[str, tuple[int, ...] | None] = {"2m_temperature": None, "geopotential": (500, 850)}
 

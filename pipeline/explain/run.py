@@ -13,15 +13,16 @@ import xarray as xr
 from data_catalog.errors import WxemuError
 from data_catalog.version import wxemu_version
 from pipeline.checkpoint import sha256_file, weights_path
-from pipeline.datamodule import read_layout
 from pipeline.explain.attribution import attribute, randomized_copy
 from pipeline.explain.config import ExplainConfig
 from pipeline.explain.faithfulness import faithfulness_correlation, perturbation_curves, rank_correlation
 from pipeline.explain.output import write_explanation
 from pipeline.explain.physical import distance_and_bearing, mass_centroid, share_inside
 from pipeline.explain.target import ExplainInputs, RegionForecast, explain_inputs
-from pipeline.forecast import ModelForecaster, parse_duration_hours
+from pipeline.forecasters import ModelForecaster
+from pipeline.forecasting import parse_duration_hours
 from pipeline.regions import parse_region, region_weights
+from pipeline.store_reader import read_layout
 from pipeline.weights import latitude_weights
 
 

@@ -15,9 +15,9 @@ import torch
 
 from data_catalog.errors import WxemuError
 from models.forcings import ForcingSpec, forcing_names
-from pipeline.datamodule import ClimatologyReader, stride_for
 from pipeline.normalization import ChannelStats, normalize
 from pipeline.rollout import plan_rollout, rollout
+from pipeline.store_reader import ClimatologyReader, stride_for
 
 
 @dataclass
@@ -95,7 +95,7 @@ def call_leads(lead: float, steps: list[float], history: int) -> list[float]:
 def explain_inputs(forecaster, init: np.datetime64, lead: float, baseline: str) -> ExplainInputs:
     """Read the inputs of the forecast from ``init`` (a store time) and their baselines.
 
-    ``forecaster`` is a :class:`pipeline.forecast.ModelForecaster` (model, statistics, store readers).
+    ``forecaster`` is a :class:`pipeline.forecasters.ModelForecaster` (model, statistics, store readers).
     Baselines: the state at each history time is replaced by the store's climatology ("climatology") or the
     training mean ("mean"); each forcing channel by its spatial mean at the same time (so the attribution to a
     forcing is that of its spatial pattern).

@@ -9,8 +9,8 @@ import pandas as pd
 
 from data_catalog import store_protocol as sp
 from data_catalog.errors import InputDataError, WxemuError
-from data_catalog.ingest import IngestConfig, ingest
-from data_catalog.ingest.sources import open_sources
+from data_catalog.ingestion import IngestConfig, ingest
+from data_catalog.ingestion.sources import open_sources
 from workflows.cycle.config import CycleConfig
 from workflows.cycle.layout import (
     DataNotArrivedError,

@@ -11,7 +11,7 @@ import xarray as xr
 
 from data_catalog import store_protocol as sp
 from data_catalog.errors import IncompleteStoreError
-from pipeline.verify import VerifyConfig, verify
+from pipeline.verification import VerifyConfig, verify
 from workflows.cycle.config import CycleConfig
 from workflows.cycle.layout import (
     StageResult,
