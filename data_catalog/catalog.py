@@ -222,7 +222,8 @@ def open_dataset(
     files of a date-templated location; storage_options update the entry's. The result's attributes carry the
     entry name, licence and attribution.
     """
-    from data_catalog.canonical import canonicalise, select_time
+    from data_catalog.canonical import canonicalise
+    from data_catalog.canonical_coords import select_time
     from data_catalog.forecasts import to_canonical_forecast
     from data_catalog.readers import expand_paths, open_source
 

@@ -12,7 +12,8 @@ import xarray as xr
 from dask.local import get_sync  # the synchronous scheduler as a function: no dask.distributed import
 
 from data_catalog import store as st
-from data_catalog.canonical import check_time_axis, to_canonical
+from data_catalog.canonical import to_canonical
+from data_catalog.canonical_coords import check_time_axis
 from data_catalog.catalog import get_entry, is_catalog_name, load_catalog, open_dataset
 from data_catalog.errors import InputDataError
 from data_catalog.ingestion.config import IngestConfig
