@@ -135,7 +135,7 @@ def test_validate_and_lint_every_workflow(cylc_setup):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(1800)
 def test_replay_retry_kill_and_replay_again(cylc_setup, base_store, sample, tmp_path):
     root, env = cylc_setup
     grib = sample("era5-2mt-2019-03-uk.grib")
@@ -163,7 +163,7 @@ def test_replay_retry_kill_and_replay_again(cylc_setup, base_store, sample, tmp_
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (work / "out" / "scores" / f"{POINTS[1]}.zarr").exists()  # killed mid-run indeed
-    out = cylc(["play", "replay", "--no-detach"], env=env, timeout=400)  # restart from the workflow database
+    out = cylc(["play", "replay", "--no-detach"], env=env, timeout=900)  # restart from the workflow database
     assert "ERROR" not in out, out[-3000:]
 
     # a failed first try of the first forecast was retried and succeeded
