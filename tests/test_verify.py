@@ -563,7 +563,7 @@ def test_config_validates_fields_and_reads_flat_yaml(tmp_path):
         VerifyConfig(forecasts=["f.zarr"], truth="t.zarr", block_mb=-1)
     with pytest.raises(ConfigError, match=r"VerifyConfig.leads: --leads: cannot read 'soon'"):
         VerifyConfig(forecasts=["f.zarr"], truth="t.zarr", leads=["24h", "soon"])
-    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['regoins'\]"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['regoins'\]"):
         VerifyConfig.from_dict({"forecasts": ["f.zarr"], "truth": "t.zarr", "regoins": ["uk"]})
     (tmp_path / "v.yaml").write_text("forecasts: [a.zarr, b.zarr]\ntruth: t.zarr\nregions: [europe]\nblock_mb: 16\n")
     cfg = VerifyConfig.from_yaml(tmp_path / "v.yaml")

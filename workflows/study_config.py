@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from data_catalog.config_files import read_mapping
 from data_catalog.errors import ConfigError
 
 BASELINES = ("persistence", "climatology")
@@ -148,15 +149,7 @@ class StudyConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> StudyConfig:
         """A config from a flat YAML study file (relative paths from the file's folder)."""
-        import yaml
-
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"study {path}: cannot read it ({exc})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"study {path}: expected a mapping of options")
-        return cls.from_dict(data, base=Path(path).resolve().parent)
+        return cls.from_dict(read_mapping(path, "study"), base=Path(path).resolve().parent)
 
 
 def _rooted(path: str, base: str | Path) -> str:

@@ -9,8 +9,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
+from data_catalog.config_files import read_mapping
 from data_catalog.errors import ConfigError
 
 #: How the climatology is made (IngestConfig.climatology_pass).
@@ -120,14 +119,7 @@ class IngestConfig:
     @classmethod
     def from_yaml(cls, path: str) -> IngestConfig:
         """A config from a flat YAML file (the fields of this class)."""
-        try:
-            with open(path) as f:
-                d = yaml.safe_load(f) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read the ingest config ({exc})") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path}: an ingest config is a mapping of fields")
-        return cls.from_dict(d)
+        return cls.from_dict(read_mapping(path, "ingest config"))
 
     def recipe(self) -> dict[str, Any]:
         """The fields that determine the data (JSON-able), with the equivalent command line."""

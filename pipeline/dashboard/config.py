@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from data_catalog.config_files import check_fields, read_mapping
 from data_catalog.errors import ConfigError
 
 _SEQUENCES = ("scores", "forecasts", "headline", "leads")
@@ -72,24 +73,13 @@ class DashboardConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DashboardConfig:
         """A config from a flat mapping (unknown keys are an error naming them)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"dashboard config: unknown option(s) {unknown}; known: {sorted(known)}")
+        check_fields(cls, d, "dashboard config")
         return cls(**dict(d))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DashboardConfig:
         """A config from a flat YAML file."""
-        import yaml
-
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"dashboard config {path}: cannot read it ({exc})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"dashboard config {path}: expected a mapping of options")
-        return cls.from_dict(data)
+        return cls.from_dict(read_mapping(path, "dashboard config"))
 
 
 def lead_timedelta(spec: str) -> pd.Timedelta:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from data_catalog.config_files import check_fields, read_mapping
 from data_catalog.errors import ConfigError
 
 METHODS = ("integrated_gradients", "smoothgrad", "gradient")
@@ -65,10 +63,7 @@ class ExplainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExplainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"explain: unknown key(s) {unknown}; known: {sorted(known)}")
+        check_fields(cls, values, "explain config")
         try:
             return cls(**values)
         except TypeError as exc:
@@ -76,10 +71,4 @@ class ExplainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ExplainConfig:
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read the explain config: {exc}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: the explain config must be a mapping of keys to values")
-        return cls.from_dict(values)
+        return cls.from_dict(read_mapping(path, "explain config"))

@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 import xarray as xr
-import yaml
 
+from data_catalog.config_files import check_fields, read_mapping
 from data_catalog.errors import ConfigError, InputDataError
 
 OUT_FORMATS = ("zarr", "wb2")
@@ -86,22 +86,13 @@ class VerifyConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> VerifyConfig:
         """A config from a flat mapping (keys = field names); unknown keys raise ConfigError."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"VerifyConfig: unknown field(s) {unknown}; known: {sorted(known)}")
+        check_fields(cls, d, "VerifyConfig")
         return cls(**dict(d))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> VerifyConfig:
         """A config from a flat YAML file."""
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read the verify config: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the verify config must be a mapping of field: value")
-        return cls.from_dict(data)
+        return cls.from_dict(read_mapping(path, "verify config"))
 
 
 def parse_leads(specs: Sequence[str] | None) -> list[pd.Timedelta] | None:
