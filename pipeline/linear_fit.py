@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from data_catalog.errors import ConfigError
 from models.base import build_model
@@ -168,8 +167,9 @@ def build_datamodule(cfg: Any, store: str) -> WindowDataModule:
 
 def fit_linear(cfg: Any, *, store: str, out: str | Path) -> LinearFitResult:
     """Fit the ``linear`` model of ``cfg`` (a ``TrainConfig`` with ``model.kind == "linear"``) on ``store``'s
-    training period and write the checkpoint into run directory ``out`` (``config.yaml``, ``model.safetensors``,
-    ``model.json``). Its step sizes are ``data.step_hours``; ``model.config`` may not name others."""
+    training period and write the checkpoint into run directory ``out`` (``model.safetensors``, ``model.json``;
+    the header holds the full model config; ``train`` records the run's ``config.yaml``). Its step sizes are ``data.step_hours``;
+    ``model.config`` may not name others."""
     dm = build_datamodule(cfg, store)
     assert dm.layout is not None
     names = forcing_names(dm.forcing_spec)
@@ -193,7 +193,6 @@ def fit_linear(cfg: Any, *, store: str, out: str | Path) -> LinearFitResult:
     config["model"]["config"] = model.config_dict()
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     header = {**build_header(dm, model, config, store), "global_step": 0, "weights": "least-squares fit"}
     path = save_checkpoint(run_dir / "model.safetensors", model, header)
     return LinearFitResult(checkpoint=path, run_dir=run_dir, steps=0, val_rmse=val)

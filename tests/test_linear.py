@@ -14,7 +14,7 @@ import zarr
 from data_catalog.errors import ConfigError
 from data_catalog.store import open_store
 from models.base import ModelConfigError, build_model
-from pipeline.checkpoint import load_checkpoint
+from pipeline.checkpoint import load_checkpoint, read_header
 from pipeline.linear_fit import build_datamodule, fit_regression
 from pipeline.train_config import TrainConfig, default_config_path
 from pipeline.weights import latitude_weights
@@ -113,7 +113,10 @@ def test_wxemu_train_without_config_uses_the_demo_config_of_the_kind(uk_store: s
     written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     demo = TrainConfig.from_yaml(default_config_path("linear")).to_dict()
     assert written["data"] == demo["data"] and written["data"]["history"] == 2
-    assert written["model"]["kind"] == "linear" and written["model"]["config"]["step_hours"] == [1.0]
+    assert written == demo  # the run folder records the config asked for (a re-run is recognised as this run)
+    header = read_header(tmp_path / "run" / "model.safetensors")
+    assert header["model_kind"] == "linear" and header["model_config"]["step_hours"] == [1.0]
+    assert main(["train", "--model", "linear", "--store", uk_store, "--out", str(tmp_path / "run")]) == 0
 
 
 @pytest.mark.parametrize("kind", ["graph", "transformer"])
