@@ -168,8 +168,8 @@ def build_datamodule(cfg: Any, store: str) -> WindowDataModule:
 def fit_linear(cfg: Any, *, store: str, out: str | Path) -> LinearFitResult:
     """Fit the ``linear`` model of ``cfg`` (a ``TrainConfig`` with ``model.kind == "linear"``) on ``store``'s
     training period and write the checkpoint into run directory ``out`` (``model.safetensors``, ``model.json``;
-    the header holds the full model config; ``train`` records the run's ``config.yaml``). Its step sizes are ``data.step_hours``;
-    ``model.config`` may not name others."""
+    the header holds the full model config; ``train`` records the run's ``config.yaml``).
+    Its step sizes are ``data.step_hours``; ``model.config`` may not name others."""
     dm = build_datamodule(cfg, store)
     assert dm.layout is not None
     names = forcing_names(dm.forcing_spec)
