@@ -35,6 +35,7 @@ import xarray as xr
 
 from data_catalog import conventions as conv
 from data_catalog.canonical_coords import (
+    SPATIAL_DIMS,
     apply_time_from,
     drop_leftover_coords,
     handle_members,
@@ -50,7 +51,6 @@ from data_catalog.source_kinds import refuse_projected_grid, single_member
 #: Arrays up to this size (bytes, float32) are checked for NaN immediately; larger ones when computed.
 EAGER_NAN_CHECK_BYTES = 64 * 2**20
 
-_SPATIAL = ("latitude", "longitude")
 _BOUNDS_SUFFIXES = ("_bnds", "_bounds", "_bnd")
 
 
@@ -193,10 +193,10 @@ def guard_nan(da: xr.DataArray, name: str, source: str) -> xr.DataArray:
                 empty = da["level"].values[isnan_np.all(axis=axes)].tolist()
                 if empty:
                     hint = f"levels {empty} hold no {name} data; " + hint
-            if set(_SPATIAL) <= set(dims) and da.ndim > 2:  # whole fields absent: a sparse GRIB hypercube
-                axes = tuple(i for i, d in enumerate(dims) if d in _SPATIAL)
+            if set(SPATIAL_DIMS) <= set(dims) and da.ndim > 2:  # whole fields absent: a sparse GRIB hypercube
+                axes = tuple(i for i, d in enumerate(dims) if d in SPATIAL_DIMS)
                 absent = isnan_np.all(axis=axes)
-                if absent.any() and absent.sum() * np.prod([da.sizes[d] for d in _SPATIAL]) == isnan_np.sum():
+                if absent.any() and absent.sum() * np.prod([da.sizes[d] for d in SPATIAL_DIMS]) == isnan_np.sum():
                     hint = (
                         f"{int(absent.sum())} of {absent.size} fields are absent from the source (a sparse "
                         "hypercube, e.g. leads or members that differ per initial time); " + hint

@@ -18,8 +18,8 @@ from data_catalog.errors import InputDataError
 from data_catalog.source_kinds import refuse_forecast_fields
 
 #: Arrays up to this size (bytes, float32) are checked for NaN immediately; larger ones when computed.
-_SPATIAL = ("latitude", "longitude")
-_BOUNDS_SUFFIXES = ("_bnds", "_bounds", "_bnd")
+#: The horizontal dimensions of the canonical layout.
+SPATIAL_DIMS = ("latitude", "longitude")
 
 
 def apply_time_from(ds: xr.Dataset, time_from: Mapping[str, str] | None, source: str) -> xr.Dataset:
@@ -202,7 +202,7 @@ def _check_regular(values: np.ndarray, name: str, source: str) -> float:
 def normalise_grid(ds: xr.Dataset, source: str) -> xr.Dataset:
     """Latitude ascending in [-90, 90]; longitude ascending, [0, 360) for a global grid, contiguous for a
     regional one (western edge in [0, 360), values may exceed 360); both regular. Raises otherwise."""
-    missing = [c for c in _SPATIAL if c not in ds.dims]
+    missing = [c for c in SPATIAL_DIMS if c not in ds.dims]
     if missing:
         raise InputDataError(
             f"{source}: no {' or '.join(missing)} dimension (dimensions: "

@@ -10,7 +10,7 @@
   each onto the truth's grid (bilinear) and matches valid times (time + lead);
 * ``scorecards/NAME-vs-REFERENCE.nc`` and ``.txt``: ``pipeline.scorecard`` against ``reference``, with
   significance (paired t-test with an effective sample size);
-* ``site/``: the dashboard, when ``pipeline.dashboard`` is installed;
+* ``site/``: the dashboard of the scores;
 * ``study.json``: the study as run (the config, the truth note, the paths).
 
 Returns a :class:`StudyResult`.
@@ -38,14 +38,10 @@ from data_catalog.ingestion import IngestConfig, ingest
 from data_catalog.readers import detect_format
 from data_catalog.samples import sample_path
 from data_catalog.um import iris_sample_dir
+from pipeline.dashboard import DashboardConfig, build_dashboard
 from pipeline.scorecard import render_scorecard, scorecard
 from pipeline.verification import VerifyConfig, verify
 from workflows.study_config import StudyConfig
-
-try:  # the dashboard is another branch's; the study builds the site when it is there
-    from pipeline.dashboard import DashboardConfig, build_dashboard
-except ImportError:  # pragma: no cover - depends on the installation
-    DashboardConfig = build_dashboard = None
 
 HELP = "run a comparison study (truth, emulators, baselines, physics forecasts) into scores and scorecards"
 __all__ = ["StudyConfig", "StudyResult", "run_study", "resolve_path"]
@@ -54,14 +50,14 @@ __all__ = ["StudyConfig", "StudyResult", "run_study", "resolve_path"]
 @dataclasses.dataclass(frozen=True)
 class StudyResult:
     """What a study wrote: the study folder, the truth store, {forecast name: forecast store}, the scores store,
-    {forecast name: scorecard .nc} against ``reference``, the site folder (None without the dashboard)."""
+    {forecast name: scorecard .nc} against ``reference``, the site folder."""
 
     out: str
     truth: str
     forecasts: dict[str, str]
     scores: str
     scorecards: dict[str, str]
-    site: str | None
+    site: str
     reference: str | None
 
 
@@ -256,22 +252,20 @@ def run_study(config: StudyConfig, *, progress: bool = False) -> StudyResult:
         ),
         progress=progress,
     )
-    per_init = result.per_init if hasattr(result, "per_init") else result[1]
+    per_init = result.per_init
     cards = {}
     if config.reference is not None:
         cards = write_scorecards(per_init, config.reference, config.scorecard_metric, work / "scorecards")
-    site = None
-    if build_dashboard is not None:
-        site = str(work / "site")
-        build_dashboard(
-            DashboardConfig(
-                scores=(str(scores_path),),
-                out=site,
-                reference=config.reference,
-                metric=config.scorecard_metric,
-                title=config.name,
-            )
+    site = str(work / "site")
+    build_dashboard(
+        DashboardConfig(
+            scores=(str(scores_path),),
+            out=site,
+            reference=config.reference,
+            metric=config.scorecard_metric,
+            title=config.name,
         )
+    )
     record: dict[str, Any] = {
         "study": {k: v for k, v in dataclasses.asdict(config).items()},
         "truth": truth,

@@ -9,7 +9,7 @@ import pandas as pd
 
 from data_catalog import store_protocol as sp
 from data_catalog.errors import IncompleteStoreError
-from workflows.cycle import adapters
+from pipeline.forecasting import ForecastConfig, forecast
 from workflows.cycle.config import CycleConfig
 from workflows.cycle.layout import (
     StageResult,
@@ -33,8 +33,10 @@ def forecast_stage(config: CycleConfig, point: pd.Timestamp) -> StageResult:
     for model, name in zip(config.models, config.model_names):
         out = out_dir / f"{name}.zarr"
         if not (sp.store_exists(str(out)) and sp.is_complete(str(out))):
-            adapters.run_forecast(
-                checkpoint=model, store=config.store, init=iso, lead=config.lead, out=str(out), step=config.step
+            forecast(
+                ForecastConfig(
+                    checkpoint=model, store=config.store, init=iso, lead=config.lead, out=str(out), step=config.step
+                )
             )
             done.append(name)
         paths.append(str(out))
