@@ -7,6 +7,9 @@
   the definition of ERA5's ``toa_incident_solar_radiation`` (``tisr``).
 - sin/cos of the local solar hour of day (UTC hour + longitude / 15) and of the fraction of the year.
 - Static fields (``land_sea_mask``, ``geopotential_at_surface``) passed in by the caller.
+- Two state-derived channels, passed in normalised by the caller: the climatology of a state channel at the
+  target time, and ``yesterday_change``: the change of a state channel over the store step that ended 24 h before
+  the target time (the same hour yesterday; known at the initial time for leads up to 24 h).
 
 ``compute_forcings(spec, times, lat, lon, static)`` stacks them as (T, n_forcing, H, W) float32 in the order
 ``forcing_names(spec)``; insolation is divided by the solar constant, so it lies in [0, ~1.035].
@@ -26,6 +29,7 @@ SOLAR_CONSTANT = 1361.0  # W m-2, total solar irradiance at 1 au (Kopp and Lean 
 
 SOLAR_NAME = "toa_incident_solar_radiation"
 LOCAL_HOUR_NAMES = ("sin_local_hour", "cos_local_hour")
+YESTERDAY_HOURS = 24.0  # the yesterday_change forcing looks this far back from each target time
 DAY_OF_YEAR_NAMES = ("sin_day_of_year", "cos_day_of_year")
 
 # Default (offset, scale) of known static fields: normalised = (field - offset) / scale.
@@ -144,12 +148,14 @@ class ForcingSpec:
     day_of_year: bool = True
     static: tuple[str, ...] = ()
     climatology: tuple[str, ...] = ()
+    yesterday_change: tuple[str, ...] = ()  # state channels whose change over the same hour yesterday is a forcing
     solar_constant: float = SOLAR_CONSTANT
     static_normalisation: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.static = tuple(self.static)
         self.climatology = tuple(self.climatology)
+        self.yesterday_change = tuple(self.yesterday_change)
         self.static_normalisation = {k: (float(v[0]), float(v[1])) for k, v in self.static_normalisation.items()}
         for name, (_, scale) in self.static_normalisation.items():
             if scale == 0:
@@ -172,6 +178,7 @@ class ForcingSpec:
         d = dataclasses.asdict(self)
         d["static"] = list(self.static)
         d["climatology"] = list(self.climatology)
+        d["yesterday_change"] = list(self.yesterday_change)
         d["static_normalisation"] = {k: list(v) for k, v in self.static_normalisation.items()}
         return d
 
@@ -187,6 +194,7 @@ def forcing_names(spec: ForcingSpec) -> list[str]:
         names.extend(DAY_OF_YEAR_NAMES)
     names.extend(spec.static)
     names.extend(f"climatology/{c}" for c in spec.climatology)
+    names.extend(f"yesterday_change/{c}" for c in spec.yesterday_change)
     return names
 
 
@@ -197,12 +205,16 @@ def compute_forcings(
     lon: np.ndarray,
     static: dict[str, np.ndarray] | None = None,
     climatology: np.ndarray | None = None,
+    yesterday_change: np.ndarray | None = None,
 ) -> np.ndarray:
     """Normalised forcings (T, n_forcing, H, W) float32 in the order of ``forcing_names(spec)``.
 
     times (T,) datetime64 UTC; lat (H,), lon (W,) degrees; static: name -> (H, W) array for ``spec.static``;
     climatology: (T, len(spec.climatology), H, W), the climatology of those state channels at each time, already
-    normalised like the state (the caller reads it from the store's ``climatology`` group).
+    normalised like the state (the caller reads it from the store's ``climatology`` group); yesterday_change:
+    (T, len(spec.yesterday_change), H, W), the change of those channels over the store step that ends
+    ``YESTERDAY_HOURS`` before each time, divided by the state's std (the caller reads it from the analyses, or
+    from the forecast itself beyond +24 h: ``pipeline.forecasters``).
     """
     lat = np.asarray(lat, dtype=np.float64)
     lon = np.asarray(lon, dtype=np.float64)
@@ -254,4 +266,18 @@ def compute_forcings(
                 "they lie outside the climatology's day-of-year window"
             )
         out[:, c : c + n] = clim
+        c += n
+    if spec.yesterday_change:
+        out[:, c:] = _checked_array(yesterday_change, (t.size, len(spec.yesterday_change), h, w), "yesterday_change")
     return out
+
+
+def _checked_array(values: np.ndarray | None, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """``values`` as float32 after checking its shape and that it is finite (ConfigError otherwise)."""
+    if values is None or np.shape(values) != shape:
+        got = None if values is None else np.shape(values)
+        raise ConfigError(f"forcings: the spec asks for {what} channels: expected an array of shape {shape}, got {got}")
+    arr = np.asarray(values, dtype=np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError(f"forcings: {what} is not finite (NaN or inf) at some of the requested times")
+    return arr

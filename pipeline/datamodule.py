@@ -36,6 +36,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data_catalog.errors import WxemuError
+from models.forcings import YESTERDAY_HOURS
 from pipeline.normalization import ChannelStats, difference_stats
 from pipeline.store_reader import (
     ForcingProvider,
@@ -112,6 +113,8 @@ class WindowDataset(Dataset):
         """Anchors whose whole window (history and k targets at ``stride``) lies in [i0, i1)."""
         i0, i1 = index_range
         first = i0 + (self.history - 1) * stride
+        if getattr(self.forcing_spec, "yesterday_change", ()):  # the first target's yesterday must be in the store
+            first = max(first, stride_for(YESTERDAY_HOURS, self.layout) + 1 - stride)
         last = i1 - 1 - self.rollout_steps * stride
         return np.arange(first, last + 1) if last >= first else np.zeros(0, dtype=np.int64)
 
@@ -273,6 +276,7 @@ class WindowDataModule(pl.LightningDataModule):
         seed: int = 0,
         forcing_spec: Any = None,
         climatology_forcing: bool = False,
+        yesterday_change: bool = False,
         index_log_dir: str | None = None,
     ) -> None:
         super().__init__()
@@ -290,6 +294,7 @@ class WindowDataModule(pl.LightningDataModule):
         self.seed = seed
         self.forcing_spec = forcing_spec
         self.climatology_forcing = climatology_forcing
+        self.yesterday_change = yesterday_change
         self.index_log_dir = index_log_dir
         self.layout: StoreLayout | None = None
         self.stats: ChannelStats | None = None
@@ -301,7 +306,9 @@ class WindowDataModule(pl.LightningDataModule):
             return
         self.layout = read_layout(self.store, self.storage_options)
         if self.forcing_spec is None:
-            self.forcing_spec = default_forcing_spec(self.layout, climatology=self.climatology_forcing)
+            self.forcing_spec = default_forcing_spec(
+                self.layout, climatology=self.climatology_forcing, yesterday_change=self.yesterday_change
+            )
         self._check_ranges_in_store()
         stats = store_channel_stats(self.layout)
         train_rng = self.split_range("train")

@@ -17,7 +17,7 @@ import torch
 
 from data_catalog.errors import WxemuError
 from models.baselines import persistence_forecast
-from models.forcings import ForcingSpec
+from models.forcings import YESTERDAY_HOURS, ForcingSpec
 from pipeline.checkpoint import load_checkpoint, read_header, stats_from_header
 from pipeline.normalization import denormalize, normalize
 from pipeline.rollout import as_numpy, choose_lags, lag_candidates, perturb, plan_rollout, rollout
@@ -85,7 +85,38 @@ class ModelForecaster:
     def needed_history(self) -> int:
         """Store steps needed before the initial time (history > 1, lagged paths)."""
         lag_steps = max((round(k / self.layout.step_hours) for k in self.lags.values()), default=0)
-        return max((self.history - 1) * stride_for(self.step0, self.layout), lag_steps)
+        yesterday = 0
+        if self.spec.yesterday_change:  # the first lead's yesterday_change reads the analyses 24 h + 1 step back
+            yesterday = self.forcings.yesterday_offsets()[1] - round(min(self.leads) / self.layout.step_hours)
+        return max((self.history - 1) * stride_for(self.step0, self.layout), lag_steps, yesterday)
+
+    def _forecast_yesterday(
+        self, init_idx: list[int], lead: float, known: dict[float, torch.Tensor]
+    ) -> np.ndarray | None:
+        """The normalised yesterday_change channels at ``lead`` when they fall after the initial time (leads beyond
+        24 h): from the forecast states ``known`` {lead: (B, C, H, W)}, and the analyses up to the initial time;
+        None when the analyses alone give them (the forcing provider reads those)."""
+        step = self.layout.step_hours
+        newer = lead - YESTERDAY_HOURS
+        if not self.spec.yesterday_change or newer <= 1e-9:
+            return None
+        channels = [self.layout.channel_names.index(c) for c in self.spec.yesterday_change]
+        repeat = self.members
+
+        def state_at(rel: float) -> torch.Tensor:
+            if rel <= 1e-9:
+                idx = np.asarray(init_idx) + round(rel / step)
+                arr = normalize(self.reader.read(idx), self.stats.mean, self.stats.std)
+                return torch.from_numpy(arr).repeat_interleave(repeat, dim=0)
+            if float(rel) not in known:
+                raise WxemuError(
+                    f"{self.header.get('model_kind')}: the yesterday_change forcing at +{lead:g} h needs the forecast "
+                    f"at +{rel:g} h, which the model's steps {self.steps} h do not produce"
+                )
+            return known[float(rel)].detach().float().cpu()
+
+        diff = state_at(newer) - state_at(newer - step)
+        return diff[:, channels].numpy()
 
     def __call__(
         self,
@@ -123,8 +154,11 @@ class ModelForecaster:
         hist = hist.to(self.device)
         init_times = self.layout.times[np.asarray(init_idx)]
 
-        def forcing_at(lead: float) -> torch.Tensor:
+        def forcing_at(lead: float, known: dict[float, torch.Tensor]) -> torch.Tensor:
             valid = init_times + np.timedelta64(int(round(lead * 3600)), "s")
+            yesterday = self._forecast_yesterday(init_idx, lead, known)  # (B*M, ...): every member its own
+            if yesterday is not None:
+                return torch.from_numpy(self.forcings(np.repeat(valid, m), yesterday=yesterday)).to(self.device)
             f = torch.from_numpy(self.forcings(valid))
             if m > 1:
                 f = f.repeat_interleave(m, dim=0)

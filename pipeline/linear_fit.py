@@ -158,6 +158,7 @@ def build_datamodule(cfg: Any, store: str) -> WindowDataModule:
         contiguous=d.contiguous_batches,
         diff_stats_samples=d.diff_stats_samples,
         climatology_forcing=d.climatology_forcing,
+        yesterday_change=d.yesterday_change,
         storage_options=d.storage_options,
         seed=cfg.trainer.seed,
     )

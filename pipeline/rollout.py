@@ -101,7 +101,7 @@ def plan_rollout(
 def rollout(
     model: torch.nn.Module,
     init_history: torch.Tensor,
-    forcing_at: Callable[[float], torch.Tensor],
+    forcing_at: Callable[[float, Mapping[float, torch.Tensor]], torch.Tensor],
     leads_hours: Sequence[float],
     steps_hours: Sequence[float],
     stats: ChannelStats,
@@ -112,7 +112,9 @@ def rollout(
 ) -> dict[float, torch.Tensor]:
     """Roll ``model`` from normalised ``init_history`` (B, history, C, H, W) to every lead (hours).
 
-    ``forcing_at(valid_lead_hours)`` returns the (B, F, H, W) forcings valid at init + that lead. Returns
+    ``forcing_at(valid_lead_hours, states)`` returns the (B, F, H, W) forcings valid at init + that lead, given
+    ``states`` {lead: normalised state (B, C, H, W)} of the leads forecast so far (forcings derived from the state,
+    such as yesterday's change beyond +24 h, come from the forecast itself). Returns
     lead -> normalised state (B, C, H, W) float32 for the requested leads. ``autocast_dtype`` (e.g. bf16 on CUDA)
     wraps the model calls; the residual update stays float32. ``lags`` {lead: k} as in :func:`plan_rollout`,
     with ``lagged_states`` {k: normalised analyses (B, 1, C, H, W) k hours before the initial time}.
@@ -128,14 +130,16 @@ def rollout(
     device_type = init_history.device.type
     ctx = torch.autocast(device_type=device_type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     b = init_history.shape[0]
+    known: dict[float, torch.Tensor] = {}
     with torch.enable_grad() if differentiable else torch.no_grad():
         for p in plan:
             hist = windows[p.parent]
             lead_t = torch.full((b,), p.step, dtype=torch.float32, device=init_history.device)
             with ctx:
-                delta = model(hist.flatten(1, 2), forcing_at(p.lead), lead_t)
+                delta = model(hist.flatten(1, 2), forcing_at(p.lead, known), lead_t)
             nxt = advance_normalized_state(hist[:, -1], delta.float(), stats, p.step)
             if not p.lagged:
+                known[p.lead] = nxt
                 windows[p.lead] = torch.cat([hist[:, 1:], nxt[:, None]], dim=1)
             if p.lead in wanted and (p.lagged or p.lead not in (lags or {})):
                 out[p.lead] = nxt

@@ -26,7 +26,7 @@ from zarr.core.buffer import default_buffer_prototype
 from data_catalog.errors import WxemuError
 from data_catalog.store import channel_names, open_climatology, open_stats, open_store, static_variables, time_variables
 from models.baselines import N_DAYS, climatology_indices
-from models.forcings import ForcingSpec, compute_forcings
+from models.forcings import YESTERDAY_HOURS, ForcingSpec, compute_forcings
 from pipeline.normalization import ChannelStats
 
 
@@ -225,7 +225,9 @@ class ForcingProvider:
     """Forcings at given times via ``models.forcings``, cached per time (LRU of ``cache_size`` times).
 
     When the spec asks for climatology channels, they are read from the store's climatology group and normalised
-    with ``stats`` (the state's mean and std), so they live on the same scale as the state.
+    with ``stats`` (the state's mean and std), so they live on the same scale as the state. ``yesterday_change``
+    channels are read from the store's analyses 24 h (and one store step more) before each time, divided by the
+    state's std; a caller that must not read analyses after an initial time passes them instead (``yesterday``).
     """
 
     def __init__(
@@ -246,6 +248,41 @@ class ForcingProvider:
             self._clim_index = np.array([layout.channel_names.index(c) for c in spec.climatology])
             self._clim_mean = stats.mean[self._clim_index].astype(np.float32)[:, None, None]
             self._clim_std = stats.std[self._clim_index].astype(np.float32)[:, None, None]
+        self._yday_index: np.ndarray | None = None
+        self._reader: StoreReader | None = None
+        if getattr(spec, "yesterday_change", ()):
+            if stats is None:
+                raise WxemuError("yesterday_change forcings need the state statistics to normalise them")
+            unknown = sorted(set(spec.yesterday_change) - set(layout.channel_names))
+            if unknown:
+                raise WxemuError(f"{layout.path}: yesterday_change forcings for unknown channels {unknown}")
+            self._yday_index = np.array([layout.channel_names.index(c) for c in spec.yesterday_change])
+            self._yday_std = stats.std[self._yday_index].astype(np.float32)[:, None, None]
+
+    def yesterday_offsets(self) -> tuple[int, int]:
+        """Store steps back from a target time to the two analyses of its ``yesterday_change``: (24 h, 24 h + 1)."""
+        back = stride_for(YESTERDAY_HOURS, self.layout)
+        return back, back + 1
+
+    def _yesterday(self, times: np.ndarray) -> np.ndarray | None:
+        if self._yday_index is None:
+            return None
+        if self._reader is None:
+            self._reader = StoreReader(self.layout)
+        all_times = self.layout.times
+        idx = np.searchsorted(all_times, times)
+        back, back1 = self.yesterday_offsets()
+        exact = (idx < len(all_times)) & (all_times[np.minimum(idx, len(all_times) - 1)] == times)
+        if not bool(exact.all()) or int(idx.min()) < back1:
+            bad = times[~exact][0] if not bool(exact.all()) else times[int(np.argmin(idx))]
+            raise WxemuError(
+                f"{self.layout.path}: the yesterday_change forcing at {pd.Timestamp(bad)} needs the analyses "
+                f"{YESTERDAY_HOURS:g} h and {YESTERDAY_HOURS + self.layout.step_hours:g} h before it; the store "
+                f"covers {pd.Timestamp(self.layout.times[0])} .. {pd.Timestamp(self.layout.times[-1])}"
+            )
+        states = self._reader.read(np.concatenate([idx - back, idx - back1]))[:, self._yday_index]
+        n = len(times)
+        return (states[:n] - states[n:]) / self._yday_std
 
     def _climatology(self, times: np.ndarray) -> np.ndarray | None:
         if self._clim_index is None:
@@ -254,23 +291,16 @@ class ForcingProvider:
             self._clim = ClimatologyReader(self.layout)
         return (self._clim(times)[:, self._clim_index] - self._clim_mean) / self._clim_std
 
-    def __call__(self, times: np.ndarray) -> np.ndarray:
-        """(T,) datetime64 -> (T, F, H, W) float32."""
+    def __call__(self, times: np.ndarray, yesterday: np.ndarray | None = None) -> np.ndarray:
+        """(T,) datetime64 -> (T, F, H, W) float32. ``yesterday`` (T, n, H, W): the normalised yesterday_change
+        channels to use instead of reading analyses (not cached)."""
         times = np.asarray(times).astype("datetime64[ns]")
+        if yesterday is not None:
+            return np.asarray(self._compute(times, yesterday), dtype=np.float32)
         missing = [t for t in dict.fromkeys(times.tolist()) if np.datetime64(t, "ns") not in self._cache]
         if missing:
             miss = np.asarray(missing, dtype="datetime64[ns]")
-            values = np.asarray(
-                compute_forcings(
-                    self.spec,
-                    miss,
-                    self.layout.latitude,
-                    self.layout.longitude,
-                    self.layout.static,
-                    self._climatology(miss),
-                ),
-                dtype=np.float32,
-            )
+            values = np.asarray(self._compute(miss, self._yesterday(miss)), dtype=np.float32)
             for t, v in zip(miss, values):
                 self._cache[t] = v
                 if len(self._cache) > self._cache_size:
@@ -282,8 +312,18 @@ class ForcingProvider:
         n_f = out[0].shape[0] if out else 0
         return np.stack(out) if out else np.zeros((0, n_f) + self.layout.latitude.shape + self.layout.longitude.shape)
 
+    def _compute(self, times: np.ndarray, yesterday: np.ndarray | None) -> np.ndarray:
+        lat, lon = self.layout.latitude, self.layout.longitude
+        return compute_forcings(self.spec, times, lat, lon, self.layout.static, self._climatology(times), yesterday)
 
-def default_forcing_spec(layout: StoreLayout, *, climatology: bool = False) -> Any:
+
+def default_forcing_spec(layout: StoreLayout, *, climatology: bool = False, yesterday_change: bool = False) -> Any:
     """The forcing spec for a store: the default spec of ``models.forcings`` plus the store's static fields,
-    and, with ``climatology``, the climatology of every state channel at the target time."""
-    return ForcingSpec(static=tuple(layout.static), climatology=tuple(layout.channel_names) if climatology else ())
+    with ``climatology`` the climatology of every state channel at the target time, with ``yesterday_change`` the
+    change of every state channel over the same hour yesterday."""
+    channels = tuple(layout.channel_names)
+    return ForcingSpec(
+        static=tuple(layout.static),
+        climatology=channels if climatology else (),
+        yesterday_change=channels if yesterday_change else (),
+    )

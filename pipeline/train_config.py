@@ -137,6 +137,9 @@ class DataSection:
     # give the model the store's climatology of each state channel at the target time (computed on the store's
     # stats period: keep that inside the training range)
     climatology_forcing: bool = True
+    # give the model each state channel's change over the same hour yesterday (the analyses 24 h and 24 h + one
+    # store step before the target time; from the forecast itself beyond +24 h)
+    yesterday_change: bool = False
     diff_stats_samples: int = 128  # training times used to estimate dt-hour diff stats
     storage_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -154,6 +157,7 @@ class DataSection:
         _set(self, "prefetch_factor", _int(self.prefetch_factor, "data.prefetch_factor", lo=1))
         _set(self, "contiguous_batches", _bool(self.contiguous_batches, "data.contiguous_batches"))
         _set(self, "climatology_forcing", _bool(self.climatology_forcing, "data.climatology_forcing"))
+        _set(self, "yesterday_change", _bool(self.yesterday_change, "data.yesterday_change"))
         _set(self, "diff_stats_samples", _int(self.diff_stats_samples, "data.diff_stats_samples", lo=2))
         _set(self, "storage_options", _mapping(self.storage_options, "data.storage_options"))
 

@@ -217,6 +217,7 @@ def _train(
         contiguous=d.contiguous_batches,
         diff_stats_samples=d.diff_stats_samples,
         climatology_forcing=d.climatology_forcing,
+        yesterday_change=d.yesterday_change,
         storage_options=d.storage_options,
         seed=config.trainer.seed,
     )

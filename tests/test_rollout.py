@@ -54,7 +54,8 @@ def test_rollout_accumulates_step_residuals() -> None:
     model = StepCounter()
     seen_leads = []
 
-    def forcing_at(lead: float) -> torch.Tensor:
+    def forcing_at(lead: float, states) -> torch.Tensor:
+        assert sorted(states) == sorted(x for x in seen_leads if x < lead)  # every state forecast so far
         seen_leads.append(lead)
         return torch.zeros(2, 0, 2, 3)
 
@@ -131,7 +132,7 @@ def test_rollout_starts_lagged_leads_from_the_given_analyses() -> None:
     out = rollout(
         AddStep(),
         init,
-        lambda lead: torch.zeros(2, 0, 2, 2),
+        lambda lead, states: torch.zeros(2, 0, 2, 2),
         [1, 3, 4],
         [1, 3, 6],
         stats,

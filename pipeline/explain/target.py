@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from data_catalog.errors import WxemuError
-from models.forcings import ForcingSpec, forcing_names
+from models.forcings import YESTERDAY_HOURS, ForcingSpec, forcing_names
 from pipeline.normalization import ChannelStats, normalize
 from pipeline.rollout import plan_rollout, rollout
 from pipeline.store_reader import ClimatologyReader, stride_for
@@ -72,7 +72,7 @@ class RegionForecast:
         out = rollout(
             self.model,
             history,
-            lambda lead: forcings[:, self.slot[float(lead)]],
+            lambda lead, _states: forcings[:, self.slot[float(lead)]],
             [self.lead],
             self.steps,
             self.stats,
@@ -124,6 +124,11 @@ def explain_inputs(forecaster, init: np.datetime64, lead: float, baseline: str) 
     else:
         base = np.zeros_like(states)
     calls = call_leads(lead, forecaster.steps, forecaster.history)
+    if forecaster.spec.yesterday_change and max(calls) > YESTERDAY_HOURS:
+        raise WxemuError(
+            f"{forecaster.header.get('model_kind')}: explain reaches +{YESTERDAY_HOURS:g} h with a model that takes "
+            f"yesterday's change as a forcing (beyond it that forcing comes from the forecast itself); got +{lead:g} h"
+        )
     valid = layout.times[i0] + np.array([np.timedelta64(int(round(h * 3600)), "s") for h in calls])
     forc = forecaster.forcings(valid).astype(np.float32)  # (S, F, H, W)
     spec = ForcingSpec.from_dict(forecaster.header["forcing_spec"])
