@@ -14,7 +14,7 @@ import xarray as xr
 from data_catalog.errors import ConfigError, WxemuError
 from models.base import Emulator
 from pipeline.explain import ExplainConfig, explain, open_explanation, write_figures
-from pipeline.explain.attribution import attribute
+from pipeline.explain.attribution import attribute, randomized_copy
 from pipeline.explain.faithfulness import block_masks, cell_ranking, faithfulness_correlation, perturbation_curves
 from pipeline.explain.physical import distance_and_bearing, mass_centroid, share_inside
 from pipeline.explain.target import RegionForecast
@@ -131,6 +131,26 @@ def test_integrated_gradients_known_answer_on_a_linear_model() -> None:
     assert delta < 1e-5
     grad_attr, _ = attribute(fn, x, b, method="gradient")
     np.testing.assert_allclose(grad_attr[0].numpy(), a_state.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_randomized_copy_redraws_parameters_and_fitted_linear_coefficients() -> None:
+    from models.linear import LinearConfig, LinearRegression
+
+    class Residual(torch.nn.Module):  # a network beside a fitted regression, as the demo's emulators are
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(3, 3)
+            cfg = LinearConfig(step_hours=[1.0])
+            self.linear = LinearRegression(grid_shape=(4, 5), n_state=1, n_forcing=0, history=1, config=cfg)
+            with torch.no_grad():
+                self.linear.coef.copy_(torch.linspace(0, 1, self.linear.coef.numel()).reshape(self.linear.coef.shape))
+
+    model = Residual()
+    clone = randomized_copy(model, seed=1)
+    assert not torch.equal(clone.net.weight, model.net.weight)
+    assert not torch.equal(clone.linear.coef, model.linear.coef)
+    assert torch.equal(clone.linear.steps, model.linear.steps)  # not learned: kept
+    assert abs(float(clone.linear.coef.std()) - float(model.linear.coef.std())) < 0.1
 
 
 # ------------------------------------------------------------------------------------------------ real data
