@@ -90,7 +90,7 @@ def numbers(ds: xr.Dataset) -> list[dict[str, str]]:
         if ratio is not None:
             row(
                 f"{curve} area ratio",
-                f"{ratio:.3g} ± {spread:.2g}" if spread is not None else f"{ratio:.3g}",
+                f"{ratio:.2f} ± {spread:.2f}" if spread is not None else f"{ratio:.2f}",
                 f"area under the {curve} curve of the attribution's ordering over that of random orderings "
                 "(± its spread over the random draws); > 1: the most-attributed cells move the output sooner",
             )
