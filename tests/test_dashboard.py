@@ -14,7 +14,11 @@ import pytest
 from data_catalog.errors import ConfigError, WxemuError
 from data_catalog.store_protocol import mark_incomplete
 from pipeline.dashboard import DashboardConfig, build_dashboard
-from pipeline.dashboard.testing import write_synthetic_forecasts, write_synthetic_scores
+from pipeline.dashboard.testing import (
+    write_synthetic_explanation,
+    write_synthetic_forecasts,
+    write_synthetic_scores,
+)
 from pipeline.verification import VerifyConfig, verify
 from workflows.cli import main
 
@@ -243,9 +247,96 @@ def test_ensemble_scores_use_ensemble_mean_rmse_and_unknown_metric_is_named(tmp_
 
 def test_no_scores_yet_gives_a_site_saying_so(tmp_path):
     result = build_dashboard(DashboardConfig(scores=[], out=str(tmp_path / "site")))
-    assert len(result.pages) == 7 and result.forecasts == ()
+    assert len(result.pages) == 8 and result.forecasts == ()
     for page in result.pages:
         assert "No scores stores yet" in (tmp_path / "site" / page).read_text()
     scores = write_synthetic_scores(tmp_path / "s.zarr", spectra=False)  # the first cycle's scores arrive
     build_dashboard(DashboardConfig(scores=[str(scores)], out=str(tmp_path / "site")))
     assert "No scores stores yet" not in (tmp_path / "site" / "index.html").read_text()
+
+
+# ------------------------------------------------------------------------------------------------ explanations
+@pytest.mark.skipif(not (SHARED / "cartopy").is_dir(), reason="no local Natural Earth directory")
+def test_explanations_page_shows_maps_curves_numbers_and_provenance(stores, monkeypatch, tmp_path):
+    import matplotlib.image as mpimg
+
+    d, scores, truth, forecasts = stores
+    monkeypatch.setenv("WXEMU_DATA_DIR", str(SHARED))
+    attempts = []
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address, *a: attempts.append(address))
+    (tmp_path / "explain").mkdir()
+    write_synthetic_explanation(tmp_path / "explain" / "a.zarr", attrs={"model": MARKUP})
+    write_synthetic_explanation(tmp_path / "explain" / "b.zarr", channels=("2m_temperature", "geopotential/500"))
+    out = tmp_path / "site"
+    rc = main(
+        ["dashboard", "--scores", str(scores), "--explanations", str(tmp_path / "explain" / "*.zarr")]
+        + ["--out", str(out), "--quiet"]
+    )
+    assert rc == 0 and attempts == []
+    page = (out / "explanations.html").read_text()
+    assert page.count('<section class="explanation">') == 2
+    for text in (
+        "deletion area ratio",
+        "1.84 ± 0.21",
+        "insertion area ratio",
+        "1.52 ± 0.13",
+        "faithfulness correlation",
+        "randomised-weights rank correlation",
+        "0.12",
+        "self share",
+        "0.81",
+        "312 km at 250° (WSW)",
+        "runs/graph/model.safetensors",
+        "integrated gradients",
+        "2019-03-25 00:00:00",
+        "toa_radiation",
+    ):
+        assert text in page, text
+    assert "&lt;script&gt;" in page and MARKUP not in page
+    images = re.findall(r'<img src="(explanations/[^"]+\.png)"', page)
+    assert len(images) == (1 + 1) + (2 + 1) + 2  # state maps per channel, the change map, a curves figure each
+    for rel in images:
+        img = mpimg.imread(out / rel)
+        assert img.shape[0] > 100 and img[..., :3].std() > 0.05, rel  # drawn, not blank
+    assert 'href="explanations.html"' in (out / "index.html").read_text()  # in the navigation of every page
+    again = build_dashboard(
+        DashboardConfig(scores=[str(scores)], explanations=[str(tmp_path / "explain" / "a.zarr")], out=str(out))
+    )
+    assert not [f for f in again.drawn if f.startswith("explanations/")]  # unchanged figures are reused
+    # without explanation stores the page says so; with only explanations (no scores yet) the page still shows them
+    build_dashboard(DashboardConfig(scores=[str(scores)], out=str(out)))
+    assert "No explanation stores given" in (out / "explanations.html").read_text()
+    early = build_dashboard(
+        DashboardConfig(explanations=[str(tmp_path / "explain" / "a.zarr")], out=str(tmp_path / "early"))
+    )
+    assert "1.84 ± 0.21" in (early.out / "explanations.html").read_text()
+    assert "No scores stores yet" in (early.out / "index.html").read_text()
+
+
+def test_bad_explanation_stores_name_the_store_and_leave_no_site(stores, tmp_path, capsys):
+    import xarray as xr
+
+    d, scores, _, _ = stores
+    out = tmp_path / "site"
+
+    def error(path) -> str:
+        with pytest.raises(WxemuError) as exc:
+            build_dashboard(DashboardConfig(scores=[str(scores)], explanations=[str(path)], out=str(out)))
+        return str(exc.value)
+
+    assert "missing.zarr: no such explanation store" in error(tmp_path / "missing.zarr")
+    assert "matches no explanation store" in error(tmp_path / "none" / "*.zarr")
+    unfinished = write_synthetic_explanation(tmp_path / "unfinished.zarr")
+    mark_incomplete(str(unfinished))
+    assert "unfinished.zarr: incomplete explanation store" in error(unfinished)
+    corrupt = write_synthetic_explanation(tmp_path / "corrupt.zarr")
+    (corrupt / "zarr.json").write_text("{not json")
+    assert "corrupt.zarr: cannot read the explanation store" in error(corrupt)
+    assert "not an explanation store (written by verify)" in error(scores)
+    partial = tmp_path / "partial.zarr"
+    ds = xr.open_zarr(write_synthetic_explanation(tmp_path / "full.zarr")).load().drop_vars("deletion_curve")
+    ds.to_zarr(partial, zarr_format=3, consolidated=True)
+    assert "partial.zarr: the explanation store lacks ['deletion_curve']" in error(partial)
+    assert not out.exists() and not list(tmp_path.glob(".site.*"))
+    assert main(["dashboard", "--scores", str(scores), "--explanations", str(partial), "--out", str(out)]) == 2
+    assert "partial.zarr" in capsys.readouterr().err

@@ -13,7 +13,13 @@ import pytest
 
 from pipeline.dashboard import DashboardConfig, build_dashboard
 from pipeline.dashboard.serve import serve_in_thread
-from pipeline.dashboard.testing import chromium, run_browser, write_synthetic_forecasts, write_synthetic_scores
+from pipeline.dashboard.testing import (
+    chromium,
+    run_browser,
+    write_synthetic_explanation,
+    write_synthetic_forecasts,
+    write_synthetic_scores,
+)
 
 pytestmark = pytest.mark.skipif(chromium() is None, reason="no chromium (make install installs it)")
 SHARED = next(
@@ -31,6 +37,8 @@ def site(tmp_path_factory):
     )
     truth, forecasts = write_synthetic_forecasts(d, attrs={"wxemu_note": MARKUP})
     kw = {"forecasts": [str(p) for p in forecasts], "truth": str(truth)} if SHARED else {}
+    if SHARED:
+        kw["explanations"] = [str(write_synthetic_explanation(d / "explain.zarr", attrs={"model": MARKUP}))]
     with pytest.MonkeyPatch.context() as mp:
         if SHARED:
             mp.setenv("WXEMU_DATA_DIR", str(SHARED))
@@ -48,11 +56,13 @@ def _check_page(dom: str, console: list[str], page: str) -> None:
 
 
 def test_every_page_renders_from_file_url(site):
-    for page in ("index", "significance", "curves", "maps", "timeline", "spectra", "runs"):
+    for page in ("index", "significance", "curves", "maps", "timeline", "spectra", "explanations", "runs"):
         dom, console = run_browser((site / f"{page}.html").as_uri())
         _check_page(dom, console, page)
         if page == "maps" and SHARED:
             assert dom.count('<img src="maps/') == 2 * 5
+        if page == "explanations" and SHARED:
+            assert dom.count('<img src="explanations/') == 3 and "1.84 ± 0.21" in dom
 
 
 def test_every_page_renders_from_the_server(site):

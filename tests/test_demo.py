@@ -55,8 +55,9 @@ def test_demo_runs_every_stage_and_the_emulator_beats_persistence(tmp_path: Path
     )
     assert rc == 0
     printed = capsys.readouterr().out
-    for stage in ("$ wxemu ingest", "$ wxemu train", "$ wxemu forecast", "$ wxemu verify"):
+    for stage in ("$ wxemu ingest", "$ wxemu train", "$ wxemu forecast", "$ wxemu verify", "$ wxemu explain"):
         assert stage in printed
+    assert "deletion area ratio" in (out / "dashboard" / "explanations.html").read_text()
     summary = (out / "summary.md").read_text()
     names, table = rmse_table(str(out / "scores.zarr"))
     assert names == ["transformer", "linear", "persistence", "climatology"]

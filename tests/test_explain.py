@@ -14,7 +14,7 @@ import xarray as xr
 from data_catalog.errors import ConfigError, WxemuError
 from models.base import Emulator
 from pipeline.explain import ExplainConfig, explain, open_explanation, write_figures
-from pipeline.explain.attribution import attribute
+from pipeline.explain.attribution import attribute, randomized_copy
 from pipeline.explain.faithfulness import block_masks, cell_ranking, faithfulness_correlation, perturbation_curves
 from pipeline.explain.physical import distance_and_bearing, mass_centroid, share_inside
 from pipeline.explain.target import RegionForecast
@@ -133,6 +133,26 @@ def test_integrated_gradients_known_answer_on_a_linear_model() -> None:
     np.testing.assert_allclose(grad_attr[0].numpy(), a_state.numpy(), rtol=1e-4, atol=1e-6)
 
 
+def test_randomized_copy_redraws_parameters_and_fitted_linear_coefficients() -> None:
+    from models.linear import LinearConfig, LinearRegression
+
+    class Residual(torch.nn.Module):  # a network beside a fitted regression, as the demo's emulators are
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(3, 3)
+            cfg = LinearConfig(step_hours=[1.0])
+            self.linear = LinearRegression(grid_shape=(4, 5), n_state=1, n_forcing=0, history=1, config=cfg)
+            with torch.no_grad():
+                self.linear.coef.copy_(torch.linspace(0, 1, self.linear.coef.numel()).reshape(self.linear.coef.shape))
+
+    model = Residual()
+    clone = randomized_copy(model, seed=1)
+    assert not torch.equal(clone.net.weight, model.net.weight)
+    assert not torch.equal(clone.linear.coef, model.linear.coef)
+    assert torch.equal(clone.linear.steps, model.linear.steps)  # not learned: kept
+    assert abs(float(clone.linear.coef.std()) - float(model.linear.coef.std())) < 0.1
+
+
 # ------------------------------------------------------------------------------------------------ real data
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
@@ -232,3 +252,80 @@ def test_bad_requests_get_clear_errors(trained: tuple[str, Path], tmp_path: Path
         ]
     )
     assert rc == 2 and "error" in capsys.readouterr().err
+
+
+def test_lagged_paths_are_followed(trained: tuple[str, Path], tmp_path: Path) -> None:
+    """A lagged lead (one trained step from an earlier analysis) is explained through that call: the same as the
+    greedy one-step explanation from the earlier analysis, with hours relative to the forecast's init; given a
+    forecast store, the explanation follows the paths it recorded and explains exactly its forecast."""
+    store, run = trained
+    base = dict(checkpoint=str(run), store=store, region="52,55,354,358", n_steps=4, random_orderings=2)
+    lagged = explain(ExplainConfig(init="2019-03-25T06", lead="23h", lag="1h", **base))
+    shifted = explain(ExplainConfig(init="2019-03-25T05", lead="24h", **base))
+    assert lagged.numbers["output"] == pytest.approx(shifted.numbers["output"], abs=1e-5)
+    np.testing.assert_allclose(
+        lagged.attributions["state_attribution"].values, shifted.attributions["state_attribution"].values, atol=1e-6
+    )
+    ds = lagged.attributions
+    assert ds["history_hours"].values.tolist() == [-1.0] and ds["call_lead_hours"].values.tolist() == [23.0]
+    assert ds.attrs["lag_hours"] == 1.0 and ds.attrs["path"].startswith("lagged: one 24 h step")
+    assert explain(ExplainConfig(init="2019-03-25T06", lead="23h", **base)).attributions.attrs["lag_hours"] == 0.0
+    # through a forecast store made with --lagged-paths: the explained output is the store's forecast
+    fc = tmp_path / "fc.zarr"
+    argv = ["forecast", "--checkpoint", str(run), "--store", store, "--init", "2019-03-25T06", "--lead", "3h"]
+    assert main(argv + ["--out", str(fc), "--lagged-paths", "2019-03-23T00/2019-03-23T03", "--quiet"]) == 0
+    recorded = xr.open_zarr(fc).attrs["wxemu_lead_paths"]["lagged"]
+    forecast = xr.open_zarr(fc)["2m_temperature"].isel(time=0)
+    from pipeline.regions import parse_region, region_weights
+    from pipeline.weights import latitude_weights
+
+    lat, lon = forecast["latitude"].values, forecast["longitude"].values
+    weights = region_weights([parse_region("52,55,354,358")], lat, lon, latitude_weights(lat))[0]
+    for lead in (1, 2, 3):
+        result = explain(ExplainConfig(init="2019-03-25T06", lead=f"{lead}h", forecast=str(fc), **base))
+        assert result.attributions.attrs["lag_hours"] == float(recorded.get(str(lead), 0.0))
+        field = forecast.sel(prediction_timedelta=np.timedelta64(lead, "h")).values
+        assert result.numbers["output"] == pytest.approx(float((field * weights).sum()), abs=2e-3)
+
+
+def test_path_and_device_errors(trained: tuple[str, Path], tmp_path: Path, capsys) -> None:
+    store, run = trained
+    base = dict(checkpoint=str(run), store=store, init="2019-03-25T06", region="uk", random_orderings=1)
+    with pytest.raises(WxemuError, match="cannot be one trained step from 2 h before"):
+        explain(ExplainConfig(lead="23h", lag="2h", **base))
+    with pytest.raises(ConfigError, match="not both"):
+        ExplainConfig(lead="23h", lag="1h", forecast="fc.zarr", **base)
+    with pytest.raises(WxemuError, match="no store there"):
+        explain(ExplainConfig(lead="23h", forecast=str(tmp_path / "none.zarr"), **base))
+    with pytest.raises(WxemuError, match="not a torch device"):
+        explain(ExplainConfig(lead="1h", **base), device="tpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(WxemuError, match="CUDA is not available on this machine"):
+            explain(ExplainConfig(lead="1h", **base), device="cuda")
+        argv = ["explain", "--checkpoint", str(run), "--store", store, "--init", "2019-03-25T06", "--lead", "1h"]
+        assert main(argv + ["--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_dashboard_shows_a_real_explanation(trained: tuple[str, Path], tmp_path: Path, data_dir: str, monkeypatch):
+    from pipeline.dashboard import DashboardConfig, build_dashboard
+
+    store, run = trained
+    out = tmp_path / "x.zarr"
+    explain(
+        ExplainConfig(
+            checkpoint=str(run),
+            store=store,
+            init="2019-03-25T06",
+            lead="3h",
+            region="uk",
+            n_steps=4,
+            random_orderings=2,
+            out=str(out),
+        )
+    )
+    monkeypatch.setenv("WXEMU_DATA_DIR", data_dir)
+    site = build_dashboard(DashboardConfig(explanations=[str(out)], out=str(tmp_path / "site")))
+    page = (site.out / "explanations.html").read_text()
+    assert "deletion area ratio" in page and "randomised-weights rank correlation" in page and str(out) in page
+    assert len(list((site.out / "explanations").glob("*.png"))) == 3  # state map, change map, curves

@@ -1,7 +1,7 @@
 """`wxemu demo`: the whole pipeline on the bundled real sample (ERA5 hourly 2 m temperature, UK, March 2019).
 
 ingest -> train (graph and transformer emulators; the linear baseline's least-squares fit) -> forecast (emulators,
-linear, persistence, climatology) -> verify -> dashboard,
+linear, persistence, climatology) -> verify -> explain (one cheap explanation of the first emulator, +1 h) -> dashboard,
 each stage run through the same command line a user would type (the commands are printed), then the RMSE-by-lead
 table of every forecast and the scorecards of the emulators against both baselines.
 
@@ -38,6 +38,12 @@ MODELS = ("graph", "transformer")
 FITTED_BASELINES = ("linear",)  # trained (fitted) like a model, rolled out with the same paths, always run
 BASELINES = ("persistence", "climatology")
 TABLE_LEADS_H = (1, 3, 6, 9, 12, 15, 18, 21, 23, 24)
+# one explanation for the dashboard, sized to cost seconds (docs/benchmarks.md): +1 h (one model call), 8
+# integration points, 4 random orderings; the faithfulness curves cost most, and grow with the lead's model calls
+EXPLAIN_LEAD = "1h"
+EXPLAIN_REGION = "52,55,354,358"  # Wales and central England (the whole grid would make the self share trivially 1)
+EXPLAIN = ("--init", "2019-03-25T00", "--lead", EXPLAIN_LEAD, "--region", EXPLAIN_REGION, "--steps", "8")
+EXPLAIN += ("--random-orderings", "4")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -246,6 +252,11 @@ def run(args: argparse.Namespace) -> int:
     )
     (out / "summary.md").write_text(text)
     print("\n" + text)
-    demo_dashboard(out, scores, paths, store)
+    explanation = str(out / "explain" / f"{args.models[0]}-{EXPLAIN_LEAD}.zarr")
+    _stage(
+        ["explain", "--checkpoint", str(out / "runs" / args.models[0]), "--store", store, *EXPLAIN]
+        + ["--out", explanation]
+    )
+    demo_dashboard(out, scores, paths, store, explanations=[explanation])
     print(f"demo finished in {time.perf_counter() - t_start:.0f} s; summary in {out / 'summary.md'}")
     return 0

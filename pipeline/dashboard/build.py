@@ -1,4 +1,4 @@
-"""The dashboard stage: scores (and optionally forecast and truth) stores -> a static site.
+"""The dashboard stage: scores (and optionally forecast, truth and explanation) stores -> a static site.
 
 :func:`build_dashboard` validates every input before writing anything, then writes the site through
 :class:`~pipeline.dashboard.site.SiteWriter`: each figure, data file and map is keyed by a hash of what it shows,
@@ -16,6 +16,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from data_catalog.version import wxemu_version
+from pipeline.dashboard import explanations as EX
 from pipeline.dashboard import figures as F
 from pipeline.dashboard import maps as MP
 from pipeline.dashboard.config import DashboardConfig, DashboardResult, lead_timedelta
@@ -48,8 +49,9 @@ def build_dashboard(config: DashboardConfig, *, progress: bool = False) -> Dashb
     Raises a :class:`~data_catalog.errors.WxemuError` naming the store or option on bad input, before anything is
     written; the previous site at ``out`` stays as it was on any error.
     """
+    explanations = EX.load_explanations(config.explanations)
     if not config.scores:
-        return _empty_site(config)
+        return _empty_site(config, explanations)
     data = load_scores(config.scores)
     reference = pick_reference(data, config.reference)
     metric = pick_metric(data, config.metric, config.scores)
@@ -77,8 +79,17 @@ def build_dashboard(config: DashboardConfig, *, progress: bool = False) -> Dashb
             pages.append(_explorer_page(writer, env, kind, data, leads, common))
         say("curves, timeline, spectra done")
         pages.append(_maps_page(writer, env, config, data, headline, leads, truth, common, say))
+        pages.append(_explanations_page(writer, env, explanations, common))
+        say(f"{len(explanations)} explanation(s) done")
         pages.append(_runs_page(writer, env, runs, data, common))
-        writer.commit({"reference": reference, "forecasts": data.forecasts, "scores": list(config.scores)})
+        writer.commit(
+            {
+                "reference": reference,
+                "forecasts": data.forecasts,
+                "scores": list(config.scores),
+                "explanations": [e.path for e in explanations],
+            }
+        )
     except BaseException:
         writer.abort()
         raise
@@ -93,17 +104,23 @@ def build_dashboard(config: DashboardConfig, *, progress: bool = False) -> Dashb
     )
 
 
-def _empty_site(config: DashboardConfig) -> DashboardResult:
-    """Every page saying that there are no scores yet (a cycle before its first verification)."""
+def _empty_site(config: DashboardConfig, explanations: list[EX.Explanation]) -> DashboardResult:
+    """Every page saying that there are no scores yet (a cycle before its first verification), but the
+    Explanations page when explanation stores are given."""
     writer, env = SiteWriter(config.out), environment()
     common = {"title": config.title, "version": wxemu_version(), "sources": [], "reference": "none"}
+    notice = "No scores stores yet: nothing to show."
     try:
         _static(writer)
         pages = [
-            _page(writer, env, "notice.html", page, label, common, notice="No scores stores yet: nothing to show.")
+            _explanations_page(writer, env, explanations, common)
+            if page == "explanations" and explanations
+            else _page(writer, env, "notice.html", page, label, common, notice=notice)
             for page, _, label in NAV
         ]
-        writer.commit({"reference": None, "forecasts": [], "scores": []})
+        writer.commit(
+            {"reference": None, "forecasts": [], "scores": [], "explanations": [e.path for e in explanations]}
+        )
     except BaseException:
         writer.abort()
         raise
@@ -310,3 +327,11 @@ def _draw_maps(writer: SiteWriter, f, path) -> dict[str, Any]:
 def _runs_page(writer, env, runs, data: ScoresData, common) -> str:
     sources = [(path, {k: str(v) for k, v in attrs.items()}) for path, attrs in data.sources]
     return _page(writer, env, "runs.html", "runs", "Runs and provenance", common, runs=runs, scores_sources=sources)
+
+
+def _explanations_page(writer, env, explanations: list[EX.Explanation], common) -> str:
+    notice = "" if explanations else "No explanation stores given (--explanations, written by wxemu explain)."
+    sections = [EX.draw(writer, ex, slug) for ex in explanations]
+    return _page(
+        writer, env, "explanations.html", "explanations", "Explanations", common, explanations=sections, notice=notice
+    )

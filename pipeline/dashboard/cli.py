@@ -9,7 +9,7 @@ from pipeline.dashboard.build import build_dashboard
 from pipeline.dashboard.config import DashboardConfig
 from pipeline.dashboard.serve import make_server
 
-HELP = "build the static skill-score dashboard (HTML) of scores and forecast stores"
+HELP = "build the static skill-score dashboard (HTML) of scores, forecast and explanation stores"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scores", nargs="+", metavar="SCORES.zarr", help="scores stores written by wxemu verify")
     parser.add_argument("--forecasts", nargs="+", metavar="STORE", help="forecast stores (maps and provenance)")
     parser.add_argument("--truth", metavar="STORE", help="truth store of the maps")
+    parser.add_argument(
+        "--explanations", nargs="+", metavar="EXPLAIN.zarr", help="explanation stores (wxemu explain) or globs"
+    )
     parser.add_argument("--out", metavar="SITE_DIR", help="site directory to write (default: dashboard)")
     parser.add_argument("--reference", metavar="NAME", help="forecast the scorecards compare against")
     parser.add_argument("--metric", help="scorecard metric (default rmse)")
@@ -35,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         ("scores", "scores"),
         ("forecasts", "forecasts"),
         ("truth", "truth"),
+        ("explanations", "explanations"),
         ("out", "out"),
         ("reference", "reference"),
         ("metric", "metric"),

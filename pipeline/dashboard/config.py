@@ -12,7 +12,7 @@ import pandas as pd
 from data_catalog.config_files import check_fields, read_mapping
 from data_catalog.errors import ConfigError
 
-_SEQUENCES = ("scores", "forecasts", "headline", "leads")
+_SEQUENCES = ("scores", "forecasts", "explanations", "headline", "leads")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +24,8 @@ class DashboardConfig:
       whose pages say so.
     - ``forecasts`` and ``truth``: forecast stores and their truth store, for the maps and the runs page
       (optional: without them the maps page says so).
+    - ``explanations``: explanation stores written by ``wxemu explain`` (paths, or glob patterns such as
+      ``explain/*.zarr``), for the Explanations page (optional: without them the page says so).
     - ``out``: the site directory (replaced atomically; unchanged figures are reused from the previous build).
     - ``reference``: the forecast the scorecards compare against (default: ``persistence`` when scored, else the
       first forecast).
@@ -38,6 +40,7 @@ class DashboardConfig:
     scores: tuple[str, ...] = ()
     forecasts: tuple[str, ...] = ()
     truth: str | None = None
+    explanations: tuple[str, ...] = ()
     out: str = "dashboard"
     reference: str | None = None
     metric: str = "rmse"

@@ -10,15 +10,22 @@ from pipeline.dashboard.config import DashboardConfig, DashboardResult
 
 
 def demo_dashboard(
-    out: str | Path, scores: str, forecasts: Sequence[str], truth: str, *, reference: str = "persistence"
+    out: str | Path,
+    scores: str,
+    forecasts: Sequence[str],
+    truth: str,
+    *,
+    reference: str = "persistence",
+    explanations: Sequence[str] = (),
 ) -> DashboardResult:
-    """Build the dashboard of the demo's scores, forecast and truth stores into ``out/dashboard`` (reusing the
-    figures of an earlier run that did not change) and print how to open it."""
+    """Build the dashboard of the demo's scores, forecast, truth (and explanation) stores into ``out/dashboard``
+    (reusing the figures of an earlier run that did not change) and print how to open it."""
     site = Path(out) / "dashboard"
     config = DashboardConfig(
         scores=(str(scores),),
         forecasts=tuple(str(p) for p in forecasts),
         truth=str(truth),
+        explanations=tuple(str(p) for p in explanations),
         out=str(site),
         reference=reference,
         title="wxemu demo: ERA5 2 m temperature, UK, held-out week of March 2019",

@@ -17,6 +17,7 @@ NAV = (
     ("maps", "maps.html", "Maps"),
     ("timeline", "timeline.html", "Per-init timeline"),
     ("spectra", "spectra.html", "Spectra"),
+    ("explanations", "explanations.html", "Explanations"),
     ("runs", "runs.html", "Runs"),
 )
 STATIC = ("dashboard.js", "dashboard.css")

@@ -169,6 +169,85 @@ def write_synthetic_forecasts(
     return truth_path, paths
 
 
+SYNTHETIC_EXPLANATION_NUMBERS = {
+    "output": 281.25,
+    "output_baseline": 279.5,
+    "attribution_sum": 1.75,
+    "completeness_error": 0.0004,
+    "deletion_area_ratio": 1.84,
+    "deletion_area_ratio_spread": 0.21,
+    "insertion_area_ratio": 1.52,
+    "insertion_area_ratio_spread": 0.13,
+    "faithfulness_correlation": 0.93,
+    "randomized_weights_rank_correlation": 0.12,
+    "self_share": 0.81,
+    "change_self_share": 0.44,
+    "mass_centroid_latitude": 53.0,
+    "mass_centroid_longitude": 352.0,
+    "mass_centroid_distance_km": 312.0,
+    "mass_centroid_bearing_deg": 250.0,
+}
+
+
+def write_synthetic_explanation(
+    path: str | Path, *, channels: Sequence[str] = ("2m_temperature",), attrs: Mapping[str, object] | None = None
+) -> Path:
+    """An explanation store on a small UK grid in the layout of ``wxemu explain`` (written with its writer), the
+    attribution a blob west of the target region, numbers :data:`SYNTHETIC_EXPLANATION_NUMBERS`."""
+    from pipeline.explain.output import write_explanation
+
+    lat, lon = np.arange(49.0, 61.01, 1.0), np.arange(348.0, 363.01, 1.0) % 360.0
+    yy, xx = np.meshgrid(lat, np.arange(348.0, 363.01, 1.0), indexing="ij")
+    blob = np.exp(-((yy - 54.0) ** 2 + (xx - 353.0) ** 2) / 4.0)
+    state = np.stack([np.stack([0.5 * blob, blob])] * len(channels), axis=1)  # (history 2, C, lat, lon)
+    fractions = np.linspace(0, 1, 11)
+    deletion = np.stack([281.25 - 1.75 * np.sqrt(fractions)] + [281.25 - 1.75 * fractions] * 3)
+    insertion = deletion[:, ::-1]
+    ds = xr.Dataset(
+        {
+            "state_attribution": (("history_hours", "channel", "latitude", "longitude"), state),
+            "change_attribution": (("history_hours", "channel", "latitude", "longitude"), 0.3 * state),
+            "forcing_attribution": (("call_lead_hours", "forcing", "latitude", "longitude"), 0.01 * state[:1, :1]),
+            "channel_total": (("channel",), state.sum(axis=(0, 2, 3))),
+            "history_total": (("history_hours",), state.sum(axis=(1, 2, 3))),
+            "forcing_total": (("forcing",), [0.01 * float(state[0, 0].sum())]),
+            "input_region_total": (("input_region",), [1.2, 0.55]),
+            "deletion_curve": (("ordering", "fraction"), deletion),
+            "insertion_curve": (("ordering", "fraction"), insertion),
+        },
+        coords={
+            "history_hours": [-1.0, 0.0],
+            "channel": list(channels),
+            "call_lead_hours": [24.0],
+            "forcing": ["toa_radiation"],
+            "input_region": ["target_region", "outside"],
+            "ordering": ["attribution", "random_0", "random_1", "random_2"],
+            "fraction": fractions,
+            "latitude": lat,
+            "longitude": lon,
+        },
+        attrs={
+            "wxemu_stage": "explain",
+            "wxemu_version": "test",
+            "checkpoint": "runs/graph/model.safetensors",
+            "checkpoint_sha256": "0" * 64,
+            "model": "graph",
+            "store": "era5_uk_t2m.zarr",
+            "init": "2019-03-25 00:00:00",
+            "lead_hours": 24.0,
+            "channel": channels[0],
+            "region": "box: 52..55 N, 354..358 E",
+            "method": "integrated_gradients",
+            "baseline": "climatology",
+            "path": "greedy",
+            **SYNTHETIC_EXPLANATION_NUMBERS,
+            **(attrs or {}),
+        },
+    )
+    write_explanation(ds, str(path))
+    return Path(path)
+
+
 # ------------------------------------------------------------------------------------------------ headless browser
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 import torch
 from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 
+from models.linear import LinearRegression
+
 Inputs = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -61,14 +63,18 @@ def attribute(
 
 
 def randomized_copy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """A copy of ``model`` with every parameter redrawn from a normal of the same mean and std (the model
-    randomisation test of Adebayo et al. 2018)."""
+    """A copy of ``model`` with every learned weight redrawn from a normal of the same mean and std (the model
+    randomisation test of Adebayo et al. 2018): every parameter, and the fitted coefficients of a least-squares
+    part (``models.linear.LinearRegression.coef``, a buffer: the residual emulators' linear regression), which
+    would otherwise give the trained and the randomised model the same explanation."""
 
     clone = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(seed)
+    learned = list(clone.parameters()) + [m.coef for m in clone.modules() if isinstance(m, LinearRegression)]
     with torch.no_grad():
-        for p in clone.parameters():
+        for p in learned:
             std = float(p.std()) if p.numel() > 1 else 0.0
             std = std if std > 0 else 0.02
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * std + float(p.mean()))
+            noise = torch.randn(p.shape, generator=gen, dtype=torch.float32)
+            p.copy_((noise * std + float(p.mean())).to(p.dtype))
     return clone.eval()

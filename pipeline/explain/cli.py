@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", default="uk", help="named region or box lat0,lat1,lon0,lon1 (default uk)")
     parser.add_argument("--variable", default="2m_temperature", help="variable to explain")
     parser.add_argument("--level", type=int, default=None, help="pressure level (hPa) of --variable")
+    parser.add_argument(
+        "--forecast", default=None, metavar="STORE", help="follow the paths this forecast store used (lagged paths)"
+    )
+    parser.add_argument("--lag", default=None, help="lagged path: one trained step from LAG before --init (e.g. 1h)")
     parser.add_argument("--method", choices=METHODS, default="integrated_gradients")
     parser.add_argument("--baseline", choices=BASELINES, default="climatology", help="reference input state")
     parser.add_argument("--steps", type=int, default=32, help="integrated-gradients points")
@@ -50,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         random_orderings=args.random_orderings,
         out=args.out,
         seed=args.seed,
+        lag=args.lag,
+        forecast=args.forecast,
     )
     result = explain(config, device=args.device, progress=True)
     console = Console(highlight=False)

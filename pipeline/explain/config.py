@@ -18,7 +18,10 @@ class ExplainConfig:
     """Attribute the area-weighted mean over ``region`` of ``variable`` [at ``level``] forecast at ``lead``.
 
     checkpoint: RUN_DIR or its model.safetensors. store: the canonical analysis store holding the initial state.
-    init: the initial time. lead: e.g. "24h" (reached by the forecast's greedy path of trained steps).
+    init: the initial time. lead: e.g. "24h". The path to it: the greedy one of trained steps from ``init``
+    (default), or the lagged one that ``wxemu forecast --lagged-paths`` may choose for a history-1 model (one
+    trained step from the analysis ``lag`` hours before ``init``): give ``lag`` (e.g. "1h"), or ``forecast``, a
+    forecast store whose recorded paths (attribute ``wxemu_lead_paths``) are followed (pipeline.explain.paths).
     region: a named region or a box "lat0,lat1,lon0,lon1" (pipeline.regions). method: integrated_gradients
     (``n_steps`` points), smoothgrad (``n_samples`` noisy gradients, ``noise`` std in normalised units) or
     gradient. baseline: the state the attribution is measured from: "climatology" (the store's climatology at
@@ -42,6 +45,8 @@ class ExplainConfig:
     random_orderings: int = 8
     out: str | None = None
     seed: int = 0
+    lag: str | None = None
+    forecast: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -53,6 +58,8 @@ class ExplainConfig:
                 raise ConfigError(f"explain: {name} must be >= 1, got {getattr(self, name)}")
         if not self.noise > 0:
             raise ConfigError(f"explain: noise must be a positive number, got {self.noise}")
+        if self.lag is not None and self.forecast is not None:
+            raise ConfigError("explain: give the path by lag or by forecast store, not both")
         if not str(self.init).strip():
             raise ConfigError("explain: init is empty (give a time such as 2019-03-25T00)")
 

@@ -36,13 +36,42 @@ def write_explanation(ds: xr.Dataset, out: str) -> str:
     return str(target)
 
 
+#: What every explanation store holds (docs/explain.md, "Output"); :func:`open_explanation` checks them.
+VARIABLES = (
+    "state_attribution",
+    "change_attribution",
+    "forcing_attribution",
+    "channel_total",
+    "history_total",
+    "forcing_total",
+    "input_region_total",
+    "deletion_curve",
+    "insertion_curve",
+)
+ATTRIBUTES = ("init", "lead_hours", "channel", "region", "method", "checkpoint", "output", "output_baseline")
+
+
 def open_explanation(path: str) -> xr.Dataset:
-    """Read an explanation written by :func:`write_explanation`; WxemuError when missing or incomplete."""
+    """Read an explanation written by :func:`write_explanation` (loaded into memory).
+
+    WxemuError naming ``path`` when it is missing, not a readable Zarr store, incomplete (its writer did not
+    finish), written by another stage, or lacking a variable or attribute of the layout (:data:`VARIABLES`,
+    :data:`ATTRIBUTES`).
+    """
     if not (Path(path) / "zarr.json").exists():
-        raise WxemuError(f"{path}: no such explanation store")
-    ds = xr.open_zarr(path, consolidated=True).load()
+        raise WxemuError(f"{path}: no such explanation store (no zarr.json); write one with `wxemu explain --out`")
+    try:
+        ds = xr.open_zarr(path, consolidated=None).load()
+    except Exception as exc:  # a corrupt or truncated store: any reader error, named
+        raise WxemuError(f"{path}: cannot read the explanation store ({type(exc).__name__}: {exc})") from None
     if not ds.attrs.get(COMPLETE_ATTR):
-        raise WxemuError(f"{path}: incomplete explanation store (re-run wxemu explain)")
+        raise WxemuError(f"{path}: incomplete explanation store (its writer did not finish; re-run wxemu explain)")
+    stage = ds.attrs.get("wxemu_stage")
+    if stage != "explain":
+        raise WxemuError(f"{path}: not an explanation store (written by {stage or 'something other than wxemu'})")
+    missing = [v for v in VARIABLES if v not in ds.data_vars] + [a for a in ATTRIBUTES if a not in ds.attrs]
+    if missing:
+        raise WxemuError(f"{path}: the explanation store lacks {missing} (re-run wxemu explain)")
     return ds
 
 
@@ -76,20 +105,35 @@ def write_figures(ds: xr.Dataset, directory: str, *, cartopy_data_dir: str | Non
         fig.savefig(name, dpi=100)
         plt.close(fig)
         written.append(str(name))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    frac = ds["fraction"].values
-    for ax, var, title in zip(axes, ("deletion_curve", "insertion_curve"), ("deletion", "insertion")):
-        curves = ds[var].values
-        for row in curves[1:]:
-            ax.plot(frac, row, color="0.7", linewidth=0.8)
-        ax.plot(frac, curves[0], color="C3", linewidth=2, label="most attributed first")
-        ax.set_xlabel("share of grid cells replaced" if title == "deletion" else "share of grid cells inserted")
-        ax.set_title(title, fontsize=9)
-    axes[0].set_ylabel("normalised output")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
     name = out / "faithfulness_curves.png"
-    fig.savefig(name, dpi=100)
-    plt.close(fig)
+    draw_curves(ds, name)
     written.append(str(name))
     return written
+
+
+def draw_curves(ds: xr.Dataset, path: str | Path) -> Path:
+    """The deletion and insertion curves of an explanation (the attribution's ordering in red, the random
+    orderings in grey) as a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    try:
+        frac = ds["fraction"].values
+        for ax, var, title in zip(axes, ("deletion_curve", "insertion_curve"), ("deletion", "insertion")):
+            curves = ds[var].values
+            for i, row in enumerate(curves[1:]):
+                ax.plot(frac, row, color="0.7", linewidth=0.8, label="random orderings" if i == 0 else None)
+            ax.plot(frac, curves[0], color="C3", linewidth=2, label="most attributed first")
+            ax.set_xlabel("share of grid cells replaced" if title == "deletion" else "share of grid cells inserted")
+            ax.set_title(title, fontsize=9)
+        label = f"region mean of {ds.attrs['channel']}" if "channel" in ds.attrs else "explained output"
+        axes[0].set_ylabel(label.replace("$", r"\$"))
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+    return Path(path)

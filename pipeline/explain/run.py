@@ -17,6 +17,7 @@ from pipeline.explain.attribution import attribute, randomized_copy
 from pipeline.explain.config import ExplainConfig
 from pipeline.explain.faithfulness import faithfulness_correlation, perturbation_curves, rank_correlation
 from pipeline.explain.output import write_explanation
+from pipeline.explain.paths import check_device, lag_of, resolve_path
 from pipeline.explain.physical import distance_and_bearing, mass_centroid, share_inside
 from pipeline.explain.target import ExplainInputs, RegionForecast, explain_inputs
 from pipeline.forecasters import ModelForecaster
@@ -55,19 +56,29 @@ def explain(config: ExplainConfig, *, device: str = "cpu", progress: bool = Fals
     wpath = weights_path(config.checkpoint)
     if not wpath.exists():
         raise WxemuError(f"{config.checkpoint}: no such checkpoint")
-    forecaster = ModelForecaster(str(wpath), layout, [lead], 1, 0.0, device, config.seed)
+    dev = check_device(device)
+    sha = sha256_file(wpath)
+    lag = lag_of(lead=lead, lag=config.lag, forecast=config.forecast, checkpoint_sha256=sha)
+    forecaster = ModelForecaster(str(wpath), layout, [lead + lag], 1, 0.0, str(dev), config.seed)
+    path = resolve_path(
+        init=init,
+        lead=lead,
+        lag=lag,
+        steps=forecaster.steps,
+        history=forecaster.history,
+        checkpoint=str(config.checkpoint),
+    )
     region = parse_region(config.region)
     lat, lon = layout.latitude, layout.longitude
     weights = region_weights([region], lat, lon, latitude_weights(lat), grid_name=f"the store {config.store}")[0]
     channel = layout.channel_names.index(config.channel)
-    inputs = explain_inputs(forecaster, init, lead, config.baseline)
-    dev = torch.device(device)
+    inputs = explain_inputs(forecaster, path.start, path.path_lead, config.baseline)
     x = (inputs.history.to(dev), inputs.forcings.to(dev))
     b = (inputs.history_baseline.to(dev), inputs.forcing_baseline.to(dev))
 
     def target(model: torch.nn.Module, increment: bool = False) -> RegionForecast:
         return RegionForecast(
-            model, forecaster.stats, forecaster.steps, lead, channel, weights, inputs.call_leads, increment
+            model, forecaster.stats, forecaster.steps, path.path_lead, channel, weights, inputs.call_leads, increment
         )
 
     fn = target(forecaster.model)
@@ -77,7 +88,7 @@ def explain(config: ExplainConfig, *, device: str = "cpu", progress: bool = Fals
     _say(
         progress,
         f"{config.method} of the {region.name} mean of {config.channel} at +{lead:g} h from "
-        f"{pd.Timestamp(init)} ({len(inputs.call_leads)} model call(s))",
+        f"{pd.Timestamp(init)} ({len(inputs.call_leads)} model call(s); {path.describe(lead, forecaster.steps)})",
     )
     (a_hist, a_forc), delta = attribute(fn, x, b, **options)
     with torch.no_grad():
@@ -131,17 +142,19 @@ def explain(config: ExplainConfig, *, device: str = "cpu", progress: bool = Fals
     numbers["self_share"] = share_inside(mass=np.abs(a_hist_np[-1]).sum(axis=0), mask=weights > 0)
     numbers.update(_physical_checks(change, weights > 0, weights, lat, lon))
 
-    ds = _as_dataset(config, inputs, a_hist_np, change, a_forc_np, curves, weights > 0, lat, lon)
+    ds = _as_dataset(config, inputs, a_hist_np, change, a_forc_np, curves, weights > 0, lat, lon, path.lag)
     ds.attrs.update(
         {
             "wxemu_stage": "explain",
             "wxemu_version": wxemu_version(),
             "checkpoint": str(wpath),
-            "checkpoint_sha256": sha256_file(wpath),
+            "checkpoint_sha256": sha,
             "model": forecaster.model_name,
             "store": str(config.store),
             "init": str(pd.Timestamp(init)),
             "lead_hours": lead,
+            "path": path.describe(lead, forecaster.steps),
+            "lag_hours": path.lag,
             "channel": config.channel,
             "region": f"{region.name}: {region.describe()}",
             "method": config.method,
@@ -149,11 +162,11 @@ def explain(config: ExplainConfig, *, device: str = "cpu", progress: bool = Fals
             **{k: float(v) for k, v in numbers.items()},
         }
     )
-    path = None
+    written = None
     if config.out:
-        path = write_explanation(ds, config.out)
-        _say(progress, f"wrote {path}")
-    return ExplainResult(attributions=ds, numbers=numbers, path=path)
+        written = write_explanation(ds, config.out)
+        _say(progress, f"wrote {written}")
+    return ExplainResult(attributions=ds, numbers=numbers, path=written)
 
 
 def _gradient(fn: RegionForecast, x: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
@@ -193,7 +206,10 @@ def _as_dataset(
     mask: np.ndarray,
     lat: np.ndarray,
     lon: np.ndarray,
+    lag: float,
 ) -> xr.Dataset:
+    """The explanation's Dataset; ``history_hours`` and ``call_lead_hours`` are relative to the forecast's initial
+    time (a lagged path's input state lies ``lag`` hours before it)."""
     grid = {"latitude": lat, "longitude": lon}
     orderings = ["attribution"] + [f"random_{i}" for i in range(curves.deletion.shape[0] - 1)]
     inside = mask[None, None]
@@ -216,9 +232,9 @@ def _as_dataset(
             "insertion_curve": (("ordering", "fraction"), curves.insertion),
         },
         coords={
-            "history_hours": inputs.history_hours,
+            "history_hours": [h - lag for h in inputs.history_hours],
             "channel": inputs.channel_names,
-            "call_lead_hours": inputs.call_leads,
+            "call_lead_hours": [h - lag for h in inputs.call_leads],
             "forcing": inputs.forcing_names,
             "input_region": ["target_region", "outside"],
             "ordering": orderings,
