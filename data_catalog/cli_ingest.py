@@ -12,16 +12,19 @@ HELP = "ingest NetCDF/GRIB/Zarr sources into a canonical Zarr store"
 
 
 class _Deprecated(argparse.Action):
-    """An old spelling of an option: stored like the new one, with a note on stderr."""
+    """An old spelling of an option: stored like the new one (``dest``), with a note on stderr."""
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        print(f"wxemu ingest: {option_string} is deprecated; use --block-mb", file=sys.stderr)
+        new = "--" + self.dest.replace("_", "-")
+        print(f"wxemu ingest: {option_string} is deprecated; use {new}", file=sys.stderr)
         setattr(namespace, self.dest, values)
 
 
-def _list(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
+def _list(values: str | list[str] | None) -> tuple[str, ...] | None:
+    """Items of a list flag: values separated by spaces (``nargs="+"``); commas are read as separators too."""
+    if values is None:
         return None
+    text = values if isinstance(values, str) else ",".join(values)
     items = tuple(t.strip() for t in text.replace(" ", ",").split(",") if t.strip())
     return items or None
 
@@ -43,8 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sources", nargs="+", metavar="SOURCE", help="catalog entry name(s) or NetCDF/GRIB/Zarr paths, globs or URLs"
     )
     parser.add_argument("--out", required=True, metavar="STORE.zarr", help="output store (path or fsspec URL)")
-    parser.add_argument("--variables", help="comma-separated canonical (or source) variable names; default all")
-    parser.add_argument("--levels", help="comma-separated pressure levels in hPa; default all")
+    parser.add_argument(
+        "--variables", nargs="+", metavar="VAR", help="canonical (or source) variable names (default: all)"
+    )
+    parser.add_argument(
+        "--levels", nargs="+", metavar="HPA", help="pressure levels in hPa, e.g. 500 850 (default: all)"
+    )
     parser.add_argument("--start", help="first time to ingest (inclusive, e.g. 2019-03-01T00)")
     parser.add_argument("--end", help="last time to ingest (inclusive)")
     parser.add_argument(
@@ -155,7 +162,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="forecast name recorded in the store (default: GRIB centre, e.g. ecmwf, ukmo, or the catalog entry name)",
     )
-    group.add_argument("--lead-times", metavar="LEADS", help="comma-separated leads to keep, e.g. 6h,12h (default all)")
+    group.add_argument(
+        "--leads", nargs="+", dest="lead_times", metavar="LEAD", help="leads to keep, e.g. 6h 12h (default: all)"
+    )
+    group.add_argument("--lead-times", dest="lead_times", action=_Deprecated, help=argparse.SUPPRESS)
     group.add_argument(
         "--grib-filter",
         action="append",
@@ -176,7 +186,7 @@ def _levels(args: argparse.Namespace) -> list[int] | None:
     try:
         return [int(v) for v in levels] if levels else None
     except ValueError:
-        raise ConfigError(f"--levels {args.levels!r}: expected integers (hPa)") from None
+        raise ConfigError(f"--levels {' '.join(levels)!r}: expected integers (hPa)") from None
 
 
 def config_from_args(args: argparse.Namespace):

@@ -33,9 +33,12 @@ import xarray as xr
 
 from data_catalog import store as st
 from data_catalog import store_protocol as sp
-from data_catalog.catalog import is_catalog_name
+from data_catalog.catalog import get_entry, is_catalog_name, load_catalog, open_dataset
 from data_catalog.errors import InputDataError, WxemuError
+from data_catalog.forecasts import to_canonical_forecast
+from data_catalog.ingestion import file_fingerprint
 from data_catalog.plausibility import guard_plausible
+from data_catalog.readers import expand_paths, open_source
 from data_catalog.um_forecasts import open_pp_forecast, pp_group  # metoffice
 
 KIND = "forecast"
@@ -64,8 +67,6 @@ class ForecastIngestError(InputDataError):
 def fingerprint(path: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``{path, sha256, bytes}`` of a source (``ingest.file_fingerprint``: a remote Zarr store by its consolidated
     metadata, never listed)."""
-    from data_catalog.ingestion import file_fingerprint
-
     return file_fingerprint(path, dict(storage_options) if storage_options else None)
 
 
@@ -100,8 +101,6 @@ def _open_part(
         "allow_nan": allow_nan,
     }
     if is_catalog_name(source):
-        from data_catalog.catalog import get_entry, open_dataset
-
         entry = get_entry(source)
         if entry.kind != KIND:
             raise ForecastIngestError(
@@ -111,9 +110,6 @@ def _open_part(
         if lead_times is not None:
             ds = _select_leads(ds, lead_times, f"catalog entry {source!r}")
         return [(f"catalog entry {source!r}", ds, source)]
-    from data_catalog.forecasts import to_canonical_forecast
-    from data_catalog.readers import expand_paths, open_source
-
     out = []
     for path in expand_paths([source], storage_options=dict(storage_options or {}) or None):
         raw = open_source(
@@ -374,8 +370,6 @@ def _ingest_forecast_locked(sources: list[str], out: str, options: dict | None, 
     fingerprints = []
     for label, d, _ in found:
         if label.startswith("catalog entry"):
-            from data_catalog.catalog import load_catalog
-
             entry = d.attrs.get("wxemu_catalog_entry")
             location = load_catalog().location(entry)
             fingerprints.append({**fingerprint(location, options), "catalog_entry": entry})

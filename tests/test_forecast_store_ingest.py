@@ -124,10 +124,12 @@ def test_ecmwf_uv_store_with_the_cli(sample, tmp_path, capsys):
                 "--out",
                 str(out2),
                 "--levels",
-                "500,700,1000",
+                "500",
+                "700",
+                "1000",
                 "--variables",
                 "u_component_of_wind",
-                "--lead-times",
+                "--leads",
                 "12h",
             ]
         )
