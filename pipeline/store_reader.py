@@ -238,26 +238,25 @@ class ForcingProvider:
         self._cache: OrderedDict[np.datetime64, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._clim: ClimatologyReader | None = None
-        self._clim_index: np.ndarray | None = None
-        if getattr(spec, "climatology", ()):
-            if stats is None:
-                raise WxemuError("climatology forcings need the state statistics to normalise them")
-            unknown = sorted(set(spec.climatology) - set(layout.channel_names))
-            if unknown:
-                raise WxemuError(f"{layout.path}: climatology forcings for unknown channels {unknown}")
-            self._clim_index = np.array([layout.channel_names.index(c) for c in spec.climatology])
+        self._clim_index = self._channels(getattr(spec, "climatology", ()), stats, "climatology")
+        if self._clim_index is not None:
             self._clim_mean = stats.mean[self._clim_index].astype(np.float32)[:, None, None]
             self._clim_std = stats.std[self._clim_index].astype(np.float32)[:, None, None]
-        self._yday_index: np.ndarray | None = None
         self._reader: StoreReader | None = None
-        if getattr(spec, "yesterday_change", ()):
-            if stats is None:
-                raise WxemuError("yesterday_change forcings need the state statistics to normalise them")
-            unknown = sorted(set(spec.yesterday_change) - set(layout.channel_names))
-            if unknown:
-                raise WxemuError(f"{layout.path}: yesterday_change forcings for unknown channels {unknown}")
-            self._yday_index = np.array([layout.channel_names.index(c) for c in spec.yesterday_change])
+        self._yday_index = self._channels(getattr(spec, "yesterday_change", ()), stats, "yesterday_change")
+        if self._yday_index is not None:
             self._yday_std = stats.std[self._yday_index].astype(np.float32)[:, None, None]
+
+    def _channels(self, names: tuple[str, ...], stats: ChannelStats | None, what: str) -> np.ndarray | None:
+        """Store channel indices of the state-derived forcing ``what`` (None when the spec has none)."""
+        if not names:
+            return None
+        if stats is None:
+            raise WxemuError(f"{what} forcings need the state statistics to normalise them")
+        unknown = sorted(set(names) - set(self.layout.channel_names))
+        if unknown:
+            raise WxemuError(f"{self.layout.path}: {what} forcings for unknown channels {unknown}")
+        return np.array([self.layout.channel_names.index(c) for c in names])
 
     def yesterday_offsets(self) -> tuple[int, int]:
         """Store steps back from a target time to the two analyses of its ``yesterday_change``: (24 h, 24 h + 1)."""
