@@ -83,7 +83,7 @@ class ModelForecaster:
         self.lags: dict[float, float] = {}  # {lead: hours before the init of its one-step start} (lagged paths)
 
     def needed_history(self) -> int:
-        """Store steps needed before the initial time (history > 1, lagged paths)."""
+        """Store steps needed before the initial time (history > 1, lagged paths, yesterday_change forcings)."""
         lag_steps = max((round(k / self.layout.step_hours) for k in self.lags.values()), default=0)
         yesterday = 0
         if self.spec.yesterday_change:  # the first lead's yesterday_change reads the analyses 24 h + 1 step back
