@@ -106,6 +106,16 @@ class ExportModelCallback(pl.Callback):
             model.to(was)
 
 
+class FlushMetricsCallback(pl.Callback):
+    """Write the loggers' pending rows whenever a checkpoint is saved, so every metric up to a checkpoint is on disk
+    when the checkpoint is: a run interrupted later and resumed from it keeps them."""
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.save()
+
+
 class TrainingInterrupted(WxemuError):
     """Training stopped by the user (Ctrl+C); the message says how to resume."""
 
@@ -277,6 +287,7 @@ def _train(
                 enable_version_counter=False,
             ),
             ExportModelCallback(out, header),
+            FlushMetricsCallback(),
         ],
         enable_progress_bar=progress,
         enable_model_summary=progress,
