@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from workflows.cli import main
-from workflows.demo import _spans, format_table, rmse_table, skill_findings
+from workflows.demo import _spans, format_table, rmse_table, significance_findings, skill_findings
 
 
 def test_spans_and_findings() -> None:
@@ -37,6 +38,28 @@ def test_findings_compare_the_emulators_with_the_linear_baseline_too() -> None:
     assert skill_findings(list(table), table) == ["m does not beat linear at +1 h"]
 
 
+def test_significance_findings_name_the_best_baseline_and_the_test_outcome() -> None:
+    rng = np.random.default_rng(0)
+    n = 200
+    noise = rng.normal(0, 0.05, (n, 2))
+    base = np.full((n, 2), 1.0)
+    mse = {
+        # lead 1: m is 0.5 lower at every init (significant); lead 2: the same as linear up to noise
+        "m": np.stack([base[:, 0] - 0.5 + noise[:, 0], base[:, 1] + noise[:, 1]], axis=1),
+        "linear": base.copy(),
+        "persistence": base + 1.0,
+        "climatology": base + 2.0,
+    }
+    (line,) = significance_findings(list(mse), mse)
+    assert line.startswith("m against the best baseline at each lead: significantly better at +1 h (p ")
+    side = "better" if mse["m"][:, 1].mean() < 1.0 else "worse"
+    assert f"; {side} but not significantly at +2 h (p " in line
+    # the best baseline is taken lead by lead: persistence best at lead 2 and m far worse there
+    mse["persistence"][:, 1] = 0.1
+    (line,) = significance_findings(list(mse), mse)
+    assert "significantly worse at +2 h" in line
+
+
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_the_emulator_beats_persistence(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
@@ -63,6 +86,7 @@ def test_demo_runs_every_stage_and_the_emulator_beats_persistence(tmp_path: Path
     assert names == ["transformer", "linear", "persistence", "climatology"]
     assert sorted(table["transformer"]) == list(range(1, 25))
     assert f"{table['transformer'][1]:.3f}" in summary
+    assert "\n- transformer against the best baseline at each lead: " in summary
     # skill on the held-out week, even after a short training: better than persistence at +1 h and +6 h
     for lead in (1, 6):
         assert table["transformer"][lead] < table["persistence"][lead], (lead, table)

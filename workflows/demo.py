@@ -24,6 +24,7 @@ import zarr
 from data_catalog.errors import WxemuError
 from data_catalog.store import is_complete
 from pipeline.dashboard.demo import demo_dashboard
+from pipeline.scorecard import paired_test
 from pipeline.train_config import default_config_path
 from pipeline.verification import open_scores
 from workflows.cli import main
@@ -146,6 +147,41 @@ def skill_findings(names: list[str], table: dict) -> list[str]:
     return out
 
 
+def per_init_mse(scores_path: str, *, region: str = "global") -> dict[str, np.ndarray]:
+    """Per-initial-time MSE of every forecast in a scores store: {name: (n_init, n_lead) array}, leads +1 h, +2 h..."""
+    _, per_init = open_scores(scores_path)
+    var = next(iter(per_init.data_vars))
+    da = per_init[var].sel(metric="rmse", region=region).transpose("forecast", "time", "prediction_timedelta")
+    return {str(n): da.sel(forecast=n).values.astype(np.float64) for n in da.forecast.values}
+
+
+def significance_findings(names: list[str], mse: dict[str, np.ndarray], *, alpha: float = 0.05) -> list[str]:
+    """For each emulator, lead by lead against the best baseline there (lowest RMSE): better or worse, whether the
+    difference is significant (``pipeline.scorecard.paired_test`` on the per-init MSE, p < ``alpha``) and the range
+    of p over the leads of each group.
+
+    ``mse``: {name: (n_init, n_lead)} for leads +1, +2, ... h (:func:`per_init_mse`). One line per emulator.
+    """
+    bases = [b for b in (*BASELINES, *FITTED_BASELINES) if b in mse]
+    out = []
+    for m in names:
+        if m in bases or not bases:
+            continue
+        groups: dict[str, list[tuple[int, float]]] = {}
+        for k in range(mse[m].shape[1]):
+            best = min(bases, key=lambda b: np.nanmean(mse[b][:, k]))
+            p, _ = paired_test(mse[m][:, k], mse[best][:, k])
+            side = "better" if np.nanmean(mse[m][:, k]) < np.nanmean(mse[best][:, k]) else "worse"
+            key = f"significantly {side}" if p < alpha else f"{side} but not significantly"
+            groups.setdefault(key, []).append((k + 1, p))
+        parts = []
+        for key, hp in groups.items():
+            lo, hi = f"{min(p for _, p in hp):.2g}", f"{max(p for _, p in hp):.2g}"
+            parts.append(f"{key} at {_spans([h for h, _ in hp])} (p {lo if lo == hi else lo + '-' + hi})")
+        out.append(f"{m} against the best baseline at each lead: " + "; ".join(parts))
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -238,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
     names, table = rmse_table(scores)
     md = format_table(names, table)  # the leads of TABLE_LEADS_H; the findings cover every lead
     findings = skill_findings(names, table)
+    significance = significance_findings(names, per_init_mse(scores))
     text = (
         "## RMSE of 2 m temperature (K) by lead, held-out week 2019-03-25..31, UK (ERA5)\n\n"
         + md
@@ -247,6 +284,8 @@ def run(args: argparse.Namespace) -> int:
             if findings
             else "Every emulator beats persistence, climatology and the linear baseline at every lead."
         )
+        + "\n\nSignificance at 5 % (paired t-test on the per-init MSE, sample size corrected for autocorrelation):\n"
+        + "\n".join(f"- {f}" for f in significance)
         + "\n"
         + paths_note([(name, str(out / "forecasts" / f"{name}.zarr")) for name in [*args.models, *FITTED_BASELINES]])
     )
