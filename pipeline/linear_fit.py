@@ -23,7 +23,7 @@ from models.base import build_model
 from models.forcings import DAY_OF_YEAR_NAMES, LOCAL_HOUR_NAMES, forcing_names
 from models.linear import LinearRegression
 from pipeline.checkpoint import build_header, save_checkpoint
-from pipeline.datamodule import WindowDataModule, assemble_windows, stride_for
+from pipeline.datamodule import WindowDataModule, WindowDataset, assemble_windows, stride_for
 from pipeline.losses import latitude_weights
 
 RIDGE = 1e-3  # ridge term, relative to the number of windows (features are O(1) after normalisation)
@@ -52,13 +52,20 @@ def local_hour_index(names: list[str]) -> int | None:
 
 
 def _windows(dm: WindowDataModule, split: str, dt: float, batch: int):
-    """Yield normalised windows (inputs (B, history, C, H, W), targets (B, C, H, W), forcings (B, F, H, W))."""
+    """Yield normalised windows (inputs (B, history, C, H, W), targets (B, C, H, W), forcings (B, F, H, W)).
+
+    Every one-step window of the split, whatever ``dm``'s rollout length: an emulator trained on 12-step rollouts
+    and ``wxemu train --model linear`` fit their regressions on the same windows, so a residual emulator's linear
+    part is the ``linear`` baseline of the same data and config."""
     assert dm.layout is not None and dm.dataset is not None and dm.stats is not None
+    dataset = dm.dataset
+    if dataset.rollout_steps != 1:
+        dataset = WindowDataset(dm.layout, dm.stats, dataset.forcing_spec, dm.history, 1)
     stride = stride_for(dt, dm.layout)
-    anchors = dm.dataset.valid_anchors(dm.split_range(split), stride)
+    anchors = dataset.valid_anchors(dm.split_range(split), stride)
     for i in range(0, len(anchors), batch):
         keys = [(int(a), stride) for a in anchors[i : i + batch]]
-        w = assemble_windows(dm.dataset.__getitems__(keys), dm.stats, dm.history)
+        w = assemble_windows(dataset.__getitems__(keys), dm.stats, dm.history)
         yield w["inputs"].double(), w["targets"][:, 0].double(), w["forcings"][:, 0].double()
 
 
