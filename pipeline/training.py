@@ -207,8 +207,6 @@ def _train(
     if config.model.kind == "linear":  # a closed-form least-squares fit, no gradient steps
         fitted = fit_linear(config, store=str(store), out=out)
         record_run(out, config_dict, str(store))
-        if progress and rank0:
-            print(f"wxemu train: wrote {fitted.checkpoint} (least squares on the training period)", flush=True)
         return TrainResult(str(fitted.checkpoint), str(out), 0, 0)
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     d = config.data
@@ -381,5 +379,6 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     if rank_zero_only.rank == 0 and not result.already_trained:
-        print(f"wxemu train: wrote {result.checkpoint} after {result.steps} steps", flush=True)
+        how = "least squares on the training period" if config.model.kind == "linear" else f"{result.steps} steps"
+        print(f"wxemu train: wrote {result.checkpoint} ({how})", flush=True)
     return 0

@@ -159,4 +159,4 @@ def test_train_sbatch_runs_a_two_task_ddp_job(slurm, tmp_path):
     out = log.read_text() if log.exists() else ""
     assert proc.returncode == 0, proc.stdout + proc.stderr + out[-3000:]
     assert "MEMBER: 1/2" in out and "MEMBER: 2/2" in out and "distributed_backend=gloo" in out
-    assert (run / "model.safetensors").is_file() and "after 3 steps" in out
+    assert (run / "model.safetensors").is_file() and "(3 steps)" in out
