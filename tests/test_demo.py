@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from workflows.cli import main
-from workflows.demo import _spans, format_table, rmse_table, significance_findings, skill_findings
+from workflows.demo import _spans, format_table, linear_margins, rmse_table, significance_findings, skill_findings
 
 
 def test_spans_and_findings() -> None:
@@ -87,6 +87,7 @@ def test_demo_runs_every_stage_and_the_emulator_beats_persistence(tmp_path: Path
     assert sorted(table["transformer"]) == list(range(1, 25))
     assert f"{table['transformer'][1]:.3f}" in summary
     assert "\n- transformer against the best baseline at each lead: " in summary
+    assert "\n- transformer minus linear: " in summary
     # skill on the held-out week, even after a short training: better than persistence at +1 h and +6 h
     for lead in (1, 6):
         assert table["transformer"][lead] < table["persistence"][lead], (lead, table)
@@ -114,3 +115,15 @@ def test_paths_note_lists_the_lagged_leads(tmp_path: Path) -> None:
         "- b: every lead greedy from the initial time (chosen on the validation inits 2019-03-22T00/2019-03-23T23)",
     ]
     assert paths_note([("c", str(tmp_path / "c.zarr"))]) == ""
+
+
+def test_linear_margins_give_each_emulators_range_against_the_linear_baseline() -> None:
+    table = {
+        "m": {1: 0.5, 2: 1.01, 3: 1.98},
+        "linear": {1: 0.5, 2: 1.0, 3: 2.0},
+        "persistence": {1: 0.6, 2: 1.5, 3: 1.7},
+    }
+    assert linear_margins(list(table), table) == [
+        "m minus linear: -0.0200 .. +0.0100 K (-1.00 .. +1.00 %) over +1..+3 h"
+    ]
+    assert linear_margins(["m", "persistence"], {k: table[k] for k in ("m", "persistence")}) == []

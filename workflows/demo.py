@@ -147,6 +147,28 @@ def skill_findings(names: list[str], table: dict) -> list[str]:
     return out
 
 
+def linear_margins(names: list[str], table: dict) -> list[str]:
+    """How far each emulator's RMSE lies from the fitted linear baseline's, over every lead scored: a residual
+    emulator is that baseline plus its network, so this is what the network adds. One line per emulator; none
+    when ``linear`` was not scored."""
+    out = []
+    if "linear" not in table:
+        return out
+    for m in names:
+        if m in (*BASELINES, *FITTED_BASELINES):
+            continue
+        leads = [h for h in sorted(table[m]) if h in table["linear"]]
+        if not leads:
+            continue
+        diff = np.array([table[m][h] - table["linear"][h] for h in leads])
+        rel = 100 * diff / np.array([table["linear"][h] for h in leads])
+        out.append(
+            f"{m} minus linear: {diff.min():+.4f} .. {diff.max():+.4f} K ({rel.min():+.2f} .. {rel.max():+.2f} %) "
+            f"over {_spans(leads)}"
+        )
+    return out
+
+
 def per_init_mse(scores_path: str, *, region: str = "global") -> dict[str, np.ndarray]:
     """Per-initial-time MSE of every forecast in a scores store: {name: (n_init, n_lead) array}, leads +1 h, +2 h..."""
     _, per_init = open_scores(scores_path)
@@ -275,6 +297,7 @@ def run(args: argparse.Namespace) -> int:
     md = format_table(names, table)  # the leads of TABLE_LEADS_H; the findings cover every lead
     findings = skill_findings(names, table)
     significance = significance_findings(names, per_init_mse(scores))
+    margins = linear_margins(names, table)
     text = (
         "## RMSE of 2 m temperature (K) by lead, held-out week 2019-03-25..31, UK (ERA5)\n\n"
         + md
@@ -283,6 +306,12 @@ def run(args: argparse.Namespace) -> int:
             "Findings (every lead +1..+24 h):\n" + "\n".join(f"- {f}" for f in findings)
             if findings
             else "Every emulator beats persistence, climatology and the linear baseline at every lead."
+        )
+        + (
+            "\n\nRMSE minus the linear baseline's (what the networks add to their linear part; < 0: better):\n"
+            + "\n".join(f"- {f}" for f in margins)
+            if margins
+            else ""
         )
         + "\n\nSignificance at 5 % (paired t-test on the per-init MSE, sample size corrected for autocorrelation):\n"
         + "\n".join(f"- {f}" for f in significance)
