@@ -161,7 +161,8 @@ def linear_margins(names: list[str], table: dict) -> list[str]:
         if not leads:
             continue
         diff = np.array([table[m][h] - table["linear"][h] for h in leads])
-        rel = 100 * diff / np.array([table["linear"][h] for h in leads])
+        rel = np.round(100 * diff / np.array([table["linear"][h] for h in leads]), 2) + 0.0  # no "-0.00"
+        diff = np.round(diff, 4) + 0.0
         out.append(
             f"{m} minus linear: {diff.min():+.4f} .. {diff.max():+.4f} K ({rel.min():+.2f} .. {rel.max():+.2f} %) "
             f"over {_spans(leads)}"
