@@ -116,3 +116,61 @@ def test_screenshot_is_not_blank(site, tmp_path):
     blue = (body[..., 2] - body[..., 0] > 0.15).mean()
     red = (body[..., 0] - body[..., 2] > 0.15).mean()
     assert blue > 0.01 and red > 0.01  # the better (blue) and the worse (red) forecast rows
+
+
+DRIVER = """<!doctype html><html><body><pre id="out"></pre>
+<iframe id="f" src="curves.html" width="1200" height="900"></iframe>
+<script>
+var f = document.getElementById("f"), log = [];
+function form() { return f.contentDocument.querySelector("form.selectors[data-kind='curves']"); }
+function values(select) { return Array.prototype.map.call(select.options, function (o) { return o.value; }); }
+function snap(label) {
+  var d = f.contentDocument, el = d.getElementById("explorer-curves");
+  var lines = d.querySelectorAll("path.js-line");
+  var paths = Array.prototype.map.call(lines, function (p) { return p.getAttribute("d"); });
+  log.push({ label: label, levels: values(form().elements["level"]), level: form().elements["level"].value,
+    selection: JSON.parse(el.getAttribute("data-selection") || "null"),
+    paths: paths.filter(function (p) { return p && p.indexOf("L") >= 0; }) });
+}
+function choose(name, value) {
+  var s = form().elements[name];
+  s.value = value;
+  s.dispatchEvent(new Event("change"));
+}
+function later(fn) { setTimeout(fn, 1500); }
+f.addEventListener("load", function () {
+  later(function () {
+    snap("initial");
+    choose("variable", "geopotential");
+    later(function () {
+      snap("variable");
+      var level = form().elements["level"];
+      choose("level", values(level).filter(function (v) { return v !== level.value; })[0]);
+      later(function () { snap("level"); document.getElementById("out").textContent = JSON.stringify(log); });
+    });
+  });
+});
+</script></body></html>"""
+
+
+def test_choosing_in_the_dropdowns_redraws_the_curves(site):
+    # what a user does: pick a variable, then a level, in the page's own <select> elements (the change handlers)
+    (site / "drive-selectors.html").write_text(DRIVER)
+    server, url = serve_in_thread(site)
+    try:
+        dom, console = run_browser(f"{url}drive-selectors.html", budget_ms=15000)
+    finally:
+        server.shutdown()
+        server.server_close()
+        (site / "drive-selectors.html").unlink()
+    assert not console
+    steps = {
+        s["label"]: s for s in json.loads(html.unescape(re.search(r'<pre id="out">(.*?)</pre>', dom, re.S).group(1)))
+    }
+    assert steps["initial"]["selection"]["key"] == "2m_temperature" and steps["initial"]["levels"] == []
+    assert steps["variable"]["selection"]["key"].startswith("geopotential/")
+    assert "500" in steps["variable"]["levels"] and "850" in steps["variable"]["levels"]
+    assert steps["level"]["level"] != steps["variable"]["level"]
+    assert steps["level"]["selection"]["key"] == f"geopotential/{steps['level']['level']}"
+    assert all(len(s["paths"]) == 3 for s in steps.values())  # one line per forecast
+    assert steps["initial"]["paths"] != steps["variable"]["paths"] != steps["level"]["paths"]
