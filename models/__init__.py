@@ -5,7 +5,7 @@ Pure PyTorch/numpy; imports nothing from ``pipeline``. See docs/models.md. Impor
 model kind (models.registry); a new kind adds its module to the import below.
 """
 
-from models import graph_emulator, linear, transformer_emulator  # noqa: F401  (each registers its model kind)
+from models import graph_emulator, linear, pointwise_emulator, transformer_emulator  # noqa: F401  (each registers its model kind)
 from models.base import (
     Emulator,
     ModelConfigError,
