@@ -22,6 +22,11 @@ from workflows.cli import main
 
 LAT = np.linspace(50.0, 58.0, 9)
 LON = np.linspace(350.0, 362.0, 13)
+SMALL = {
+    "graph": {"latent": 8, "processor_layers": 1},
+    "transformer": {"dim": 16, "depth": 1},
+    "pointwise": {"hidden": 8},
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +52,9 @@ def linear_config(path: Path, steps: list[int]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["graph", "transformer"])
+@pytest.mark.parametrize("kind", ["graph", "transformer", "pointwise"])
 def test_residual_emulator_starts_at_its_linear_part_and_keeps_it_in_the_checkpoint(kind: str) -> None:
-    config = {"linear_steps": [1, 3]} | ({"latent": 8, "processor_layers": 1} if kind == "graph" else {"dim": 16})
+    config = {"linear_steps": [1, 3]} | SMALL[kind]
     model = build_model(kind, latitude=LAT, longitude=LON, n_state=2, n_forcing=6, config=config)
     torch.manual_seed(0)
     model.linear.coef.normal_()
@@ -119,11 +124,9 @@ def test_wxemu_train_without_config_uses_the_demo_config_of_the_kind(uk_store: s
     assert main(["train", "--model", "linear", "--store", uk_store, "--out", str(tmp_path / "run")]) == 0
 
 
-@pytest.mark.parametrize("kind", ["graph", "transformer"])
+@pytest.mark.parametrize("kind", ["graph", "transformer", "pointwise"])
 def test_network_ignores_the_forcings_it_is_told_to(kind: str) -> None:
-    config = {"network_ignores_forcings": [3, 4]} | (
-        {"latent": 8, "processor_layers": 1} if kind == "graph" else {"dim": 16, "depth": 1}
-    )
+    config = {"network_ignores_forcings": [3, 4]} | SMALL[kind]
     model = build_model(kind, latitude=LAT, longitude=LON, n_state=1, n_forcing=6, config=config)
     torch.manual_seed(0)
     state, forcings, lead = torch.randn(2, 1, 9, 13), torch.randn(2, 6, 9, 13), torch.ones(2)

@@ -34,27 +34,9 @@ def test_output_at_a_point_depends_only_on_that_point_and_its_position() -> None
     assert not torch.allclose(uniform[..., 0, 0], uniform[..., 8, 12])  # the position is an input
 
 
-def test_residual_pointwise_starts_at_its_linear_part() -> None:
-    m = model(hidden=8, linear_steps=[1])
-    m.linear.coef.normal_()
-    state, forcings, lead = torch.randn(3, 4, 9, 13), torch.randn(3, 6, 9, 13), torch.ones(3)
-    assert torch.allclose(m(state, forcings, lead), m.linear(state, forcings, lead))
-
-
 def test_bad_pointwise_configs_are_refused_and_the_packaged_config_loads() -> None:
     for bad in ({"hidden": 0}, {"layers": -1}, {"width": 8}):
         with pytest.raises(ModelConfigError, match="pointwise"):
             model(**bad)
     cfg = TrainConfig.from_yaml(default_config_path("pointwise"))
     assert cfg.model.kind == "pointwise" and cfg.model.config["linear_steps"] == [1]
-
-
-def test_pointwise_network_ignores_the_forcings_it_is_told_to() -> None:
-    m = model(hidden=8, network_ignores_forcings=[3, 4])
-    state, forcings, lead = torch.randn(2, 4, 9, 13), torch.randn(2, 6, 9, 13), torch.ones(2)
-    out = m(state, forcings, lead)
-    changed = forcings.clone()
-    changed[:, 3:5] += 5.0
-    assert torch.equal(m(state, changed, lead), out)
-    changed[:, 0] += 5.0
-    assert not torch.allclose(m(state, changed, lead), out)
