@@ -140,13 +140,16 @@ def test_network_ignores_the_forcings_it_is_told_to(kind: str) -> None:
         build_model(kind, latitude=LAT, longitude=LON, n_state=1, n_forcing=3, config={"network_ignores_forcings": [3]})
 
 
-def test_residual_emulator_trained_on_rollouts_has_the_linear_baselines_fit(uk_store: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["graph", "pointwise"])
+def test_residual_emulator_trained_on_rollouts_has_the_linear_baselines_fit(
+    kind: str, uk_store: str, tmp_path: Path
+) -> None:
     # The emulator's 6-step rollouts must not shorten the windows its linear part is fitted on: otherwise it is
     # a different regression from `wxemu train --model linear` on the same data, and beating that is no skill.
     data = yaml.safe_load(linear_config(tmp_path / "l.yaml", [1]).read_text())["data"] | {"history": 2}
     (tmp_path / "l.yaml").write_text(yaml.safe_dump({"model": {"kind": "linear"}, "data": data}))
     graph = {
-        "model": {"kind": "graph", "config": {"linear_steps": [1], "latent": 8, "processor_layers": 1}},
+        "model": {"kind": kind, "config": {"linear_steps": [1]} | SMALL[kind]},
         "data": data | {"batch_size": 2},
         "rollout": {"max_steps": 6},
         "trainer": {"max_steps": 1, "val_every_n_steps": 1, "limit_val_batches": 1},
