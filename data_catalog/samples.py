@@ -229,8 +229,15 @@ def sample_path(name: str) -> str:
     """Local path of sample ``name`` (e.g. ``"era5-2mt-2019-03-uk.grib"``): from the local data directory when it
     holds the file, else downloaded and verified (see module docstring)."""
     _get(name)
-    for d in _local_dirs():
+    dirs = _local_dirs()
+    for d in dirs:
         path = os.path.join(d, name)
         if os.path.isfile(path):
             return path
-    return download_sample(name)
+    try:
+        return download_sample(name)
+    except InputDataError as exc:
+        where = f"not in {', '.join(dirs)}" if dirs else "no local data directory ($WXEMU_DATA_DIR or ../shared/data)"
+        raise InputDataError(
+            f"{exc}; {where}: set WXEMU_DATA_DIR to a directory that holds {name} to read it locally"
+        ) from None

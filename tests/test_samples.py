@@ -77,8 +77,9 @@ def test_download_checksum_mismatch(mirror):
     data = bytearray((mirror / T_AN).read_bytes())
     data[100] ^= 0xFF
     (mirror / T_AN).write_bytes(bytes(data))
-    with pytest.raises(InputDataError, match=f"sample '{T_AN}' from http://127.0.0.1:.*checksum mismatch"):
+    with pytest.raises(InputDataError, match=f"sample '{T_AN}' from http://127.0.0.1:.*checksum mismatch") as err:
         sample_path(T_AN)
+    assert f"not in {mirror.parent / 'empty'}: set WXEMU_DATA_DIR to a directory that holds {T_AN}" in str(err.value)
     with pytest.raises(InputDataError, match="download from http://127.0.0.1:.*failed"):
         download_sample("uv_on_different_levels.grib")  # not served: 404
 
