@@ -263,7 +263,10 @@ def canonicalise(
         ds = step(ds)
     ds = drop_leftover_coords(ds, layout)
     resolved = resolve_variables(ds, source, var_mapping, variables)
+    source_has_levels = "level" in ds.dims
     ds = ds[list(resolved)]
+    if source_has_levels and "level" not in ds.dims:
+        levels = None  # levels select among the variables that have them; the ones chosen here have none
     ds = handle_members(ds, source, ensemble, member)
     ds = normalise_levels(ds, source, levels)
     ds = normalise_grid(ds, source)

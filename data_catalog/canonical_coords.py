@@ -15,6 +15,7 @@ import xarray as xr
 
 from data_catalog import conventions as conv
 from data_catalog.errors import InputDataError
+from data_catalog.regions import AnyRegion, RegionError, box_indices
 from data_catalog.source_kinds import refuse_forecast_fields
 
 #: Arrays up to this size (bytes, float32) are checked for NaN immediately; larger ones when computed.
@@ -249,6 +250,27 @@ def normalise_grid(ds: xr.Dataset, source: str) -> xr.Dataset:
             {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"},
         ),
     )
+
+
+def crop_to_region(ds: xr.Dataset, region: AnyRegion, source: str) -> xr.Dataset:
+    """``ds`` (on the canonical grid) cut to the grid points in the box ``region``, lazily, its longitudes kept in
+    the canonical convention (a box across the prime meridian from a 0..360 grid becomes 350 .. 362). Static
+    fields are cut alike. Raises InputDataError naming ``source`` when the box holds no point of the grid."""
+    try:
+        rows, columns, longitude = box_indices(
+            region=region, latitude=ds["latitude"].values, longitude=ds["longitude"].values
+        )
+    except RegionError as exc:
+        raise InputDataError(f"{source}: {exc}") from None
+    cut = ds.isel(latitude=_as_slice(rows), longitude=_as_slice(columns))
+    return cut.assign_coords(longitude=("longitude", longitude, dict(ds["longitude"].attrs)))
+
+
+def _as_slice(index: np.ndarray) -> slice | np.ndarray:
+    """A run of consecutive indices as a slice (a plain read of the source's chunks), else the indices."""
+    if index.size and np.array_equal(index, np.arange(index[0], index[0] + index.size)):
+        return slice(int(index[0]), int(index[0]) + index.size)
+    return index
 
 
 def normalise_levels(ds: xr.Dataset, source: str, levels: list[int] | None) -> xr.Dataset:

@@ -55,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", help="first time to ingest (inclusive, e.g. 2019-03-01T00)")
     parser.add_argument("--end", help="last time to ingest (inclusive)")
     parser.add_argument(
+        "--region",
+        metavar="REGION",
+        help="cut the sources to a named region (e.g. uk; `wxemu verify --help` lists them) or a box "
+        "lat0,lat1,lon0,lon1 in degrees, e.g. 50,58,-10,2 (default: the whole grid)",
+    )
+    parser.add_argument(
         "--grid",
         type=float,
         metavar="DEG",
@@ -202,6 +208,7 @@ def config_from_args(args: argparse.Namespace):
         levels=levels_int,
         start=args.start,
         end=args.end,
+        region=args.region,
         grid=args.grid,
         chunk_time=args.chunk_time,
         block_mb=args.block_mb,
@@ -267,6 +274,7 @@ def run_forecast(args: argparse.Namespace) -> int:
         fmt=args.fmt,
         mapping=dict(_pairs(args.mapping, "--mapping") or ()) or None,
         units=dict(_pairs(args.units, "--units") or ()) or None,
+        region=args.region,
     )
     print(
         f"{args.out}: forecast store of {ds.attrs['wxemu_model']!r}: {ds.sizes['time']} initial times x "

@@ -33,12 +33,14 @@ import xarray as xr
 
 from data_catalog import store as st
 from data_catalog import store_protocol as sp
+from data_catalog.canonical_coords import crop_to_region
 from data_catalog.catalog import get_entry, is_catalog_name, load_catalog, open_dataset
 from data_catalog.errors import InputDataError, WxemuError
 from data_catalog.forecasts import to_canonical_forecast
 from data_catalog.ingestion import file_fingerprint
 from data_catalog.plausibility import guard_plausible
 from data_catalog.readers import expand_paths, open_source
+from data_catalog.regions import parse_box
 from data_catalog.um_forecasts import open_pp_forecast, pp_group  # metoffice
 
 KIND = "forecast"
@@ -238,7 +240,13 @@ def _command(sources: Sequence[str], out: str, recipe: Mapping[str, Any]) -> str
     for key, opt in (("variables", "--variables"), ("levels", "--levels"), ("lead_times", "--lead-times")):
         if recipe.get(key):
             argv += [opt, ",".join(map(str, recipe[key]))]
-    for key, opt in (("start", "--start"), ("end", "--end"), ("model_name", "--model-name"), ("fmt", "--format")):
+    for key, opt in (
+        ("start", "--start"),
+        ("end", "--end"),
+        ("region", "--region"),
+        ("model_name", "--model-name"),
+        ("fmt", "--format"),
+    ):
         if recipe.get(key) is not None:
             argv += [opt, str(recipe[key])]
     for key, opt in (("grib_filter", "--grib-filter"), ("mapping", "--mapping"), ("units", "--units")):
@@ -283,15 +291,18 @@ def ingest_forecast(
     units: Mapping[str, str] | None = None,
     chunk_mb: float = CHUNK_MB,
     allow_implausible: bool = False,
+    region: str | None = None,
 ) -> xr.Dataset:
     """Ingest forecast ``sources`` (catalog entry names, or paths / globs / URLs of GRIB, NetCDF, Zarr) into the
     forecast store ``out`` (path or fsspec URL); returns the store opened lazily.
 
     variables, levels, start/end (inclusive initial times), lead_times (``"6h"``, timedelta64, ...), allow_nan,
     mapping, units: as ``forecasts.to_canonical_forecast``. grib_filter: cfgrib ``filter_by_keys`` applied to every
-    GRIB file (e.g. ``{"dataType": "fc"}``). allow_implausible: store values outside the physical bounds of their
-    variable (``plausibility.BOUNDS``; otherwise refused while writing, naming the first). model_name: the
-    ``wxemu_model`` attribute (default: GRIB centre, else catalog entry name, else the file stem).
+    GRIB file (e.g. ``{"dataType": "fc"}``). region: cut every source to this box first (a named region of
+    :mod:`data_catalog.regions` or ``"lat0,lat1,lon0,lon1"``). allow_implausible: store values outside the
+    physical bounds of their variable (``plausibility.BOUNDS``; otherwise refused while writing, naming the
+    first). model_name: the ``wxemu_model`` attribute (default: GRIB centre, else catalog entry name, else the
+    file stem).
     chunk_mb: decoded MB cap of a chunk (see module docstring).
 
     Raises InputDataError (naming the file) for unreadable or unmappable input, mismatched grids/leads or
@@ -301,6 +312,7 @@ def ingest_forecast(
         raise ForecastIngestError("ingest --forecast: no SOURCE given")
     out = str(out)
     options = dict(storage_options or {}) or None
+    box = parse_box(region) if region is not None else None  # a bad spec is refused before anything is opened
     with sp.writer_lock(out, stage="ingest --forecast", storage_options=options):
         return _ingest_forecast_locked(
             sources,
@@ -321,6 +333,8 @@ def ingest_forecast(
                 units=units,
                 chunk_mb=chunk_mb,
                 allow_implausible=allow_implausible,
+                region=region,
+                box=box,
             ),
         )
 
@@ -362,6 +376,8 @@ def _ingest_forecast_locked(sources: list[str], out: str, options: dict | None, 
             mapping=mapping,
             units=units,
         )
+    if kw["box"] is not None:
+        found = [(name, crop_to_region(d, kw["box"], name), model) for name, d, model in found]
     ds = combine_forecasts([(name, d) for name, d, _ in found])
     implied = [m for _, _, m in found if m]
     name = model_name or (implied[0] if implied and len(set(implied)) == 1 else None)
@@ -382,6 +398,7 @@ def _ingest_forecast_locked(sources: list[str], out: str, options: dict | None, 
         "start": str(pd.Timestamp(start).isoformat()) if start is not None else None,
         "end": str(pd.Timestamp(end).isoformat()) if end is not None else None,
         "lead_times": lead_list,
+        "region": kw["region"],
         "model_name": model_name,
         "allow_nan": bool(allow_nan),
         "allow_implausible": bool(allow_implausible),

@@ -317,7 +317,9 @@ def extend_time(path_or_url: str, new_times: np.ndarray, *, storage_options: Map
     group = _open_group(path_or_url, storage_options)
     old = group["time"].shape[0]
     new = old + len(new_times)
-    for name, arr in group.arrays():
+    with _Quiet():  # zarr warns of the resume record (wxemu_progress/), which is no zarr node
+        arrays = list(group.arrays())
+    for name, arr in arrays:
         if name == "time":
             continue
         dims = arr.metadata.dimension_names or ()

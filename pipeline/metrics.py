@@ -29,7 +29,7 @@ import numpy as np
 import xarray as xr
 
 from data_catalog.errors import WxemuError
-from pipeline.regions import AnyRegion
+from data_catalog.regions import AnyRegion
 from pipeline.weights import latitude_weights_da
 
 # --------------------------------------------------------------------------------------------------------------
@@ -123,7 +123,7 @@ def spatial_means(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Area-weighted means over the last axis for every region at once.
 
     ``values``: shape ``(..., npoints)`` (the grid flattened, latitude-major); ``weights``: ``(npoints,
-    n_regions)``, each column summing to 1 (:func:`pipeline.regions.region_weights` reshaped). Returns ``(...,
+    n_regions)``, each column summing to 1 (:func:`data_catalog.regions.region_weights` reshaped). Returns ``(...,
     n_regions)``. One BLAS matrix product, in the dtype of ``values``.
 
     Computed as ``weights.T @ values.T`` with ``weights.T`` contiguous: OpenBLAS's sgemm with a skinny (few

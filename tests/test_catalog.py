@@ -177,6 +177,8 @@ def test_open_dataset_overrides(cloud_mirror, monkeypatch):
     cat = load_catalog([user_catalog])
     ds = open_dataset("arco-era5", catalog=cat, variables=["temperature", "2m_temperature"], levels=[1, 500])
     assert sorted(ds.data_vars) == ["2m_temperature", "temperature"] and ds["level"].values.tolist() == [1, 500]
+    surface = open_dataset("arco-era5", catalog=cat, variables=["2m_temperature"])  # the entry's levels do not apply
+    assert list(surface.data_vars) == ["2m_temperature"] and "level" not in surface.dims
     with pytest.raises(InputDataError, match=r"variables \['total_precipitation_6hr'\] not found"):
         open_dataset("wb2-era5-64x32", catalog=cat, variables=["total_precipitation_6hr"])
 

@@ -276,7 +276,7 @@ def test_lagged_paths_are_followed(trained: tuple[str, Path], tmp_path: Path) ->
     assert main(argv + ["--out", str(fc), "--lagged-paths", "2019-03-23T00/2019-03-23T03", "--quiet"]) == 0
     recorded = xr.open_zarr(fc).attrs["wxemu_lead_paths"]["lagged"]
     forecast = xr.open_zarr(fc)["2m_temperature"].isel(time=0)
-    from pipeline.regions import parse_region, region_weights
+    from data_catalog.regions import parse_region, region_weights
     from pipeline.weights import latitude_weights
 
     lat, lon = forecast["latitude"].values, forecast["longitude"].values

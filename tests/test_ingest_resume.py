@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -164,8 +165,11 @@ def test_append_writes_only_new_chunks(tmp_path, uk_nc, uk_store) -> None:
     ing.ingest(make_cfg([uk_nc["01"], uk_nc["02"]], out))
     chunk = out / "2m_temperature" / "c" / "47" / "0" / "0"
     before = (chunk.read_bytes(), chunk.stat().st_mtime_ns)
-    code = wxemu(["ingest", uk_nc["03"], "--out", str(out), "--append", "--quiet"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = wxemu(["ingest", uk_nc["03"], "--out", str(out), "--append", "--quiet"])
     assert code == 0
+    assert not [str(w.message) for w in caught if "zarr" in w.filename], "zarr warned the user"
     assert (chunk.read_bytes(), chunk.stat().st_mtime_ns) == before
     a = store.open_store(str(out)).load()
     xr.testing.assert_identical(a.drop_attrs(), store.open_store(uk_store).load().drop_attrs())

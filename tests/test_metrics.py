@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from data_catalog.regions import NAMED_REGIONS, parse_region
 from pipeline import metrics as M
-from pipeline.regions import NAMED_REGIONS, parse_region
 from pipeline.weights import latitude_weights
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

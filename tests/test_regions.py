@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 
 from data_catalog.errors import WxemuError
-from pipeline.regions import (
+from data_catalog.regions import (
     NAMED_REGIONS,
     WB2_REGIONS,
+    box_indices,
+    parse_box,
     parse_region,
     parse_regions,
     region_masks,
@@ -111,3 +113,52 @@ def test_region_errors_and_weights():
     w = region_weights(parse_regions(["global", "alps=52,54,0,10"]), lat, lon, latitude_weights(lat))
     np.testing.assert_allclose(w.sum(axis=(1, 2)), 1.0)
     assert (w[1] > 0).sum() == 9 * 9 and [r.name for r in parse_regions(["alps=1,2,3,4"])] == ["alps"]
+
+
+def test_box_indices_cut_a_global_grid_to_the_uk_sample_grid():
+    lat = np.arange(-90, 90.01, 0.25)
+    lon360 = np.arange(0, 360, 0.25)
+    lon180 = np.where(lon360 >= 180, lon360 - 360, lon360)
+    box = parse_box("50,58,-10,2")
+    rows, cols, new = box_indices(region=box, latitude=lat, longitude=lon360)
+    np.testing.assert_array_equal(lat[rows], np.arange(50, 58.01, 0.25))
+    np.testing.assert_array_equal(new, np.arange(350, 362.01, 0.25))  # the bundled sample's canonical grid
+    np.testing.assert_array_equal(lon360[cols] % 360, new % 360)  # each column is the point it claims to be
+    rows2, cols2, new2 = box_indices(region=box, latitude=lat, longitude=lon180)
+    np.testing.assert_array_equal(rows2, rows)
+    np.testing.assert_array_equal(new2, new)
+    np.testing.assert_array_equal(lon180[cols2] % 360, new % 360)
+
+
+def test_box_indices_invariants_on_random_boxes():
+    rng = np.random.default_rng(0)
+    lat = np.arange(-90, 90.01, 2.5)
+    for lon in (np.arange(0, 360, 5.0), np.arange(-180, 180, 5.0), np.arange(300, 420, 5.0)):
+        for _ in range(200):
+            lat0, lat1 = np.sort(rng.uniform(-90, 90, 2))
+            lon0, lon1 = rng.uniform(-360, 360, 2)
+            region = parse_box(f"{lat0},{lat1},{lon0},{lon1}")
+            mask = region.mask(lat, lon)
+            in_two = lon[0] == 300 and (np.diff(np.flatnonzero(mask.any(0))) > 1).any()  # the regional grid
+            if not mask.any() or in_two:  # no point, or a regional grid met at both its ends
+                with pytest.raises(WxemuError, match="holds no point" if not mask.any() else "two separate pieces"):
+                    box_indices(region=region, latitude=lat, longitude=lon)
+                continue
+            rows, cols, new = box_indices(region=region, latitude=lat, longitude=lon)
+            assert set(zip(*np.nonzero(mask))) == {(r, c) for r in rows for c in cols}  # exactly the mask's points
+            if region.all_longitudes:  # every column, as the grid has them
+                assert cols.tolist() == list(range(lon.size)) and new.tolist() == lon.tolist()
+                continue
+            assert 0 <= new[0] < 360 and (np.diff(new) > 0).all()  # canonical: eastward, first in [0, 360)
+            np.testing.assert_allclose(np.diff(new), 5.0)  # contiguous: no gap where the box crosses 0 or 360
+            np.testing.assert_allclose(lon[cols] % 360, new % 360)
+
+
+def test_box_indices_whole_longitudes_and_refusals():
+    lat, lon = np.arange(-60, 61, 30.0), np.arange(0, 360, 90.0)
+    rows, cols, new = box_indices(region=parse_box("-30,30,0,360"), latitude=lat, longitude=lon)
+    assert lat[rows].tolist() == [-30, 0, 30] and cols.tolist() == [0, 1, 2, 3] and new.tolist() == lon.tolist()
+    with pytest.raises(WxemuError, match="not one box"):
+        parse_box("extra-tropics")
+    with pytest.raises(WxemuError, match=r"holds no point of the grid \(-60..60N, 0..270E\)"):
+        box_indices(region=parse_box("70,80,0,10"), latitude=lat, longitude=lon)

@@ -11,6 +11,7 @@ from typing import Any
 
 from data_catalog.config_files import read_mapping
 from data_catalog.errors import ConfigError
+from data_catalog.regions import Region, RegionError, parse_box
 
 #: How the climatology is made (IngestConfig.climatology_pass).
 CLIMATOLOGY_PASSES = ("auto", "memory", "store")
@@ -24,6 +25,8 @@ class IngestConfig:
 
     sources: catalog entry names or file paths/globs/URLs (NetCDF, GRIB, Zarr). out: store path or URL.
     variables/levels/start/end: selection (canonical or source variable names; hPa; inclusive times).
+    region: cut every source to this box before anything else (a named region of :mod:`data_catalog.regions`,
+    e.g. ``uk``, or ``lat0,lat1,lon0,lon1`` in degrees; None: the whole grid).
     grid: target resolution in degrees for conservative regridding (None: keep the source grid).
     chunk_time: time steps per chunk. block_mb: decoded MB written per time block (a whole number of chunks; the
     unit of progress and resume). load_mb: sources whose canonical data is at most this many MB are read into
@@ -48,6 +51,7 @@ class IngestConfig:
     levels: tuple[int, ...] | None = None
     start: str | None = None
     end: str | None = None
+    region: str | None = None
     grid: float | None = None
     chunk_time: int = 1
     block_mb: float = DEFAULT_BLOCK_MB
@@ -74,6 +78,8 @@ class IngestConfig:
             raise ConfigError("ingest: no SOURCE given")
         if self.chunk_time < 1:
             raise ConfigError(f"ingest: --chunk-time must be >= 1, got {self.chunk_time}")
+        if self.region is not None:
+            self.box  # noqa: B018 (validates the spec)
         if self.grid is not None and not (math.isfinite(self.grid) and self.grid > 0):
             raise ConfigError(f"ingest: --grid must be a positive resolution in degrees, got {self.grid}")
         if not (math.isfinite(self.block_mb) and self.block_mb > 0):
@@ -129,6 +135,7 @@ class IngestConfig:
             "levels",
             "start",
             "end",
+            "region",
             "grid",
             "chunk_time",
             "stats_start",
@@ -155,6 +162,7 @@ class IngestConfig:
             "levels": "--levels",
             "start": "--start",
             "end": "--end",
+            "region": "--region",
             "grid": "--grid",
             "stats_start": "--stats-start",
             "stats_end": "--stats-end",
@@ -184,6 +192,14 @@ class IngestConfig:
         if self.append:
             argv.append("--append")
         return shlex.join(argv)
+
+    @property
+    def box(self) -> Region | None:
+        """The box of ``region`` (None: the whole grid); ConfigError when it is malformed or not one box."""
+        try:
+            return parse_box(self.region) if self.region is not None else None
+        except RegionError as exc:
+            raise ConfigError(f"ingest: --region: {exc}") from None
 
     @property
     def options(self) -> dict[str, Any] | None:
@@ -226,9 +242,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Two recipes describe the same data (their command lines may be spelled differently)."""
-    skip = {"command"}
-    return {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
+    """Two recipes describe the same data (their command lines may be spelled differently; a field that one
+    recipe lacks, as in a store written before the field existed, is its default None)."""
+    keys = (set(a) | set(b)) - {"command"}
+    return all(a.get(k) == b.get(k) for k in keys)
 
 
 def config_to_json(cfg: IngestConfig) -> str:

@@ -13,7 +13,7 @@ from dask.local import get_sync  # the synchronous scheduler as a function: no d
 
 from data_catalog import store as st
 from data_catalog.canonical import to_canonical
-from data_catalog.canonical_coords import check_time_axis
+from data_catalog.canonical_coords import check_time_axis, crop_to_region
 from data_catalog.catalog import get_entry, is_catalog_name, load_catalog, open_dataset
 from data_catalog.errors import InputDataError
 from data_catalog.ingestion.config import IngestConfig
@@ -183,9 +183,10 @@ def check_dims(ds: xr.Dataset, names: str) -> None:
 
 @dataclass
 class OpenedSources:
-    """The lazy canonical dataset the store will hold (validated; regridded when ``cfg.grid``) and where its parts
-    came from. spans: [(source name, first time, last time)] (which file a time came from, for error messages);
-    parts: [(source name, its variables, has a time axis)] (which files a block needs, on a cluster)."""
+    """The lazy canonical dataset the store will hold (validated; cut to ``cfg.region``, regridded when
+    ``cfg.grid``) and where its parts came from. spans: [(source name, first time, last time)] (which file a time
+    came from, for error messages); parts: [(source name, its variables, has a time axis)] (which files a block
+    needs, on a cluster)."""
 
     cfg: IngestConfig
     ds: xr.Dataset
@@ -210,6 +211,9 @@ def open_sources(cfg: IngestConfig, on_open: Callable[[str], None] | None = None
                 parts.append((path, open_one(cfg, path)))
                 if on_open:
                     on_open(path)
+    box = cfg.box
+    if box is not None:  # before anything is read: only the box's chunks are fetched
+        parts = [(name, crop_to_region(part, box, name)) for name, part in parts]
     ds = combine_sources(parts, cfg)
     names = ", ".join(n for n, _ in parts)
     spans = [(n, p["time"].values[0], p["time"].values[-1]) for n, p in parts if "time" in p.dims]

@@ -22,7 +22,7 @@ class ExplainConfig:
     (default), or the lagged one that ``wxemu forecast --lagged-paths`` may choose for a history-1 model (one
     trained step from the analysis ``lag`` hours before ``init``): give ``lag`` (e.g. "1h"), or ``forecast``, a
     forecast store whose recorded paths (attribute ``wxemu_lead_paths``) are followed (pipeline.explain.paths).
-    region: a named region or a box "lat0,lat1,lon0,lon1" (pipeline.regions). method: integrated_gradients
+    region: a named region or a box "lat0,lat1,lon0,lon1" (data_catalog.regions). method: integrated_gradients
     (``n_steps`` points), smoothgrad (``n_samples`` noisy gradients, ``noise`` std in normalised units) or
     gradient. baseline: the state the attribution is measured from: "climatology" (the store's climatology at
     each history time) or "mean" (the training mean). deletion_blocks / random_orderings: the faithfulness

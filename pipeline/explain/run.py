@@ -11,6 +11,7 @@ import torch
 import xarray as xr
 
 from data_catalog.errors import WxemuError
+from data_catalog.regions import parse_region, region_weights
 from data_catalog.version import wxemu_version
 from pipeline.checkpoint import sha256_file, weights_path
 from pipeline.explain.attribution import attribute, randomized_copy
@@ -22,7 +23,6 @@ from pipeline.explain.physical import distance_and_bearing, mass_centroid, share
 from pipeline.explain.target import ExplainInputs, RegionForecast, explain_inputs
 from pipeline.forecasters import ModelForecaster
 from pipeline.forecasting import parse_duration_hours
-from pipeline.regions import parse_region, region_weights
 from pipeline.store_reader import read_layout
 from pipeline.weights import latitude_weights
 

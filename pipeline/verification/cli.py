@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from data_catalog.regions import NAMED_REGIONS
 from pipeline import metrics as M
-from pipeline.regions import NAMED_REGIONS
 
 HELP = "score forecast stores against the truth (WeatherBench2 metrics)"
 

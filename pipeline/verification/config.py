@@ -41,7 +41,7 @@ class VerifyConfig:
 
     forecasts: forecast Zarr stores (WeatherBench2 layout); truth: the analysis store; out: the scores store
     (Zarr, or with ``out_format="wb2"`` a directory of WeatherBench2 results NetCDF files; None: not written);
-    regions: names or boxes ``lat0,lat1,lon0,lon1`` (:mod:`pipeline.regions`); variables / metrics / leads: None
+    regions: names or boxes ``lat0,lat1,lon0,lon1`` (:mod:`data_catalog.regions`); variables / metrics / leads: None
     means all shared / the default set / all; climatology: a store for ACC (default: the truth's group
     ``climatology``); reference: a forecast name for scorecards; block_mb: memory budget (MiB) of the data held
     at once; spectra: also compute power spectra (group ``spectra``); allow_nan: accept non-finite scores.

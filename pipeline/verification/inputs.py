@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from data_catalog.regions import describe_grid
 from data_catalog.store_protocol import COMPLETE_ATTR, is_complete, require_complete, root_attrs
-from pipeline.regions import describe_grid
 from pipeline.verification.config import VerifyError
 
 #: The store role (:data:`data_catalog.store_protocol.WRITER_OF`) of what verify reads.

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
+from data_catalog.regions import AnyRegion
 from pipeline import metrics as M
 from pipeline import spectra as S
-from pipeline.regions import AnyRegion
 from pipeline.verification.plan import BlockPlan, ForecastPlan
 from pipeline.verification.reader import climatology_fields, load_forecast_block, truth_rows
 from pipeline.weights import latitude_weights

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from data_catalog.regions import parse_regions, region_weights
 from pipeline import metrics as M
-from pipeline.regions import parse_regions, region_weights
 from pipeline.verification.config import VerifyConfig, VerifyError, VerifyResult, parse_leads
 from pipeline.verification.distributed import dask_client, score_variable_distributed
 from pipeline.verification.inputs import open_climatology_for, open_dataset

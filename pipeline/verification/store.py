@@ -20,9 +20,9 @@ import xarray as xr
 import zarr
 
 from data_catalog import store_protocol as sp
+from data_catalog.regions import AnyRegion
 from data_catalog.version import wxemu_version
 from pipeline.metrics import Metric
-from pipeline.regions import AnyRegion
 from pipeline.verification.config import VerifyConfig, VerifyError
 from pipeline.verification.plan import ForecastPlan
 

@@ -159,6 +159,15 @@ def parse_region(spec: str) -> AnyRegion:
     return NAMED_REGIONS[key]
 
 
+def parse_box(spec: str) -> Region:
+    """One box from a region name or ``"lat0,lat1,lon0,lon1"`` (:func:`parse_region`); RegionError for a union of
+    boxes (``extra-tropics``), which no single cut of a grid gives."""
+    region = parse_region(spec)
+    if not isinstance(region, Region):
+        raise RegionError(f"region {spec!r} is not one box ({region.describe()}); give a box lat0,lat1,lon0,lon1")
+    return region
+
+
 def parse_regions(specs: Iterable[str] | None) -> list[AnyRegion]:
     """Regions from command-line specs (names or boxes); ``None`` or empty gives ``[global]``."""
     specs = list(specs or ["global"])
@@ -205,3 +214,52 @@ def region_weights(
     masks = region_masks(regions, latitude, longitude, grid_name)
     w = masks * np.asarray(row_weights, dtype=np.float64)[None, :, None]
     return w / w.sum(axis=(1, 2), keepdims=True)
+
+
+def box_indices(*, region: AnyRegion, latitude: np.ndarray, longitude: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The rows and columns of a grid that lie in ``region``, to crop the grid to it (``wxemu ingest --region``).
+
+    Args:
+      region: a :class:`Region` (one box; a :class:`UnionRegion` is refused).
+      latitude: (nlat,) degrees north, ascending.
+      longitude: (nlon,) degrees east, any convention (0..360, -180..180, 350..362).
+
+    Returns:
+      rows: (k,) int indices into ``latitude``, ascending.
+      columns: (m,) int indices into ``longitude``, eastward from the western end of the cut (a box across the
+        prime meridian on a 0..360 grid takes 350..359.75 then 0..2).
+      new_longitude: (m,) the columns' longitudes in the wxemu convention: all of ``longitude`` unchanged when
+        the box spans every longitude, else the first in [0, 360) and increasing eastward (350 .. 362).
+
+    Raises:
+      RegionError: a union of boxes, a box that holds no grid point, or one that meets a regional grid in two
+        separate pieces (a wide box around the grid's ends).
+    """
+    if not isinstance(region, Region):
+        raise RegionError(f"region {region.name!r} ({region.describe()}) is not one box; give lat0,lat1,lon0,lon1")
+    lat = np.asarray(latitude, dtype=np.float64)
+    lon = np.asarray(longitude, dtype=np.float64)
+    rows = np.flatnonzero(region.latitude_mask(lat))
+    if region.all_longitudes:
+        columns, new_lon = np.arange(lon.size), lon.copy()
+    else:
+        inside = np.flatnonzero(region.longitude_mask(lon))
+        wrapped = lon[inside] % 360.0
+        order = np.argsort(wrapped, kind="stable")
+        columns, wrapped = inside[order], wrapped[order]
+        if columns.size > 1:  # start after the widest gap: the cut is then contiguous eastward
+            gaps = np.diff(np.r_[wrapped, wrapped[0] + 360.0])
+            start = 0 if np.allclose(gaps, gaps[0]) else (int(np.argmax(gaps)) + 1) % columns.size
+            columns, wrapped = np.roll(columns, -start), np.roll(wrapped, -start)
+        new_lon = wrapped[0] + (wrapped - wrapped[0]) % 360.0 if columns.size else wrapped
+    if rows.size == 0 or columns.size == 0:
+        raise RegionError(
+            f"region {region.name!r} ({region.describe()}) holds no point of the grid ({describe_grid(lat, lon)})"
+        )
+    steps = np.diff(new_lon)
+    if steps.size and not np.allclose(steps, steps.min(), rtol=1e-6, atol=1e-9):
+        raise RegionError(
+            f"region {region.name!r} ({region.describe()}) meets the regional grid ({describe_grid(lat, lon)}) in "
+            "two separate pieces; give a box that overlaps it in one"
+        )
+    return rows, columns, new_lon
