@@ -352,6 +352,17 @@ def test_wb2_hres_catalog_entry_over_http(tmp_path, http_server, monkeypatch):
     assert fp["hashed"] == ".zmetadata" and fp["bytes"] is None
     assert fp["sha256"] == hashlib.sha256((tmp_path / "mirror" / rel / ".zmetadata").read_bytes()).hexdigest()
 
+    # the same entry cut to a box across the prime meridian (`--region europe`, 35..75N, 12.5W..42.5E)
+    eu_out = str(tmp_path / "eu.zarr")
+    eu = ingest_forecast(["wb2-hres-forecast"], eu_out, variables=["temperature"], levels=[850], region="europe")
+    cols = np.r_[np.arange(62, 64), np.arange(0, 8)]  # 348.75, 354.375, then 0 .. 39.375
+    rows = np.flatnonzero((lat >= 35) & (lat <= 75))
+    np.testing.assert_allclose(eu["longitude"].values, lon[62] + 5.625 * np.arange(10))  # 348.75 .. 399.375
+    np.testing.assert_allclose(eu["latitude"].values, lat[rows])
+    want = data[:, :, 1:, cols][:, :, :, :, rows].transpose(0, 1, 2, 4, 3)
+    np.testing.assert_array_equal(eu["temperature"].values, want)
+    assert eu.attrs["wxemu_recipe"]["region"] == "europe"
+
 
 def test_crash_before_marking_complete_leaves_a_refused_store(sample, tmp_path, monkeypatch):
     """A crash after the rename but before ``wxemu_complete`` is set: the store is there but every reader
