@@ -55,6 +55,8 @@ def test_config_errors_name_the_key(tmp_path):
         ({**ok, "retention_hours": 6}, "retention_hours"),
         ({**ok, "models": ["persistence", "persistence"]}, "models"),
         ({**ok, "chunk_time": 0}, "chunk_time"),
+        ({**ok, "ingest_region": "extra-tropics"}, "ingest_region.*not one box"),
+        ({**ok, "ingest_region": "1,2,3"}, "ingest_region.*four numbers"),
     ]
     for data, key in cases:
         with pytest.raises(ConfigError, match=key):
@@ -68,6 +70,16 @@ def test_config_errors_name_the_key(tmp_path):
     cfg = CycleConfig.from_yaml(rel)
     assert cfg.store == str(tmp_path / "s.zarr") and cfg.source == (str(tmp_path / "in/a.grib"),)
     assert cfg.models == ("persistence", str(tmp_path / "runs/m1")) and cfg.model_names == ("persistence", "m1")
+
+
+def test_cycle_ingests_its_region(tmp_path, sample):
+    cfg = CycleConfig.from_yaml(write_config(tmp_path, sample("era5-2mt-2019-03-uk.grib"), ingest_region="52,56,-6,1"))
+    assert run_stage("ingest", cfg, "20190301T0500Z").status == "done"
+    store = xr.open_zarr(cfg.store, consolidated=None)
+    assert dict(store.sizes) == {"time": 6, "latitude": 17, "longitude": 29}
+    assert store["longitude"].values[[0, -1]].tolist() == [354.0, 361.0]  # 6W..1E, canonical
+    assert run_stage("ingest", cfg, "20190301T0700Z").status == "done"  # the next cycle appends the same box
+    assert xr.open_zarr(cfg.store, consolidated=None).sizes["time"] == 8
 
 
 def test_cycles_in_process(tmp_path, sample):

@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from data_catalog.errors import ConfigError
+from data_catalog.errors import ConfigError, WxemuError
+from data_catalog.regions import parse_box
 
 BASELINES = ("persistence", "climatology")
 
@@ -49,7 +50,9 @@ class CycleConfig:
     POINT, over the leads verified so far), ``site/`` (dashboard). models: checkpoints (run dir or
     ``model.safetensors``) and baselines (``persistence``, ``climatology``). lead/step: longest lead and lead
     spacing (step None: the store's time step). cycle_hours: hours between cycle points. variables/chunk_time:
-    the ingest's selection and chunking. regions: verification regions. retention_hours: forecasts initialised
+    the ingest's selection and chunking. ingest_region: the box every ingest cuts from the source (a region name
+    or ``lat0,lat1,lon0,lon1``, as ``wxemu ingest --region``; None: the whole grid). regions: verification
+    regions. retention_hours: forecasts initialised
     more than this before the cycle point are removed by housekeep (0: keep everything; otherwise at least the
     lead, so nothing is removed before it is verified).
     """
@@ -64,6 +67,7 @@ class CycleConfig:
     analysis_start: str | None = None
     variables: tuple[str, ...] | None = None
     chunk_time: int = 1
+    ingest_region: str | None = None
     regions: tuple[str, ...] = ("global",)
     retention_hours: float = 0.0
 
@@ -87,6 +91,11 @@ class CycleConfig:
             raise ConfigError(f"cycle config: cycle_hours: must be a positive number, got {self.cycle_hours!r}")
         if not isinstance(self.chunk_time, int) or self.chunk_time < 1:
             raise ConfigError(f"cycle config: chunk_time: must be an integer >= 1, got {self.chunk_time!r}")
+        if self.ingest_region is not None:
+            try:
+                parse_box(str(self.ingest_region))
+            except WxemuError as exc:
+                raise ConfigError(f"cycle config: ingest_region: {exc}") from None
         if not self.regions:
             raise ConfigError("cycle config: regions: give at least one region")
         if not isinstance(self.retention_hours, (int, float)) or self.retention_hours < 0:

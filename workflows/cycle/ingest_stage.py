@@ -27,6 +27,7 @@ def _ingest_config(config: CycleConfig, start: str | None, end: str | None, appe
         sources=config.source,
         out=config.store,
         variables=config.variables,
+        region=config.ingest_region,
         start=start,
         end=end,
         chunk_time=config.chunk_time,
