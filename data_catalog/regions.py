@@ -1,11 +1,13 @@
-"""Named verification regions and latitude/longitude boxes, as masks on a grid.
+"""Named regions and latitude/longitude boxes: masks on a grid (verification, explanations) and the cut of a grid
+to a box (``wxemu ingest --region``).
 
 A :class:`Region` is a latitude band times a longitude range. Longitudes are compared modulo 360, so the same
 region works on grids with longitudes in [0, 360), in [-180, 180), or on a regional grid that crosses the prime
 meridian stored as 350 .. 362 (the wxemu convention). Latitude bounds are inclusive, as WeatherBench2's
 ``SliceRegion`` (``sel(latitude=slice(lo, hi))``) and ``ExtraTropicalRegion`` (``|lat| >= 20``) are.
 
-Pure functions on coordinate arrays: ``region.mask(latitude, longitude) -> bool (nlat, nlon)``.
+Pure functions on coordinate arrays: ``region.mask(latitude, longitude) -> bool (nlat, nlon)``,
+``box_indices(region=, latitude=, longitude=) -> (rows, columns, longitudes of the cut)``.
 """
 
 from __future__ import annotations

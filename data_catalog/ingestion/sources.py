@@ -212,7 +212,7 @@ def open_sources(cfg: IngestConfig, on_open: Callable[[str], None] | None = None
                 if on_open:
                     on_open(path)
     box = cfg.box
-    if box is not None:  # before anything is read: only the box's chunks are fetched
+    if box is not None:  # before anything is read: only the chunks that overlap the box are fetched
         parts = [(name, crop_to_region(part, box, name)) for name, part in parts]
     ds = combine_sources(parts, cfg)
     names = ", ".join(n for n, _ in parts)
