@@ -12,8 +12,10 @@ import xarray as xr
 from _ingest import raw_uk
 
 from data_catalog import store as st
+from data_catalog.canonical import to_canonical
 from data_catalog.catalog import load_catalog
 from data_catalog.readers import open_source
+from data_catalog.um import iris_sample_dir
 from workflows.cli import main
 
 TIMES = pd.date_range("2019-03-01T00", periods=4, freq="1h")
@@ -86,3 +88,19 @@ def test_region_cut_of_forecast_grib(tmp_path, sample):
     assert "--region uk" in got.attrs["wxemu_recipe"]["command"]
     assert main([*argv[:-2], "--region", "extra-tropics", "--overwrite"]) == 2  # not one box
     assert st.open_store(str(out)).sizes == got.sizes  # the refused run left the store as it was
+
+
+def test_region_cut_of_a_global_unified_model_field(tmp_path):
+    """Met Office UM output (iris-sample-data's global air_temp.pp: 3.75 x 2.5 deg, single-precision longitudes
+    whose spacing wanders by 1e-4 deg) cut to the UK: one contiguous box across the prime meridian."""
+    path = f"{iris_sample_dir()}/air_temp.pp"
+    out = tmp_path / "uk.zarr"
+    assert main(["ingest", path, "--region", "uk", "--out", str(out), "--quiet"]) == 0
+    got = st.open_store(str(out))
+    np.testing.assert_allclose(got["longitude"].values, [352.5, 356.25, 360.0], atol=1e-3)
+    np.testing.assert_allclose(got["latitude"].values, [50.0, 52.5, 55.0, 57.5, 60.0], atol=1e-3)
+    (name,) = got.data_vars
+    whole = to_canonical(open_source(path), source=path)[name]
+    want = whole.sel(latitude=got["latitude"].values, method="nearest").isel(longitude=[-2, -1, 0])
+    assert got[name].dims == whole.dims
+    np.testing.assert_array_equal(got[name].values, want.values)
