@@ -56,6 +56,29 @@ def test_glosea4_perfect_model_study_scores_equal_numpy(tmp_path):
     assert result.site is None or Path(result.site, "index.html").exists()  # the site, where the dashboard is
 
 
+def test_study_cuts_truth_and_forecasts_to_its_ingest_region(tmp_path):
+    pytest.importorskip("iris")
+    cfg = StudyConfig.from_yaml(STUDIES / "glosea4-2011.yaml")
+    cfg = dataclasses.replace(cfg, out=str(tmp_path / "g4"), ingest_region="europe", regions=("global",))
+    result = run_study(cfg)
+    truth = xr.open_zarr(result.truth).load()
+    fc = xr.open_zarr(result.forecasts["glosea4"]).load()
+    for ds in (truth, fc):  # 35..75N, 12.5W..42.5E on the model's grid, one contiguous box across 0E
+        lat, lon = ds["latitude"].values, ds["longitude"].values
+        assert 35 <= lat.min() and lat.max() <= 75 and lon[0] < 360 < lon[-1] and (np.diff(lon) > 0).all()
+        assert ((lon - 360 <= 42.5) & (lon >= 347.5)).all()
+    np.testing.assert_array_equal(truth["longitude"].values, fc["longitude"].values)
+    lead = fc["prediction_timedelta"].values[0]
+    y = truth["skin_temperature"].sel(time=fc["time"].values[0] + lead).values.astype("f8")
+    x = fc["skin_temperature"].isel(time=0, prediction_timedelta=0).values.astype("f8").mean(axis=0)
+    got = xr.open_zarr(result.scores)["skin_temperature"].sel(
+        forecast="glosea4", region="global", prediction_timedelta=lead, metric="ens_mean_rmse"
+    )
+    np.testing.assert_allclose(float(got), np.sqrt(_mean((x - y) ** 2, _band_weights(fc["latitude"].values))), 1e-5)
+    with pytest.raises(ConfigError, match="ingest_region"):
+        dataclasses.replace(cfg, ingest_region="extra-tropics")
+
+
 def test_uk_era5_study_baselines_with_significance_equal_numpy(tmp_path):
     cfg = dataclasses.replace(StudyConfig.from_yaml(STUDIES / "uk-era5-2019-03.yaml"), out=str(tmp_path / "uk"))
     result = run_study(cfg)

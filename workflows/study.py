@@ -87,6 +87,7 @@ def _truth_from_member(cfg: StudyConfig, sources: list[str], work: Path) -> str:
         end=cfg.truth_end,
         overwrite=True,
         storage_options=cfg.options,
+        region=cfg.ingest_region,
     )
     if "number" in fc.dims:  # an ensemble: select the member (a single-member source is that member)
         if cfg.truth_member not in fc["number"].values:
@@ -128,6 +129,7 @@ def prepare_truth(cfg: StudyConfig, work: Path) -> str:
             variables=cfg.variables,
             start=cfg.truth_start,
             end=cfg.truth_end,
+            region=cfg.ingest_region,
             storage_options=cfg.storage_options,
             overwrite=True,
         )
@@ -188,6 +190,7 @@ def prepare_forecasts(cfg: StudyConfig, truth: str, work: Path) -> dict[str, str
             storage_options=cfg.options,
             grib_filter=dict(cfg.grib_filter) if cfg.grib_filter else None,
             fmt=cfg.forecast_format,
+            region=cfg.ingest_region,
         )
         out[name] = str(path)
     return out

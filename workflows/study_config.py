@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 
 from data_catalog.config_files import read_mapping
-from data_catalog.errors import ConfigError
+from data_catalog.errors import ConfigError, WxemuError
+from data_catalog.regions import parse_box
 
 BASELINES = ("persistence", "climatology")
 _TUPLES = ("emulators", "baselines", "variables", "regions", "metrics")
@@ -35,6 +36,8 @@ class StudyConfig:
     - ``forecasts``: physics-model forecasts, {name: source or [sources]} (GRIB, PP, NetCDF, WeatherBench2
       Zarr; local or fsspec), ingested with ``wxemu ingest --forecast`` (initial times ``start``..``end``;
       ``forecast_format``, ``grib_filter`` as there); PP sources of one forecast are read together.
+    - ``ingest_region``: the box every ingest of the study cuts from its sources (truth and physics-model
+      forecasts; a region name or ``lat0,lat1,lon0,lon1``, as ``wxemu ingest --region``; None: the whole grid).
     - ``variables``, ``regions``, ``metrics``: as ``wxemu verify``; ``reference``: the forecast the scorecards
       compare against (``scorecard_metric``); ``out``: the study folder; ``overwrite``: replace its outputs.
     """
@@ -57,6 +60,7 @@ class StudyConfig:
     start: str | None = None
     end: str | None = None
     variables: tuple[str, ...] | None = None
+    ingest_region: str | None = None
     regions: tuple[str, ...] = ("global",)
     metrics: tuple[str, ...] | None = None
     reference: str | None = None
@@ -113,6 +117,11 @@ class StudyConfig:
                     pd.Timestamp(value)
                 except ValueError:
                     raise ConfigError(f"{name}: cannot read {value!r} as a time") from None
+        if self.ingest_region is not None:
+            try:
+                parse_box(str(self.ingest_region))
+            except WxemuError as exc:
+                raise ConfigError(f"ingest_region: {exc}") from None
         if self.forecast_format not in (None, "netcdf", "grib", "zarr", "pp"):
             raise ConfigError(f"forecast_format: {self.forecast_format!r}; expected netcdf, grib, zarr or pp")
         if not str(self.out).strip():
