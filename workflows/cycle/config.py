@@ -52,9 +52,8 @@ class CycleConfig:
     spacing (step None: the store's time step). cycle_hours: hours between cycle points. variables/chunk_time:
     the ingest's selection and chunking. ingest_region: the box every ingest cuts from the source (a region name
     or ``lat0,lat1,lon0,lon1``, as ``wxemu ingest --region``; None: the whole grid). regions: verification
-    regions. retention_hours: forecasts initialised
-    more than this before the cycle point are removed by housekeep (0: keep everything; otherwise at least the
-    lead, so nothing is removed before it is verified).
+    regions. retention_hours: forecasts initialised more than this before the cycle point are removed by
+    housekeep (0: keep everything; otherwise at least the lead, so nothing is removed before it is verified).
     """
 
     source: tuple[str, ...]
