@@ -72,6 +72,7 @@ class Study:
 
     def __init__(self, store: str, window: int, max_shift: int) -> None:
         from data_catalog.store import open_climatology, open_store
+        from pipeline.weights import latitude_weights
 
         ds = open_store(store)
         self.x = ds[VARIABLE].values.astype(np.float64)
@@ -80,8 +81,7 @@ class Study:
         self.c = clim[self.times.day_of_year.values - 1, self.times.hour.values]
         self.anom = self.x - self.c
         lat = ds.latitude.values
-        self.w = np.cos(np.deg2rad(lat))[:, None] * np.ones((1, self.x.shape[2]))
-        self.w /= self.w.mean()
+        self.w = latitude_weights(lat)[:, None] * np.ones((1, self.x.shape[2]))  # as `wxemu verify` weighs
         self.f = hourly_forcings(self.c, self.times, lat, ds.longitude.values)
         self.motion = np.zeros((len(self.times), 2))
         for t in range(window, len(self.times)):
