@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from data_catalog.errors import ConfigError, WxemuError
+from data_catalog.samples import data_dir
 from data_catalog.store_protocol import mark_incomplete
 from pipeline.dashboard import DashboardConfig, build_dashboard
 from pipeline.dashboard.testing import (
@@ -22,8 +23,7 @@ from pipeline.dashboard.testing import (
 from pipeline.verification import VerifyConfig, verify
 from workflows.cli import main
 
-SHARED = Path("/work/shared/data")
-SHARED = next((p for p in (Path.cwd().parent / "shared" / "data", SHARED) if (p / "cartopy").is_dir()), SHARED)
+SHARED = Path(data_dir())  # $WXEMU_DATA_DIR, else ../shared/data: the samples and Natural Earth's files
 MARKUP = "<script>alert('x')</script>"
 
 

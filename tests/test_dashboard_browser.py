@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from data_catalog.samples import data_dir
 from pipeline.dashboard import DashboardConfig, build_dashboard
 from pipeline.dashboard.serve import serve_in_thread
 from pipeline.dashboard.testing import (
@@ -22,9 +23,7 @@ from pipeline.dashboard.testing import (
 )
 
 pytestmark = pytest.mark.skipif(chromium() is None, reason="no chromium (make install installs it)")
-SHARED = next(
-    (p for p in (Path.cwd().parent / "shared" / "data", Path("/work/shared/data")) if (p / "cartopy").is_dir()), None
-)
+SHARED = Path(data_dir()) if (Path(data_dir()) / "cartopy").is_dir() else None  # $WXEMU_DATA_DIR or ../shared/data
 MARKUP = "<img src=x onerror=alert(1)>"
 PLOT_PAGES = ("index", "curves", "timeline", "spectra")
 

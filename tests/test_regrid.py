@@ -70,9 +70,9 @@ def test_conservation_constant_and_brute_force(periodic: bool) -> None:
     np.testing.assert_allclose(y, _brute_force(x, lat, lon, dlat, dlon), rtol=1e-10, atol=1e-12)
 
 
-def test_regrid_dataset_uk_sample_half_degree() -> None:
+def test_regrid_dataset_uk_sample_half_degree(sample) -> None:
     ds = (
-        xr.open_dataset("/work/shared/data/era5-2mt-2019-03-uk.grib", engine="cfgrib", backend_kwargs={"indexpath": ""})
+        xr.open_dataset(sample("era5-2mt-2019-03-uk.grib"), engine="cfgrib", backend_kwargs={"indexpath": ""})
         .isel(time=slice(0, 24))
         .sortby("latitude")
     )
